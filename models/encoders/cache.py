@@ -1,0 +1,62 @@
+"""An encoder wrapper that remembers embeddings, on disk if asked.
+
+Training and evaluation embed the same ~30k labelled texts many times; caching
+them by (encoder name, text) makes a re-run cost seconds while still going
+through the exact encoder the service uses for anything not cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from models.encoders.base import Embeddings, Encoder
+
+
+def _key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class CachedEncoder:
+    """Delegates to ``inner`` for texts it has not seen; optionally persisted as ``.npz``."""
+
+    def __init__(self, inner: Encoder, cache_dir: Path | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._mem: dict[str, np.ndarray] = {}
+        self._path = None
+        if cache_dir is not None:
+            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", inner.name)
+            self._path = Path(cache_dir) / f"embeddings-{slug}.npz"
+            if self._path.is_file():
+                with np.load(self._path) as z:
+                    for k, v in zip(z["keys"].tolist(), z["vectors"], strict=True):
+                        self._mem[str(k)] = v
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
+        keys = [_key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._mem}.items())
+        if missing:
+            vecs = self.inner.encode([t for _, t in missing], batch_size=batch_size)
+            for (k, _), v in zip(missing, vecs, strict=True):
+                self._mem[k] = v
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._mem[k] for k in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        """Write the cache atomically (no-op without a cache dir)."""
+        if self._path is None or not self._mem:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.asarray(list(self._mem))
+        vecs = np.stack(list(self._mem.values())).astype(np.float32)
+        fd, tmp = tempfile.mkstemp(prefix=".emb-", suffix=".npz", dir=self._path.parent)
+        os.close(fd)
+        np.savez(tmp, keys=keys, vectors=vecs)
+        os.replace(tmp, self._path)

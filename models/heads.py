@@ -1,0 +1,145 @@
+"""Small prediction heads that read shared sentence embeddings.
+
+Heads are plain affine maps plus a link function, evaluated in numpy so serving
+needs no training library.  Each head type has a versioned registered name
+(``LinearSoftmax.v1`` ...): a behaviour change gets a new name and old bundles
+keep loading.  Calibration parameters live inside the head so a score means the
+same thing wherever it is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+
+
+def _softmax(z: F32) -> F32:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: F32 = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def _sigmoid(z: F32) -> F32:
+    out: F32 = (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
+    return out
+
+
+@dataclass
+class LinearHead:
+    """``link((x @ W.T + b) / temperature)`` over an embedding matrix ``x``.
+
+    ``softmax`` heads are single-label with one temperature; ``sigmoid`` heads are
+    multi-label with one temperature per label and a decision threshold per label.
+    """
+
+    kind: Literal["softmax", "sigmoid"]
+    labels: list[str]
+    weight: F32  # (n_labels, dim)
+    bias: F32  # (n_labels,)
+    temperature: F32 = field(default_factory=lambda: np.ones(1, np.float32))
+    thresholds: F32 | None = None  # sigmoid only: per-label decision threshold
+
+    NAMES: ClassVar[dict[str, str]] = {"softmax": "LinearSoftmax.v1", "sigmoid": "LinearSigmoid.v1"}
+
+    def __post_init__(self) -> None:
+        self.weight = np.asarray(self.weight, np.float32)
+        self.bias = np.asarray(self.bias, np.float32)
+        self.temperature = np.asarray(self.temperature, np.float32).reshape(-1)
+        if self.weight.shape[0] != len(self.labels) or self.bias.shape != (len(self.labels),):
+            raise ValueError("weight/bias do not match the label list")
+        if self.temperature.size not in (1, len(self.labels)):
+            raise ValueError("temperature must be a scalar or one per label")
+        if self.kind == "sigmoid" and self.thresholds is None:
+            self.thresholds = np.full(len(self.labels), 0.5, np.float32)
+        if self.thresholds is not None:
+            self.thresholds = np.asarray(self.thresholds, np.float32)
+
+    @property
+    def registered_name(self) -> str:
+        return self.NAMES[self.kind]
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def logits(self, x: F32) -> F32:
+        z: F32 = (np.asarray(x, np.float32) @ self.weight.T + self.bias) / self.temperature
+        return z
+
+    def predict_proba(self, x: F32) -> F32:
+        """Calibrated probabilities, shape ``(n, n_labels)``."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        if x.shape[1] != self.dim:
+            raise ValueError(f"head expects {self.dim}-d embeddings, got {x.shape[1]}-d")
+        z = self.logits(x)
+        return _softmax(z) if self.kind == "softmax" else _sigmoid(z)
+
+    # --- serialisation: tensors go to safetensors, the rest to the manifest ---
+    def tensors(self, prefix: str) -> dict[str, F32]:
+        out = {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.temperature": self.temperature}
+        if self.thresholds is not None:
+            out[f"{prefix}.thresholds"] = self.thresholds
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.registered_name, "labels": list(self.labels)}
+
+    @classmethod
+    def from_parts(cls, config: dict[str, Any], tensors: dict[str, F32], prefix: str) -> LinearHead:
+        kinds = {v: k for k, v in cls.NAMES.items()}
+        if config["type"] not in kinds:
+            raise ValueError(f"unknown head type {config['type']!r}")
+        kind: Literal["softmax", "sigmoid"] = "softmax" if kinds[config["type"]] == "softmax" else "sigmoid"
+        return cls(
+            kind=kind,
+            labels=list(config["labels"]),
+            weight=tensors[f"{prefix}.weight"],
+            bias=tensors[f"{prefix}.bias"],
+            temperature=tensors[f"{prefix}.temperature"],
+            thresholds=tensors.get(f"{prefix}.thresholds"),
+        )
+
+
+@dataclass
+class ZeroShotCalibration:
+    """Maps taxonomy similarity features to a probability.
+
+    Raw e5 cosines are compressed into a narrow band, so the probability uses the
+    best prototype similarity *and* its margin over the mean similarity to all
+    entries of the section; the three coefficients are fitted during training on
+    topics that do have labels and reused for entries that do not.
+    """
+
+    w_sim: float = 20.0
+    w_margin: float = 20.0
+    bias: float = -12.0
+
+    NAME: ClassVar[str] = "ZeroShotCalibration.v1"
+
+    def probability(self, sim: F32, margin: F32) -> F32:
+        return _sigmoid(np.float32(self.w_sim) * sim + np.float32(self.w_margin) * margin + np.float32(self.bias))
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.NAME, "w_sim": self.w_sim, "w_margin": self.w_margin, "bias": self.bias}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ZeroShotCalibration:
+        if config.get("type") != cls.NAME:
+            raise ValueError(f"unknown zero-shot calibration {config.get('type')!r}")
+        return cls(w_sim=float(config["w_sim"]), w_margin=float(config["w_margin"]), bias=float(config["bias"]))
+
+
+def zero_shot_features(x: F32, prototypes: list[F32]) -> tuple[F32, F32]:
+    """Best-prototype cosine per entry, and its margin over the mean across entries.
+
+    ``x`` rows and prototype rows must already be L2-normalised (and centred the
+    same way).  Returns two ``(n, n_entries)`` matrices.
+    """
+    sims = np.stack([(x @ p.T).max(axis=1) for p in prototypes], axis=1).astype(np.float32)
+    margin = (sims - sims.mean(axis=1, keepdims=True)).astype(np.float32)
+    return sims, margin

@@ -1,0 +1,168 @@
+"""CX taxonomies: the versioned, editable lists of topics and touchpoints.
+
+A taxonomy is data, not code: the default ships as YAML next to this module and
+teams replace it (wholly or per section) with their own file or an inline JSON
+object.  Every entry carries Italian and English names and descriptions, plus
+optional examples, which is all the zero-shot linker needs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class TaxonomyError(ValueError):
+    """A taxonomy file or object that cannot be used; the message says why."""
+
+
+class TaxonomyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="snake_case identifier, unique within its section")
+    names: dict[str, str] = Field(description="Display names by language; at least 'it' or 'en'.")
+    descriptions: dict[str, str] = Field(default_factory=dict, description="How customers talk about it, by language.")
+    examples: list[str] = Field(default_factory=list, max_length=200, description="Example sentences, any language.")
+    channels: list[str] = Field(default_factory=list, description="Touchpoints only: channel values mapping here.")
+
+    @field_validator("id")
+    @classmethod
+    def _snake_case(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"id {v!r} must be snake_case: lowercase letters, digits and '_', starting with a letter")
+        return v
+
+    @field_validator("names")
+    @classmethod
+    def _has_name(cls, v: dict[str, str]) -> dict[str, str]:
+        if not any(v.get(lang, "").strip() for lang in ("it", "en")):
+            raise ValueError("names needs at least a non-empty 'it' or 'en' entry")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [c.strip().lower() for c in v if c.strip()]
+
+    def prototype_texts(self) -> list[str]:
+        """Texts whose embeddings describe the entry for zero-shot similarity."""
+        out = [n for n in self.names.values() if n.strip()]
+        out += [d for d in self.descriptions.values() if d.strip()]
+        out += [e for e in self.examples if e.strip()]
+        return out
+
+
+class TaxonomySection(BaseModel):
+    """The topics or the touchpoints of one taxonomy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entries: list[TaxonomyEntry]
+
+    @model_validator(mode="after")
+    def _unique(self) -> TaxonomySection:
+        seen: set[str] = set()
+        for e in self.entries:
+            if e.id in seen:
+                raise ValueError(f"duplicate id {e.id!r}")
+            seen.add(e.id)
+        if not self.entries:
+            raise ValueError("a section needs at least one entry")
+        return self
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    def get(self, entry_id: str) -> TaxonomyEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+    def fingerprint(self) -> str:
+        payload = json.dumps([e.model_dump() for e in self.entries], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    topics: TaxonomySection
+    touchpoints: TaxonomySection
+
+    def channel_map(self) -> dict[str, str]:
+        """channel value (lowercase) -> touchpoint id; ids map to themselves."""
+        out: dict[str, str] = {}
+        for e in self.touchpoints.entries:
+            out[e.id] = e.id
+            for c in e.channels:
+                out.setdefault(c, e.id)
+        return out
+
+
+class _TaxonomyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=64)
+    topics: list[TaxonomyEntry] | None = None
+    touchpoints: list[TaxonomyEntry] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _str_version(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+
+def parse_taxonomy(data: Any, *, base: Taxonomy | None = None) -> Taxonomy:
+    """Validate a taxonomy object; a missing section falls back to ``base``'s (the default)."""
+    try:
+        raw = _TaxonomyFile.model_validate(data)
+        if raw.topics is None and raw.touchpoints is None:
+            raise TaxonomyError("taxonomy must contain 'topics' and/or 'touchpoints'")
+        base = base if base is not None else default_taxonomy()
+        topics = TaxonomySection(entries=raw.topics) if raw.topics is not None else base.topics
+        touchpoints = TaxonomySection(entries=raw.touchpoints) if raw.touchpoints is not None else base.touchpoints
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TaxonomyError(f"invalid taxonomy at {where or '<root>'}: {first['msg']}") from exc
+    except ValueError as exc:
+        if isinstance(exc, TaxonomyError):
+            raise
+        raise TaxonomyError(f"invalid taxonomy: {exc}") from exc
+    return Taxonomy(version=raw.version, topics=topics, touchpoints=touchpoints)
+
+
+def load_taxonomy(path: str | Path, *, base: Taxonomy | None = None) -> Taxonomy:
+    """Read a YAML (or JSON) taxonomy file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TaxonomyError(f"cannot read taxonomy file {p}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TaxonomyError(f"taxonomy file {p} is not valid YAML: {exc}") from exc
+    return parse_taxonomy(data, base=base)
+
+
+@lru_cache(maxsize=1)
+def default_taxonomy() -> Taxonomy:
+    """The taxonomy shipped with the package (cached; treat as read-only)."""
+    text = resources.files("models.resources").joinpath("taxonomy_default.yaml").read_text(encoding="utf-8")
+    raw = _TaxonomyFile.model_validate(yaml.safe_load(text))
+    assert raw.topics is not None and raw.touchpoints is not None
+    return Taxonomy(
+        version=raw.version,
+        topics=TaxonomySection(entries=raw.topics),
+        touchpoints=TaxonomySection(entries=raw.touchpoints),
+    )

@@ -1,0 +1,146 @@
+"""File in, JSONL out: the engine behind ``voce analyze``.
+
+Rows stream through in batches (never the whole file in memory); a bad row
+becomes an error line with its id, never a failed run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.types import DocumentError, DocumentInput
+from service.settings import Settings
+
+_FIELDS = set(DocumentInput.model_fields)
+
+
+class InputError(ValueError):
+    """The input file as a whole cannot be read (not a per-row problem)."""
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    raw = path.open("rb")
+    head = raw.read(4)
+    raw.seek(0)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return io.TextIOWrapper(raw, encoding="utf-16", newline="")
+    sample = raw.read(1 << 16)
+    raw.seek(0)
+    try:
+        sample.decode("utf-8")
+        enc = "utf-8-sig"
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut by the sample boundary is still UTF-8
+        enc = "utf-8-sig" if exc.start >= len(sample) - 3 else "latin-1"
+    return io.TextIOWrapper(raw, encoding=enc, newline="")
+
+
+def iter_documents(path: Path) -> Iterator[DocumentInput | DocumentError]:
+    """Yield documents (or per-row errors) from a JSONL or CSV file."""
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    with _open_text(path) as fh:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            yield from _jsonl(fh)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            yield from _csv(fh)
+        else:
+            raise InputError(f"unsupported input type {suffix!r}: use .jsonl or .csv")
+
+
+def _row_to_doc(row: dict[str, Any], default_id: str) -> DocumentInput | DocumentError:
+    data = {k: v for k, v in row.items() if k in _FIELDS and v not in (None, "")}
+    data["id"] = str(data.get("id") or default_id)
+    try:
+        return DocumentInput.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(p) for p in e["loc"])
+        return DocumentError(id=data["id"], error={"code": "InvalidInput", "message": f"{where}: {e['msg']}"})
+
+
+def _jsonl(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
+    for n, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield DocumentError(id=f"line-{n}", error={"code": "InvalidJson", "message": f"line {n}: {exc.msg}"})
+            continue
+        if not isinstance(row, dict):
+            yield DocumentError(id=f"line-{n}", error={"code": "InvalidInput", "message": "each line must be an object"})
+            continue
+        yield _row_to_doc(row, f"line-{n}")
+
+
+def _csv(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
+    sample = fh.read(1 << 15)
+    fh.seek(0)
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(fh, dialect=dialect)
+    if not reader.fieldnames or "text" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise InputError(f"CSV needs a 'text' column; found {reader.fieldnames}")
+    for n, row in enumerate(reader, start=2):
+        clean = {(k or "").strip().lower(): v for k, v in row.items()}
+        yield _row_to_doc(clean, f"row-{n}")
+
+
+def analyze_file(
+    input_path: Path,
+    output: Path,
+    *,
+    settings: Settings,
+    taxonomy: Path | None = None,
+    batch_size: int = 32,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, int]:
+    """Analyse ``input_path`` into ``output`` (JSONL); returns (documents ok, errors)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from models.analyzer import AnalyzerConfig
+    from models.factory import load_analyzer
+
+    docs = list(iter_documents(input_path))  # typed rows are small; the analysis streams below
+    analyzer = load_analyzer(
+        backend=settings.encoder_backend,
+        model=settings.encoder,
+        cache_dir=settings.cache_dir,
+        bundle=settings.bundle,
+        taxonomy=taxonomy or settings.taxonomy,
+        threads=settings.threads,
+        config=AnalyzerConfig(max_chars=settings.max_chars),
+        progress=progress,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    n_ok = n_err = 0
+    with output.open("w", encoding="utf-8") as out, Progress(
+        TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    ) as bar:
+        task = bar.add_task("analyse", total=len(docs))
+        for start in range(0, len(docs), batch_size):
+            chunk = docs[start : start + batch_size]
+            good = [d for d in chunk if isinstance(d, DocumentInput)]
+            results, errors = analyzer.analyze(good) if good else ([], [])
+            by_id: dict[str, str] = {r.id: r.model_dump_json(exclude_none=True) for r in results}
+            by_id |= {e.id: e.model_dump_json() for e in errors}
+            for d in chunk:
+                if isinstance(d, DocumentError):
+                    out.write(d.model_dump_json() + "\n")
+                    n_err += 1
+                else:
+                    out.write(by_id[d.id] + "\n")
+                    n_ok += d.id not in {e.id for e in errors}
+            n_err += len(errors)
+            bar.advance(task, len(chunk))
+    return n_ok, n_err

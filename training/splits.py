@@ -1,0 +1,133 @@
+"""Deterministic, group-aware train/dev splits, CV folds and data fingerprints.
+
+Why hashing instead of a seeded shuffle: a row's side depends only on
+``sha256(f"{seed}:{source}:{group}")``, so it does not move when rows are
+reordered, when another dataset is added, or between Python processes
+(``hash()`` is salted per process).  A bundle trained today and the eval run next
+month therefore agree on which rows were held out, and the manifest only needs
+``seed`` and ``dev_fraction`` (plus :func:`data_fingerprint`) to reproduce it.
+
+Why groups: rows that share ``Example.group`` (a duplicated tweet id, the
+sentences of one SemEval review) carry near-identical information; if they
+straddled the split, dev scores would be inflated by memorisation.
+
+ATE_ABSITA ships an official dev file: its train rows go through the same hash
+split as everything else, and the organisers' dev file stays a separate,
+untouched check, loaded with ``load_ate_absita(split="dev")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from training.data import Example, load_ate_absita
+
+_HASH_SPACE = float(2**64)
+_CHUNK = 1 << 20
+
+
+def group_hash(seed: int, source: str, group: str) -> float:
+    """Map a group to a uniform number in ``[0, 1)`` that is stable across runs."""
+    digest = hashlib.sha256(f"{seed}:{source}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / _HASH_SPACE
+
+
+def split_examples(
+    examples: Iterable[Example],
+    dev_fraction: float = 0.2,
+    seed: int = 13,
+) -> tuple[list[Example], list[Example]]:
+    """Split into ``(train, dev)``; a group goes to dev when its hash is below the fraction.
+
+    The fraction holds in expectation over *groups*, so datasets with few large
+    groups (SemEval: 350 reviews) deviate more from it than one-row-per-group ones.
+    Both lists keep the input order.
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    train: list[Example] = []
+    dev: list[Example] = []
+    for ex in examples:
+        is_dev = group_hash(seed, ex.source, ex.group) < dev_fraction
+        (dev if is_dev else train).append(ex)
+    return train, dev
+
+
+def assign_folds(
+    examples: Iterable[Example], k: int = 5, seed: int = 13
+) -> dict[tuple[str, str], int]:
+    """Fold index per ``(source, group)``: groups of each source, sorted by hash, dealt round-robin.
+
+    Dealing (instead of ``hash % k``) keeps every fold within one group of the same
+    size per source while staying independent of input order.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    groups_by_source: dict[str, set[str]] = {}
+    for ex in examples:
+        groups_by_source.setdefault(ex.source, set()).add(ex.group)
+    folds: dict[tuple[str, str], int] = {}
+    for source in sorted(groups_by_source):
+        ranked = sorted(
+            groups_by_source[source], key=lambda g: (group_hash(seed, source, g), g)
+        )
+        for i, group in enumerate(ranked):
+            folds[(source, group)] = i % k
+    return folds
+
+
+def kfold_groups(
+    examples: Sequence[Example], k: int = 5, seed: int = 13
+) -> list[tuple[list[Example], list[Example]]]:
+    """``k`` ``(train, validation)`` pairs; each group is validated exactly once.
+
+    Meant for cross-validating on the train side of :func:`split_examples`; the
+    dev side stays unseen until the final report.
+    """
+    folds = assign_folds(examples, k=k, seed=seed)
+    result: list[tuple[list[Example], list[Example]]] = []
+    for fold in range(k):
+        train = [ex for ex in examples if folds[(ex.source, ex.group)] != fold]
+        val = [ex for ex in examples if folds[(ex.source, ex.group)] == fold]
+        result.append((train, val))
+    return result
+
+
+def data_fingerprint(
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """sha256 hex digest of each file, for bundle manifests ("trained on exactly this").
+
+    Keys are POSIX paths relative to ``root`` when given (so manifests do not leak
+    or depend on the machine's directory layout), else the paths as passed.
+    """
+    base = Path(root).resolve() if root is not None else None
+    out: dict[str, str] = {}
+    for p in paths:
+        path = Path(p)
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+        key = os.fspath(p)
+        if base is not None:
+            try:
+                key = path.resolve().relative_to(base).as_posix()
+            except ValueError:
+                key = path.as_posix()
+        out[key] = h.hexdigest()
+    return out
+
+
+__all__ = [
+    "assign_folds",
+    "data_fingerprint",
+    "group_hash",
+    "kfold_groups",
+    "load_ate_absita",
+    "split_examples",
+]

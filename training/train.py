@@ -1,0 +1,254 @@
+"""Rebuild the shipped heads from the labelled public data, reproducibly.
+
+Frozen encoder + logistic-regression heads: every text is embedded once with the
+serving encoder (cached on disk), then each head is fitted on the training split,
+calibrated on a held-out calibration slice of it, and scored on the dev split
+through the same :class:`~models.analyzer.Analyzer` the service runs.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from models.bundle import SENTIMENT_LABELS, VoceBundle
+from models.encoders.base import Encoder
+from models.heads import F32, LinearHead, ZeroShotCalibration, zero_shot_features
+from models.taxonomy import default_taxonomy
+from training.config import TrainConfig
+from training.data import Example, load_all
+from training.splits import data_fingerprint, split_examples
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def fit_temperature(logits: F32, y: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood (grid + golden refinement)."""
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 41))
+    best = float(grid[np.argmin([nll(float(t)) for t in grid])])
+    lo, hi = best / 1.2, best * 1.2
+    for _ in range(30):
+        a, b = lo + (hi - lo) * 0.382, lo + (hi - lo) * 0.618
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float((lo + hi) / 2)
+
+
+def fit_softmax_head(
+    x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str]
+) -> LinearHead:
+    """Multinomial LR over ``label_space``; classes absent from training get a -inf-like bias."""
+    idx = {lab: i for i, lab in enumerate(label_space)}
+    y = np.asarray([idx[v] for v in labels])
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    clf.fit(x, y)
+    w = np.zeros((len(label_space), x.shape[1]), np.float32)
+    b = np.full(len(label_space), -30.0, np.float32)
+    coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
+    icpt = clf.intercept_ if len(clf.classes_) > 2 else np.asarray([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
+    for row, cls in enumerate(clf.classes_):
+        w[cls], b[cls] = coef[row], icpt[row]
+    head = LinearHead(kind="softmax", labels=list(label_space), weight=w, bias=b)
+    if len(y_cal) >= 20:
+        y_c = np.asarray([idx[v] for v in y_cal])
+        head.temperature = np.asarray([fit_temperature(head.logits(x_cal), y_c)], np.float32)
+    return head
+
+
+def fit_binary_head(x: F32, y: np.ndarray, C: float, seed: int, x_cal: F32, y_cal: np.ndarray, label: str) -> LinearHead:
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=None)
+    clf.fit(x, y)
+    head = LinearHead(kind="sigmoid", labels=[label], weight=clf.coef_.astype(np.float32), bias=clf.intercept_)
+    if len(y_cal) >= 20 and 0 < y_cal.sum() < len(y_cal):
+        z = head.logits(x_cal)[:, 0]
+        two = np.stack([np.zeros_like(z), z], axis=1)
+        head.temperature = np.asarray([fit_temperature(two, y_cal.astype(int))], np.float32)
+    return head
+
+
+def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """Decision threshold maximising F1 on calibration data (0.5 when too few positives)."""
+    if y.sum() < 5:
+        return 0.5
+    grid = np.linspace(0.15, 0.85, 29)
+    f1 = []
+    for t in grid:
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        f1.append(2 * tp / max(float(pred.sum() + y.sum()), 1.0))
+    return float(grid[int(np.argmax(f1))])
+
+
+def _split_calibration(train: list[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    return split_examples(train, dev_fraction=cfg.calibration_fraction, seed=cfg.seed + 1)
+
+
+def train_heads(
+    cfg: TrainConfig,
+    encoder: Encoder,
+    train: list[Example],
+    *,
+    progress: Progress = log.info,
+) -> VoceBundle:
+    """Fit every head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle."""
+    fit, cal = _split_calibration(train, cfg)
+    progress(f"embedding {len(train)} training texts with {encoder.name}")
+    texts = sorted({e.text for e in train})
+    vecs = encoder.encode(texts)
+    row = {t: i for i, t in enumerate(texts)}
+
+    def X(exs: list[Example]) -> F32:
+        return vecs[[row[e.text] for e in exs]] if exs else np.zeros((0, encoder.dim), np.float32)
+
+    center = vecs.mean(axis=0).astype(np.float32)
+
+    # --- sentiment (document/sentence, 4-way)
+    s_fit = [e for e in fit if e.sentiment is not None]
+    s_cal = [e for e in cal if e.sentiment is not None]
+    progress(f"sentiment head on {len(s_fit)} texts")
+    sentiment = fit_softmax_head(
+        X(s_fit), [e.sentiment for e in s_fit], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
+        X(s_cal), [e.sentiment for e in s_cal],
+    )
+
+    # --- topics (multi-label, one binary LR per labelled topic)
+    t_fit = [e for e in fit if e.topics is not None]
+    t_cal = [e for e in cal if e.topics is not None]
+    counts: dict[str, int] = {}
+    for e in t_fit:
+        for k in e.topics or {}:
+            counts[k] = counts.get(k, 0) + 1
+    topic_ids = [t for t in default_taxonomy().topics.ids if counts.get(t, 0) >= cfg.min_topic_examples]
+    progress(f"topic heads for {len(topic_ids)} topics on {len(t_fit)} texts: {', '.join(topic_ids)}")
+    ws, bs, temps, thrs = [], [], [], []
+    xf, xc = X(t_fit), X(t_cal)
+    for tid in topic_ids:
+        yf = np.asarray([tid in (e.topics or {}) for e in t_fit], int)
+        yc = np.asarray([tid in (e.topics or {}) for e in t_cal], int)
+        h = fit_binary_head(xf, yf, cfg.C_topics, cfg.seed, xc, yc, tid)
+        ws.append(h.weight[0])
+        bs.append(h.bias[0])
+        temps.append(h.temperature[0])
+        thrs.append(best_threshold(h.predict_proba(xc)[:, 0], yc))
+    topics = LinearHead(
+        kind="sigmoid", labels=topic_ids, weight=np.stack(ws), bias=np.asarray(bs),
+        temperature=np.asarray(temps), thresholds=np.asarray(thrs),
+    )
+
+    # --- per-topic polarity (aspect sentiment)
+    polarity: dict[str, LinearHead] = {}
+    for tid in topic_ids:
+        pf = [e for e in fit if e.topics and tid in e.topics]
+        pc = [e for e in cal if e.topics and tid in e.topics]
+        classes = {e.topics[tid] for e in pf if e.topics}
+        if len(pf) < cfg.min_polarity_examples or len(classes) < 2:
+            continue
+        polarity[tid] = fit_softmax_head(
+            X(pf), [e.topics[tid] for e in pf if e.topics], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
+            X(pc), [e.topics[tid] for e in pc if e.topics],
+        )
+    progress(f"topic polarity heads: {', '.join(sorted(polarity))}")
+
+    # --- detractor
+    d_fit = [e for e in fit if e.nps_detractor is not None]
+    d_cal = [e for e in cal if e.nps_detractor is not None]
+    progress(f"detractor head on {len(d_fit)} texts")
+    detractor = fit_binary_head(
+        X(d_fit), np.asarray([e.nps_detractor for e in d_fit]), cfg.C_detractor, cfg.seed,
+        X(d_cal), np.asarray([e.nps_detractor for e in d_cal]), "detractor",
+    )
+
+    # --- zero-shot calibration, fitted on labelled topics and reused for the rest
+    zero_shot = fit_zero_shot_calibration(encoder, center, t_cal or t_fit, X(t_cal or t_fit), topic_ids, cfg.seed)
+    progress(f"zero-shot calibration: {zero_shot.config()}")
+
+    return VoceBundle(
+        encoder={"name": encoder.name, "dim": encoder.dim, "backend": cfg.encoder_backend, "model": cfg.encoder_model},
+        sentiment=sentiment,
+        topics=topics,
+        topic_polarity=polarity,
+        detractor=detractor,
+        zero_shot=zero_shot,
+        center=center,
+        version=cfg.version,
+    )
+
+
+def _centre(x: F32, center: F32) -> F32:
+    c = x - center[None, :]
+    out: F32 = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+    return out
+
+
+def fit_zero_shot_calibration(
+    encoder: Encoder, center: F32, examples: list[Example], x: F32, topic_ids: list[str], seed: int
+) -> ZeroShotCalibration:
+    """Fit P(topic | similarity, margin) on labelled topics with the default taxonomy's prototypes."""
+    section = default_taxonomy().topics
+    protos = []
+    for entry in section.entries:
+        protos.append(_centre(encoder.encode(entry.prototype_texts()), center))
+    sims, margin = zero_shot_features(_centre(x, center), protos)
+    cols = [section.ids.index(t) for t in topic_ids]
+    y = np.asarray([[t in (e.topics or {}) for t in topic_ids] for e in examples], int)
+    feats = np.stack([sims[:, cols].ravel(), margin[:, cols].ravel()], axis=1)
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    clf.fit(feats, y.ravel())
+    return ZeroShotCalibration(
+        w_sim=float(clf.coef_[0, 0]), w_margin=float(clf.coef_[0, 1]), bias=float(clf.intercept_[0])
+    )
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) -> tuple[VoceBundle, dict[str, Any]]:
+    """Load data, split, fit, evaluate on dev, save the bundle; returns it with the dev report."""
+    from eval.evaluate import evaluate_bundle  # eval depends on models only; imported late to keep CLI start fast
+
+    t0 = time.time()
+    examples = [
+        e for rows in load_all(cfg.data_dir).values() for e in rows[: cfg.max_per_dataset or None]
+    ]
+    train_ex, dev_ex = split_examples(examples, dev_fraction=cfg.dev_fraction, seed=cfg.seed)
+    progress(f"{len(examples)} examples: {len(train_ex)} train / {len(dev_ex)} dev")
+    bundle = train_heads(cfg, encoder, train_ex, progress=progress)
+    progress("evaluating on the dev split through the analyzer")
+    report = evaluate_bundle(bundle, encoder, dev_ex, progress=progress)
+    bundle.manifest_extra = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "training_config": cfg.model_dump(mode="json"),
+        "training_config_hash": cfg.config_hash(),
+        "data": data_fingerprint(Path(cfg.data_dir)),
+        "split": {"train": len(train_ex), "dev": len(dev_ex), "seed": cfg.seed, "dev_fraction": cfg.dev_fraction},
+        "metrics": report["metrics"],
+        "train_seconds": round(time.time() - t0, 1),
+        "licences": "Trained on research / non-commercial data (see MODEL_CARD.md): SENTIPOLC 2016 (CC BY-NC-SA 3.0 IT),"
+        " ABSITA 2018 (research), SemEval-2016 ABSA restaurants (research), Twitter US Airline Sentiment"
+        " (CC BY-NC-SA 4.0), ATE_ABSITA 2020 (CC BY-NC-ND 4.0).",
+    }
+    bundle.save(cfg.output)
+    progress(f"bundle written to {cfg.output} in {time.time() - t0:.0f}s")
+    return bundle, report
