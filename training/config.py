@@ -13,8 +13,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # where the labelled public data lives (read-only; never copied into the repo)
-    data_dir: Path = Field(default=Path("../shared/data"))
+    # where the labelled public data lives (read-only; never copied into the repo);
+    # None = $VOCE_TRAIN_DATA_DIR, else ../shared/data next to the repository
+    data_dir: Path | None = None
     # where the new bundle is written
     output: Path = Field(default=Path("models/bundles/default"))
     # version string recorded in the manifest and shown by /info

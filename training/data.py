@@ -36,10 +36,10 @@ NPS-detractor proxy (``nps_detractor``)
       5->10: 5 stars is a promoter (9-10), 4 a passive (7-8) and 3 or fewer a
       detractor (0-6).  Passives are not detractors in NPS, so 4 joins 5 on the
       0 side.  The positives are rare (1-3 stars: 365 of 3,054 train reviews,
-      12 %), which the detractor head must handle with class weights, not by
-      moving the threshold into the passives.
+      12 %); the detractor head should cope with that imbalance (class weights)
+      rather than move the cut into the passives.
     * ``twitter_airline_en``: negative -> 1, positive -> 0, neutral -> ``None``
-      (a neutral tweet is usually a question, not a verdict).  Weak proxy: a
+      (a neutral tweet carries no verdict about the airline).  Weak proxy: a
       complaint tweet is not a survey answer.
     * SENTIPOLC, ABSITA, SemEval: ``None`` (no verdict about a provider).
 
@@ -230,10 +230,7 @@ def dataset_paths(
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found; pass data_dir=... or set {DATA_DIR_ENV} "
-            "to the shared data folder"
-        )
+        raise FileNotFoundError(f"{path} not found; pass data_dir=... or set {DATA_DIR_ENV} to the shared data folder")
     return path
 
 
@@ -319,10 +316,7 @@ def load_sentipolc(data_dir: str | os.PathLike[str] | None = None) -> list[Examp
     with path.open(encoding="utf-8", newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
             where = f"{path.name}:{line}"
-            flags = {
-                k: _flag(row[k], f"{where} {k}")
-                for k in ("subj", "opos", "oneg", "iro", "lpos", "lneg", "top")
-            }
+            flags = {k: _flag(row[k], f"{where} {k}") for k in ("subj", "opos", "oneg", "iro", "lpos", "lneg", "top")}
             tid = row["idtwitter"].strip()
             out.append(
                 Example(
@@ -360,17 +354,10 @@ def load_absita(data_dir: str | os.PathLike[str] | None = None) -> list[Example]
             where = f"{path.name}:{line}"
             sid = row["sentence_id"].strip()
             aspects = {
-                a: {
-                    k: _flag(row[f"{a}_{k}"], f"{where} {a}_{k}")
-                    for k in ("presence", "positive", "negative")
-                }
+                a: {k: _flag(row[f"{a}_{k}"], f"{where} {a}_{k}") for k in ("presence", "positive", "negative")}
                 for a in ABSITA_ASPECTS
             }
-            present = {
-                a: flags_to_polarity(f["positive"], f["negative"])
-                for a, f in aspects.items()
-                if f["presence"]
-            }
+            present = {a: flags_to_polarity(f["positive"], f["negative"]) for a, f in aspects.items() if f["presence"]}
             out.append(
                 Example(
                     source=ABSITA,
@@ -379,9 +366,7 @@ def load_absita(data_dir: str | os.PathLike[str] | None = None) -> list[Example]
                     language="it",
                     group=sid,
                     sentiment=combine_polarities(present.values()),
-                    topics=_map_topics(
-                        (ABSITA_TOPIC_MAP[a], p) for a, p in present.items()
-                    ),
+                    topics=_map_topics((ABSITA_TOPIC_MAP[a], p) for a, p in present.items()),
                     raw={"sentence_id": sid, "aspects": aspects},
                 )
             )
@@ -395,10 +380,7 @@ def absita_flag_matrix(examples: Iterable[Example]) -> list[list[list[int]]]:
     and ``absita_aspect_polarity_f1``, in :data:`ABSITA_ASPECTS` order.
     """
     return [
-        [
-            [ex.raw["aspects"][a][k] for k in ("presence", "positive", "negative")]
-            for a in ABSITA_ASPECTS
-        ]
+        [[ex.raw["aspects"][a][k] for k in ("presence", "positive", "negative")] for a in ABSITA_ASPECTS]
         for ex in examples
     ]
 
@@ -419,13 +401,14 @@ def load_semeval_restaurants(
 
     * In-scope sentence without an ``Opinions`` element: ``topics={}``.  SemEval
       annotates every opinion about the reviewed restaurant, so no opinion means
-      no category, and the official slot-1 scoring treats it as an empty gold set.
+      no category; in slot-1 scoring such a sentence is an empty gold set.
       Sentiment stays ``None`` (no opinion is not a neutral opinion).
     * ``OutOfScope="TRUE"`` sentences (an attribute of the *sentence*; 63 of
-      them, none with opinions): annotators skipped them (typically opinions about
-      another place), so ``topics=None`` and ``sentiment=None``;
-      ``raw["out_of_scope"]`` is ``True``.  Include them as empty sets when
-      reproducing official slot-1 numbers.
+      them, none with opinions): annotators skipped them (e.g. a remark about
+      another restaurant), so their topics are unknown, not absent:
+      ``topics=None``, ``sentiment=None``, ``raw["out_of_scope"] = True``.  Count
+      them as empty gold sets when comparing with published slot-1 numbers (the
+      official files keep them).
     """
     path = _require(resolve_data_dir(data_dir) / DATASET_FILES[SEMEVAL][0])
     root = ET.parse(path).getroot()
@@ -444,13 +427,9 @@ def load_semeval_restaurants(
             for op in [] if opinions_el is None else opinions_el.iter("Opinion"):
                 category, polarity = op.get("category", ""), op.get("polarity", "")
                 if category not in SEMEVAL_TOPIC_MAP:
-                    raise ValueError(
-                        f"{path.name} {sid}: unmapped category {category!r}"
-                    )
+                    raise ValueError(f"{path.name} {sid}: unmapped category {category!r}")
                 if polarity not in _SEMEVAL_POLARITIES:
-                    raise ValueError(
-                        f"{path.name} {sid}: unknown polarity {polarity!r}"
-                    )
+                    raise ValueError(f"{path.name} {sid}: unknown polarity {polarity!r}")
                 target = op.get("target")
                 opinions.append(
                     {
@@ -463,19 +442,13 @@ def load_semeval_restaurants(
                 )
             by_category: dict[str, list[str]] = {}
             for opinion in opinions:
-                by_category.setdefault(opinion["category"], []).append(
-                    opinion["polarity"]
-                )
-            categories = {
-                c: combine_polarities(ps) for c, ps in sorted(by_category.items())
-            }
+                by_category.setdefault(opinion["category"], []).append(opinion["polarity"])
+            categories = {c: combine_polarities(ps) for c, ps in sorted(by_category.items())}
             topics: dict[str, Polarity] | None
             if out_of_scope and not opinions:
                 topics = None
             else:
-                topics = _map_topics(
-                    (SEMEVAL_TOPIC_MAP[o["category"]], o["polarity"]) for o in opinions
-                )
+                topics = _map_topics((SEMEVAL_TOPIC_MAP[o["category"]], o["polarity"]) for o in opinions)
             out.append(
                 Example(
                     source=SEMEVAL,
@@ -517,18 +490,14 @@ def load_airline(data_dir: str | os.PathLike[str] | None = None) -> list[Example
             tid = row["tweet_id"].strip()
             label = row["airline_sentiment"].strip()
             if label not in _AIRLINE_SENTIMENTS:
-                raise ValueError(
-                    f"{path.name} {tid}: unknown airline_sentiment {label!r}"
-                )
+                raise ValueError(f"{path.name} {tid}: unknown airline_sentiment {label!r}")
             occurrence = seen.get(tid, 0)
             seen[tid] = occurrence + 1
             reason = row["negativereason"].strip() or None
             topics: dict[str, Polarity] | None = None
             if label == "negative" and reason is not None:
                 if reason not in AIRLINE_TOPIC_MAP:
-                    raise ValueError(
-                        f"{path.name} {tid}: unmapped negativereason {reason!r}"
-                    )
+                    raise ValueError(f"{path.name} {tid}: unmapped negativereason {reason!r}")
                 topic = AIRLINE_TOPIC_MAP[reason]
                 topics = {} if topic is None else {topic: "negative"}
             uid = f"{AIRLINE}:{tid}" + (f"~{occurrence}" if occurrence else "")
@@ -546,13 +515,9 @@ def load_airline(data_dir: str | os.PathLike[str] | None = None) -> list[Example
                         "tweet_id": tid,
                         "occurrence": occurrence,
                         "airline": row["airline"],
-                        "airline_sentiment_confidence": _optional_float(
-                            row["airline_sentiment_confidence"]
-                        ),
+                        "airline_sentiment_confidence": _optional_float(row["airline_sentiment_confidence"]),
                         "negativereason": reason,
-                        "negativereason_confidence": _optional_float(
-                            row["negativereason_confidence"]
-                        ),
+                        "negativereason_confidence": _optional_float(row["negativereason_confidence"]),
                         "airline_sentiment_gold": row["airline_sentiment_gold"] or None,
                         "negativereason_gold": row["negativereason_gold"] or None,
                         "tweet_created": row["tweet_created"],
@@ -627,18 +592,14 @@ def load_ate_absita(
             rec = json.loads(line)
             text, rid, score = rec["sentence"], str(rec["id_sentence"]), rec["score"]
             if not isinstance(score, int) or not 1 <= score <= 5:
-                raise ValueError(
-                    f"{where}: score must be an int in 1..5, got {score!r}"
-                )
+                raise ValueError(f"{where}: score must be an int in 1..5, got {score!r}")
             terms, spans, pols = (
                 rec["aspects"],
                 rec["aspects_position"],
                 rec["polarities"],
             )
             if not len(terms) == len(spans) == len(pols):
-                raise ValueError(
-                    f"{where}: aspects/aspects_position/polarities lengths differ"
-                )
+                raise ValueError(f"{where}: aspects/aspects_position/polarities lengths differ")
             aspects = []
             for term, (s0, e0), (p, n) in zip(terms, spans, pols, strict=True):
                 s, e, how = _locate_span(text, term, int(s0), int(e0))
@@ -661,9 +622,7 @@ def load_ate_absita(
                     text=text,
                     language="it",
                     group=rid,
-                    sentiment=combine_polarities(
-                        flags_to_polarity(a["positive"], a["negative"]) for a in aspects
-                    ),
+                    sentiment=combine_polarities(flags_to_polarity(a["positive"], a["negative"]) for a in aspects),
                     topics=None,
                     stars=score,
                     nps_detractor=int(score <= ATE_DETRACTOR_MAX_STARS),
@@ -689,9 +648,7 @@ _LOADERS: Mapping[str, Callable[[str | os.PathLike[str] | None], list[Example]]]
 }
 
 
-def load_dataset(
-    name: str, data_dir: str | os.PathLike[str] | None = None
-) -> list[Example]:
+def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
     """Load one dataset by name (ATE_ABSITA: train file; dev via load_ate_absita)."""
     if name not in _LOADERS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

@@ -40,7 +40,7 @@ def split_examples(
     dev_fraction: float = 0.2,
     seed: int = 13,
 ) -> tuple[list[Example], list[Example]]:
-    """Split into ``(train, dev)``; a group goes to dev when its hash is below the fraction.
+    """Split into ``(train, dev)``: a group is dev when its hash is below the fraction.
 
     The fraction holds in expectation over *groups*, so datasets with few large
     groups (SemEval: 350 reviews) deviate more from it than one-row-per-group ones.
@@ -56,13 +56,12 @@ def split_examples(
     return train, dev
 
 
-def assign_folds(
-    examples: Iterable[Example], k: int = 5, seed: int = 13
-) -> dict[tuple[str, str], int]:
-    """Fold index per ``(source, group)``: groups of each source, sorted by hash, dealt round-robin.
+def assign_folds(examples: Iterable[Example], k: int = 5, seed: int = 13) -> dict[tuple[str, str], int]:
+    """Fold index per ``(source, group)``.
 
-    Dealing (instead of ``hash % k``) keeps every fold within one group of the same
-    size per source while staying independent of input order.
+    Each source's groups are sorted by hash and dealt round-robin: unlike
+    ``hash % k`` this keeps the folds within one group of the same size per
+    source, and it is still independent of input order.
     """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -71,17 +70,13 @@ def assign_folds(
         groups_by_source.setdefault(ex.source, set()).add(ex.group)
     folds: dict[tuple[str, str], int] = {}
     for source in sorted(groups_by_source):
-        ranked = sorted(
-            groups_by_source[source], key=lambda g: (group_hash(seed, source, g), g)
-        )
+        ranked = sorted(groups_by_source[source], key=lambda g: (group_hash(seed, source, g), g))
         for i, group in enumerate(ranked):
             folds[(source, group)] = i % k
     return folds
 
 
-def kfold_groups(
-    examples: Sequence[Example], k: int = 5, seed: int = 13
-) -> list[tuple[list[Example], list[Example]]]:
+def kfold_groups(examples: Sequence[Example], k: int = 5, seed: int = 13) -> list[tuple[list[Example], list[Example]]]:
     """``k`` ``(train, validation)`` pairs; each group is validated exactly once.
 
     Meant for cross-validating on the train side of :func:`split_examples`; the
@@ -96,31 +91,47 @@ def kfold_groups(
     return result
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def data_fingerprint(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str] | None = None,
 ) -> dict[str, str]:
-    """sha256 hex digest of each file, for bundle manifests ("trained on exactly this").
+    """sha256 hex digest per file, for bundle manifests ("trained on exactly this").
 
-    Keys are POSIX paths relative to ``root`` when given (so manifests do not leak
-    or depend on the machine's directory layout), else the paths as passed.
+    ``paths`` is a list of files (e.g. ``training.data.dataset_paths()``) or a single
+    path; a single directory stands for every non-hidden file below it and becomes
+    the ``root``.  Keys are POSIX paths relative to ``root`` when given (manifests
+    must not depend on the machine's directory layout), else the paths as passed.
+    Sorted by key so that two manifests diff cleanly.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        single = Path(paths)
+        if single.is_dir():
+            root = single if root is None else root
+            files = sorted(
+                f
+                for f in single.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(single).parts)
+            )
+        else:
+            files = [single]
+    else:
+        files = [Path(p) for p in paths]
     base = Path(root).resolve() if root is not None else None
     out: dict[str, str] = {}
-    for p in paths:
-        path = Path(p)
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-        key = os.fspath(p)
-        if base is not None:
-            try:
-                key = path.resolve().relative_to(base).as_posix()
-            except ValueError:
-                key = path.as_posix()
-        out[key] = h.hexdigest()
-    return out
+    for path in files:
+        key = path.as_posix()
+        if base is not None and path.resolve().is_relative_to(base):
+            key = path.resolve().relative_to(base).as_posix()
+        out[key] = _sha256(path)
+    return dict(sorted(out.items()))
 
 
 __all__ = [

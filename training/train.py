@@ -23,7 +23,7 @@ from models.encoders.base import Encoder
 from models.heads import F32, LinearHead, ZeroShotCalibration, zero_shot_features
 from models.taxonomy import default_taxonomy
 from training.config import TrainConfig
-from training.data import Example, load_all
+from training.data import Example, dataset_paths, load_all, load_ate_absita, resolve_data_dir
 from training.splits import data_fingerprint, split_examples
 
 log = logging.getLogger(__name__)
@@ -235,13 +235,15 @@ def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) 
     progress(f"{len(examples)} examples: {len(train_ex)} train / {len(dev_ex)} dev")
     bundle = train_heads(cfg, encoder, train_ex, progress=progress)
     progress("evaluating on the dev split through the analyzer")
-    report = evaluate_bundle(bundle, encoder, dev_ex, progress=progress)
+    report = evaluate_bundle(
+        bundle, encoder, dev_ex, ate_dev=load_ate_absita("dev", cfg.data_dir), progress=progress
+    )
     bundle.manifest_extra = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "training_config": cfg.model_dump(mode="json"),
         "training_config_hash": cfg.config_hash(),
-        "data": data_fingerprint(Path(cfg.data_dir)),
+        "data": data_fingerprint(dataset_paths(cfg.data_dir), root=resolve_data_dir(cfg.data_dir)),
         "split": {"train": len(train_ex), "dev": len(dev_ex), "seed": cfg.seed, "dev_fraction": cfg.dev_fraction},
         "metrics": report["metrics"],
         "train_seconds": round(time.time() - t0, 1),

