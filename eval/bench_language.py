@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.language import LangidDetector, LanguageDetector, LinguaDetector, clean_for_detection
+from models.language import LangidDetector, LinguaDetector, clean_for_detection
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DETECTORS = ("lingua", "lingua-low", "langid")

