@@ -12,7 +12,6 @@ process so that its memory figure is its own.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import os
@@ -20,13 +19,11 @@ import random
 import resource
 import sys
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 from models.language import LangidDetector, LinguaDetector, clean_for_detection
+from training.data import load_all, resolve_data_dir
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DETECTORS = ("lingua", "lingua-low", "langid")
 
 #: hand-written short answers in other languages (not from any data set)
@@ -55,28 +52,17 @@ OTHER_LANGUAGES: list[tuple[str, str]] = [
 ]
 
 
-def _italian(data_dir: Path) -> Iterator[str]:
-    with open(data_dir / "sentipolc2016" / "train.csv", newline="", encoding="utf-8") as f:
-        yield from (row["text"] for row in csv.DictReader(f))
-    with open(data_dir / "absita2018" / "train.csv", newline="", encoding="utf-8") as f:
-        yield from (row["sentence"] for row in csv.DictReader(f, delimiter=";"))
-    with open(data_dir / "ate_absita2020" / "train.ndjson", encoding="utf-8") as f:
-        yield from (json.loads(line)["sentence"] for line in f if line.strip())
-
-
-def _english(data_dir: Path) -> Iterator[str]:
-    with open(data_dir / "twitter_airline_en" / "train.csv", newline="", encoding="utf-8") as f:
-        yield from (row["text"] for row in csv.DictReader(f))
-    root = ET.parse(data_dir / "semeval2016_restaurants_en" / "train.xml").getroot()
-    yield from (el.text or "" for el in root.iter("text"))
-
-
-def load_samples(data_dir: Path, per_language: int, seed: int) -> list[tuple[str, str]]:
+def load_samples(data_dir: Path | None, per_language: int, seed: int) -> list[tuple[str, str]]:
     """``(gold, text)`` pairs: ``per_language`` distinct non-empty texts per language."""
     rng = random.Random(seed)
+    pools: dict[str, set[str]] = {"it": set(), "en": set()}
+    for examples in load_all(data_dir).values():
+        for e in examples:
+            if e.language in pools and e.text.strip():
+                pools[e.language].add(e.text.strip())
     samples: list[tuple[str, str]] = []
-    for lang, texts in (("it", _italian(data_dir)), ("en", _english(data_dir))):
-        pool = sorted({t.strip() for t in texts if t and t.strip()})
+    for lang, texts in pools.items():
+        pool = sorted(texts)
         samples += [(lang, t) for t in rng.sample(pool, min(per_language, len(pool)))]
     return samples
 
@@ -146,12 +132,12 @@ def bench_one(name: str, samples: list[tuple[str, str]]) -> dict[str, object]:
     return result
 
 
-def run(data_dir: Path, per_language: int = 1500, seed: int = 13,
+def run(data_dir: Path | None = None, per_language: int = 1500, seed: int = 13,
         detectors: tuple[str, ...] = DETECTORS) -> dict[str, object]:
     samples = load_samples(data_dir, per_language, seed)
     report: dict[str, object] = {
         "command": "python -m eval.bench_language " + " ".join(sys.argv[1:]),
-        "data_dir": str(data_dir), "per_language": per_language, "seed": seed,
+        "data_dir": str(resolve_data_dir(data_dir)), "per_language": per_language, "seed": seed,
         "n_texts": len(samples), "cpu_count": os.cpu_count(), "detectors": {},
     }
     ctx = multiprocessing.get_context("spawn")  # a clean process per detector for honest memory
@@ -174,8 +160,8 @@ def _table(report: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/language_detection.json"))
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("VOCE_DATA_DIR", DEFAULT_DATA_DIR)))
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="default: $VOCE_TRAIN_DATA_DIR, else ../shared/data")
     parser.add_argument("--per-language", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS))

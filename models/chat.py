@@ -248,6 +248,8 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
 _E = r"(?:è|é|e')"  # "è" as typed on phones and keyboards without accents
 _N_IT = r"(?:\d+|due|tre|quattro|cinque|sei|sette|otto|nove|dieci|venti|mille|più|diverse|varie|molte|tante|numerose)"
 _N_EN = r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|twenty|multiple|several|many|numerous|countless)"
+_N_IT_MANY = r"(?:[2-9]|\d{2,}|due|tre|quattro|cinque|sei|sette|otto|nove|dieci|venti|diverse|varie|numerose)"
+_N_EN_MANY = r"(?:[2-9]|\d{2,}|two|three|four|five|six|seven|eight|nine|ten|twenty|multiple|several|numerous|countless)"
 _ORD_IT = r"(?:seconda|terza|quarta|quinta|sesta|settima|ottava|nona|decima|ennesima|\d+[ªa°]?)"
 _ORD_EN = r"(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|umpteenth|nth|\d+(?:st|nd|rd|th))"
 _DUR_IT = (r"(?:\d+|un[a']?|mezz'?|due|tre|quattro|cinque|sei|dieci|quindici|venti|trenta|quaranta|cinquanta"
@@ -281,7 +283,7 @@ _ESCALATION = _rx(
     r"\b(?:fare|faccio|farò|presentare|presento|presenterò|sporgere|sporgo|sporgerò)\s+(?:un\s+)?reclamo\b",
     r"\b(?:file|lodge|make|filing|lodging)\s+(?:a\s+)?(?:formal\s+)?complaint\b|\bformal\s+complaint\b",
     # cancel / leave
-    r"\bdisd(?:ire|ico|irò|ici|etta|ett[oa])\b",
+    r"\bdisd(?:ire|ico|irò|ici|etta|ett[oa])\b(?!\s+(?:la|le|il|una)\s+(?:camer|prenotazion|stanz|tavol|appuntament))",
     r"\b(?:recedere|recesso\s+dal|annullare|annullo|chiudere|chiudo|cancellare)\s+(?:il\s+mio\s+|la\s+mia\s+|il\s+"
     r"|la\s+|l'\s*)?(?:contratto|abbonamento|conto|account|utenza|iscrizione)\b",
     r"\b(?:passo|passerò|passare|vado|andrò|cambio|cambierò|cambiare)\s+(?:alla\s+concorrenza|a\s+(?:un\s+)?"
@@ -295,11 +297,13 @@ _ESCALATION = _rx(
     r"\b(?:never|won't|will\s+not)\s+(?:ever\s+)?(?:use|fly|buy|shop|order|book)\s+(?:\S+\s+){0,3}?again\b",
     # legal action
     r"\bavvocat[oiae]\b|\b(?:vie|azion[ei]|provvediment[oi])\s+legal[ei]\b",
-    r"\b(?:denuncia|denuncio|denuncerò|denunciarvi|querela|querelo|querelerò)\b",
+    r"\b(?:far[òe]|faccio|sporger[eò]|sporgo|presentar[eò]|presento)\s+(?:una\s+)?(?:denuncia|querela)\b",
+    r"\b(?:denuncio|denuncerò|denunciarvi|querelo|querelerò|querelarvi)\b",
     r"\b(?:codacons|altroconsumo|adiconsum|federconsumatori|agcom|antitrust|giudice\s+di\s+pace)\b",
     r"\bassociazion[ei]\s+(?:dei\s+|di\s+)?consumatori\b",
-    r"\b(?:lawyer|attorney|solicitor|lawsuit|sue|suing|legal\s+action|small\s+claims|ombudsman"
+    r"\b(?:lawyer|attorney|solicitor|lawsuit|legal\s+action|small\s+claims|ombudsman"
     r"|better\s+business\s+bureau|trading\s+standards)\b",
+    r"\b(?:will|going\s+to|gonna|I'll)\s+sue\b|\b(?:sue|suing)\s+(?:you|u|them|your)\b",  # not Italian "le sue"
 )
 
 _CUSTOMER_EFFORT: dict[EffortKind, re.Pattern[str]] = {
@@ -308,23 +312,28 @@ _CUSTOMER_EFFORT: dict[EffortKind, re.Pattern[str]] = {
         rf"(?:\s+{_MAX_WORDS}{_N_IT}\s+volte\b)?",
         rf"\bvi\s+(?:ho|abbiamo)\s+già\s+{_CONTACT_IT}",
         rf"\b{_CONTACT_IT}\s+{_MAX_WORDS}{_N_IT}\s+volte\b",
-        rf"\b{_E}\s+la\s+{_ORD_IT}\s+volta\s+che\b|\bper\s+l'ennesima\s+volta\b",
+        rf"\b{_E}\s+la\s+{_ORD_IT}\s+volta\s+che\s+(?:(?:vi|ti|la|le|lo)\s+)?(?:scriv|chiam|contatt|telefon"
+        r"|segnal|sollecit|chied|richied|mand|ripet|reclam)\w*",  # not "la seconda volta che lo compro"
+        r"\bper\s+l'ennesima\s+volta\b",
         r"\bennesim[oa]\s+(?:volta|chiamata|telefonata|segnalazione|e-?mail|messaggio|sollecito|reclamo)\b",
-        rf"\b{_N_IT}\s+(?:chiamate|telefonate|e-?mail|segnalazioni|solleciti|reclami|ticket)\b",
+        rf"\b{_N_IT_MANY}\s+(?:chiamate|telefonate|e-?mail|segnalazioni|solleciti|reclami)\b",
         r"\bho\s+ri(?:chiamato|scritto|contattato)\b|\bcontinuo\s+a\s+(?:chiamare|scrivere)\b",
         rf"\b(?:I've|I\s+have|I|we've|we\s+have|we)\s+already\s+{_CONTACT_EN}\b"
         rf"(?:\s+{_MAX_WORDS}{_N_EN}\s+times\b)?",
         rf"(?:\b(?:I've|I\s+have|I|we've|we)\s+)?\b{_CONTACT_EN}\s+{_MAX_WORDS}{_N_EN}\s+times\b",
-        rf"\b(?:this\s+is|it's|that's)\s+(?:the|my|our)\s+{_ORD_EN}\s+(?:time|call|attempt|chat|e-?mail|message)\b",
+        rf"\b(?:this\s+is|it's|that's)\s+(?:the|my|our)\s+{_ORD_EN}\s+(?:call|attempt|chat|e-?mail|message"
+        r"|time\s+(?:(?:I'm|I've|I\s+have|I\s+am|I)\s+)?(?:call|contact|writ|e-?mail|reach|chatt|ask|complain"
+        r"|tr[yi]|messag)\w*)\b",  # not "the second time flying with you"
         r"\bkeep\s+(?:calling|contacting|e-?mailing|writing|chatting)\b",
-        rf"\b{_N_EN}\s+(?:calls|e-?mails|chats|attempts|messages|tickets)\b",
+        rf"\b{_N_EN_MANY}\s+(?:calls|e-?mails|chats|attempts|messages)\b",
     ),
     "transfer": _rx(
-        r"\bmi\s+(?:hanno|avete|ha)\s+(?:già\s+)?(?:trasferit|rimbalzat|sballottat)[oaie]\b",
-        r"\bmi\s+(?:hanno|avete|ha)\s+(?:già\s+)?(?:passat|girat)[oaie]\s+(?:a|ad|al|alla|all'|da|tra|fra)\b",
+        r"\bmi\s+(?:hanno|avete|ha)\s+(?:già\s+)?(?:rimbalzat|sballottat)[oaie]\b",
+        r"\bmi\s+(?:hanno|avete|ha)\s+(?:già\s+)?(?:trasferit|passat|girat)[oaie]\s+(?:(?:\S+\s+){0,3}?volte\b"
+        r"|(?:a|ad|al|alla|all'|da|tra|fra)\b)",  # not "mi ha trasferito di stanza"
         r"\bda\s+un\s+(?:operatore|reparto|ufficio|numero)\s+all'altro\b|\brimbalzat[oaie]\b|\bscaricabarile\b",
         r"\b(?:been|was|were|got|get|keep\s+getting|kept\s+getting)\s+(?:\w+\s+)?(?:transferred|passed\s+around"
-        r"|bounced\s+around|passed\s+(?:from|between)|redirected)\b",
+        r"|bounced\s+around|passed\s+(?:from|between))\b",
         rf"\b(?:transferred|bounced|passed)\s+(?:around|back\s+and\s+forth|{_MAX_WORDS}{_N_EN}\s+times)\b",
     ),
     "long_wait": _rx(
@@ -348,8 +357,10 @@ _CUSTOMER_EFFORT: dict[EffortKind, re.Pattern[str]] = {
         r"\b(?:ho|abbiamo)\s+già\s+(?:dato|detto|comunicato|fornito|spiegato|indicato)\b",
         r"\b(?:devo|dovrei|dobbiamo)\s+(?:ripetere|rispiegare|ridare|rimandare|reinviare|ridire)\b",
         r"\b(?:ripeto|ripetere|ripetuto)\s+(?:per\s+l'ennesima\s+volta|ancora\s+una\s+volta|di\s+nuovo)\b",
-        r"\bcome\s+(?:già\s+)?(?:detto|scritto|spiegato|indicato|comunicato)\b|\bquante\s+volte\s+(?:devo|dovrò)\b",
-        r"\bI\s+(?:already|just)\s+(?:told|gave|sent|provided|explained|said|mentioned)\b",
+        r"\bcome\s+(?:(?:(?:vi|le|ti|gli)\s+)?(?:ho|avevo|abbiamo)\s+(?:già\s+)?|già\s+)"
+        r"(?:detto|scritto|spiegato|indicato|comunicato)\b",  # a review's "come detto" is no repetition
+        r"\bquante\s+volte\s+(?:devo|dovrò)\b",
+        r"\bI\s+already\s+(?:told|gave|sent|provided|explained|said|mentioned)\b",
         r"\b(?:I've|I\s+have|we've)\s+already\s+(?:told|given|sent|provided|explained|said|mentioned)\b",
         r"\bas\s+I\s+(?:already\s+)?(?:said|mentioned|explained|told\s+you|wrote|stated)\b",
         r"\brepeat(?:ing)?\s+myself\b|\bhow\s+many\s+times\s+(?:do\s+I\s+have\s+to|must\s+I)\b",
@@ -363,11 +374,11 @@ _CUSTOMER_EFFORT: dict[EffortKind, re.Pattern[str]] = {
         r"(?:di\s+persona\s+)?(?:in|al|alla|nel|nella|presso\s+(?:il|la))\s+"
         r"(?:negozio|filiale|punto\s+vendita|sportello|sede|ufficio|agenzia|store)\b",
         r"\b(?:al\s+telefono|via\s+e-?mail|in\s+negozio|in\s+chat|sui\s+social)\s+mi\s+(?:hanno|avevano|ha)\s+dett",
-        r"\b(?:also|even)\s+(?:\S+\s+){0,2}?(?:called|e-?mailed|tweeted|wrote\s+(?:to|a\s+letter)|messaged|phoned"
+        r"\balso\s+(?:\S+\s+){0,2}?(?:called|e-?mailed|tweeted|wrote\s+(?:to|a\s+letter)|messaged|phoned"
         r"|dm'?d|visited|went\s+(?:to|into)\s+(?:the\s+)?(?:store|shop|branch))\b",
         rf"\b(?:called|e-?mailed|tweeted|wrote|messaged|contacted|reached\s+out|complained)\s+(?:\S+\s+){{0,3}}?"
         rf"(?:via|by|on|over|through)\s+{_CHANNEL_EN}\b",
-        r"\b(?:had|have)\s+to\s+(?:call|e-?mail|tweet|write\s+to|go\s+(?:to|into)\s+(?:the\s+)?(?:store|shop|branch))\b",
+        r"\bhad\s+to\s+(?:call|e-?mail|tweet|write\s+to|go\s+(?:to|into)\s+(?:the\s+)?(?:store|shop|branch))\b",
         r"\b(?:phone|e-?mail|chat|twitter|store)\s+(?:team|support|agents?|people)\s+(?:told|said)\b",
     ),
     "unresolved": _rx(

@@ -94,23 +94,49 @@ def l2_normalise(x: npt.NDArray[np.floating]) -> Embeddings:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def encode_windows(
-    windows: Sequence[Window], n_texts: int, dim: int, batch_size: int, run: RunFn, pad: int
-) -> Embeddings:
-    """Run windows longest-first in padded batches and combine them per text.
+#: padded tokens per forward pass; bounds activation memory (attention is batch x heads x L x L)
+MAX_BATCH_TOKENS = 8192
+#: below this width padding is cheaper than another forward call
+_SHORT_WIDTH = 64
 
-    Sorting by length keeps padding (wasted compute) small; the stable sort
-    keeps the result deterministic, and results are scattered back by text
-    index, so the caller's order is preserved.
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+    """Group window indices into padded batches, longest first.
+
+    Sorting by length keeps padding small when there are many texts; on top of
+    that a batch is closed when it would exceed ``batch_size`` rows or
+    ``max_tokens`` padded tokens, or when the next window is less than half
+    the batch's width (one 512-token window must not pad thirty short reviews
+    to 512 tokens each).  The stable sort keeps batching deterministic.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            width = lengths[batch[0]]
+            fits = len(batch) < batch_size and (len(batch) + 1) * width <= max_tokens
+            if fits and (2 * lengths[i] >= width or width <= _SHORT_WIDTH):
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+def encode_windows(
+    windows: Sequence[Window], n_texts: int, dim: int, batch_size: int, run: RunFn, pad: int
+) -> Embeddings:
+    """Run windows in length-sorted padded batches and combine them per text.
+
+    Results are scattered back by text index, so the caller's order is kept.
+    """
     sums = np.zeros((n_texts, dim), dtype=np.float64)
     weights = np.zeros(n_texts, dtype=np.float64)
-    order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
-    for start in range(0, len(order), batch_size):
-        batch = [windows[i] for i in order[start : start + batch_size]]
-        width = max(len(w.ids) for w in batch)
+    for indices in length_batches([len(w.ids) for w in windows], batch_size):
+        batch = [windows[i] for i in indices]
+        width = len(batch[0].ids)
         ids = np.full((len(batch), width), pad, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, w in enumerate(batch):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models.encoders.e5_convert import dequantize_q4_0
-from models.encoders.windowing import SpecialTokens, encode_windows, masked_mean, plan_windows
+from models.encoders.windowing import SpecialTokens, encode_windows, length_batches, masked_mean, plan_windows
 
 XLMR = SpecialTokens(head=(0,), tail=(2,), pad=1)
 
@@ -45,6 +45,16 @@ def test_windows_are_combined_by_content_weight_and_order_is_restored() -> None:
         assert out.shape == (3, 8) and out.dtype == np.float32
         assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
         assert out[0].argmax() == 3 and out[1].argmax() == 4 and out[2].argmax() == 5
+
+
+def test_batches_are_length_sorted_and_bounded() -> None:
+    lengths = [10, 512, 12, 300, 11, 9]
+    assert length_batches(lengths, batch_size=32) == [[1, 3], [2, 4, 0, 5]]
+    assert length_batches(lengths, batch_size=2) == [[1, 3], [2, 4], [0, 5]]
+    assert length_batches(lengths, batch_size=32, max_tokens=512) == [[1], [3], [2, 4, 0, 5]]
+    assert length_batches([], batch_size=4) == []
+    with pytest.raises(ValueError):
+        length_batches(lengths, batch_size=0)
 
 
 def test_masked_mean_ignores_padding() -> None:
