@@ -164,7 +164,7 @@ class Analyzer:
             topics = self._topics(p, topic_ids, topic_scores, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb)
             touchpoints = self._touchpoints(p, tax.touchpoints.ids, tp_scores, all_idx, sen_idx, channel_map)
             detractor = float((det_p[win_idx] * weights).sum())
-            chat = self._chat_result(p, units, sent_p) if p.doc.kind == "chat" else None
+            chat = self._chat_result(p, units, sent_p) if p.turns else None
             results.append(
                 DocumentResult(
                     id=p.doc.id,
@@ -232,18 +232,13 @@ class Analyzer:
             analysed_text = text.strip()
         if not sentences:
             return _error(d.id, "EmptyText", "document has no analysable text")
-        if d.kind == "chat" and kind == "chat" and d.turns is None and d.text is None:
-            return _error(d.id, "EmptyText", "chat document needs 'text' or 'turns'")
 
         language = self._language(d, analysed_text, warnings)
         if len(analysed_text) <= self.config.doc_window_chars:
             windows, weights = [analysed_text], [1.0]
-        else:
-            wins = window_spans(sentences, self.config.doc_window_chars) if kind == "comment" else None
-            if wins:
-                windows = [w.text for w in wins]
-            else:
-                windows = [s.text for s in window_spans(split_sentences(analysed_text), self.config.doc_window_chars)]
+        else:  # long texts: sentence windows, never truncation
+            spans = split_sentences(analysed_text)
+            windows = [w.text for w in window_spans(spans, self.config.doc_window_chars, source=analysed_text)]
             weights = [float(len(w)) for w in windows]
         p = _Prepared(d, text, language, warnings, sentences, windows, weights, turns if kind == "chat" else [])
         p.rendered = rendered
