@@ -23,22 +23,23 @@ to :data:`LANGUAGES` (the languages customers plausibly write in):
 Default: **langid** (:func:`default_detector`).  Measured with
 ``python -m eval.bench_language --out reports/language_detection.json`` on 1,500
 Italian + 1,500 English texts (SENTIPOLC, ABSITA 2018, ATE-ABSITA 2020, airline
-tweets, SemEval-16 restaurants; seed 13), decision rule applied, 2 CPU cores:
+tweets, SemEval-16 restaurants; seed 13), decision rule applied, 2 CPU cores
+(texts/s: idle machine / the committed report, run while training shared the CPUs):
 
-=============  =======  ===============  =============  ==========  =======  ========
-detector       overall  <=5 words (279)  first 3 words  other (52)  texts/s  RSS (MB)
-=============  =======  ===============  =============  ==========  =======  ========
-lingua         0.996    0.975            0.957          0.942       ~650     ~630
-lingua (low)   0.981    0.907            0.855          1.000       ~1,700   ~44
-langid         0.997    0.982            0.950          0.923       ~4,000   ~97
-=============  =======  ===============  =============  ==========  =======  ========
+=============  =======  ===============  =============  ==========  ==============  ========
+detector       overall  <=5 words (279)  first 3 words  other (52)  texts/s         RSS (MB)
+=============  =======  ===============  =============  ==========  ==============  ========
+lingua         0.996    0.975            0.958          0.942       ~650 / 400      ~650
+lingua (low)   0.981    0.907            0.855          1.000       ~1,700 / 1,250  ~42
+langid         0.997    0.982            0.950          0.923       ~4,000 / 2,600  ~96
+=============  =======  ===============  =============  ==========  ==============  ========
 
 "other" is 52 hand-written fr/de/es/pt/nl/... answers, half of them one to three
 words: the it/en rule turns 3 of them into it/en (either backend), and lifts
 first-3-words accuracy from 0.85 / 0.84 (raw top-1) to the figures above.  langid
 matches lingua's high-accuracy mode on real texts and beats it on short ones while
-being ~6x faster with ~6x less memory (lingua keeps 1- to 5-gram models of all 26
-languages resident); lingua is ahead only on texts cut to three words (+0.7 pt).
+being ~6x faster with ~7x less memory (lingua keeps 1- to 5-gram models of all 26
+languages resident); lingua is ahead only on texts cut to three words (+0.8 pt).
 lingua's low-accuracy mode is small but clearly worse on short texts.  For lingua
 and langid a ``reliable`` guess was right >= 99.4% of the time on every subset.
 """

