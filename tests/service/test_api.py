@@ -76,7 +76,7 @@ def test_analyze_shape_and_invariants(client: TestClient) -> None:
             for item in d["topics"] + d["touchpoints"]:
                 assert item["evidence"] and 0 <= item["score"] <= 1
                 for ev in item["evidence"]:
-                    assert 0 <= ev["offset"] and ev["offset"] + ev["length"] <= len(text)
+                    assert ev["offset"] >= 0 and ev["offset"] + ev["length"] <= len(text)
         assert docs["a"]["language"] == "it"
         chat = docs["c"]["chat"]
         assert [t["role"] for t in chat["turns"]] == ["customer", "agent"]
