@@ -88,6 +88,9 @@ class VoceBundle:
             manifest = self.manifest()
             manifest["tensors_sha256"] = _sha256(tmp / "heads.safetensors")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            os.chmod(tmp, 0o755)  # mkdtemp makes private dirs; a bundle is meant to be shared
+            for f in tmp.iterdir():
+                os.chmod(f, 0o644)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)

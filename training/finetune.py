@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -333,8 +333,10 @@ def adapter_pairs(model: nn.Module) -> tuple[dict[str, tuple[np.ndarray, np.ndar
         _, sep, inner = name.partition("base_model.model.")
         if not sep:
             raise ValueError(f"unexpected peft module name {name!r}")
-        a = module.lora_A["default"].weight.detach().float().cpu().numpy()
-        b = module.lora_B["default"].weight.detach().float().cpu().numpy()
+        lora_a: Any = module.lora_A["default"]
+        lora_b: Any = module.lora_B["default"]
+        a = lora_a.weight.detach().float().cpu().numpy()
+        b = lora_b.weight.detach().float().cpu().numpy()
         pairs[f"{inner}.weight"] = (a, b)
         scalings.add(float(module.scaling["default"]))
     if len(scalings) != 1:
@@ -436,7 +438,8 @@ def embed_pooled(
     """Mean-pooled (not normalised) fp32 embeddings, in eval mode, longest texts first for little padding."""
     seqs = [tokens.sequence(t, max_len) for t in texts]
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    out = torch.zeros(len(seqs), int(model.config.hidden_size), dtype=torch.float32)  # type: ignore[union-attr]
+    dim = int(cast(Any, model).config.hidden_size)
+    out = torch.zeros(len(seqs), dim, dtype=torch.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), _autocast(device):
@@ -632,6 +635,7 @@ def finetune(
     heads.train()
     step = 0
     step_times: list[float] = []
+    step_cpu: list[float] = []  # process CPU seconds: the cost on CPU even when other jobs share the cores
     for epoch in range(1, cfg.epochs + 1):
         if step >= total_steps:
             break
@@ -642,7 +646,7 @@ def finetune(
         for _ in range(steps_per_epoch):
             if step >= total_steps:
                 break
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rows = sampler.batch(cfg.batch_size)
             ids, mask = pad_batch([seqs[i] for i in rows], tokens.pad)
             tgt = {k: v.to(device, non_blocking=True) for k, v in targets.take(rows).items()}
@@ -667,6 +671,7 @@ def finetune(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             step_times.append(time.perf_counter() - t0)
+            step_cpu.append(time.process_time() - c0)
             if cfg.log_every and step % cfg.log_every == 0:
                 progress(f"step {step}/{total_steps} loss {total_loss / n_steps:.4f} "
                          f"({step_times[-1] * 1000:.0f} ms/step)")  # fmt: skip
@@ -689,7 +694,9 @@ def finetune(
     steady = step_times[1:] or step_times
     log["step_seconds_mean"] = round(float(np.mean(steady)), 4) if steady else None
     log["step_seconds_first"] = round(step_times[0], 4) if step_times else None
-    log["logit_scale"] = round(float(heads.log_scale.exp()), 3)
+    steady_cpu = step_cpu[1:] or step_cpu
+    log["step_cpu_seconds_mean"] = round(float(np.mean(steady_cpu)), 4) if steady_cpu else None
+    log["logit_scale"] = round(float(heads.log_scale.detach().exp()), 3)
     log["wall_seconds"] = round(time.perf_counter() - started, 1)
     result = FinetuneResult(model=model, heads=heads, tokens=tokens, topic_ids=topic_ids, log=log)
     if out is not None:

