@@ -164,6 +164,12 @@ def evaluate_bundle(
         details["airline_complaint_topic_per_class"] = M.per_class_report(gold, pred, space)
 
     # detractor ranking
+    det_rows = [e for e in dev + extra if e.uid in res and e.nps_detractor is not None]
+    if det_rows:
+        p_det = np.asarray([res[e.uid].detractor.probability for e in det_rows])
+        y_det = np.asarray([e.nps_detractor for e in det_rows])
+        m["detractor_ece"] = round(M.expected_calibration_error(p_det, y_det), 4)
+        details["detractor_reliability"] = M.reliability_bins(p_det, y_det)
     for name, rows in (
         ("detractor_auc_ate_absita_dev_split", by_src.get(ATE_ABSITA, [])),
         ("detractor_auc_airline", by_src.get(AIRLINE, [])),
@@ -195,7 +201,12 @@ def run_eval(
     enc_cfg = bundle.encoder
     encoder = CachedEncoder(
         load_encoder(
-            EncoderSpec(backend=enc_cfg.get("backend", "onnx"), model=enc_cfg.get("model", "e5-small"), cache_dir=cache_dir),
+            EncoderSpec(
+                backend=enc_cfg.get("backend", "onnx"),
+                model=enc_cfg.get("model", "e5-small"),
+                cache_dir=cache_dir,
+                adapter=bundle.adapter,
+            ),
             progress=progress,
         ),
         cache_dir,
@@ -208,6 +219,11 @@ def run_eval(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        from eval.plots import reliability_svg
+
+        for key, title in (("sentiment_reliability", "Sentiment"), ("detractor_reliability", "Detractor")):
+            if key in report["details"]:
+                reliability_svg(report["details"][key], title, out.with_name(f"{out.stem}_{key}.svg"))
         if progress:
             progress(f"report written to {out}")
     return report

@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 from models.heads import F32, LinearHead, ZeroShotCalibration
 
 SCHEMA_VERSION = 1
+ADAPTER_FILENAME = "encoder_adapter.safetensors"
 SENTIMENT_LABELS = ["positive", "neutral", "negative", "mixed"]
 
 
@@ -44,6 +45,8 @@ class VoceBundle:
     center: F32  # mean training embedding, removed before zero-shot similarity
     version: str = "dev"
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # config, config_hash, data, metrics, git_sha...
+    # fine-tuned LoRA adapter merged into the encoder at load time (copied into the bundle on save)
+    adapter: Path | None = None
 
     def __post_init__(self) -> None:
         if self.sentiment.labels != SENTIMENT_LABELS:
@@ -86,6 +89,11 @@ class VoceBundle:
         try:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / "heads.safetensors"))
             manifest = self.manifest()
+            if self.adapter is not None:
+                shutil.copyfile(self.adapter, tmp / ADAPTER_FILENAME)
+                manifest["encoder"] = {
+                    **manifest["encoder"], "adapter": ADAPTER_FILENAME, "adapter_sha256": _sha256(tmp / ADAPTER_FILENAME)
+                }
             manifest["tensors_sha256"] = _sha256(tmp / "heads.safetensors")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
             os.chmod(tmp, 0o755)  # mkdtemp makes private dirs; a bundle is meant to be shared
@@ -112,6 +120,11 @@ class VoceBundle:
             raise BundleError(f"{tpath} does not match the checksum in its manifest")
         t = load_file(str(tpath))
         heads = manifest["heads"]
+        adapter = None
+        if manifest["encoder"].get("adapter"):
+            adapter = path / manifest["encoder"]["adapter"]
+            if not adapter.is_file() or _sha256(adapter) != manifest["encoder"].get("adapter_sha256"):
+                raise BundleError(f"{adapter} is missing or does not match the checksum in its manifest")
         known = {"schema_version", "version", "encoder", "heads", "tensors_sha256"}
         return cls(
             encoder=manifest["encoder"],
@@ -125,6 +138,7 @@ class VoceBundle:
             center=t["center"],
             version=manifest.get("version", "unknown"),
             manifest_extra={k: v for k, v in manifest.items() if k not in known},
+            adapter=adapter,
         )
 
 

@@ -28,7 +28,13 @@ def load_analyzer(
 ) -> Analyzer:
     """Load encoder + bundle (+ taxonomy) and check they belong together."""
     bundle_obj = VoceBundle.load(bundle or default_bundle_path())
-    spec = EncoderSpec(backend=backend, model=model, cache_dir=cache_dir, threads=threads)  # type: ignore[arg-type]
+    spec = EncoderSpec(
+        backend=backend,  # type: ignore[arg-type]
+        model=model,
+        cache_dir=cache_dir,
+        threads=threads,
+        adapter=bundle_obj.adapter if backend != "fake" else None,
+    )
     encoder = load_encoder(spec, progress=progress)
     trained_with = bundle_obj.encoder.get("model")
     if backend != "fake" and trained_with and trained_with != model:

@@ -116,7 +116,13 @@ def train(
         cfg.output = output
     s = _settings(cache_dir=cache_dir)
     enc = load_encoder(
-        EncoderSpec(backend=cfg.encoder_backend, model=cfg.encoder_model, cache_dir=s.cache_dir, threads=s.threads),  # type: ignore[arg-type]
+        EncoderSpec(
+            backend=cfg.encoder_backend,  # type: ignore[arg-type]
+            model=cfg.encoder_model,
+            cache_dir=s.cache_dir,
+            threads=s.threads,
+            adapter=cfg.encoder_adapter,
+        ),
         progress=_say,
     )
     cached = CachedEncoder(enc, s.cache_dir)

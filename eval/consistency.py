@@ -1,0 +1,100 @@
+"""Italian↔English consistency and robustness probes on a hand-built parallel set.
+
+The same comment written in Italian and in English should get the same label;
+``eval/data/parallel_it_en.jsonl`` holds 40 hand-translated pairs (negation,
+sarcasm, mixed, neutral, short answers) with the label a person would give.
+
+    python -m eval.consistency --out reports/consistency.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from models.analyzer import Analyzer
+from models.types import DocumentInput
+
+SHORT_ANSWERS = ["ok", "nulla", "niente da dire", "10", "👍", "😡😡😡", "bene", "no", "perfetto", "meh"]
+MISSPELLED = [
+    ("servizo pesimo, nn torno piu", "negative"),
+    ("personale gentilisimo e disponibbile", "positive"),
+    ("the delivry was realy late", "negative"),
+    ("grate service, thx", "positive"),
+]
+
+
+def load_pairs(path: Path | None = None) -> list[dict[str, str]]:
+    text = path.read_text("utf-8") if path else resources.files("eval").joinpath("data/parallel_it_en.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str, Any]:
+    docs = []
+    for i, p in enumerate(pairs):
+        docs.append(DocumentInput(id=f"it-{i}", text=p["it"], language="it"))
+        docs.append(DocumentInput(id=f"en-{i}", text=p["en"], language="en"))
+    docs += [DocumentInput(id=f"short-{i}", text=t) for i, t in enumerate(SHORT_ANSWERS)]
+    docs += [DocumentInput(id=f"typo-{i}", text=t) for i, (t, _) in enumerate(MISSPELLED)]
+    res: dict[str, Any] = {}
+    for start in range(0, len(docs), 25):
+        out, errors = analyzer.analyze(docs[start : start + 25])
+        assert not errors, errors
+        res |= {r.id: r for r in out}
+    rows = []
+    for i, p in enumerate(pairs):
+        it, en = res[f"it-{i}"], res[f"en-{i}"]
+        rows.append({
+            "it": p["it"], "en": p["en"], "expected": p["label"],
+            "it_label": it.sentiment.label, "en_label": en.sentiment.label,
+            "it_topics": [t.id for t in it.topics], "en_topics": [t.id for t in en.topics],
+            "it_touchpoints": [t.id for t in it.touchpoints], "en_touchpoints": [t.id for t in en.touchpoints],
+        })
+    n = len(rows)
+    agree = sum(r["it_label"] == r["en_label"] for r in rows) / n
+    polarity = {"positive": 1, "negative": -1}
+    same_direction = sum(
+        polarity.get(r["it_label"], 0) * polarity.get(r["en_label"], 0) >= 0 for r in rows
+    ) / n
+    topic_agree = sum(set(r["it_topics"]) == set(r["en_topics"]) for r in rows) / n
+    touch_agree = sum(set(r["it_touchpoints"]) == set(r["en_touchpoints"]) for r in rows) / n
+    acc_it = sum(r["it_label"] == r["expected"] for r in rows) / n
+    acc_en = sum(r["en_label"] == r["expected"] for r in rows) / n
+    short = {t: {"label": res[f"short-{i}"].sentiment.label, "language": res[f"short-{i}"].language,
+                 "warnings": res[f"short-{i}"].warnings} for i, t in enumerate(SHORT_ANSWERS)}
+    typos = {t: {"expected": e, "label": res[f"typo-{i}"].sentiment.label} for i, (t, e) in enumerate(MISSPELLED)}
+    return {
+        "pairs": n,
+        "label_agreement_it_en": round(agree, 4),
+        "no_polarity_flip_it_en": round(same_direction, 4),
+        "topic_set_agreement_it_en": round(topic_agree, 4),
+        "touchpoint_set_agreement_it_en": round(touch_agree, 4),
+        "accuracy_vs_human_it": round(acc_it, 4),
+        "accuracy_vs_human_en": round(acc_en, 4),
+        "short_answers": short,
+        "misspellings": typos,
+        "disagreements": [r for r in rows if r["it_label"] != r["en_label"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from models.factory import load_analyzer
+    from service.settings import Settings
+
+    ap = argparse.ArgumentParser(prog="python -m eval.consistency", description=__doc__)
+    ap.add_argument("--out", type=Path, default=Path("reports/consistency.json"))
+    ap.add_argument("--bundle", type=Path, default=None)
+    args = ap.parse_args(argv)
+    s = Settings()
+    analyzer = load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=args.bundle)
+    report = run_consistency(analyzer, load_pairs())
+    report["command"] = "python -m eval.consistency --out " + str(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (dict, list))}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
