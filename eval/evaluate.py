@@ -3,6 +3,12 @@
 Metrics follow the official definitions in :mod:`eval.metrics`.  Where Voce's
 label space is coarser than a benchmark's (SemEval's 12 ENTITY#ATTRIBUTE
 categories fold into 7 Voce topics), the report says so in the metric's name.
+
+A team's own labelled file (:mod:`training.custom_data`) is scored with
+:func:`score_labelled`: per-class sentiment, a confusion matrix, per-topic
+P/R/F1 for the topics the file labels, and detractor ranking.  ``voce eval
+--data FILE`` runs it on every row of the file; ``voce train`` runs it on the
+dev rows of each ``extra_data`` file.
 """
 from __future__ import annotations
 
@@ -11,16 +17,18 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eval import metrics as M
 from models.analyzer import Analyzer
-from models.bundle import VoceBundle, default_bundle_path
+from models.bundle import SENTIMENT_LABELS, VoceBundle, default_bundle_path
 from models.encoders.base import Encoder
 from models.language import default_detector
+from models.taxonomy import Taxonomy, load_taxonomy, parse_taxonomy
 from models.types import DocumentInput, DocumentResult
+from training.custom_data import CustomData, is_custom_source, load_custom_file
 from training.data import (
     ABSITA,
     ABSITA_ASPECTS,
@@ -37,6 +45,9 @@ from training.data import (
     load_ate_absita,
 )
 from training.splits import split_examples
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -77,10 +88,15 @@ def evaluate_bundle(
     dev: list[Example],
     *,
     ate_dev: list[Example] | None = None,
+    taxonomy: Taxonomy | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Every dev metric for ``bundle``; returns ``{"metrics": {...}, "details": {...}}``."""
-    analyzer = Analyzer(encoder, bundle, default_detector())
+    """Every dev metric for ``bundle``; returns ``{"metrics": {...}, "details": {...}}``.
+
+    Each custom source (``custom:<file>``) among ``dev`` gets its own
+    :func:`score_labelled` section, under its source name in both dicts.
+    """
+    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy or bundle_taxonomy(bundle))
     dev = [e for e in dev if e.text.strip()]
     extra = [e for e in (ate_dev or []) if e.text.strip()]
     res = analyze_examples(analyzer, dev + extra, progress=progress)
@@ -180,26 +196,148 @@ def evaluate_bundle(
             m[name] = round(
                 M.roc_auc([e.nps_detractor for e in rows], [res[e.uid].detractor.probability for e in rows]), 4
             )
+
+    # the team's own data, one section per file
+    for source in sorted(s for s in by_src if is_custom_source(s)):
+        section = score_labelled(by_src[source], res, topic_space=analyzer.taxonomy.topics.ids)
+        m[source] = section["metrics"]
+        details[source] = section["details"]
     m["dev_examples"] = len(res)
     return {"metrics": m, "details": details}
 
 
-def run_eval(
-    bundle_path: Path | None,
+def bundle_taxonomy(bundle: VoceBundle) -> Taxonomy | None:
+    """The custom taxonomy a bundle's topic heads were trained for (``None``: the default one)."""
+    definition = bundle.manifest_extra.get("taxonomy", {}).get("definition")
+    return parse_taxonomy(definition) if definition else None
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision/recall/F1 with the conventions of :mod:`eval.metrics` (nothing to divide -> 0)."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def score_labelled(
+    examples: list[Example], res: dict[str, DocumentResult], *, topic_space: list[str]
+) -> dict[str, Any]:
+    """Metrics of analyzer results against a team's own labels; every part only when the file labels it.
+
+    * sentiment (4-way): accuracy, macro-F1 over the classes present in the gold
+      labels (a class the file never uses would score 0 and drag the mean), a
+      per-class report and a confusion matrix over all four labels, and the
+      top-label ECE of the 3-way scores on rows labelled positive/neutral/negative;
+    * topics, on topic-annotated rows (``topics`` not ``None``), for the topics the
+      file labels: per-topic and micro P/R/F1 (predicted topics outside that set are
+      not counted), and the polarity accuracy of correctly found topics.  Labelled
+      topics missing from ``topic_space`` (the analyzer's taxonomy) can never be
+      predicted; they are listed in ``details["topics_not_in_taxonomy"]``;
+    * detractor: ROC-AUC (when both classes occur), ECE and the detractor rate.
+    """
+    rows = [e for e in examples if e.uid in res]
+    m: dict[str, Any] = {"examples": len(rows)}
+    details: dict[str, Any] = {}
+
+    s_rows = [e for e in rows if e.sentiment]
+    if s_rows:
+        gold = [e.sentiment for e in s_rows]
+        pred = [res[e.uid].sentiment.label for e in s_rows]
+        present = [lab for lab in SENTIMENT_LABELS if lab in set(gold)]
+        m["sentiment_examples"] = len(s_rows)
+        m["sentiment_accuracy"] = round(M.accuracy(gold, pred), 4)
+        m["sentiment_macro_f1"] = round(M.macro_f1(gold, pred, present), 4)
+        details["sentiment_macro_f1_labels"] = present
+        details["sentiment_per_class"] = M.per_class_report(gold, pred, SENTIMENT_LABELS)
+        details["sentiment_confusion"] = M.confusion_matrix_dict(gold, pred, SENTIMENT_LABELS)
+        three = [e for e in s_rows if e.sentiment in THREE]
+        if three:
+            probs = np.asarray([[getattr(res[e.uid].sentiment.scores, k) for k in THREE] for e in three])
+            y = np.asarray([THREE.index(e.sentiment) for e in three if e.sentiment])
+            m["sentiment_ece"] = round(M.expected_calibration_error(probs, y), 4)
+            details["sentiment_reliability"] = M.reliability_bins(probs, y)
+
+    t_rows = [e for e in rows if e.topics is not None]
+    labelled = sorted({t for e in t_rows for t in e.topics or {}})
+    if labelled:
+        per_topic: dict[str, dict[str, float]] = {}
+        tp_all = fp_all = fn_all = 0
+        pol_gold: list[str] = []
+        pol_pred: list[str] = []
+        for tid in labelled:
+            tp = fp = fn = 0
+            for e in t_rows:
+                found = next((t for t in res[e.uid].topics if t.id == tid), None)
+                is_gold = tid in (e.topics or {})
+                tp += bool(found and is_gold)
+                fp += bool(found and not is_gold)
+                fn += bool(is_gold and not found)
+                if found and is_gold and e.topics:
+                    pol_gold.append(e.topics[tid])
+                    pol_pred.append(found.sentiment.label)
+            prf = _prf(tp, fp, fn)
+            per_topic[tid] = {k: prf[k] for k in ("precision", "recall", "f1")} | {"support": float(tp + fn)}
+            tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        micro = _prf(tp_all, fp_all, fn_all)
+        m["topic_examples"] = len(t_rows)
+        m["topic_micro_precision"] = round(micro["precision"], 4)
+        m["topic_micro_recall"] = round(micro["recall"], 4)
+        m["topic_micro_f1"] = round(micro["f1"], 4)
+        m["topic_macro_f1"] = round(float(np.mean([v["f1"] for v in per_topic.values()])), 4)
+        if pol_gold:
+            m["topic_polarity_accuracy"] = round(M.accuracy(pol_gold, pol_pred), 4)
+        details["topic_per_class"] = per_topic
+        details["topics_not_in_taxonomy"] = [t for t in labelled if t not in topic_space]
+
+    d_rows = [e for e in rows if e.nps_detractor is not None]
+    if d_rows:
+        p_det = np.asarray([res[e.uid].detractor.probability for e in d_rows])
+        y_det = np.asarray([e.nps_detractor for e in d_rows])
+        m["detractor_examples"] = len(d_rows)
+        m["detractor_rate"] = round(float(y_det.mean()), 4)
+        if len(set(y_det.tolist())) == 2:
+            m["detractor_auc"] = round(M.roc_auc(y_det, p_det), 4)
+        m["detractor_ece"] = round(M.expected_calibration_error(p_det, y_det), 4)
+        details["detractor_reliability"] = M.reliability_bins(p_det, y_det)
+    return {"metrics": m, "details": details}
+
+
+def evaluate_labelled(
+    bundle: VoceBundle,
+    encoder: Encoder,
+    data: CustomData,
     *,
-    data_dir: Path | None,
-    cache_dir: Path,
-    out: Path | None,
+    taxonomy: Taxonomy | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """``voce eval``: load the bundle and its encoder, rebuild the dev split from its manifest, score."""
+    """Score ``bundle`` on every usable row of a team's labelled file (no split)."""
+    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy or bundle_taxonomy(bundle))
+    res = analyze_examples(analyzer, data.examples, progress=progress)
+    report = score_labelled(data.examples, res, topic_space=analyzer.taxonomy.topics.ids)
+    report["data"] = {
+        "file": str(data.path),
+        "source": data.source,
+        "sha256": data.sha256,
+        "encoding": data.encoding,
+        "delimiter": data.delimiter,
+        "rows": len(data.examples),
+        "labels": data.label_counts(),
+        "skipped_rows": [{"line": e.line, "reason": e.reason} for e in data.errors],
+        "not_analysed": [e.raw.get("line") for e in data.examples if e.uid not in res],
+        "ignored_columns": data.ignored_columns,
+    }
+    report["taxonomy_version"] = analyzer.taxonomy.version
+    return report
+
+
+def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> Any:
+    """The encoder a bundle was trained with, behind the on-disk embedding cache."""
     from models.encoders.cache import CachedEncoder
     from models.encoders.factory import EncoderSpec, load_encoder
 
-    bundle = VoceBundle.load(bundle_path or default_bundle_path())
-    split = bundle.manifest_extra.get("split", {})
     enc_cfg = bundle.encoder
-    encoder = CachedEncoder(
+    return CachedEncoder(
         load_encoder(
             EncoderSpec(
                 backend=enc_cfg.get("backend", "onnx"),
@@ -211,9 +349,39 @@ def run_eval(
         ),
         cache_dir,
     )
-    examples = [e for rows in load_all(data_dir).values() for e in rows]
-    _, dev = split_examples(examples, dev_fraction=split.get("dev_fraction", 0.2), seed=split.get("seed", 13))
-    report = evaluate_bundle(bundle, encoder, dev, ate_dev=load_ate_absita("dev", data_dir), progress=progress)
+
+
+def run_eval(
+    bundle_path: Path | None,
+    *,
+    data_dir: Path | None,
+    cache_dir: Path,
+    out: Path | None,
+    data: Path | None = None,
+    taxonomy: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """``voce eval``: load the bundle and its encoder, then score it.
+
+    With ``data``, on every row of that labelled file (:func:`evaluate_labelled`);
+    otherwise on the dev split of the public data, rebuilt from the manifest.
+    ``taxonomy`` replaces the bundle's (custom or default) taxonomy.
+    """
+    bundle = VoceBundle.load(bundle_path or default_bundle_path())
+    encoder = _bundle_encoder(bundle, cache_dir, progress)
+    tax = load_taxonomy(taxonomy) if taxonomy else None
+    if data is not None:
+        labelled = load_custom_file(data)
+        if progress:
+            progress(f"{data}: {labelled.summary()}")
+        report = evaluate_labelled(bundle, encoder, labelled, taxonomy=tax, progress=progress)
+    else:
+        split = bundle.manifest_extra.get("split", {})
+        examples = [e for rows in load_all(data_dir).values() for e in rows]
+        _, dev = split_examples(examples, dev_fraction=split.get("dev_fraction", 0.2), seed=split.get("seed", 13))
+        report = evaluate_bundle(
+            bundle, encoder, dev, ate_dev=load_ate_absita("dev", data_dir), taxonomy=tax, progress=progress
+        )
     encoder.save()
     report["bundle"] = {"version": bundle.version, "path": str(bundle_path or default_bundle_path())}
     if out:
@@ -227,3 +395,74 @@ def run_eval(
         if progress:
             progress(f"report written to {out}")
     return report
+
+
+def labelled_report_renderables(report: dict[str, Any], *, max_skipped: int = 10) -> list[RenderableType]:
+    """Terminal tables for an :func:`evaluate_labelled` report (rich is a ``serve`` extra, so imported here)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    m, d, info = report["metrics"], report["details"], report.get("data", {})
+    out: list[RenderableType] = []
+    bundle = report.get("bundle", {}).get("version", "?")
+    out.append(
+        Text(
+            f"bundle {bundle} on {info.get('file', '?')}: {m.get('examples', 0)} rows analysed, "
+            f"{len(info.get('skipped_rows', []))} skipped, {len(info.get('not_analysed', []))} not analysed"
+        )
+    )
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    if "sentiment_per_class" in d:
+        t = Table(title="Sentiment", title_justify="left")
+        for col in ("label", "precision", "recall", "F1", "support"):
+            t.add_column(col, justify="left" if col == "label" else "right")
+        for label, r in d["sentiment_per_class"].items():
+            t.add_row(label, num(r["precision"]), num(r["recall"]), num(r["f1"]), str(int(r["support"])))
+        t.add_section()
+        t.add_row("macro-F1", "", "", num(m.get("sentiment_macro_f1")), str(m.get("sentiment_examples", "")))
+        t.add_row("accuracy", "", "", num(m.get("sentiment_accuracy")), "")
+        t.add_row("ECE (3-way)", "", "", num(m.get("sentiment_ece")), "")
+        out.append(t)
+        cm = d["sentiment_confusion"]
+        c = Table(title="Sentiment confusion (rows: gold, columns: predicted)", title_justify="left")
+        c.add_column("gold \\ pred")
+        for label in cm:
+            c.add_column(label, justify="right")
+        for gold, row in cm.items():
+            c.add_row(gold, *(str(v) for v in row.values()))
+        out.append(c)
+    if "topic_per_class" in d:
+        t = Table(title="Topics", title_justify="left")
+        for col in ("topic", "precision", "recall", "F1", "support"):
+            t.add_column(col, justify="left" if col == "topic" else "right")
+        missing = set(d.get("topics_not_in_taxonomy", []))
+        for tid, r in d["topic_per_class"].items():
+            name = f"{tid} (not in taxonomy)" if tid in missing else tid
+            t.add_row(name, num(r["precision"]), num(r["recall"]), num(r["f1"]), str(int(r["support"])))
+        t.add_section()
+        t.add_row(
+            "micro", num(m.get("topic_micro_precision")), num(m.get("topic_micro_recall")), num(m.get("topic_micro_f1")),
+            str(int(sum(r["support"] for r in d["topic_per_class"].values()))),
+        )
+        t.add_row("macro-F1", "", "", num(m.get("topic_macro_f1")), "")
+        t.add_row("polarity accuracy (found topics)", "", "", num(m.get("topic_polarity_accuracy")), "")
+        out.append(t)
+    if "detractor_examples" in m:
+        t = Table(title="Detractor", title_justify="left")
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        t.add_row("ROC-AUC", num(m.get("detractor_auc")) if "detractor_auc" in m else "- (one class only)")
+        t.add_row("ECE", num(m.get("detractor_ece")))
+        t.add_row("detractor rate", num(m.get("detractor_rate")))
+        t.add_row("rows", str(m["detractor_examples"]))
+        out.append(t)
+    skipped = info.get("skipped_rows", [])
+    if skipped:
+        lines = [f"  line {e['line']}: {e['reason']}" for e in skipped[:max_skipped]]
+        if len(skipped) > max_skipped:
+            lines.append(f"  ... {len(skipped) - max_skipped} more in the JSON report")
+        out.append(Text("skipped rows:\n" + "\n".join(lines)))
+    return out

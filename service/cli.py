@@ -105,7 +105,9 @@ def train(
 
     from models.encoders.cache import CachedEncoder
     from models.encoders.factory import EncoderSpec, load_encoder
+    from models.taxonomy import TaxonomyError
     from training.config import TrainConfig
+    from training.custom_data import CustomDataError
     from training.train import train as run_train
 
     raw = yaml.safe_load(config.read_text("utf-8")) if config else {}
@@ -128,6 +130,9 @@ def train(
     cached = CachedEncoder(enc, s.cache_dir)
     try:
         _, report = run_train(cfg, cached, progress=_say)
+    except (CustomDataError, TaxonomyError) as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from exc
     finally:
         cached.save()
     typer.echo(json.dumps(report["metrics"], indent=2))
@@ -136,16 +141,40 @@ def train(
 @app.command("eval")
 def evaluate(
     bundle: BundleOpt = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="your own labelled CSV/JSONL (text + sentiment/topics/nps/detractor/stars); scores every row"),
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="labelled data folder (default ../shared/data)")] = None,
-    out: Annotated[Path, typer.Option(help="where to write the JSON report")] = Path("reports/dev_metrics.json"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="JSON report to write (default reports/dev_metrics.json; with --data reports/eval_<file>.json)"),
+    ] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the bundle's")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
-    """Score a bundle on the dev split with the official metric definitions."""
-    from eval.evaluate import run_eval
+    """Score a bundle on the dev split with the official metric definitions, or on your own labelled file (--data)."""
+    from eval.evaluate import labelled_report_renderables, run_eval
+    from training.custom_data import CustomDataError
 
     s = _settings(cache_dir=cache_dir, bundle=bundle)
-    report = run_eval(s.bundle, data_dir=data_dir, cache_dir=s.cache_dir, out=out, progress=_say)
-    typer.echo(json.dumps(report["metrics"], indent=2))
+    if out is None:
+        out = Path("reports") / (f"eval_{data.stem}.json" if data else "dev_metrics.json")
+    try:
+        report = run_eval(
+            s.bundle, data_dir=data_dir, cache_dir=s.cache_dir, out=out, data=data, taxonomy=taxonomy, progress=_say
+        )
+    except CustomDataError as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from exc
+    if data is None:
+        typer.echo(json.dumps(report["metrics"], indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for part in labelled_report_renderables(report):
+        console.print(part)
 
 
 def main() -> None:  # console-script entry point

@@ -5,7 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TrainConfig(BaseModel):
@@ -41,9 +41,32 @@ class TrainConfig(BaseModel):
     min_topic_examples: int = 40
     # a topic needs at least this many sentences with a polarity for its own polarity head
     min_polarity_examples: int = 80
-    # cap on examples per dataset (None = all); handy for smoke runs
+    # cap on examples per dataset (None = all); handy for smoke runs; also applies to each extra_data file
     max_per_dataset: int | None = None
+    # the team's own labelled files (CSV or JSONL, read by training/custom_data.py), split train/dev by the
+    # same seeded rule as the public data; each becomes source "custom:<file stem>", so stems must differ
+    extra_data: list[Path] = Field(default_factory=list)
+    # False = train on extra_data only (no public datasets, no ATE_ABSITA official dev check)
+    include_public_data: bool = True
+    # taxonomy YAML whose topic ids the topic heads are trained for (None = the default taxonomy);
+    # custom topic ids in extra_data only get a learned head when they are declared here; it is saved in the bundle
+    taxonomy: Path | None = None
+
+    @model_validator(mode="after")
+    def _has_data(self) -> TrainConfig:
+        if not self.include_public_data and not self.extra_data:
+            raise ValueError("include_public_data is false and extra_data is empty: there is nothing to train on")
+        stems = [p.stem for p in self.extra_data]
+        clash = sorted({s for s in stems if stems.count(s) > 1})
+        if clash:
+            raise ValueError(f"extra_data files must have different names (source custom:<stem>); repeated: {clash}")
+        return self
 
     def config_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json", exclude={"output", "data_dir", "encoder_adapter"}), sort_keys=True)
+        # locations are not hashed (the manifest records the data's and the taxonomy's content hashes), and
+        # include_public_data only when it differs from the default, so configs from before it keep their hash
+        exclude = {"output", "data_dir", "encoder_adapter", "extra_data", "taxonomy"}
+        if self.include_public_data:
+            exclude.add("include_public_data")
+        payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

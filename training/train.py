@@ -4,6 +4,12 @@ Frozen encoder + logistic-regression heads: every text is embedded once with the
 serving encoder (cached on disk), then each head is fitted on the training split,
 calibrated on a held-out calibration slice of it, and scored on the dev split
 through the same :class:`~models.analyzer.Analyzer` the service runs.
+
+A team's own labelled files (``extra_data``, read by :mod:`training.custom_data`)
+join the public data, or replace it (``include_public_data: false``); they go
+through the same seeded split and get their own section in the dev report.
+Topic heads are trained for the topic ids of ``taxonomy`` (default: the shipped
+taxonomy), and a custom taxonomy is saved into the bundle's manifest.
 """
 from __future__ import annotations
 
@@ -20,8 +26,9 @@ from sklearn.linear_model import LogisticRegression
 from models.bundle import SENTIMENT_LABELS, VoceBundle
 from models.encoders.base import Encoder
 from models.heads import F32, LinearHead, ZeroShotCalibration, zero_shot_features
-from models.taxonomy import default_taxonomy
+from models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
 from training.config import TrainConfig
+from training.custom_data import CustomData, load_custom_file
 from training.data import Example, dataset_paths, load_all, load_ate_absita, resolve_data_dir
 from training.splits import data_fingerprint, split_examples
 
@@ -98,6 +105,38 @@ def _split_calibration(train: list[Example], cfg: TrainConfig) -> tuple[list[Exa
     return split_examples(train, dev_fraction=cfg.calibration_fraction, seed=cfg.seed + 1)
 
 
+def training_taxonomy(cfg: TrainConfig) -> Taxonomy:
+    """The taxonomy whose topic ids get learned heads: ``cfg.taxonomy`` (missing sections from the default)."""
+    return load_taxonomy(cfg.taxonomy) if cfg.taxonomy else default_taxonomy()
+
+
+def taxonomy_record(taxonomy: Taxonomy, custom: bool) -> dict[str, Any]:
+    """``manifest["taxonomy"]``: which taxonomy the topic heads belong to.
+
+    A custom taxonomy is stored whole (``definition``, the same format as the YAML
+    file) so a bundle trained on it can serve without the original file; the
+    default one is named by version and fingerprint only.
+    """
+    record: dict[str, Any] = {
+        "version": taxonomy.version,
+        "custom": custom,
+        "topics_fingerprint": taxonomy.topics.fingerprint(),
+    }
+    if custom:
+        record["definition"] = taxonomy.model_dump(mode="json")
+        record["definition"]["topics"] = record["definition"]["topics"]["entries"]
+        record["definition"]["touchpoints"] = record["definition"]["touchpoints"]["entries"]
+    return record
+
+
+def _need_labels(what: str, rows: list[Example], values: Sequence[object], hint: str) -> None:
+    """Fail with a clear message instead of scikit-learn's when a head cannot be fitted."""
+    if not rows:
+        raise ValueError(f"no training rows with a {what} label; {hint}")
+    if len(set(values)) < 2:
+        raise ValueError(f"every training row has the same {what} label ({values[0]!r}); a head needs two classes; {hint}")
+
+
 def train_heads(
     cfg: TrainConfig,
     encoder: Encoder,
@@ -106,6 +145,8 @@ def train_heads(
     progress: Progress = log.info,
 ) -> VoceBundle:
     """Fit every head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle."""
+    taxonomy = training_taxonomy(cfg)
+    hint = "add such labels to extra_data or set include_public_data: true"
     fit, cal = _split_calibration(train, cfg)
     progress(f"embedding {len(train)} training texts with {encoder.name}")
     texts = sorted({e.text for e in train})
@@ -121,6 +162,7 @@ def train_heads(
     s_fit = [e for e in fit if e.sentiment is not None]
     s_cal = [e for e in cal if e.sentiment is not None]
     progress(f"sentiment head on {len(s_fit)} texts")
+    _need_labels("sentiment", s_fit, [e.sentiment for e in s_fit], hint)
     sentiment = fit_softmax_head(
         X(s_fit), [e.sentiment for e in s_fit], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
         X(s_cal), [e.sentiment for e in s_cal],
@@ -133,8 +175,15 @@ def train_heads(
     for e in t_fit:
         for k in e.topics or {}:
             counts[k] = counts.get(k, 0) + 1
-    topic_ids = [t for t in default_taxonomy().topics.ids if counts.get(t, 0) >= cfg.min_topic_examples]
+    # a topic on every annotated row has no negatives to learn from
+    topic_ids = [t for t in taxonomy.topics.ids if cfg.min_topic_examples <= counts.get(t, 0) < len(t_fit)]
     progress(f"topic heads for {len(topic_ids)} topics on {len(t_fit)} texts: {', '.join(topic_ids)}")
+    undeclared = sorted(set(counts) - set(taxonomy.topics.ids))
+    if undeclared:
+        progress(
+            f"no head for labelled topics missing from taxonomy {taxonomy.version!r}: {', '.join(undeclared)}"
+            " (declare them in a taxonomy YAML and set taxonomy: in the train config)"
+        )
     ws, bs, temps, thrs = [], [], [], []
     xf, xc = X(t_fit), X(t_cal)
     for tid in topic_ids:
@@ -146,8 +195,8 @@ def train_heads(
         temps.append(h.temperature[0])
         thrs.append(best_threshold(h.predict_proba(xc)[:, 0], yc))
     topics = LinearHead(
-        kind="sigmoid", labels=topic_ids, weight=np.stack(ws), bias=np.asarray(bs),
-        temperature=np.asarray(temps), thresholds=np.asarray(thrs),
+        kind="sigmoid", labels=topic_ids, weight=np.stack(ws) if ws else np.zeros((0, encoder.dim), np.float32),
+        bias=np.asarray(bs, np.float32), temperature=np.asarray(temps, np.float32), thresholds=np.asarray(thrs, np.float32),
     )
 
     # --- per-topic polarity (aspect sentiment)
@@ -168,13 +217,16 @@ def train_heads(
     d_fit = [e for e in fit if e.nps_detractor is not None]
     d_cal = [e for e in cal if e.nps_detractor is not None]
     progress(f"detractor head on {len(d_fit)} texts")
+    _need_labels("detractor (nps/detractor/stars)", d_fit, [e.nps_detractor for e in d_fit], hint)
     detractor = fit_binary_head(
         X(d_fit), np.asarray([e.nps_detractor for e in d_fit]), cfg.C_detractor, cfg.seed,
         X(d_cal), np.asarray([e.nps_detractor for e in d_cal]), "detractor",
     )
 
     # --- zero-shot calibration, fitted on labelled topics and reused for the rest
-    zero_shot = fit_zero_shot_calibration(encoder, center, t_cal or t_fit, X(t_cal or t_fit), topic_ids, cfg.seed)
+    zero_shot = fit_zero_shot_calibration(
+        encoder, center, t_cal or t_fit, X(t_cal or t_fit), topic_ids, cfg.seed, taxonomy=taxonomy
+    )
     progress(f"zero-shot calibration: {zero_shot.config()}")
 
     return VoceBundle(
@@ -187,6 +239,7 @@ def train_heads(
         center=center,
         version=cfg.version,
         adapter=cfg.encoder_adapter,
+        manifest_extra={"taxonomy": taxonomy_record(taxonomy, custom=cfg.taxonomy is not None)},
     )
 
 
@@ -197,16 +250,29 @@ def _centre(x: F32, center: F32) -> F32:
 
 
 def fit_zero_shot_calibration(
-    encoder: Encoder, center: F32, examples: list[Example], x: F32, topic_ids: list[str], seed: int
+    encoder: Encoder,
+    center: F32,
+    examples: list[Example],
+    x: F32,
+    topic_ids: list[str],
+    seed: int,
+    *,
+    taxonomy: Taxonomy | None = None,
 ) -> ZeroShotCalibration:
-    """Fit P(topic | similarity, margin) on labelled topics with the default taxonomy's prototypes."""
-    section = default_taxonomy().topics
+    """Fit P(topic | similarity, margin) on labelled topics with the taxonomy's prototypes.
+
+    Without a labelled topic that has both positive and negative rows there is
+    nothing to fit, and the default coefficients are kept.
+    """
+    section = (taxonomy or default_taxonomy()).topics
+    y = np.asarray([[t in (e.topics or {}) for t in topic_ids] for e in examples], int)
+    if not topic_ids or len(np.unique(y)) < 2:
+        return ZeroShotCalibration()
     protos = []
     for entry in section.entries:
         protos.append(_centre(encoder.encode(entry.prototype_texts()), center))
     sims, margin = zero_shot_features(_centre(x, center), protos)
     cols = [section.ids.index(t) for t in topic_ids]
-    y = np.asarray([[t in (e.topics or {}) for t in topic_ids] for e in examples], int)
     feats = np.stack([sims[:, cols].ravel(), margin[:, cols].ravel()], axis=1)
     clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
     clf.fit(feats, y.ravel())
@@ -223,34 +289,82 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+def load_training_data(cfg: TrainConfig, *, progress: Progress = log.info) -> tuple[list[Example], list[CustomData]]:
+    """Public datasets (unless excluded) plus every ``extra_data`` file, each capped at ``max_per_dataset``."""
+    cap = cfg.max_per_dataset or None
+    examples: list[Example] = []
+    if cfg.include_public_data:
+        examples = [e for rows in load_all(cfg.data_dir).values() for e in rows[:cap]]
+    custom: list[CustomData] = []
+    for path in cfg.extra_data:
+        data = load_custom_file(path)
+        progress(f"{path}: {data.summary()}")
+        for err in data.errors[:20]:
+            progress(f"  skipped {path.name} {err}")
+        if len(data.errors) > 20:
+            progress(f"  ... and {len(data.errors) - 20} more skipped rows")
+        custom.append(data)
+        examples += data.examples[:cap]
+    return examples, custom
+
+
+_PUBLIC_LICENCES = (
+    "Trained on research / non-commercial data (see MODEL_CARD.md): SENTIPOLC 2016 (CC BY-NC-SA 3.0 IT),"
+    " ABSITA 2018 (research), SemEval-2016 ABSA restaurants (research), Twitter US Airline Sentiment"
+    " (CC BY-NC-SA 4.0), ATE_ABSITA 2020 (CC BY-NC-ND 4.0)."
+)
+
+
 def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) -> tuple[VoceBundle, dict[str, Any]]:
     """Load data, split, fit, evaluate on dev, save the bundle; returns it with the dev report."""
     from eval.evaluate import evaluate_bundle  # eval depends on models only; imported late to keep CLI start fast
 
     t0 = time.time()
-    examples = [
-        e for rows in load_all(cfg.data_dir).values() for e in rows[: cfg.max_per_dataset or None]
-    ]
+    examples, custom = load_training_data(cfg, progress=progress)
     train_ex, dev_ex = split_examples(examples, dev_fraction=cfg.dev_fraction, seed=cfg.seed)
     progress(f"{len(examples)} examples: {len(train_ex)} train / {len(dev_ex)} dev")
     bundle = train_heads(cfg, encoder, train_ex, progress=progress)
     progress("evaluating on the dev split through the analyzer")
+    ate_dev = load_ate_absita("dev", cfg.data_dir) if cfg.include_public_data else None
     report = evaluate_bundle(
-        bundle, encoder, dev_ex, ate_dev=load_ate_absita("dev", cfg.data_dir), progress=progress
+        bundle, encoder, dev_ex, ate_dev=ate_dev, taxonomy=training_taxonomy(cfg), progress=progress
     )
+    data: dict[str, str] = {}
+    if cfg.include_public_data:
+        data = data_fingerprint(dataset_paths(cfg.data_dir), root=resolve_data_dir(cfg.data_dir))
+    data |= {f"custom/{c.path.name}": c.sha256 for c in custom}
+    licences = _PUBLIC_LICENCES if cfg.include_public_data else "Trained only on the team's own data (custom_data)."
+    if custom and cfg.include_public_data:
+        licences += " Also trained on the team's own data (custom_data)."
     bundle.manifest_extra = {
+        **bundle.manifest_extra,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "training_config": cfg.model_dump(mode="json"),
         "training_config_hash": cfg.config_hash(),
-        "data": data_fingerprint(dataset_paths(cfg.data_dir), root=resolve_data_dir(cfg.data_dir)),
+        "data": data,
+        "custom_data": [_custom_record(c, train_ex, dev_ex) for c in custom],
         "split": {"train": len(train_ex), "dev": len(dev_ex), "seed": cfg.seed, "dev_fraction": cfg.dev_fraction},
         "metrics": report["metrics"],
         "train_seconds": round(time.time() - t0, 1),
-        "licences": "Trained on research / non-commercial data (see MODEL_CARD.md): SENTIPOLC 2016 (CC BY-NC-SA 3.0 IT),"
-        " ABSITA 2018 (research), SemEval-2016 ABSA restaurants (research), Twitter US Airline Sentiment"
-        " (CC BY-NC-SA 4.0), ATE_ABSITA 2020 (CC BY-NC-ND 4.0).",
+        "licences": licences,
     }
     bundle.save(cfg.output)
     progress(f"bundle written to {cfg.output} in {time.time() - t0:.0f}s")
     return bundle, report
+
+
+def _custom_record(data: CustomData, train_ex: list[Example], dev_ex: list[Example]) -> dict[str, Any]:
+    """What the manifest says about one extra_data file: identity, parsing, and its share of each split."""
+    return {
+        "source": data.source,
+        "file": data.path.name,
+        "sha256": data.sha256,
+        "encoding": data.encoding,
+        "delimiter": data.delimiter,
+        "rows": len(data.examples),
+        "skipped_rows": len(data.errors),
+        "labels": data.label_counts(),
+        "train": sum(e.source == data.source for e in train_ex),
+        "dev": sum(e.source == data.source for e in dev_ex),
+    }
