@@ -49,6 +49,8 @@ from training.splits import split_examples
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from models.encoders.cache import CachedEncoder
+
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 THREE = ["positive", "neutral", "negative"]
@@ -331,7 +333,7 @@ def evaluate_labelled(
     return report
 
 
-def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> Any:
+def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> CachedEncoder:
     """The encoder a bundle was trained with, behind the on-disk embedding cache."""
     from models.encoders.cache import CachedEncoder
     from models.encoders.factory import EncoderSpec, load_encoder

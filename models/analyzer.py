@@ -20,7 +20,7 @@ from models.encoders.base import Encoder
 from models.heads import F32, zero_shot_features
 from models.language import LanguageDetector
 from models.segment import Span, split_sentences, window_spans
-from models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy
+from models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy, parse_taxonomy
 from models.types import (
     ChatResult,
     Detractor,
@@ -107,11 +107,14 @@ class Analyzer:
         self.encoder = encoder
         self.bundle = bundle
         self.language_detector = language_detector
-        self.taxonomy = taxonomy or default_taxonomy()
+        # a bundle trained on a custom taxonomy carries it: its learned heads belong to that taxonomy
+        trained = bundle.manifest_extra.get("taxonomy", {}).get("definition")
+        base = parse_taxonomy(trained) if trained else default_taxonomy()
+        self.taxonomy = taxonomy or base
         self.config = config or AnalyzerConfig()
         self._prototypes = _PrototypeCache()
         self._learned_topics = set(bundle.topics.labels)
-        self._default_topics_fp = default_taxonomy().topics.fingerprint()
+        self._default_topics_fp = base.topics.fingerprint()
 
     # ------------------------------------------------------------------ public
     def analyze(
@@ -143,7 +146,7 @@ class Analyzer:
         sent_p = self.bundle.sentiment.predict_proba(emb)
         centred = self._centre(emb)
 
-        topic_ids, topic_scores, topic_thr, topic_learned = self._topic_scores(emb, centred, tax.topics)
+        topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(emb, centred, tax.topics)
         tp_scores = self._zero_shot(centred, tax.touchpoints)
         det_p = self.bundle.detractor.predict_proba(emb)[:, 0]
         channel_map = tax.channel_map()
@@ -161,7 +164,9 @@ class Analyzer:
             ]
             doc_sent = self._doc_sentiment(doc_probs, [sent_p[i] for i in sen_idx])
             all_idx = win_idx + sen_idx
-            topics = self._topics(p, topic_ids, topic_scores, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb)
+            topics = self._topics(
+                p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb
+            )
             touchpoints = self._touchpoints(p, tax.touchpoints.ids, tp_scores, all_idx, sen_idx, channel_map)
             detractor = float((det_p[win_idx] * weights).sum())
             chat = self._chat_result(p, units, sent_p) if p.turns else None
@@ -285,14 +290,17 @@ class Analyzer:
 
     def _topic_scores(
         self, emb: F32, centred: F32, section: TaxonomySection
-    ) -> tuple[list[str], F32, F32, list[bool]]:
-        """Per-unit topic probabilities and decision thresholds.
+    ) -> tuple[list[str], F32, F32, F32, list[bool]]:
+        """Per-unit topic probabilities: learned (where a head exists) and zero-shot, plus thresholds.
 
         Learned heads answer for the default taxonomy's labelled topics; every other
-        entry (and every entry of a custom taxonomy) is scored zero-shot.
+        entry (and every entry of a custom taxonomy) is scored zero-shot.  The
+        zero-shot matrix is kept for learned topics too: a head trained on one
+        language only gets zero-shot help on documents in the other (see ``_topics``).
         """
         ids = section.ids
-        scores = self._zero_shot(centred, section)
+        zero_shot = self._zero_shot(centred, section)
+        scores = zero_shot.copy()
         thresholds = np.full(len(ids), 0.5, np.float32)
         learned = [False] * len(ids)
         if section.fingerprint() == self._default_topics_fp:
@@ -304,13 +312,14 @@ class Analyzer:
                     scores[:, j] = probs[:, k]
                     thresholds[j] = head.thresholds[k] if head.thresholds is not None else 0.5
                     learned[j] = True
-        return ids, scores, thresholds, learned
+        return ids, scores, zero_shot, thresholds, learned
 
     def _topics(
         self,
         p: _Prepared,
         ids: list[str],
         scores: F32,
+        zero_shot: F32,
         thresholds: F32,
         learned: list[bool],
         all_idx: list[int],
@@ -320,10 +329,15 @@ class Analyzer:
     ) -> list[TopicResult]:
         out = []
         for j, tid in enumerate(ids):
-            doc_score = float(scores[all_idx, j].max())
+            col = scores[:, j]
+            langs = self.bundle.topic_languages.get(tid)
+            if learned[j] and langs and p.language not in langs:
+                # the head never saw this language: let taxonomy similarity count too, on the head's scale
+                col = np.maximum(col, _add_log_odds(zero_shot[:, j], _logit(float(thresholds[j]))))
+            doc_score = float(col[all_idx].max())
             if doc_score < thresholds[j]:
                 continue
-            ev = self._evidence(scores[sen_idx, j], p.sentences, float(thresholds[j]))
+            ev = self._evidence(col[sen_idx], p.sentences, float(thresholds[j]))
             ev_idx = [sen_idx[k] for k in ev]
             polarity_head = self.bundle.topic_polarity.get(tid) if learned[j] else None
             probs = polarity_head.predict_proba(emb[ev_idx]) if polarity_head else sent_p[ev_idx]
@@ -440,6 +454,11 @@ def _sentiment(p4: F32) -> Sentiment:
     neg = round(max(0.0, 1.0 - pos - neu), 6)
     label = SENTIMENT_LABELS[int(np.argmax(p4))]
     return Sentiment(label=label, scores=SentimentScores(positive=pos, neutral=neu, negative=neg))  # type: ignore[arg-type]
+
+
+def _logit(p: float) -> float:
+    q = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(q / (1 - q)))
 
 
 def _add_log_odds(p: F32, delta: float) -> F32:

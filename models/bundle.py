@@ -47,6 +47,8 @@ class VoceBundle:
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # config, config_hash, data, metrics, git_sha...
     # fine-tuned LoRA adapter merged into the encoder at load time (copied into the bundle on save)
     adapter: Path | None = None
+    # languages each learned topic had labels in; for other languages the analyzer adds zero-shot evidence
+    topic_languages: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sentiment.labels != SENTIMENT_LABELS:
@@ -67,7 +69,7 @@ class VoceBundle:
             "encoder": self.encoder,
             "heads": {
                 "sentiment": self.sentiment.config(),
-                "topics": self.topics.config(),
+                "topics": {**self.topics.config(), "languages": self.topic_languages},
                 "detractor": self.detractor.config(),
                 "topic_polarity": {k: v.config() for k, v in sorted(self.topic_polarity.items())},
                 "zero_shot": self.zero_shot.config(),
@@ -139,6 +141,7 @@ class VoceBundle:
             version=manifest.get("version", "unknown"),
             manifest_extra={k: v for k, v in manifest.items() if k not in known},
             adapter=adapter,
+            topic_languages=heads["topics"].get("languages", {}),
         )
 
 

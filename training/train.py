@@ -240,6 +240,9 @@ def train_heads(
         version=cfg.version,
         adapter=cfg.encoder_adapter,
         manifest_extra={"taxonomy": taxonomy_record(taxonomy, custom=cfg.taxonomy is not None)},
+        topic_languages={
+            tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in topic_ids
+        },
     )
 
 

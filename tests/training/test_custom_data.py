@@ -272,11 +272,6 @@ def test_train_with_custom_taxonomy_records_it(tmp_path: Path) -> None:
     assert restored.topics.fingerprint() == record["topics_fingerprint"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/analyzer.py still compares topic sections with the default taxonomy only; "
-    "remove this mark once Analyzer uses the bundle's recorded taxonomy (manifest 'taxonomy.definition')",
-)
 def test_custom_taxonomy_heads_are_used_when_serving(tmp_path: Path) -> None:
     from models.factory import load_analyzer
     from models.types import DocumentInput
