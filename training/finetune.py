@@ -89,6 +89,10 @@ class FinetuneConfig:
     # dev split: must equal training/train.py's TrainConfig (seed, dev_fraction) so dev stays unseen
     split_seed: int = 13
     dev_fraction: float = 0.2
+    # share of the training groups NOT fine-tuned on: training/train.py fits temperatures and thresholds on
+    # exactly this calibration slice (TrainConfig.calibration_fraction, seed + 1), which must be unseen by the
+    # encoder or the calibrated heads come out over-confident; 0 = fine-tune on every training row
+    calibration_fraction: float = 0.15
     # passes over the training rows (an epoch = ceil(n_train / batch_size) sampled batches)
     epochs: int = 3
     # rows per optimisation step
@@ -719,7 +723,10 @@ def _lib_versions() -> dict[str, str]:
 def load_split(data_dir: Path | None, cfg: FinetuneConfig) -> tuple[list[Example], list[Example]]:
     """All datasets, split exactly as training/train.py splits them."""
     examples = [e for rows in load_all(data_dir).values() for e in rows]
-    return split_examples(examples, dev_fraction=cfg.dev_fraction, seed=cfg.split_seed)
+    train, dev = split_examples(examples, dev_fraction=cfg.dev_fraction, seed=cfg.split_seed)
+    if cfg.calibration_fraction > 0:
+        train, _calibration = split_examples(train, dev_fraction=cfg.calibration_fraction, seed=cfg.split_seed + 1)
+    return train, dev
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -751,8 +758,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"data from {data_dir}", flush=True)
     split = load_split(data_dir, cfg)
     result = finetune(args.pack, split, cfg, out=args.out, progress=lambda m: print(m, flush=True))
-    if args.embed_out is not None:
-        texts = sorted({e.text for part in split for e in part if e.text in result.tokens})
+    if args.embed_out is not None:  # every text, the calibration slice included
+        every = [e for rows in load_all(data_dir).values() for e in rows]
+        texts = sorted({e.text for e in every if e.text in result.tokens})
         export_embeddings(result.model, result.tokens, texts, args.embed_out, torch.device(cfg.device))
         print(f"{len(texts)} embeddings written to {args.embed_out}", flush=True)
 
