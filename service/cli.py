@@ -99,6 +99,10 @@ def train(
     data_dir: Annotated[Path | None, typer.Option(help="labelled data folder (default ../shared/data)")] = None,
     output: Annotated[Path | None, typer.Option(help="bundle folder to write")] = None,
     cache_dir: CacheOpt = None,
+    import_embeddings: Annotated[
+        list[Path] | None,
+        typer.Option(help="npz parts from `training.finetune --embed-out` (GPU pass over the texts) to reuse"),
+    ] = None,
 ) -> None:
     """Rebuild the heads bundle from the labelled data (seeded; config saved in the bundle)."""
     import yaml
@@ -128,6 +132,9 @@ def train(
         progress=_say,
     )
     cached = CachedEncoder(enc, s.cache_dir)
+    if import_embeddings:
+        n = cached.import_npz(import_embeddings)
+        _say(f"reusing {n} embeddings from {len(import_embeddings)} file(s)")
     try:
         _, report = run_train(cfg, cached, progress=_say)
     except (CustomDataError, TaxonomyError) as exc:

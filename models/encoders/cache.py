@@ -50,6 +50,18 @@ class CachedEncoder:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._mem[k] for k in keys]).astype(np.float32)
 
+    def import_npz(self, paths: list[Path]) -> int:
+        """Adopt embeddings computed elsewhere (keys = :func:`cache_key`), e.g. by the GPU fine-tuning run."""
+        n = 0
+        for p in paths:
+            with np.load(p) as z:
+                for k, v in zip(z["keys"].tolist(), z["vectors"], strict=True):
+                    if v.shape != (self.dim,):
+                        raise ValueError(f"{p}: {v.shape[0]}-d vectors, the encoder gives {self.dim}-d")
+                    self._mem[str(k)] = v.astype(np.float32)
+                    n += 1
+        return n
+
     def save(self) -> None:
         """Write the cache atomically (no-op without a cache dir)."""
         if self._path is None or not self._mem:
