@@ -130,17 +130,16 @@ def analyze_file(
         task = bar.add_task("analyse", total=len(docs))
         for start in range(0, len(docs), batch_size):
             chunk = docs[start : start + batch_size]
-            good = [d for d in chunk if isinstance(d, DocumentInput)]
+            # rows may repeat an id: analyse under positional ids, write back the caller's id
+            good = [d.model_copy(update={"id": f"#{i}"}) for i, d in enumerate(chunk) if isinstance(d, DocumentInput)]
             results, errors = analyzer.analyze(good) if good else ([], [])
-            by_id: dict[str, str] = {r.id: r.model_dump_json(exclude_none=True) for r in results}
-            by_id |= {e.id: e.model_dump_json() for e in errors}
-            for d in chunk:
-                if isinstance(d, DocumentError):
-                    out.write(d.model_dump_json() + "\n")
+            by_pos = {r.id: r for r in results} | {e.id: e for e in errors}
+            for i, d in enumerate(chunk):
+                item = d if isinstance(d, DocumentError) else by_pos[f"#{i}"].model_copy(update={"id": d.id})
+                out.write(item.model_dump_json(exclude_none=True) + "\n")
+                if isinstance(item, DocumentError):
                     n_err += 1
                 else:
-                    out.write(by_id[d.id] + "\n")
-                    n_ok += d.id not in {e.id for e in errors}
-            n_err += len(errors)
+                    n_ok += 1
             bar.advance(task, len(chunk))
     return n_ok, n_err

@@ -58,16 +58,19 @@ def serve(
 
 
 @app.command()
-def setup(cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None) -> None:
-    """Convert the bundled e5 encoder (and export ONNX) into the cache, verifying it; idempotent."""
-    from models.encoders.factory import EncoderSpec, load_encoder
+def setup(
+    cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None, bundle: BundleOpt = None
+) -> None:
+    """Prepare exactly what `voce serve` loads: convert + verify e5, merge the bundle's adapter, export ONNX; idempotent."""
+    from models.factory import load_analyzer
 
-    s = _settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder)
-    enc = load_encoder(
-        EncoderSpec(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, threads=s.threads), progress=_say
+    s = _settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle)
+    analyzer = load_analyzer(
+        backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=s.bundle, threads=s.threads,
+        progress=_say,
     )
-    vec = enc.encode(["query di prova", "test query"])
-    _say(f"encoder ready: {enc.name} ({vec.shape[1]}-d) in {s.cache_dir}")
+    analyzer.warm_up()
+    _say(f"ready: {analyzer.encoder.name} + bundle {analyzer.bundle.version} (cache {s.cache_dir})")
 
 
 @app.command()

@@ -81,3 +81,14 @@ def test_help_lists_commands() -> None:
     assert r.exit_code == 0
     for cmd in ("serve", "analyze", "train", "eval", "setup"):
         assert cmd in r.output
+
+
+def test_repeated_ids_keep_every_row(env: Path) -> None:
+    src = env / "dup.csv"
+    src.write_text("id,text\n7,Ottimo servizio\n7,Pessimo servizio\n", "utf-8")
+    out = env / "out.jsonl"
+    r = runner.invoke(app, ["analyze", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = _read(out)
+    assert [x["id"] for x in rows] == ["7", "7"]
+    assert [x["sentences"][0]["text"] for x in rows] == ["Ottimo servizio", "Pessimo servizio"]
