@@ -8,7 +8,6 @@ names it and the encoder layer rebuilds it from the pinned wheel.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from models.files import sha256_file
 from models.heads import F32, LinearHead, ZeroShotCalibration
 
 SCHEMA_VERSION = 1
@@ -94,9 +94,9 @@ class VoceBundle:
             if self.adapter is not None:
                 shutil.copyfile(self.adapter, tmp / ADAPTER_FILENAME)
                 manifest["encoder"] = {
-                    **manifest["encoder"], "adapter": ADAPTER_FILENAME, "adapter_sha256": _sha256(tmp / ADAPTER_FILENAME)
+                    **manifest["encoder"], "adapter": ADAPTER_FILENAME, "adapter_sha256": sha256_file(tmp / ADAPTER_FILENAME)
                 }
-            manifest["tensors_sha256"] = _sha256(tmp / "heads.safetensors")
+            manifest["tensors_sha256"] = sha256_file(tmp / "heads.safetensors")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
             os.chmod(tmp, 0o755)  # mkdtemp makes private dirs; a bundle is meant to be shared
             for f in tmp.iterdir():
@@ -118,14 +118,14 @@ class VoceBundle:
         manifest = json.loads(mpath.read_text("utf-8"))
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise BundleError(f"bundle schema {manifest.get('schema_version')} is not supported (need {SCHEMA_VERSION})")
-        if manifest.get("tensors_sha256") and manifest["tensors_sha256"] != _sha256(tpath):
+        if manifest.get("tensors_sha256") and manifest["tensors_sha256"] != sha256_file(tpath):
             raise BundleError(f"{tpath} does not match the checksum in its manifest")
         t = load_file(str(tpath))
         heads = manifest["heads"]
         adapter = None
         if manifest["encoder"].get("adapter"):
             adapter = path / manifest["encoder"]["adapter"]
-            if not adapter.is_file() or _sha256(adapter) != manifest["encoder"].get("adapter_sha256"):
+            if not adapter.is_file() or sha256_file(adapter) != manifest["encoder"].get("adapter_sha256"):
                 raise BundleError(f"{adapter} is missing or does not match the checksum in its manifest")
         known = {"schema_version", "version", "encoder", "heads", "tensors_sha256"}
         return cls(
@@ -143,14 +143,6 @@ class VoceBundle:
             adapter=adapter,
             topic_languages=heads["topics"].get("languages", {}),
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_bundle_path() -> Path:

@@ -59,3 +59,13 @@ def real_analyzer(voce_cache_dir: Path):  # type: ignore[no-untyped-def]
     from models.factory import load_analyzer
 
     return load_analyzer(backend="onnx", model="e5-small", cache_dir=voce_cache_dir)
+
+
+@pytest.fixture()
+def env(tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment for CLI runs: fake encoder, tiny bundle, a private cache; returns a scratch folder."""
+    monkeypatch.setenv("VOCE_ENCODER_BACKEND", "fake")
+    monkeypatch.setenv("VOCE_ENCODER", "fake")
+    monkeypatch.setenv("VOCE_BUNDLE", str(tiny_bundle_dir))
+    monkeypatch.setenv("VOCE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path

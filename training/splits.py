@@ -23,10 +23,10 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from models.files import sha256_file
 from training.data import Example, load_ate_absita
 
 _HASH_SPACE = float(2**64)
-_CHUNK = 1 << 20
 
 
 def group_hash(seed: int, source: str, group: str) -> float:
@@ -91,14 +91,6 @@ def kfold_groups(examples: Sequence[Example], k: int = 5, seed: int = 13) -> lis
     return result
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_fingerprint(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str] | None = None,
@@ -130,7 +122,7 @@ def data_fingerprint(
         key = path.as_posix()
         if base is not None and path.resolve().is_relative_to(base):
             key = path.resolve().relative_to(base).as_posix()
-        out[key] = _sha256(path)
+        out[key] = sha256_file(path)
     return dict(sorted(out.items()))
 
 

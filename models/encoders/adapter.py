@@ -22,7 +22,6 @@ word embeddings are not adapted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from models.files import replace_dir, sha256_file
 
 #: value of the ``format`` metadata key; a new layout gets a new name
 ADAPTER_FORMAT = "voce-lora-v1"
@@ -55,11 +56,7 @@ class AdapterError(ValueError):
 
 def adapter_key(adapter_file: Path) -> str:
     """sha256 of the adapter file: identifies the fine-tuned weights (use ``[:16]`` in folder names)."""
-    digest = hashlib.sha256()
-    with Path(adapter_file).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(adapter_file)
 
 
 def write_adapter(
@@ -211,18 +208,4 @@ def _matches(out_dir: Path, wanted: Mapping[str, Any]) -> bool:
 
 def _replace_dir(tmp: Path, target: Path, wanted: Mapping[str, Any]) -> None:
     """Move ``tmp`` to ``target``; an equivalent merge finished meanwhile by another process wins."""
-    if target.exists():
-        if _matches(target, wanted):
-            return
-        stale = target.with_name(f".{target.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            target.rename(stale)
-        except FileNotFoundError:
-            pass
-        else:
-            shutil.rmtree(stale, ignore_errors=True)
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not _matches(target, wanted):
-            raise
+    replace_dir(tmp, target, lambda t: _matches(t, wanted))

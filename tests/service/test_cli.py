@@ -4,21 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def env(tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VOCE_ENCODER_BACKEND", "fake")
-    monkeypatch.setenv("VOCE_ENCODER", "fake")
-    monkeypatch.setenv("VOCE_BUNDLE", str(tiny_bundle_dir))
-    monkeypatch.setenv("VOCE_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def _read(path: Path) -> list[dict]:
