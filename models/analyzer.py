@@ -121,6 +121,18 @@ class Analyzer:
         self, docs: list[DocumentInput], taxonomy: Taxonomy | None = None
     ) -> tuple[list[DocumentResult], list[DocumentError]]:
         """Analyse a batch; documents that cannot be analysed become errors, the rest results."""
+        results, errors, _ = self.analyze_with_embeddings(docs, taxonomy)
+        return results, errors
+
+    def analyze_with_embeddings(
+        self, docs: list[DocumentInput], taxonomy: Taxonomy | None = None
+    ) -> tuple[list[DocumentResult], list[DocumentError], F32]:
+        """Like :meth:`analyze`, plus one L2-normalised document vector per result (row-aligned).
+
+        The vector is the length-weighted mean of the document's window embeddings
+        — the same pass that fed every head — so topic discovery on a batch needs
+        no second encoder pass.
+        """
         tax = taxonomy or self.taxonomy
         prepared: list[_Prepared] = []
         errors: list[DocumentError] = []
@@ -131,7 +143,7 @@ class Analyzer:
             else:
                 prepared.append(p)
         if not prepared:
-            return [], errors
+            return [], errors, np.zeros((0, self.encoder.dim), np.float32)
 
         units: dict[str, int] = {}
         for p in prepared:
@@ -152,11 +164,14 @@ class Analyzer:
         channel_map = tax.channel_map()
 
         results = []
-        for p in prepared:
+        doc_vecs = np.zeros((len(prepared), emb.shape[1]), np.float32)
+        for row, p in enumerate(prepared):
             win_idx = [units[t] for t in p.windows]
             sen_idx = [units[s.text] for s in p.sentences]
             weights = np.asarray(p.window_weights, np.float32)
             weights /= weights.sum()
+            vec = (emb[win_idx] * weights[:, None]).sum(axis=0)
+            doc_vecs[row] = vec / max(float(np.linalg.norm(vec)), 1e-6)
             doc_probs = (sent_p[win_idx] * weights[:, None]).sum(axis=0)
             sentences = [
                 SentenceResult(offset=s.offset, length=s.length, text=s.text, sentiment=_sentiment(sent_p[i]))
@@ -184,7 +199,7 @@ class Analyzer:
                     text=p.text if p.rendered else None,
                 )
             )
-        return results, errors
+        return results, errors, doc_vecs
 
     def warm_up(self) -> None:
         """Run every stage once so the first request does not pay for lazy loading."""

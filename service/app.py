@@ -26,6 +26,8 @@ from models.bundle import SENTIMENT_LABELS
 from models.factory import load_analyzer
 from models.taxonomy import TaxonomyError, parse_taxonomy
 from models.types import DocumentError, DocumentInput, DocumentResult
+from service.batches_api import build_router
+from service.db import open_database
 from service.errors import (
     ErrorEnvelope,
     InvalidInput,
@@ -35,7 +37,9 @@ from service.errors import (
     error_response,
     install_error_handlers,
 )
+from service.jobs import BatchStore, LocalExecutor, RunnerConfig
 from service.settings import Settings
+from service.web import build_web_router
 
 log = logging.getLogger("voce.service")
 
@@ -187,6 +191,13 @@ AnalyzerDep = Annotated[Analyzer, Depends(get_analyzer)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
 
 
+def runner_config(settings: Settings) -> RunnerConfig:
+    return RunnerConfig(
+        chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
+        discovery=settings.discovery, discovery_seed=settings.discovery_seed,
+    )
+
+
 # --------------------------------------------------------------------- app
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -195,7 +206,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         thread = threading.Thread(target=_load, args=(app, settings), name="voce-model-loader", daemon=True)
         thread.start()
-        yield
+        app.state.store = BatchStore(open_database(settings.resolved_database_url()))
+        executor = None
+        if settings.workers > 0:
+            executor = LocalExecutor(
+                app.state.store, lambda: app.state.engine.analyzer, runner_config(settings), threads=settings.workers
+            )
+            executor.start()
+        app.state.executor = executor
+        try:
+            yield
+        finally:
+            if executor is not None:
+                executor.stop()
 
     app = FastAPI(
         title="Voce",
@@ -221,11 +244,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics: Metrics = request.app.state.metrics
         route = request.url.path
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
+        limit = settings.max_upload_bytes + 65536 if route.startswith("/v1/batches") else settings.max_request_bytes
+        if length and length.isdigit() and int(length) > limit:
             metrics.requests.labels(route, "413").inc()
-            return error_response(
-                413, "PayloadTooLarge", f"request body exceeds {settings.max_request_bytes} bytes"
-            )
+            return error_response(413, "PayloadTooLarge", f"request body exceeds {limit} bytes")
         t0 = time.perf_counter()
         response: Response = await call_next(request)
         if route.startswith(("/v1/", "/analyze")):
@@ -310,6 +332,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             errors=errors,
         )
 
+    @app.get("/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"])
+    def taxonomy(analyzer: AnalyzerDep) -> dict[str, Any]:
+        """The taxonomy in use: topic and touchpoint ids with their Italian/English names."""
+        t = analyzer.taxonomy
+        return {
+            "version": t.version,
+            "topics": [{"id": e.id, "names": e.names} for e in t.topics.entries],
+            "touchpoints": [{"id": e.id, "names": e.names} for e in t.touchpoints.entries],
+        }
+
+    app.include_router(build_router())
+    app.include_router(build_web_router())
     app.post("/v1/analyze", response_model=AnalyzeResponse, operation_id="analyze", tags=["analysis"])(_analyze)
     app.post(
         "/analyze", response_model=AnalyzeResponse, operation_id="analyze_legacy", tags=["analysis"],

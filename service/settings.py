@@ -39,3 +39,26 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=2, ge=1, le=64)
     max_waiting: int = Field(default=16, ge=0, le=10_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # ---- batches (uploads, stored results, KPIs)
+    # uploads, exports and the embedded SQLite database live here
+    data_dir: Path = Path("var")
+    # SQLAlchemy URL; empty = embedded SQLite file <data_dir>/voce.db.
+    # Production: postgresql+psycopg://user@host:5432/dbname (schema managed by Alembic, upgraded at start-up)
+    database_url: str | None = None
+    # in-process batch workers; 0 = the API only queues, `voce worker` processes analyse (production)
+    workers: int = Field(default=1, ge=0, le=16)
+    # rows analysed and committed together (one transaction: a restart resumes after the last committed chunk)
+    batch_chunk_rows: int = Field(default=64, ge=1, le=10_000)
+    # a batch whose worker has not reported for this long is taken over by another worker (crash/restart)
+    worker_lease_seconds: float = Field(default=60.0, ge=1.0)
+    # largest upload accepted by POST /v1/batches
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # discovered topics (BERTopic) after each batch; seed makes them reproducible
+    discovery: bool = True
+    discovery_seed: int = 13
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'voce.db').resolve()}"

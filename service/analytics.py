@@ -1,0 +1,859 @@
+"""CX KPIs, NPS drivers and trends for one analysed batch: pure functions, no HTTP, no database.
+
+The API and the batch web page show these numbers to people who make decisions with them, so every figure is
+defined here once, in words, and the report says when a number is an estimate.
+
+Definitions
+-----------
+* **Survey scores are answers, not model output.** NPS, CSAT and CES use every row that matches the filters and
+  carries a score, including rows whose text could not be analysed (error rows). Out-of-range answers (NPS outside
+  0-10, CSAT outside 1-5, CES outside 1-7) are treated as missing. Sentiment, topics, touchpoints and detractor
+  probabilities come from the text and use analysed rows only (``ok``).
+* **NPS** = 100 x (share of promoters, 9-10, minus share of detractors, 0-6) over rows with a score, in points
+  (-100..100). 95% CI: normal approximation with the multinomial variance
+  ``var = (p_p + p_d - (p_p - p_d)^2) / n``, clipped to [-100, 100]. With fewer than 2 answers the CI is null;
+  when every answer falls in one category the variance is 0 and the interval has zero width (a known limit of the
+  normal approximation on tiny samples).
+* **NPS estimate** (``nps_estimate``): for analysed rows *without* an NPS answer, the mean text-predicted
+  probability of being a detractor (0-6). It is an estimate from a calibrated model, never mixed into the NPS.
+  95% CI: Wilson interval treating the mean as a proportion over those rows; it assumes the probabilities are
+  calibrated and does not include the model's own error.
+* **CSAT** = % of 4-5 answers on the 1-5 scale, Wilson 95% CI. **CES** = mean answer (1-7), t-based 95% CI.
+* **Net sentiment** = % positive - % negative in points (-100..100) over analysed rows with a sentiment label;
+  neutral and mixed count in the denominator only. For a topic it uses that topic's own sentiment label in each
+  row; for a touchpoint, the row's sentiment.
+* **Shares and probabilities** (``share``, ``detractor_share``, ``detractor_estimate``, ``p_value``) are
+  fractions 0..1 rounded to 4 decimals; percent-like values (NPS, CSAT, net sentiment, impact, change) are points
+  rounded to 2 decimals. Nothing is ever NaN: a value that cannot be computed is null.
+* **Impact** of a theme T (the Thematic/Kapiche driver method) = NPS(all scored rows) - NPS(scored rows not
+  mentioning T): how much the overall NPS would move if T's comments were removed. A theme that pulls the score
+  down has a negative impact. Since NPS(all) is the response-weighted mean of the two groups,
+  ``impact = w x (NPS_T - NPS_notT)`` with ``w = n_T / n``; its 95% CI is the delta-method interval
+  ``impact +/- 1.96 x w x sqrt(var_T / n_T + var_notT / n_notT)`` (w held fixed, variances from the NPS formula),
+  clipped to [-200, 200]. Significance: a two-sided z-test of NPS_T vs NPS_notT with the same per-group variances,
+  then Benjamini-Hochberg at q = 0.05 across the tested topics (and, separately, across the tested touchpoints):
+  ``significant`` is the BH decision, ``p_value`` the raw p. Themes with fewer than ``min_theme_count`` scored rows,
+  or mentioned by every scored row, are not tested: impact, CI and p-value are null and ``significant`` is false.
+  Without any NPS answer, impact and theme NPS are null; ``detractor_estimate`` (mean predicted probability over
+  the rows mentioning the theme) is still filled.
+* **Degenerate variances.** When a group's variance estimate is 0 (one answer, or all answers in one category)
+  the unpooled standard error understates the uncertainty (one promoter vs one detractor would look "certain"),
+  so z-tests then use the pooled variance of both groups, as under the null hypothesis.
+* **Trend.** Rows without a date are left out of the trend. Granularity "auto": date span <= 45 days -> day,
+  <= 40 weeks -> week, else month; then coarser (day -> week -> month) while the average number of dated rows per
+  period is below 20. Weeks are ISO weeks ("2026-W09", starting Monday, ISO year); months "2026-03"; days
+  "2026-03-05". Periods are chronological and empty periods inside the span are listed with count 0 and null stats.
+  ``change`` compares each period with the one before it: on NPS when both have at least one NPS answer (z-test
+  on the difference, NPS variance formula), otherwise on net sentiment (z-test on the difference of means of a
+  +1/0/-1 variable, sample variances). p < 0.05 -> ``significant``; there is NO multiple-testing correction across
+  periods, so on a long trend some flags are expected by chance.
+* **Groups.** ``by_language`` has one entry per language code (lower-cased; "unknown" when missing);
+  ``by_segment`` one list per segment column present in any row, rows without that column under "unknown".
+  The filters ``language="unknown"`` and ``segment="col:unknown"`` select those rows.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from scipy.special import stdtrit
+
+Granularity = Literal["day", "week", "month"]
+SENTIMENT_LABELS: tuple[str, ...] = ("positive", "neutral", "negative", "mixed")
+UNKNOWN = "unknown"
+SIGNIFICANCE_LEVEL = 0.05  # BH q for themes, plain alpha for trend changes
+_Z95 = 1.959963984540054  # standard normal 97.5% quantile
+_SENT_CODE = {label: i for i, label in enumerate(SENTIMENT_LABELS)}
+_POS, _NEU, _NEG, _MIX = range(4)
+_DAY_SPAN_MAX = 45  # days
+_WEEK_SPAN_MAX = 40 * 7  # days
+_MIN_ROWS_PER_PERIOD = 20
+_NPS_METHOD = (
+    "mean calibrated P(detractor, NPS 0-6) predicted from the text over analysed rows without an NPS answer; "
+    "95% Wilson interval over those rows, assuming calibrated probabilities (model error not included)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowFacts:
+    """What analytics needs from one analysed upload row; built by the batch layer from stored results."""
+
+    row: int  # row index in the upload
+    date: datetime.date | None
+    language: str | None  # 'it', 'en', ...
+    channel: str | None
+    segments: dict[str, str]  # segment column -> value
+    nps: int | None  # 0..10 answer, None if missing
+    csat: int | None  # 1..5
+    ces: int | None  # 1..7
+    sentiment: str | None  # 'positive'|'neutral'|'negative'|'mixed'; None for error rows
+    positive: float  # calibrated P(positive) (0 for error rows)
+    negative: float  # calibrated P(negative)
+    detractor: float | None  # predicted P(NPS 0-6) from text; None for error rows
+    topics: tuple[tuple[str, str], ...]  # (topic id, that topic's sentiment label) for topics found in the row
+    touchpoints: tuple[str, ...]  # touchpoint ids found
+    ok: bool  # False when the row could not be analysed (error row)
+
+
+# --------------------------------------------------------------------------------------------------- filters
+
+
+def parse_segment(value: str) -> dict[str, str]:
+    """``"region:north"`` -> ``{"region": "north"}``: the query-string form of a segment filter.
+
+    Split on the first colon so values may contain colons ("slot:10:30"); both sides are stripped.
+    """
+    col, sep, val = value.partition(":")
+    col, val = col.strip(), val.strip()
+    if not sep or not col or not val:
+        raise ValueError(f"segment filter must look like 'column:value', got {value!r}")
+    return {col: val}
+
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+_WEEK_RE = re.compile(r"^(\d{4})-[Ww](\d{2})$")
+_DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+
+def parse_period(value: str) -> tuple[Granularity, datetime.date, datetime.date]:
+    """A period label as shown in the trend -> (granularity, first day, day after the last).
+
+    Accepts exactly the labels the trend emits ("2026-03", "2026-W09", "2026-03-05"), so clicking a trend point
+    filters to it.
+    """
+    text = value.strip()
+    try:
+        if m := _MONTH_RE.match(text):
+            start = datetime.date(int(m[1]), int(m[2]), 1)
+            return "month", start, _next_start(start, "month")
+        if m := _WEEK_RE.match(text):
+            start = datetime.date.fromisocalendar(int(m[1]), int(m[2]), 1)
+            return "week", start, start + datetime.timedelta(days=7)
+        if m := _DAY_RE.match(text):
+            start = datetime.date(int(m[1]), int(m[2]), int(m[3]))
+            return "day", start, start + datetime.timedelta(days=1)
+    except ValueError as exc:
+        raise ValueError(f"invalid period {value!r}: {exc}") from None
+    raise ValueError(f"period must look like 2026-03, 2026-W09 or 2026-03-05, got {value!r}")
+
+
+class Filters(BaseModel):
+    """Which rows of a batch a report covers; every set field must match (AND). Echoed back in the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    touchpoint: str | None = None  # rows where this touchpoint id was found
+    topic: str | None = None  # rows where this topic id was found
+    language: str | None = None  # language code (case-insensitive); "unknown" = rows without a language
+    segment: dict[str, str] | None = None  # column -> value; a "col:value" string is accepted
+    period: str | None = None  # "2026-03" (month), "2026-W09" (ISO week) or "2026-03-05" (day)
+    date_from: datetime.date | None = None  # inclusive
+    date_to: datetime.date | None = None  # inclusive
+
+    @field_validator("segment", mode="before")
+    @classmethod
+    def _segment_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_segment(value) if value.strip() else None
+        return value
+
+    @field_validator("period")
+    @classmethod
+    def _period_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_period(value)
+            return value.strip()
+        return value
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> Filters:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}")
+        return self
+
+
+def _language_key(row: RowFacts) -> str:
+    return (row.language or "").strip().lower() or UNKNOWN
+
+
+def _segment_key(row: RowFacts, column: str) -> str:
+    value = row.segments.get(column)
+    return value if value not in (None, "") else UNKNOWN
+
+
+def apply_filters(rows: Iterable[RowFacts], filters: Filters | None) -> list[RowFacts]:
+    """The rows a report covers, in input order. Error rows stay in unless a filter needs text results."""
+    rows = list(rows)
+    if filters is None:
+        return rows
+    checks: list[Any] = []
+    if filters.topic is not None:
+        topic = filters.topic
+        checks.append(lambda r: any(t == topic for t, _ in r.topics))
+    if filters.touchpoint is not None:
+        touchpoint = filters.touchpoint
+        checks.append(lambda r: touchpoint in r.touchpoints)
+    if filters.language is not None:
+        language = filters.language.strip().lower()
+        checks.append(lambda r: _language_key(r) == language)
+    if filters.segment:
+        wanted = dict(filters.segment)
+        checks.append(lambda r: all(_segment_key(r, c) == v for c, v in wanted.items()))
+    lo: datetime.date | None = filters.date_from
+    hi: datetime.date | None = filters.date_to + datetime.timedelta(days=1) if filters.date_to else None  # exclusive
+    if filters.period is not None:
+        _, start, end = parse_period(filters.period)
+        lo = max(lo, start) if lo else start
+        hi = min(hi, end) if hi else end
+    if lo is not None or hi is not None:
+        lo_, hi_ = lo, hi
+        checks.append(lambda r: r.date is not None and (lo_ is None or r.date >= lo_) and (hi_ is None or r.date < hi_))
+    return [r for r in rows if all(check(r) for check in checks)]
+
+
+# --------------------------------------------------------------------------------------------------- report shapes
+
+
+class NpsStat(BaseModel):
+    """Measured NPS from survey answers (never from predictions)."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    promoters: int
+    passives: int
+    detractors: int
+    responses: int
+
+
+class NpsEstimate(BaseModel):
+    """Predicted detractor share where no NPS answer exists; labelled so no one mistakes it for a measured NPS."""
+
+    detractor_share: float
+    ci_low: float
+    ci_high: float
+    rows: int
+    estimated: Literal[True] = True
+    method: str = _NPS_METHOD
+
+
+class CsatStat(BaseModel):
+    value: float  # % of 4-5 answers
+    ci_low: float
+    ci_high: float
+    responses: int
+
+
+class CesStat(BaseModel):
+    mean: float
+    ci_low: float | None  # null with a single answer (no variance)
+    ci_high: float | None
+    responses: int
+
+
+class SentimentStat(BaseModel):
+    positive: int
+    neutral: int
+    negative: int
+    mixed: int
+    net: float | None  # null only when no row was analysed
+
+
+class SentimentCounts(BaseModel):
+    positive: int
+    neutral: int
+    negative: int
+    mixed: int
+
+
+class ThemeStat(BaseModel):
+    """One topic or touchpoint: how often, how people feel, and how much it moves NPS."""
+
+    id: str
+    label: str
+    count: int  # analysed rows mentioning it
+    share: float  # count / analysed rows, 0..1
+    sentiment: SentimentCounts
+    net_sentiment: float | None
+    nps: float | None
+    nps_responses: int
+    impact: float | None
+    impact_ci_low: float | None
+    impact_ci_high: float | None
+    p_value: float | None  # raw two-sided p; `significant` is after Benjamini-Hochberg
+    significant: bool
+    detractor_estimate: float | None
+
+
+class PeriodStat(BaseModel):
+    period: str
+    start: datetime.date
+    count: int
+    nps: float | None
+    nps_ci_low: float | None
+    nps_ci_high: float | None
+    nps_responses: int
+    net_sentiment: float | None
+    detractor_estimate: float | None
+    change: float | None
+    change_metric: Literal["nps", "net_sentiment"] | None
+    p_value: float | None
+    significant: bool
+
+
+class TrendReport(BaseModel):
+    granularity: Granularity
+    periods: list[PeriodStat]
+
+
+class GroupStat(BaseModel):
+    key: str
+    count: int
+    nps: float | None
+    nps_responses: int
+    net_sentiment: float | None
+    detractor_estimate: float | None
+
+
+class KpiReport(BaseModel):
+    """Everything the batch dashboard shows for one filter selection; ``model_dump(mode="json")`` is NaN-free."""
+
+    filters: Filters
+    count: int  # rows matching the filters, error rows included
+    analysed: int  # rows whose text was analysed
+    nps: NpsStat
+    nps_estimate: NpsEstimate | None
+    csat: CsatStat | None
+    ces: CesStat | None
+    sentiment: SentimentStat
+    topics: list[ThemeStat]
+    touchpoints: list[ThemeStat]
+    trend: TrendReport
+    by_language: list[GroupStat]
+    by_segment: dict[str, list[GroupStat]]
+
+
+# --------------------------------------------------------------------------------------------------- statistics
+
+
+def _finite(x: float | np.floating | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _pts(x: float | np.floating | None) -> float | None:
+    """Percent-like value, 2 decimals; null for anything not finite."""
+    v = _finite(x)
+    return None if v is None else round(v, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _prob(x: float | np.floating | None) -> float | None:
+    """Probability, share or p-value, 4 decimals; null for anything not finite."""
+    v = _finite(x)
+    return None if v is None else round(v, 4) + 0.0
+
+
+def _pts_f(x: float) -> float:
+    """``_pts`` for a value known to be finite (the field is not nullable)."""
+    return round(float(x), 2) + 0.0
+
+
+def _prob_f(x: float) -> float:
+    return round(float(x), 4) + 0.0
+
+
+def _p_two_sided(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def _nps_var(promoters: float, detractors: float, n: float) -> float:
+    """Per-answer variance of the +1/0/-1 NPS variable (proportion units); NPS variance is this / n."""
+    pp, pd = promoters / n, detractors / n
+    return max(pp + pd - (pp - pd) ** 2, 0.0)
+
+
+def _nps_ci(promoters: int, detractors: int, n: int) -> tuple[float | None, float | None]:
+    if n < 2:
+        return None, None
+    value = 100.0 * (promoters - detractors) / n
+    half = 100.0 * _Z95 * math.sqrt(_nps_var(promoters, detractors, n) / n)
+    return max(value - half, -100.0), min(value + half, 100.0)
+
+
+def _nps_test(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[float, float]:
+    """(difference in proportion units, two-sided p) for NPS(a) - NPS(b); a and b are (promoters, detractors, n)."""
+    (pa, da, na), (pb, db, nb) = a, b
+    diff = (pa - da) / na - (pb - db) / nb
+    var_a, var_b = _nps_var(pa, da, na), _nps_var(pb, db, nb)
+    if var_a > 0 and var_b > 0:
+        se = math.sqrt(var_a / na + var_b / nb)
+    else:  # degenerate group: pooled variance under H0
+        se = math.sqrt(_nps_var(pa + pb, da + db, na + nb) * (1 / na + 1 / nb))
+    if se == 0:
+        return diff, 1.0 if diff == 0 else 0.0
+    return diff, _p_two_sided(diff / se)
+
+
+def _net_test(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """Two-sided p for mean(a) - mean(b) of a +1/0/-1 sentiment variable; a, b are (positive, negative, n)."""
+
+    def sample_var(pos: int, neg: int, n: int) -> float:
+        if n < 2:
+            return 0.0
+        s1, s2 = pos - neg, pos + neg  # sum of x and of x^2
+        return max((s2 - s1 * s1 / n) / (n - 1), 0.0)
+
+    (pa, ga, na), (pb, gb, nb) = a, b
+    diff = (pa - ga) / na - (pb - gb) / nb
+    var_a, var_b = sample_var(pa, ga, na), sample_var(pb, gb, nb)
+    if var_a > 0 and var_b > 0:
+        se = math.sqrt(var_a / na + var_b / nb)
+    else:
+        se = math.sqrt(sample_var(pa + pb, ga + gb, na + nb) * (1 / na + 1 / nb))
+    if se == 0:
+        return 1.0 if diff == 0 else 0.0
+    return _p_two_sided(diff / se)
+
+
+def _wilson(successes: float, n: int) -> tuple[float, float]:
+    p = successes / n
+    z2 = _Z95 * _Z95
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def benjamini_hochberg(p_values: Sequence[float], q: float = SIGNIFICANCE_LEVEL) -> list[bool]:
+    """Step-up BH decisions: reject the k smallest p where k is the largest rank with p_(k) <= k q / m.
+
+    Controls the false discovery rate across themes, so a long topic list does not produce "drivers" by chance.
+    """
+    m = len(p_values)
+    if m == 0:
+        return []
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    passed = p[order] <= q * np.arange(1, m + 1) / m
+    reject = np.zeros(m, dtype=bool)
+    if passed.any():
+        k = int(np.flatnonzero(passed)[-1])
+        reject[order[: k + 1]] = True
+    return reject.tolist()
+
+
+# --------------------------------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The filtered rows as numpy arrays, built once so every breakdown is a few ``bincount`` calls."""
+
+    n: int
+    ok: np.ndarray  # bool
+    nps_cat: np.ndarray  # -1 missing, 0 detractor, 1 passive, 2 promoter
+    csat: np.ndarray  # float, nan = missing
+    ces: np.ndarray
+    sent: np.ndarray  # sentiment code 0..3 for analysed rows, -1 otherwise
+    det: np.ndarray  # detractor probability of analysed rows, nan otherwise
+    ordinal: np.ndarray  # date.toordinal(), -1 without a date
+
+
+def _in_range(value: int | None, lo: int, hi: int) -> float:
+    return float(value) if value is not None and lo <= value <= hi else math.nan
+
+
+def _columns(rows: list[RowFacts]) -> _Columns:
+    n = len(rows)
+    nps = np.fromiter((_in_range(r.nps, 0, 10) for r in rows), dtype=float, count=n)
+    nps_cat = np.full(n, -1, dtype=np.int8)
+    nps_cat[nps <= 6] = 0
+    nps_cat[(nps >= 7) & (nps <= 8)] = 1
+    nps_cat[nps >= 9] = 2
+    det = np.fromiter(
+        (r.detractor if r.ok and r.detractor is not None else math.nan for r in rows), dtype=float, count=n
+    )
+    return _Columns(
+        n=n,
+        ok=np.fromiter((r.ok for r in rows), dtype=bool, count=n),
+        nps_cat=nps_cat,
+        csat=np.fromiter((_in_range(r.csat, 1, 5) for r in rows), dtype=float, count=n),
+        ces=np.fromiter((_in_range(r.ces, 1, 7) for r in rows), dtype=float, count=n),
+        sent=np.fromiter((_SENT_CODE.get(r.sentiment or "", -1) if r.ok else -1 for r in rows), dtype=np.int8, count=n),
+        det=det,
+        ordinal=np.fromiter((r.date.toordinal() if r.date else -1 for r in rows), dtype=np.int64, count=n),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Agg:
+    """Per-group sums; a group is a period, a language, a segment value or a theme."""
+
+    count: np.ndarray
+    promoters: np.ndarray
+    passives: np.ndarray
+    detractors: np.ndarray
+    sent: np.ndarray  # (groups, 4) counts
+    det_sum: np.ndarray
+    det_n: np.ndarray
+
+    @property
+    def responses(self) -> np.ndarray:
+        return self.promoters + self.passives + self.detractors
+
+    def nps(self, g: int) -> float | None:
+        n = int(self.responses[g])
+        return 100.0 * (int(self.promoters[g]) - int(self.detractors[g])) / n if n else None
+
+    def net(self, g: int) -> float | None:
+        n = int(self.sent[g].sum())
+        return 100.0 * (int(self.sent[g, _POS]) - int(self.sent[g, _NEG])) / n if n else None
+
+    def detractor(self, g: int) -> float | None:
+        return float(self.det_sum[g] / self.det_n[g]) if self.det_n[g] else None
+
+
+def _aggregate(groups: np.ndarray, rows: np.ndarray, n_groups: int, cols: _Columns, sent: np.ndarray | None = None) -> _Agg:
+    """Sum row facts into groups; (groups[i], rows[i]) are membership pairs, so a row may be in several groups."""
+    cat = cols.nps_cat[rows]
+    codes = cols.sent[rows] if sent is None else sent
+    known = codes >= 0
+    det = cols.det[rows]
+    has_det = ~np.isnan(det)
+
+    def count(mask: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(groups if mask is None else groups[mask], minlength=n_groups).astype(np.int64)
+
+    sent_counts = np.bincount(groups[known] * 4 + codes[known].astype(np.int64), minlength=n_groups * 4)
+    return _Agg(
+        count=count(),
+        promoters=count(cat == 2),
+        passives=count(cat == 1),
+        detractors=count(cat == 0),
+        sent=sent_counts.reshape(n_groups, 4).astype(np.int64),
+        det_sum=np.bincount(groups[has_det], weights=det[has_det], minlength=n_groups),
+        det_n=count(has_det),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- themes
+
+
+def _combine_labels(codes: set[int]) -> int:
+    """One sentiment for a theme found twice in a row: the common label, else the non-neutral one, else mixed."""
+    codes.discard(-1)
+    if len(codes) > 1:
+        codes.discard(_NEU)
+    if not codes:
+        return -1
+    return codes.pop() if len(codes) == 1 else _MIX
+
+
+def _topic_pairs(rows: list[RowFacts]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    ids: dict[str, int] = {}
+    t_idx: list[int] = []
+    r_idx: list[int] = []
+    codes: list[int] = []
+    for i, r in enumerate(rows):
+        if not r.ok or not r.topics:
+            continue
+        found: dict[str, set[int]] = {}
+        for tid, label in r.topics:
+            found.setdefault(tid, set()).add(_SENT_CODE.get(label, -1))
+        for tid, labels in found.items():
+            t_idx.append(ids.setdefault(tid, len(ids)))
+            r_idx.append(i)
+            codes.append(labels.pop() if len(labels) == 1 else _combine_labels(labels))
+    return list(ids), np.asarray(t_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64), np.asarray(codes, dtype=np.int8)
+
+
+def _touchpoint_pairs(rows: list[RowFacts]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids: dict[str, int] = {}
+    t_idx: list[int] = []
+    r_idx: list[int] = []
+    for i, r in enumerate(rows):
+        if not r.ok:
+            continue
+        for tid in dict.fromkeys(r.touchpoints):
+            t_idx.append(ids.setdefault(tid, len(ids)))
+            r_idx.append(i)
+    return list(ids), np.asarray(t_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64)
+
+
+def _theme_stats(
+    ids: list[str],
+    agg: _Agg,
+    overall: tuple[int, int, int],
+    analysed: int,
+    labels: dict[str, str],
+    min_theme_count: int,
+) -> list[ThemeStat]:
+    """Theme rows with impact; BH runs over the themes that were tested (enough scored rows on both sides)."""
+    p_all, d_all, n_all = overall
+    nps_all = 100.0 * (p_all - d_all) / n_all if n_all else None
+    tested: list[int] = []
+    p_values: list[float] = []
+    stats: list[dict[str, Any]] = []
+    for g, tid in enumerate(ids):
+        p_t, d_t, n_t = int(agg.promoters[g]), int(agg.detractors[g]), int(agg.responses[g])
+        p_n, d_n, n_n = p_all - p_t, d_all - d_t, n_all - n_t
+        impact = lo = hi = p_value = None
+        if nps_all is not None and n_t >= max(min_theme_count, 1) and n_n >= 1:
+            w = n_t / n_all
+            impact = nps_all - 100.0 * (p_n - d_n) / n_n  # == 100 w (NPS_T - NPS_notT) in proportion units
+            half = 100.0 * _Z95 * w * math.sqrt(_nps_var(p_t, d_t, n_t) / n_t + _nps_var(p_n, d_n, n_n) / n_n)
+            lo, hi = max(impact - half, -200.0), min(impact + half, 200.0)
+            _, p_value = _nps_test((p_t, d_t, n_t), (p_n, d_n, n_n))
+            tested.append(g)
+            p_values.append(p_value)
+        sent = agg.sent[g]
+        stats.append(
+            {
+                "id": tid,
+                "label": labels.get(tid, tid),
+                "count": int(agg.count[g]),
+                "share": _prob(agg.count[g] / analysed) if analysed else 0.0,
+                "sentiment": SentimentCounts(**{lab: int(sent[i]) for i, lab in enumerate(SENTIMENT_LABELS)}),
+                "net_sentiment": _pts(agg.net(g)),
+                "nps": _pts(agg.nps(g)),
+                "nps_responses": n_t,
+                "impact": _pts(impact),
+                "impact_ci_low": _pts(lo),
+                "impact_ci_high": _pts(hi),
+                "p_value": _prob(p_value),
+                "significant": False,
+                "detractor_estimate": _prob(agg.detractor(g)),
+            }
+        )
+    for g, reject in zip(tested, benjamini_hochberg(p_values), strict=True):
+        stats[g]["significant"] = reject
+    stats.sort(key=lambda s: (-s["count"], s["id"]))
+    return [ThemeStat(**s) for s in stats]
+
+
+# --------------------------------------------------------------------------------------------------- trend
+
+
+def _period_start(d: datetime.date, granularity: Granularity) -> datetime.date:
+    if granularity == "day":
+        return d
+    if granularity == "week":
+        return d - datetime.timedelta(days=d.weekday())
+    return d.replace(day=1)
+
+
+def _next_start(start: datetime.date, granularity: Granularity) -> datetime.date:
+    if granularity == "day":
+        return start + datetime.timedelta(days=1)
+    if granularity == "week":
+        return start + datetime.timedelta(days=7)
+    return datetime.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def _period_label(start: datetime.date, granularity: Granularity) -> str:
+    if granularity == "day":
+        return start.isoformat()
+    if granularity == "week":
+        iso = start.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    return f"{start.year}-{start.month:02d}"
+
+
+def _period_count(first: datetime.date, last: datetime.date, granularity: Granularity) -> int:
+    if granularity == "day":
+        return (last - first).days + 1
+    if granularity == "week":
+        return (_period_start(last, "week") - _period_start(first, "week")).days // 7 + 1
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
+def choose_granularity(first: datetime.date, last: datetime.date, n_rows: int) -> Granularity:
+    """Auto granularity: by date span, then coarser while periods average fewer than 20 rows (noisy points)."""
+    span = (last - first).days
+    order: tuple[Granularity, ...] = ("day", "week", "month")
+    level = 0 if span <= _DAY_SPAN_MAX else 1 if span <= _WEEK_SPAN_MAX else 2
+    while level < 2 and n_rows / _period_count(first, last, order[level]) < _MIN_ROWS_PER_PERIOD:
+        level += 1
+    return order[level]
+
+
+def _trend(cols: _Columns, granularity: Granularity | Literal["auto"]) -> TrendReport:
+    dated = np.flatnonzero(cols.ordinal >= 0)
+    if dated.size == 0:
+        return TrendReport(granularity="month" if granularity == "auto" else granularity, periods=[])
+    uniq, inverse = np.unique(cols.ordinal[dated], return_inverse=True)
+    days = [datetime.date.fromordinal(int(o)) for o in uniq]
+    g: Granularity = choose_granularity(days[0], days[-1], int(dated.size)) if granularity == "auto" else granularity
+    starts = [_period_start(days[0], g)]
+    last = _period_start(days[-1], g)
+    while starts[-1] < last:
+        starts.append(_next_start(starts[-1], g))
+    index = {s: i for i, s in enumerate(starts)}
+    period_of_day = np.asarray([index[_period_start(d, g)] for d in days], dtype=np.int64)
+    agg = _aggregate(period_of_day[inverse.ravel()], dated, len(starts), cols)
+
+    periods: list[PeriodStat] = []
+    for i, start in enumerate(starts):
+        n = int(agg.responses[i])
+        p, d = int(agg.promoters[i]), int(agg.detractors[i])
+        lo, hi = _nps_ci(p, d, n)
+        change = p_value = None
+        metric: Literal["nps", "net_sentiment"] | None = None
+        if i > 0:
+            prev_n = int(agg.responses[i - 1])
+            now_s, prev_s = int(agg.sent[i].sum()), int(agg.sent[i - 1].sum())
+            if n >= 1 and prev_n >= 1:
+                metric = "nps"
+                diff, p_value = _nps_test((p, d, n), (int(agg.promoters[i - 1]), int(agg.detractors[i - 1]), prev_n))
+                change = 100.0 * diff
+            elif now_s >= 1 and prev_s >= 1:
+                metric = "net_sentiment"
+                change = (agg.net(i) or 0.0) - (agg.net(i - 1) or 0.0)
+                p_value = _net_test(
+                    (int(agg.sent[i, _POS]), int(agg.sent[i, _NEG]), now_s),
+                    (int(agg.sent[i - 1, _POS]), int(agg.sent[i - 1, _NEG]), prev_s),
+                )
+        periods.append(
+            PeriodStat(
+                period=_period_label(start, g),
+                start=start,
+                count=int(agg.count[i]),
+                nps=_pts(agg.nps(i)),
+                nps_ci_low=_pts(lo),
+                nps_ci_high=_pts(hi),
+                nps_responses=n,
+                net_sentiment=_pts(agg.net(i)),
+                detractor_estimate=_prob(agg.detractor(i)),
+                change=_pts(change),
+                change_metric=metric,
+                p_value=_prob(p_value),
+                significant=p_value is not None and p_value < SIGNIFICANCE_LEVEL,
+            )
+        )
+    return TrendReport(granularity=g, periods=periods)
+
+
+# --------------------------------------------------------------------------------------------------- groups
+
+
+def _group_stats(keys: list[str], cols: _Columns) -> list[GroupStat]:
+    ids: dict[str, int] = {}
+    groups = np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64, count=len(keys))
+    agg = _aggregate(groups, np.arange(cols.n), len(ids), cols)
+    out = [
+        GroupStat(
+            key=key,
+            count=int(agg.count[g]),
+            nps=_pts(agg.nps(g)),
+            nps_responses=int(agg.responses[g]),
+            net_sentiment=_pts(agg.net(g)),
+            detractor_estimate=_prob(agg.detractor(g)),
+        )
+        for key, g in ids.items()
+    ]
+    out.sort(key=lambda s: (-s.count, s.key))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- report
+
+
+def batch_kpis(
+    rows: Iterable[RowFacts],
+    filters: Filters | None = None,
+    *,
+    labels: dict[str, str] | None = None,
+    min_theme_count: int = 5,
+    granularity: Granularity | Literal["auto"] = "auto",
+) -> KpiReport:
+    """The full KPI report for the rows of a batch that match ``filters`` (see the module docstring for definitions).
+
+    Deterministic (no sampling) and vectorised over rows, so a 100k-row batch is summarised in about a second.
+    """
+    filters = filters or Filters()
+    labels = labels or {}
+    selected = apply_filters(rows, filters)
+    cols = _columns(selected)
+    analysed = int(cols.ok.sum())
+
+    # NPS from answers
+    promoters, passives, detractors = (int((cols.nps_cat == c).sum()) for c in (2, 1, 0))
+    responses = promoters + passives + detractors
+    lo, hi = _nps_ci(promoters, detractors, responses)
+    nps = NpsStat(
+        value=_pts(100.0 * (promoters - detractors) / responses) if responses else None,
+        ci_low=_pts(lo),
+        ci_high=_pts(hi),
+        promoters=promoters,
+        passives=passives,
+        detractors=detractors,
+        responses=responses,
+    )
+
+    # predicted detractor share where no answer exists
+    unscored = cols.ok & (cols.nps_cat < 0) & ~np.isnan(cols.det)
+    nps_estimate = None
+    if unscored.any():
+        k = int(unscored.sum())
+        share = float(cols.det[unscored].mean())
+        e_lo, e_hi = _wilson(share * k, k)
+        nps_estimate = NpsEstimate(detractor_share=_prob_f(share), ci_low=_prob_f(e_lo), ci_high=_prob_f(e_hi), rows=k)
+
+    csat = None
+    csat_answers = cols.csat[~np.isnan(cols.csat)]
+    if csat_answers.size:
+        n = int(csat_answers.size)
+        satisfied = int((csat_answers >= 4).sum())
+        c_lo, c_hi = _wilson(satisfied, n)
+        csat = CsatStat(value=_pts_f(100.0 * satisfied / n), ci_low=_pts_f(100 * c_lo), ci_high=_pts_f(100 * c_hi), responses=n)
+
+    ces = None
+    ces_answers = cols.ces[~np.isnan(cols.ces)]
+    if ces_answers.size:
+        n = int(ces_answers.size)
+        mean = float(ces_answers.mean())
+        t_lo = t_hi = None
+        if n >= 2:
+            half = float(stdtrit(n - 1, 0.975)) * float(ces_answers.std(ddof=1)) / math.sqrt(n)
+            t_lo, t_hi = mean - half, mean + half
+        ces = CesStat(mean=_pts_f(mean), ci_low=_pts(t_lo), ci_high=_pts(t_hi), responses=n)
+
+    known = cols.sent[cols.sent >= 0]
+    sent_counts = np.bincount(known.astype(np.int64), minlength=4)
+    sentiment = SentimentStat(
+        **{label: int(sent_counts[i]) for i, label in enumerate(SENTIMENT_LABELS)},
+        net=_pts(100.0 * (sent_counts[_POS] - sent_counts[_NEG]) / known.size) if known.size else None,
+    )
+
+    overall = (promoters, detractors, responses)
+    topic_ids, t_idx, t_rows, t_codes = _topic_pairs(selected)
+    topics = _theme_stats(
+        topic_ids, _aggregate(t_idx, t_rows, len(topic_ids), cols, sent=t_codes), overall, analysed, labels, min_theme_count
+    )
+    tp_ids, tp_idx, tp_rows = _touchpoint_pairs(selected)
+    touchpoints = _theme_stats(tp_ids, _aggregate(tp_idx, tp_rows, len(tp_ids), cols), overall, analysed, labels, min_theme_count)
+
+    segment_columns = sorted({c for r in selected for c in r.segments})
+    return KpiReport(
+        filters=filters,
+        count=len(selected),
+        analysed=analysed,
+        nps=nps,
+        nps_estimate=nps_estimate,
+        csat=csat,
+        ces=ces,
+        sentiment=sentiment,
+        topics=topics,
+        touchpoints=touchpoints,
+        trend=_trend(cols, granularity),
+        by_language=_group_stats([_language_key(r) for r in selected], cols),
+        by_segment={c: _group_stats([_segment_key(r, c) for r in selected], cols) for c in segment_columns},
+    )

@@ -1,0 +1,151 @@
+"""Persistence for batches: SQLAlchemy 2 tables, engine factory and Alembic upgrade.
+
+The embedded default is one SQLite file (WAL, so the API reads while a worker
+writes); production is PostgreSQL.  The schema is owned by the Alembic
+migrations in ``service/migrations``; :func:`open_database` upgrades to head at
+start-up, so a new release migrates an existing database in place.
+
+One row of ``batch_rows`` holds everything a row produced: the original
+columns, the analysis (or the per-row error), the document embedding (float16,
+for topic discovery) and the few facts KPIs aggregate (score answers, labels,
+topics), denormalised so KPI queries never parse result JSON.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    """An uploaded file and the state of its analysis job."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # who created it (access control comes later; recorded from the start)
+    tenant: Mapped[str] = mapped_column(String(128), default="default")
+    api_key_hash: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    file_format: Mapped[str] = mapped_column(String(8))  # csv | xlsx | jsonl
+    file_path: Mapped[str] = mapped_column(Text)
+    file_bytes: Mapped[int] = mapped_column(Integer)
+    mapping: Mapped[dict] = mapped_column(JSON)
+    # queued -> running (phase: reading | analysing | discovering) -> done | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    phase: Mapped[str | None] = mapped_column(String(16))
+    total_rows: Mapped[int | None] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_error: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # the current worker's lease; a stale heartbeat lets another worker resume the job
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # progress rate of the current run (for the ETA): when it started and at which row
+    run_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    run_rows_start: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    taxonomy_version: Mapped[str | None] = mapped_column(String(128))
+    discovery: Mapped[dict | None] = mapped_column(JSON)
+    discovery_error: Mapped[str | None] = mapped_column(Text)
+
+
+class BatchRow(Base):
+    """One input row: original columns, result or error, embedding and KPI facts."""
+
+    __tablename__ = "batch_rows"
+
+    batch_id: Mapped[str] = mapped_column(String(32), ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doc_id: Mapped[str] = mapped_column(String(128))
+    ok: Mapped[bool] = mapped_column(default=True)
+    text: Mapped[str | None] = mapped_column(Text)  # the analysed text (what evidence offsets refer to)
+    original: Mapped[dict] = mapped_column(JSON)
+    result: Mapped[dict] = mapped_column(JSON)
+    warnings: Mapped[list | None] = mapped_column(JSON)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    date: Mapped[dt.date | None] = mapped_column(Date)
+    language: Mapped[str | None] = mapped_column(String(8))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    segments: Mapped[dict | None] = mapped_column(JSON)
+    nps: Mapped[int | None] = mapped_column(Integer)
+    csat: Mapped[int | None] = mapped_column(Integer)
+    ces: Mapped[int | None] = mapped_column(Integer)
+    sentiment: Mapped[str | None] = mapped_column(String(8))
+    positive: Mapped[float] = mapped_column(Float, default=0.0)
+    negative: Mapped[float] = mapped_column(Float, default=0.0)
+    detractor: Mapped[float | None] = mapped_column(Float)
+    topics: Mapped[list | None] = mapped_column(JSON)  # [[topic id, sentiment label], ...]
+    touchpoints: Mapped[list | None] = mapped_column(JSON)  # [touchpoint id, ...]
+    discovered: Mapped[int | None] = mapped_column(Integer)  # discovered topic id, -1 outlier
+
+    __table_args__ = (Index("ix_batch_rows_batch_discovered", "batch_id", "discovered"),)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL + a busy timeout so readers and the writer coexist."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_database(url: str) -> sessionmaker:
+    """Engine + migrations + a session factory."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,455 @@
+"""Reading uploaded tables (CSV, XLSX, JSONL) row by row, and mapping their columns to roles.
+
+A CX export comes in whatever shape the survey tool wrote: ``;`` or tab
+delimited, UTF-8 with or without BOM, Latin-1 from an old Excel, UTF-16 from
+another; dates as ``05/03/2026`` or Excel dates; scores as ``9`` or ``9.0``.
+Everything here streams (one record at a time), so a 100,000-row upload is
+never in memory, and a bad value becomes a warning or a per-row error, never a
+failed job.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.types import DocumentError, DocumentInput
+
+FileFormat = Literal["csv", "xlsx", "jsonl"]
+ROLES = ("text", "id", "date", "channel", "nps", "csat", "ces", "kind", "language")
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class UploadError(ValueError):
+    """The file as a whole cannot be read (wrong type, no header, unknown column): a 422, never a job."""
+
+
+class ColumnMapping(BaseModel):
+    """Which column plays which role; only ``text`` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="Column with the comment or chat transcript.")
+    id: str | None = Field(default=None, description="Column with the row's own id (default: row number).")
+    date: str | None = Field(default=None, description="Date of the answer (ISO, dd/mm/yyyy or an Excel date).")
+    channel: str | None = Field(default=None, description="Channel the feedback came from; a prior for touchpoints.")
+    nps: str | None = Field(default=None, description="'How likely to recommend' answer, 0–10.")
+    csat: str | None = Field(default=None, description="Satisfaction answer, 1–5.")
+    ces: str | None = Field(default=None, description="Customer-effort answer, 1–7.")
+    kind: str | None = Field(default=None, description="'comment' or 'chat' per row.")
+    language: str | None = Field(default=None, description="ISO language code per row (otherwise detected).")
+    segments: list[str] = Field(default_factory=list, max_length=10, description="Columns to break results down by.")
+    dayfirst: bool = Field(default=True, description="Read 03/05/2026 as 3 May (Italian/European) rather than 5 March.")
+
+    def columns(self) -> list[str]:
+        used = [getattr(self, r) for r in ROLES if getattr(self, r)]
+        return used + list(self.segments)
+
+
+# ------------------------------------------------------------------ formats
+def detect_format(filename: str, head: bytes) -> FileFormat:
+    """From the extension, or the content when the extension says nothing useful."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{"):
+        return "jsonl"
+    if suffix in ("", ".dat"):
+        return "csv"
+    raise UploadError(f"unsupported file type {suffix!r}: upload CSV, XLSX or JSONL")
+
+
+def sniff_encoding(sample: bytes) -> str:
+    """UTF-16 (BOM or NUL pattern), UTF-8 (BOM or valid), else Latin-1 (cp1252 superset is not assumed)."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if len(sample) >= 4 and sample[1:4:2] == b"\x00\x00" and sample[0:4:2] != b"\x00\x00":
+        return "utf-16-le"
+    if len(sample) >= 4 and sample[0:4:2] == b"\x00\x00" and sample[1:4:2] != b"\x00\x00":
+        return "utf-16-be"
+    try:
+        sample.decode("utf-8")
+        return "utf-8-sig"
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut by the end of the sample is still UTF-8
+        return "utf-8-sig" if exc.start >= len(sample) - 3 else "latin-1"
+
+
+def open_text(path: Path) -> io.TextIOWrapper:
+    raw = path.open("rb")
+    sample = raw.read(1 << 16)
+    raw.seek(0)
+    return io.TextIOWrapper(raw, encoding=sniff_encoding(sample), newline="", errors="replace")
+
+
+def _sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    lines = sample.splitlines()
+    sample = "\n".join(lines[:-1] if len(lines) > 2 else lines)  # the last line of a sample may be cut
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        first = lines[0] if lines else ""
+        best = max(",;\t|", key=first.count)
+        return type("Sniffed", (csv.excel,), {"delimiter": best if first.count(best) else ","})
+
+
+@dataclass
+class Table:
+    """A readable table: its columns and a fresh record iterator each call."""
+
+    path: Path
+    fmt: FileFormat
+    columns: list[str]
+    encoding: str | None = None
+    delimiter: str | None = None
+    _jsonl_errors: dict[int, str] = field(default_factory=dict)
+
+    def records(self) -> Iterator[dict[str, Any] | UploadRowError]:
+        if self.fmt == "csv":
+            yield from _csv_records(self.path)
+        elif self.fmt == "xlsx":
+            yield from _xlsx_records(self.path)
+        else:
+            yield from _jsonl_records(self.path)
+
+    def count(self) -> int:
+        return sum(1 for _ in self.records())
+
+
+@dataclass(frozen=True)
+class UploadRowError:
+    """A record that could not even be parsed (broken JSON line, …); it still occupies its row."""
+
+    message: str
+
+
+def open_table(path: Path, fmt: FileFormat) -> Table:
+    if fmt == "csv":
+        with open_text(path) as fh:
+            sample = fh.read(1 << 15)
+            if not sample.strip():
+                raise UploadError("the file is empty")
+            dialect = _sniff_dialect(sample)
+            fh.seek(0)
+            header = next(csv.reader(fh, dialect=dialect), None)
+            enc = fh.encoding
+        if not header or not any(h.strip() for h in header):
+            raise UploadError("the CSV has no header row")
+        return Table(path, fmt, _unique([h.strip() for h in header]), encoding=enc, delimiter=dialect.delimiter)
+    if fmt == "xlsx":
+        return Table(path, fmt, _xlsx_header(path))
+    cols: dict[str, None] = {}
+    with open_text(path) as fh:
+        for n, line in enumerate(fh):
+            if n >= 200:
+                break
+            try:
+                obj = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                cols.update(dict.fromkeys(str(k) for k in obj))
+    if not cols:
+        raise UploadError("no JSON object found in the first lines: JSONL needs one object per line")
+    return Table(path, fmt, list(cols), encoding="utf-8")
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Blank or repeated header cells get distinct names (column_3, text_2) so no value is dropped."""
+    out: list[str] = []
+    for i, n in enumerate(names, start=1):
+        base = n or f"column_{i}"
+        name, k = base, 2
+        while name in out:
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+def _csv_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
+    with open_text(path) as fh:
+        dialect = _sniff_dialect(fh.read(1 << 15))
+        fh.seek(0)
+        reader = csv.reader(fh, dialect=dialect)
+        header = _unique([h.strip() for h in next(reader, [])])
+        for values in reader:
+            if not values or not any(v.strip() for v in values):
+                continue
+            rec = dict(zip(header, values, strict=False))
+            if len(values) > len(header):
+                rec["_extra"] = dialect.delimiter.join(values[len(header):])
+            yield rec
+
+
+def _xlsx_header(path: Path) -> list[str]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile/openpyxl raise many types for a damaged file
+        raise UploadError(f"cannot read the XLSX file: {type(exc).__name__}") from exc
+    try:
+        for row in wb.worksheets[0].iter_rows(values_only=True):
+            if any(v not in (None, "") for v in row):
+                return _unique([("" if v is None else str(v)).strip() for v in row])
+    finally:
+        wb.close()
+    raise UploadError("the first sheet of the XLSX file is empty")
+
+
+def _xlsx_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        header: list[str] | None = None
+        for row in wb.worksheets[0].iter_rows(values_only=True):
+            if header is None:
+                if any(v not in (None, "") for v in row):
+                    header = _unique([("" if v is None else str(v)).strip() for v in row])
+                continue
+            if not any(v not in (None, "") for v in row):
+                continue
+            yield {h: v for h, v in zip(header, row, strict=False) if v is not None}
+    finally:
+        wb.close()
+
+
+def _jsonl_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
+    with open_text(path) as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield UploadRowError(f"line {n}: invalid JSON ({exc.msg})")
+                continue
+            if not isinstance(obj, dict):
+                yield UploadRowError(f"line {n}: each line must be a JSON object")
+                continue
+            yield obj
+
+
+# ----------------------------------------------------------------- mapping
+_GUESSES: dict[str, tuple[str, ...]] = {
+    "text": ("text", "comment", "comments", "commento", "commenti", "testo", "feedback", "verbatim", "message",
+             "messaggio", "review", "recensione", "answer", "risposta", "transcript", "trascrizione", "note", "body"),
+    "id": ("id", "row_id", "response_id", "respondent_id", "ticket", "ticket_id", "codice", "code", "uid"),
+    "date": ("date", "data", "created_at", "timestamp", "submitted_at", "datetime", "giorno", "day", "time"),
+    "channel": ("channel", "canale", "source", "fonte", "touchpoint", "origin"),
+    "nps": ("nps", "nps_score", "recommend", "likelihood_to_recommend", "ltr", "raccomandazione", "consiglieresti",
+            "score", "voto", "punteggio"),
+    "csat": ("csat", "satisfaction", "soddisfazione", "csat_score"),
+    "ces": ("ces", "effort", "customer_effort", "sforzo", "ces_score"),
+    "kind": ("kind", "type", "tipo"),
+    "language": ("language", "lang", "lingua", "locale"),
+}
+_SEGMENT_GUESSES = ("region", "regione", "segment", "segmento", "store", "negozio", "product", "prodotto", "country",
+                    "paese", "brand", "area", "city", "città", "citta")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9à-ù]+", "_", name.strip().lower()).strip("_")
+
+
+def guess_mapping(columns: list[str], rows: list[dict[str, Any]] | None = None) -> ColumnMapping | None:
+    """Best guess from column names (IT/EN), falling back to the column with the longest texts."""
+    normed = {_norm(c): c for c in columns}
+    picked: dict[str, str] = {}
+    for role, names in _GUESSES.items():
+        for n in names:
+            if n in normed and normed[n] not in picked.values():
+                picked[role] = normed[n]
+                break
+        else:
+            for key, col in normed.items():
+                if col not in picked.values() and any(key.startswith(n + "_") or key.endswith("_" + n) for n in names):
+                    picked[role] = col
+                    break
+    if "text" not in picked and rows:
+        lengths = {c: sum(len(str(r.get(c) or "")) for r in rows) for c in columns if c not in picked.values()}
+        best = max(lengths, key=lambda c: lengths[c], default=None)
+        if best and lengths[best] > 0:
+            picked["text"] = best
+    if "text" not in picked:
+        return None
+    segments = [c for k, c in normed.items() if k in _SEGMENT_GUESSES and c not in picked.values()]
+    return ColumnMapping(**picked, segments=segments[:5])
+
+
+def check_mapping(mapping: ColumnMapping, columns: list[str]) -> None:
+    missing = [c for c in mapping.columns() if c not in columns]
+    if missing:
+        raise UploadError(f"mapped column(s) {missing} not in the file; its columns are {columns}")
+
+
+# --------------------------------------------------------------- row parse
+@dataclass
+class PreparedRow:
+    """One record turned into a document (or an error) plus the facts KPIs need."""
+
+    row: int
+    doc: DocumentInput | DocumentError
+    original: dict[str, Any]
+    warnings: list[str]
+    date: dt.date | None = None
+    channel: str | None = None
+    nps: int | None = None
+    csat: int | None = None
+    ces: int | None = None
+    segments: dict[str, str] = field(default_factory=dict)
+
+
+def _cell(v: Any) -> Any:
+    """JSON-safe copy of an original cell."""
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ")
+    if isinstance(v, dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    if isinstance(v, list | dict):
+        return v
+    return str(v)
+
+
+def _text_of(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def parse_score(v: Any, lo: int, hi: int) -> int:
+    """'9', 9, 9.0, '9,0', '9/10' → 9; anything else (or out of range) raises ValueError."""
+    if isinstance(v, bool):
+        raise ValueError(v)
+    if isinstance(v, int | float):
+        x = float(v)
+    else:
+        s = str(v).strip().replace(",", ".")
+        s = re.sub(r"\s*/\s*\d+$", "", s)
+        x = float(s)
+    if not x.is_integer() or not lo <= x <= hi:
+        raise ValueError(v)
+    return int(x)
+
+
+_DATE_FORMATS_DAYFIRST = ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%Y/%m/%d", "%m/%d/%Y")
+_DATE_FORMATS_MONTHFIRST = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", "%Y/%m/%d", "%d/%m/%Y", "%d.%m.%Y")
+
+
+def parse_date(v: Any, dayfirst: bool = True) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, int | float) and 20000 < float(v) < 80000:  # an Excel serial date kept as a number
+        return dt.date(1899, 12, 30) + dt.timedelta(days=int(v))
+    s = str(v).strip()
+    try:
+        return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).date()
+    except ValueError:
+        pass
+    head = s.split(" ")[0].split("T")[0]
+    for fmt in _DATE_FORMATS_DAYFIRST if dayfirst else _DATE_FORMATS_MONTHFIRST:
+        try:
+            return dt.datetime.strptime(head, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(v)
+
+
+_KINDS = {"chat": "chat", "transcript": "chat", "conversation": "chat", "conversazione": "chat",
+          "comment": "comment", "commento": "comment", "survey": "comment", "review": "comment"}
+
+
+def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: ColumnMapping) -> PreparedRow:
+    """Record → document + facts.  Bad scores/dates become warnings (the text is still analysed);
+    a row with no text or an unreadable record becomes a per-row error."""
+    default_id = f"row-{row + 1}"
+    if isinstance(record, UploadRowError):
+        err = DocumentError(id=default_id, error={"code": "UnreadableRow", "message": record.message})
+        return PreparedRow(row, err, {}, [])
+    original = {k: _cell(v) for k, v in record.items()}
+    warnings: list[str] = []
+    doc_id = _text_of(record.get(mapping.id)) if mapping.id else ""
+    doc_id = (doc_id or default_id)[:128]
+    out = PreparedRow(row, DocumentError(id=doc_id, error={}), original, warnings)
+
+    def score(role: str, lo: int, hi: int) -> int | None:
+        col = getattr(mapping, role)
+        if not col or record.get(col) in (None, ""):
+            return None
+        try:
+            return parse_score(record[col], lo, hi)
+        except (ValueError, TypeError):
+            warnings.append(f"{role}: {str(record[col])[:40]!r} is not a whole number {lo}–{hi}; ignored")
+            return None
+
+    out.nps, out.csat, out.ces = score("nps", 0, 10), score("csat", 1, 5), score("ces", 1, 7)
+    if mapping.date and record.get(mapping.date) not in (None, ""):
+        try:
+            out.date = parse_date(record[mapping.date], mapping.dayfirst)
+        except (ValueError, TypeError, OverflowError):
+            warnings.append(f"date: {str(record[mapping.date])[:40]!r} is not a date; ignored")
+    if mapping.channel:
+        out.channel = _text_of(record.get(mapping.channel))[:64] or None
+    out.segments = {c: _text_of(record.get(c))[:128] or "(empty)" for c in mapping.segments}
+
+    raw_text = record.get(mapping.text)
+    data: dict[str, Any] = {"id": doc_id, "channel": out.channel}
+    if isinstance(raw_text, list):  # JSONL chats may carry turns
+        data["turns"], data["kind"] = raw_text, "chat"
+    else:
+        data["text"] = _text_of(raw_text)
+        if not data["text"]:
+            out.doc = DocumentError(id=doc_id, error={"code": "EmptyText", "message": f"column {mapping.text!r} is empty"})
+            return out
+    if mapping.kind and record.get(mapping.kind) not in (None, ""):
+        kind = _KINDS.get(_text_of(record[mapping.kind]).lower())
+        if kind:
+            data["kind"] = kind
+        else:
+            warnings.append(f"kind: {str(record[mapping.kind])[:40]!r} is not 'comment' or 'chat'; read as comment")
+    if mapping.language and record.get(mapping.language) not in (None, ""):
+        lang = _text_of(record[mapping.language]).lower().replace("_", "-").split("-")[0]
+        if 2 <= len(lang) <= 8 and lang.isalpha():
+            data["language"] = lang
+        else:
+            warnings.append(f"language: {str(record[mapping.language])[:20]!r} is not a language code; detected instead")
+    try:
+        out.doc = DocumentInput.model_validate({k: v for k, v in data.items() if v is not None})
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(p) for p in e["loc"])
+        out.doc = DocumentError(id=doc_id, error={"code": "InvalidInput", "message": f"{where}: {e['msg']}"})
+    return out
+
+
+def preview_rows(table: Table, n: int = 5) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for rec in table.records():
+        if isinstance(rec, UploadRowError):
+            continue
+        rows.append({k: _cell(v) for k, v in rec.items()})
+        if len(rows) >= n:
+            break
+    return rows
