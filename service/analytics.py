@@ -778,6 +778,8 @@ def batch_kpis(
 
     Deterministic (no sampling) and vectorised over rows, so a 100k-row batch is summarised in about a second.
     """
+    if granularity not in ("auto", "day", "week", "month"):
+        raise ValueError(f"granularity must be auto, day, week or month, got {granularity!r}")
     filters = filters or Filters()
     labels = labels or {}
     selected = apply_filters(rows, filters)

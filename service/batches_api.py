@@ -15,17 +15,9 @@ from starlette.background import BackgroundTask
 
 from service.db import Batch
 from service.errors import ApiError, InvalidInput, PayloadTooLarge
-from service.jobs import BatchStore, eta_seconds
+from service.jobs import BatchStore, eta_seconds, submit_upload
 from service.settings import Settings
-from service.uploads import (
-    ColumnMapping,
-    UploadError,
-    check_mapping,
-    detect_format,
-    guess_mapping,
-    open_table,
-    preview_rows,
-)
+from service.uploads import ColumnMapping, UploadError, detect_format, guess_mapping, open_table, preview_rows
 
 
 class NotFound(ApiError):
@@ -229,32 +221,20 @@ def build_router() -> APIRouter:
         """Upload a file and queue its analysis; poll `GET /v1/batches/{id}` for progress."""
         batch_id = uuid.uuid4().hex
         cols = _parse_mapping(mapping)
-        folder = s.data_dir / "uploads"
-        dest = folder / batch_id
-        size = await _save_upload(file, dest, s.max_upload_bytes)
-        try:
-            fmt = detect_format(file.filename or "", _head(dest))
-            final = dest.with_suffix(f".{fmt}")
-            dest.rename(final)
-            dest = final
-            table = open_table(dest, fmt)
-            if cols is None:
-                cols = guess_mapping(table.columns, preview_rows(table, 20))
-                if cols is None:
-                    raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
-            check_mapping(cols, table.columns)
-        except UploadError as exc:
-            dest.unlink(missing_ok=True)
-            raise InvalidInput(str(exc)) from exc
+        dest = s.data_dir / "uploads" / batch_id
+        await _save_upload(file, dest, s.max_upload_bytes)
         tenant, key_hash = _caller(request)
-        store.create(
-            id=batch_id, tenant=tenant, api_key_hash=key_hash, name=(name or file.filename or batch_id)[:256],
-            file_format=fmt, file_path=str(dest.resolve()), file_bytes=size, mapping=cols.model_dump(),
-        )
+        try:
+            batch, columns = submit_upload(
+                store, dest, filename=file.filename or "", mapping=cols, batch_id=batch_id, tenant=tenant,
+                api_key_hash=key_hash, name=name,
+            )
+        except UploadError as exc:
+            raise InvalidInput(str(exc)) from exc
         executor = getattr(request.app.state, "executor", None)
         if executor is not None:
             executor.notify()
-        return BatchCreated(id=batch_id, status="queued", mapping=cols.model_dump(), columns=table.columns)
+        return BatchCreated(id=batch.id, status="queued", mapping=batch.mapping, columns=columns)
 
     @router.get("/batches", response_model=BatchList, operation_id="list_batches")
     def list_batches(

@@ -35,7 +35,17 @@ from sqlalchemy.orm import sessionmaker
 from models.analyzer import Analyzer
 from models.types import DocumentError, DocumentInput, DocumentResult
 from service.db import Batch, BatchRow, utcnow
-from service.uploads import ColumnMapping, PreparedRow, open_table, prepare_row
+from service.uploads import (
+    ColumnMapping,
+    PreparedRow,
+    UploadError,
+    check_mapping,
+    detect_format,
+    guess_mapping,
+    open_table,
+    prepare_row,
+    preview_rows,
+)
 
 log = logging.getLogger("voce.jobs")
 
@@ -80,20 +90,19 @@ class BatchStore:
         return True
 
     # -- leases
-    def claim(self, worker_id: str, lease_seconds: float) -> Batch | None:
-        """Take the oldest queued batch, or a running one whose worker stopped reporting."""
+    def claim(self, worker_id: str, lease_seconds: float, batch_id: str | None = None) -> Batch | None:
+        """Take the oldest queued batch (or ``batch_id``), or a running one whose worker stopped reporting."""
         now = utcnow()
         stale = now - dt.timedelta(seconds=lease_seconds)
         with self.sessions() as s:
-            candidates = list(
-                s.scalars(
-                    select(Batch.id)
-                    .where(Batch.status.in_(("queued", "running")))
-                    .where((Batch.worker_id.is_(None)) | (Batch.heartbeat_at < stale))
-                    .order_by(Batch.created_at)
-                    .limit(5)
-                )
+            q = (
+                select(Batch.id)
+                .where(Batch.status.in_(("queued", "running")))
+                .where((Batch.worker_id.is_(None)) | (Batch.heartbeat_at < stale))
             )
+            if batch_id is not None:
+                q = q.where(Batch.id == batch_id)
+            candidates = list(s.scalars(q.order_by(Batch.created_at).limit(5)))
         for batch_id in candidates:
             with self.sessions() as s, s.begin():
                 res = s.execute(
@@ -188,6 +197,44 @@ def _coalesce(col: Any, value: Any) -> Any:
     from sqlalchemy import func
 
     return func.coalesce(col, value)
+
+
+def submit_upload(
+    store: BatchStore,
+    path: Path,
+    *,
+    filename: str,
+    mapping: ColumnMapping | None,
+    batch_id: str,
+    tenant: str = "default",
+    api_key_hash: str | None = None,
+    name: str | None = None,
+) -> tuple[Batch, list[str]]:
+    """Register a stored upload as a queued batch: detect its format, check (or guess) the mapping.
+
+    ``path`` is already under the data folder; on a bad file it is removed and :class:`UploadError` raised.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        fmt = detect_format(filename, head)
+        final = path.with_suffix(f".{fmt}")
+        path.rename(final)
+        path = final
+        table = open_table(path, fmt)
+        if mapping is None:
+            mapping = guess_mapping(table.columns, preview_rows(table, 20))
+            if mapping is None:
+                raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
+        check_mapping(mapping, table.columns)
+    except UploadError:
+        path.unlink(missing_ok=True)
+        raise
+    batch = store.create(
+        id=batch_id, tenant=tenant, api_key_hash=api_key_hash, name=(name or filename or batch_id)[:256],
+        file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
+    )
+    return batch, table.columns
 
 
 # ---------------------------------------------------------------- pipeline

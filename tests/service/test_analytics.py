@@ -1,0 +1,404 @@
+"""CX KPIs against hand computations: the numbers users see must be the ones the docstring defines."""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from service.analytics import (
+    Filters,
+    RowFacts,
+    apply_filters,
+    batch_kpis,
+    benjamini_hochberg,
+    choose_granularity,
+    parse_period,
+    parse_segment,
+)
+
+Z = 1.959963984540054  # standard normal 97.5% quantile
+
+
+def _row(
+    i: int,
+    day: date | None = None,
+    *,
+    language: str | None = "it",
+    region: str | None = None,
+    nps: int | None = None,
+    csat: int | None = None,
+    ces: int | None = None,
+    sentiment: str | None = "neutral",
+    detractor: float | None = 0.3,
+    topics: tuple[tuple[str, str], ...] = (),
+    touchpoints: tuple[str, ...] = (),
+    ok: bool = True,
+) -> RowFacts:
+    return RowFacts(
+        row=i, date=day, language=language, channel="email", segments={"region": region} if region else {},
+        nps=nps, csat=csat, ces=ces, sentiment=sentiment if ok else None,
+        positive=0.5 if ok else 0.0, negative=0.2 if ok else 0.0, detractor=detractor if ok else None,
+        topics=topics, touchpoints=touchpoints, ok=ok,
+    )
+
+
+def _hand_rows() -> list[RowFacts]:
+    """12 rows; row 10 is an error row (with an NPS answer), row 11 has no date, rows 8-9 have no NPS answer."""
+    d = date
+    return [
+        _row(0, d(2026, 3, 2), region="north", nps=10, csat=5, ces=2, sentiment="positive", detractor=0.05,
+             topics=(("price", "positive"), ("staff", "positive")), touchpoints=("store",)),
+        _row(1, d(2026, 3, 3), region="north", nps=9, csat=4, ces=3, sentiment="positive", detractor=0.1,
+             topics=(("staff", "positive"),), touchpoints=("store",)),
+        _row(2, d(2026, 3, 5), language="en", region="south", nps=3, csat=1, ces=6, sentiment="negative", detractor=0.9,
+             topics=(("price", "negative"), ("delivery", "negative")), touchpoints=("app",)),
+        _row(3, d(2026, 3, 10), language="en", region="north", nps=6, csat=2, ces=5, sentiment="negative", detractor=0.6,
+             topics=(("price", "negative"),)),
+        _row(4, d(2026, 3, 15), region="south", nps=9, csat=4, ces=4, sentiment="neutral", detractor=0.2,
+             topics=(("delivery", "neutral"),)),
+        _row(5, d(2026, 3, 20), region="north", nps=10, csat=5, ces=1, sentiment="positive", detractor=0.05,
+             topics=(("staff", "positive"),)),
+        _row(6, d(2026, 4, 2), language="en", region="south", nps=0, csat=1, ces=7, sentiment="negative", detractor=0.95,
+             topics=(("price", "negative"),)),
+        _row(7, d(2026, 4, 5), region="north", nps=7, csat=3, ces=4, sentiment="mixed", detractor=0.4,
+             topics=(("price", "mixed"), ("staff", "positive"))),
+        _row(8, d(2026, 4, 8), region="south", sentiment="negative", detractor=0.8, topics=(("price", "negative"),)),
+        _row(9, d(2026, 4, 9), language="en", region="north", sentiment="positive", detractor=0.1,
+             topics=(("staff", "positive"),)),
+        _row(10, d(2026, 4, 12), language=None, nps=9, csat=5, ces=2, ok=False),
+        _row(11, None, region="north", nps=5, csat=3, sentiment="negative", detractor=0.7, topics=(("price", "negative"),)),
+    ]
+
+
+def _theme(report: Any, theme_id: str, kind: str = "topics") -> Any:
+    return next(t for t in getattr(report, kind) if t.id == theme_id)
+
+
+def _no_nan(value: Any) -> None:
+    if isinstance(value, float):
+        assert math.isfinite(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _no_nan(v)
+    elif isinstance(value, list):
+        for v in value:
+            _no_nan(v)
+
+
+# --------------------------------------------------------------------------------------------------- headline KPIs
+
+
+def test_counts_nps_and_ci_by_hand() -> None:
+    r = batch_kpis(_hand_rows(), None)
+    assert (r.count, r.analysed) == (12, 11)  # the error row is counted but not analysed
+    # scored rows: 0,1,2,3,4,5,6,7,10,11 (the error row's answer is a survey answer, so it counts)
+    # promoters 0,1,4,5,10 = 5; passives 7 = 1; detractors 2,3,6,11 = 4
+    assert (r.nps.promoters, r.nps.passives, r.nps.detractors, r.nps.responses) == (5, 1, 4, 10)
+    assert r.nps.value == 10.0  # 100 * (5 - 4) / 10
+    # var = (0.5 + 0.4 - (0.5 - 0.4)^2) / 10 = 0.89 / 10; half width = 100 * 1.96 * sqrt(0.089) = 58.47
+    half = 100 * Z * math.sqrt((0.5 + 0.4 - 0.1**2) / 10)
+    assert round(half, 2) == 58.47
+    assert r.nps.ci_low == pytest.approx(10 - 58.47, abs=0.01)
+    assert r.nps.ci_high == pytest.approx(10 + 58.47, abs=0.01)
+
+
+def test_csat_ces_sentiment_by_hand() -> None:
+    r = batch_kpis(_hand_rows(), None)
+    # CSAT answers 5,4,1,2,4,5,1,3,5,3 (n=10); 4-5 answers: 5 -> 50%
+    assert r.csat is not None and (r.csat.value, r.csat.responses) == (50.0, 10)
+    # Wilson, p=0.5, n=10: centre 0.5, half = 1.96 * sqrt(0.025 + 1.96^2/400) / (1 + 1.96^2/10) = 0.2634
+    half = Z * math.sqrt(0.5 * 0.5 / 10 + Z**2 / 400) / (1 + Z**2 / 10)
+    assert round(half, 4) == 0.2634
+    assert r.csat.ci_low == pytest.approx(100 * (0.5 - half), abs=0.01)  # 23.66
+    assert r.csat.ci_high == pytest.approx(100 * (0.5 + half), abs=0.01)  # 76.34
+    # CES answers 2,3,6,5,4,1,7,4,2 (n=9): mean 34/9 = 3.78; s^2 = (160 - 34^2/9) / 8 = 3.9444; t(0.975, 8) = 2.306004
+    assert r.ces is not None and (r.ces.mean, r.ces.responses) == (3.78, 9)
+    ces_half = 2.306004 * math.sqrt((160 - 34**2 / 9) / 8) / 3
+    assert r.ces.ci_low == pytest.approx(34 / 9 - ces_half, abs=0.01)  # 2.25
+    assert r.ces.ci_high == pytest.approx(34 / 9 + ces_half, abs=0.01)  # 5.30
+    # analysed rows: positive 0,1,5,9; neutral 4; negative 2,3,6,8,11; mixed 7 -> net 100 * (4 - 5) / 11
+    s = r.sentiment
+    assert (s.positive, s.neutral, s.negative, s.mixed) == (4, 1, 5, 1)
+    assert s.net == round(100 * (4 - 5) / 11, 2) == -9.09
+
+
+def test_missing_nps_estimate_over_unscored_rows() -> None:
+    r = batch_kpis(_hand_rows(), None)
+    est = r.nps_estimate
+    assert est is not None and est.estimated is True and "predicted" in est.method
+    # analysed rows without an NPS answer: 8 (0.8) and 9 (0.1) -> mean 0.45 over 2 rows
+    assert (est.detractor_share, est.rows) == (0.45, 2)
+    p, n = 0.45, 2  # Wilson interval of the mean treated as a proportion
+    centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
+    half = Z * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n * n)) / (1 + Z**2 / n)
+    assert (est.ci_low, est.ci_high) == (round(centre - half, 4), round(centre + half, 4))  # (0.0781, 0.8877)
+
+    every_row_scored = [row for row in _hand_rows() if row.nps is not None]
+    assert batch_kpis(every_row_scored, None).nps_estimate is None
+
+
+def test_no_nps_at_all_keeps_impact_null_but_fills_estimates() -> None:
+    rows = [_row(i, nps=None, detractor=0.2 + 0.1 * (i % 2), topics=(("price", "negative"),)) for i in range(10)]
+    r = batch_kpis(rows, None, min_theme_count=1)
+    assert r.nps.value is None and r.nps.ci_low is None and r.nps.responses == 0
+    price = _theme(r, "price")
+    assert (price.nps, price.impact, price.p_value, price.significant) == (None, None, None, False)
+    assert price.detractor_estimate == 0.25  # five rows at 0.2, five at 0.3
+    assert r.nps_estimate is not None and (r.nps_estimate.detractor_share, r.nps_estimate.rows) == (0.25, 10)
+    assert r.csat is None and r.ces is None
+
+
+# --------------------------------------------------------------------------------------------------- themes
+
+
+def test_theme_nps_impact_and_significance_by_hand() -> None:
+    r = batch_kpis(_hand_rows(), None, labels={"price": "Prezzo"})
+    price = _theme(r, "price")
+    assert (price.label, price.count, price.share) == ("Prezzo", 7, round(7 / 11, 4))  # rows 0,2,3,6,7,8,11
+    assert price.sentiment.model_dump() == {"positive": 1, "neutral": 0, "negative": 5, "mixed": 1}  # its own labels
+    assert price.net_sentiment == round(100 * (1 - 5) / 7, 2)
+    # scored rows mentioning price: 0 (P), 2 3 6 11 (D), 7 (passive) -> NPS = 100 * (1 - 4) / 6 = -50
+    assert (price.nps, price.nps_responses) == (-50.0, 6)
+    # scored rows NOT mentioning it: 1, 4, 5, 10, all promoters -> NPS 100; impact = 10 - 100 = -90 (drags the score down)
+    assert price.impact == -90.0
+    # delta method: w = 6/10; var_T = 1/6 + 4/6 - (1/6 - 4/6)^2 = 7/12; var_notT = 0 -> half = 100 * 1.96 * 0.6 * sqrt(7/12/6)
+    half = 100 * Z * 0.6 * math.sqrt(7 / 12 / 6)
+    assert round(half, 2) == 36.67
+    assert price.impact_ci_low == pytest.approx(-90 - half, abs=0.01)  # -126.67 (impact ranges over -200..200)
+    assert price.impact_ci_high == pytest.approx(-90 + half, abs=0.01)  # -53.33
+    # var_notT = 0 is degenerate, so the z-test uses the pooled per-answer variance of all 10 answers, 0.89:
+    # z = (-0.5 - 1.0) / sqrt(0.89 * (1/6 + 1/4)) = -2.46 -> two-sided p = 0.0138
+    assert price.p_value == round(math.erfc(1.5 / math.sqrt(0.89 * (1 / 6 + 1 / 4)) / math.sqrt(2)), 4) == 0.0138
+    assert price.significant is True  # the only tested topic, so BH keeps p < 0.05
+    assert price.detractor_estimate == round((0.05 + 0.9 + 0.6 + 0.95 + 0.4 + 0.8 + 0.7) / 7, 4)  # 0.6286
+
+    staff = _theme(r, "staff")  # 4 scored rows < min_theme_count=5: not tested
+    assert (staff.label, staff.count, staff.nps, staff.nps_responses) == ("staff", 5, 75.0, 4)  # 100 * (3 - 0) / 4
+    assert (staff.impact, staff.impact_ci_low, staff.p_value, staff.significant) == (None, None, None, False)
+    assert [t.id for t in r.topics] == ["price", "staff", "delivery"]  # by count: 7, 5, 2
+
+    store = _theme(r, "store", "touchpoints")  # touchpoints use the row sentiment
+    assert (store.count, store.sentiment.positive, store.net_sentiment, store.nps) == (2, 2, 100.0, 100.0)
+
+
+def test_positive_driver_has_positive_impact() -> None:
+    staff = _theme(batch_kpis(_hand_rows(), None, min_theme_count=4), "staff")
+    # not mentioning staff: 2 3 6 11 (D), 4 10 (P) -> NPS = 100 * (2 - 4) / 6 = -33.33; impact = 10 - (-33.33)
+    assert staff.impact == round(10 + 100 * 2 / 6, 2) == 43.33
+
+
+def test_benjamini_hochberg_function() -> None:
+    # m = 4, thresholds 0.0125, 0.025, 0.0375, 0.05: only 0.001 passes although three raw p are below 0.05
+    assert benjamini_hochberg([0.04, 0.001, 0.5, 0.045]) == [False, True, False, False]
+    # step-up: the largest passing rank takes every smaller p with it (0.03 > 0.025 but 0.035 <= 0.0375)
+    assert benjamini_hochberg([0.001, 0.03, 0.035, 0.9]) == [True, True, True, False]
+    assert benjamini_hochberg([]) == []
+
+
+def _nps_rows(scores: list[int], topic: str | None, start: int) -> list[RowFacts]:
+    return [_row(start + k, nps=s, topics=((topic, "neutral"),) if topic else ()) for k, s in enumerate(scores)]
+
+
+def test_bh_correction_in_report() -> None:
+    rows = (
+        _nps_rows([10] * 10 + [7] * 5 + [3] * 5, None, 0)
+        + _nps_rows([2] * 10, "A", 100)  # all detractors: a strong driver
+        + _nps_rows([3] * 7 + [10] + [8] * 2, "B", 200)  # weaker
+        + _nps_rows([10, 9, 8, 7, 3, 2, 10, 8, 5, 10], "C", 300)  # close to the rest
+    )
+    r = batch_kpis(rows, None)
+    a, b, c = (_theme(r, t) for t in "ABC")
+    # overall: 50 answers, 15 P, 25 D -> NPS -20; without A: 40 answers, 15 P, 15 D -> 0; impact(A) = -20 - 0
+    assert a.impact == -20.0
+    assert a.p_value is not None and a.p_value < 0.05 / 3 and a.significant
+    # B would pass a plain p < 0.05, but it ranks 2nd of 3 tested themes: BH threshold 2 * 0.05 / 3 = 0.0333
+    assert b.p_value is not None and 0.05 * 2 / 3 < b.p_value < 0.05 and not b.significant
+    assert c.p_value is not None and c.p_value > 0.05 and not c.significant
+
+
+# --------------------------------------------------------------------------------------------------- filters
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected_rows"),
+    [
+        (Filters(topic="price"), [0, 2, 3, 6, 7, 8, 11]),
+        (Filters(touchpoint="store"), [0, 1]),
+        (Filters(language="EN"), [2, 3, 6, 9]),
+        (Filters(language="unknown"), [10]),
+        (Filters.model_validate({"segment": "region:north"}), [0, 1, 3, 5, 7, 9, 11]),
+        (Filters(segment={"region": "unknown"}), [10]),
+        (Filters(period="2026-03"), [0, 1, 2, 3, 4, 5]),
+        (Filters(period="2026-W10"), [0, 1, 2]),  # Monday 2026-03-02 .. Sunday 03-08
+        (Filters(period="2026-03-05"), [2]),
+        (Filters(date_from=date(2026, 3, 5), date_to=date(2026, 4, 5)), [2, 3, 4, 5, 6, 7]),  # inclusive bounds
+        (Filters(period="2026-04", date_to=date(2026, 4, 8)), [6, 7, 8]),  # period and range intersect
+        (Filters.model_validate({"topic": "price", "segment": "region:south", "language": "it"}), [8]),
+        (Filters(), list(range(12))),
+    ],
+)
+def test_filters(filters: Filters, expected_rows: list[int]) -> None:
+    assert [r.row for r in apply_filters(_hand_rows(), filters)] == expected_rows
+
+
+def test_filtered_report_recomputes_kpis() -> None:
+    r = batch_kpis(_hand_rows(), Filters.model_validate({"segment": "region:north"}))
+    # rows 0,1,3,5,7,9,11; scored: 0 1 5 (P), 7 (passive), 3 11 (D) -> 100 * (3 - 2) / 6
+    assert (r.count, r.analysed, r.nps.responses, r.nps.value) == (7, 7, 6, round(100 / 6, 2))
+    assert r.filters.segment == {"region": "north"}
+    assert r.model_dump(mode="json")["filters"]["segment"] == {"region": "north"}
+
+
+def test_filter_parsing_and_validation() -> None:
+    assert parse_segment("region: north") == {"region": "north"}
+    assert parse_segment("slot:10:30") == {"slot": "10:30"}
+    assert parse_period("2026-W09") == ("week", date(2026, 2, 23), date(2026, 3, 2))
+    assert parse_period("2026-12") == ("month", date(2026, 12, 1), date(2027, 1, 1))
+    for bad in ("region", ":north", "region:"):
+        with pytest.raises(ValueError):
+            parse_segment(bad)
+    for bad_period in ("2026-13", "2026-W54", "March", "2026-02-30"):
+        with pytest.raises(ValidationError):
+            Filters(period=bad_period)
+    with pytest.raises(ValidationError):
+        Filters(date_from=date(2026, 4, 1), date_to=date(2026, 3, 1))
+    with pytest.raises(ValidationError):
+        Filters(colour="red")  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------------------------------- trend
+
+
+def _spread(days: int, per_day: int, first: date = date(2026, 3, 2)) -> list[RowFacts]:
+    return [_row(d * per_day + k, first + timedelta(days=d), nps=10) for d in range(days) for k in range(per_day)]
+
+
+def test_trend_granularity_selection() -> None:
+    assert choose_granularity(date(2026, 3, 1), date(2026, 3, 10), 250) == "day"  # 25 rows per day
+    assert choose_granularity(date(2026, 3, 2), date(2026, 3, 11), 50) == "week"  # 5/day is too thin; 2 weeks -> 25/week
+    assert choose_granularity(date(2026, 1, 1), date(2026, 4, 10), 100) == "month"  # 99 days -> weeks, 15 weeks too thin
+    assert choose_granularity(date(2025, 1, 1), date(2026, 1, 1), 100_000) == "month"  # span > 40 weeks
+    assert choose_granularity(date(2026, 1, 1), date(2026, 6, 1), 10_000) == "week"  # 151 days, ~22 weeks of ~450 rows
+
+    day = batch_kpis(_spread(10, 25), None).trend
+    assert day.granularity == "day" and [p.period for p in day.periods][:2] == ["2026-03-02", "2026-03-03"]
+    assert len(day.periods) == 10 and all(p.count == 25 for p in day.periods)
+
+    week = batch_kpis(_spread(10, 5), None).trend
+    assert week.granularity == "week"
+    assert [(p.period, p.start, p.count) for p in week.periods] == [
+        ("2026-W10", date(2026, 3, 2), 35), ("2026-W11", date(2026, 3, 9), 15)
+    ]
+
+    hand = batch_kpis(_hand_rows(), None).trend  # 41 days, 11 dated rows: day -> week -> month
+    assert hand.granularity == "month"
+    march, april = hand.periods
+    # March: rows 0-5, scored 0 1 4 5 (P), 2 3 (D) -> 100 * 2 / 6; April: rows 6-10, scored 6 (D), 7 (passive), 10 (P) -> 0
+    assert (march.period, march.count, march.nps) == ("2026-03", 6, 33.33)
+    assert (april.period, april.count, april.nps) == ("2026-04", 5, 0.0)
+    assert (april.change, april.change_metric, april.significant) == (-33.33, "nps", False)
+    assert (march.change, march.change_metric, march.p_value) == (None, None, None)
+
+
+def test_trend_forced_granularity_empty_periods_and_iso_year() -> None:
+    rows = [_row(0, date(2026, 3, 2), nps=10), _row(1, date(2026, 3, 5), nps=0)]
+    trend = batch_kpis(rows, None, granularity="day").trend
+    assert [(p.period, p.count, p.nps) for p in trend.periods] == [
+        ("2026-03-02", 1, 100.0), ("2026-03-03", 0, None), ("2026-03-04", 0, None), ("2026-03-05", 1, -100.0)
+    ]
+    assert trend.periods[3].change is None  # the previous (empty) period has nothing to compare with
+
+    boundary = [_row(0, date(2025, 12, 29)), _row(1, date(2026, 1, 4)), _row(2, date(2026, 1, 5))]
+    weeks = batch_kpis(boundary, None, granularity="week").trend.periods
+    assert [(p.period, p.start, p.count) for p in weeks] == [
+        ("2026-W01", date(2025, 12, 29), 2), ("2026-W02", date(2026, 1, 5), 1)
+    ]
+
+
+def _month_rows(first: date, nps_or_sentiment: Sequence[int | str], start: int) -> list[RowFacts]:
+    return [
+        _row(start + k, first + timedelta(days=k % 28), nps=v if isinstance(v, int) else None,
+             sentiment=v if isinstance(v, str) else "neutral")
+        for k, v in enumerate(nps_or_sentiment)
+    ]
+
+
+def test_trend_change_significance_on_nps() -> None:
+    march = _month_rows(date(2026, 3, 1), [10] * 30 + [2] * 10, 0)  # NPS 50
+    april = _month_rows(date(2026, 4, 1), [10] * 10 + [2] * 30, 100)  # NPS -50
+    p = batch_kpis(march + april, None, granularity="month").trend.periods[1]
+    assert (p.change, p.change_metric, p.significant) == (-100.0, "nps", True)
+    # per-answer variance in both months: 0.75 + 0.25 - 0.5^2 = 0.75; diff = -1.0; se = sqrt(0.75/40 + 0.75/40)
+    assert p.p_value == round(math.erfc(1.0 / math.sqrt(2 * 0.75 / 40) / math.sqrt(2)), 4)
+
+    same = _month_rows(date(2026, 4, 1), [10] * 30 + [2] * 10, 100)
+    q = batch_kpis(march + same, None, granularity="month").trend.periods[1]
+    assert (q.change, q.change_metric, q.p_value, q.significant) == (0.0, "nps", 1.0, False)
+
+
+def test_trend_change_falls_back_to_net_sentiment() -> None:
+    march = _month_rows(date(2026, 3, 1), ["positive"] * 30 + ["negative"] * 10, 0)  # net +50
+    april = _month_rows(date(2026, 4, 1), ["positive"] * 10 + ["negative"] * 30, 100)  # net -50
+    p = batch_kpis(march + april, None, granularity="month").trend.periods[1]
+    assert (p.nps_responses, p.change, p.change_metric, p.significant) == (0, -100.0, "net_sentiment", True)
+    # x = +1/-1, mean 0.5, sample variance (40 - 40 * 0.25) / 39 = 30/39 in each month; se = sqrt(2 * (30/39) / 40)
+    assert p.p_value == round(math.erfc(1.0 / math.sqrt(2 * (30 / 39) / 40) / math.sqrt(2)), 4)
+
+    same = _month_rows(date(2026, 4, 1), ["positive"] * 30 + ["negative"] * 10, 100)
+    q = batch_kpis(march + same, None, granularity="month").trend.periods[1]
+    assert (q.change, q.change_metric, q.significant) == (0.0, "net_sentiment", False)
+
+
+def test_single_answers_are_never_a_significant_change() -> None:
+    rows = [_row(0, date(2026, 3, 2), nps=10), _row(1, date(2026, 3, 3), nps=0)]
+    p = batch_kpis(rows, None, granularity="day").trend.periods[1]
+    # both variances are 0 (one answer each) -> pooled variance 1: z = 2 / sqrt(1 * 2) = 1.41, p = 0.157
+    assert (p.change, p.p_value, p.significant) == (-200.0, round(math.erfc(1.0), 4), False)
+
+
+# --------------------------------------------------------------------------------------------------- groups and JSON
+
+
+def test_by_language_and_segment() -> None:
+    r = batch_kpis(_hand_rows(), None)
+    assert [(g.key, g.count) for g in r.by_language] == [("it", 7), ("en", 4), ("unknown", 1)]
+    it = r.by_language[0]
+    # it rows 0 1 4 5 (P), 7 (passive), 11 (D), 8 unscored -> 100 * (4 - 1) / 6; detractor mean over 7 analysed rows
+    assert (it.nps, it.nps_responses) == (50.0, 6)
+    assert it.detractor_estimate == round((0.05 + 0.1 + 0.2 + 0.05 + 0.4 + 0.8 + 0.7) / 7, 4)
+    assert list(r.by_segment) == ["region"]
+    assert [(g.key, g.count) for g in r.by_segment["region"]] == [("north", 7), ("south", 4), ("unknown", 1)]
+    unknown = r.by_segment["region"][2]  # the error row: an NPS answer but no text results
+    assert (unknown.nps, unknown.net_sentiment, unknown.detractor_estimate) == (100.0, None, None)
+
+
+def test_report_is_json_safe_without_nan() -> None:
+    for rows in (_hand_rows(), [], [_row(0, ok=False)], [_row(0, date(2026, 3, 1), nps=7, csat=4, ces=3)]):
+        dumped = batch_kpis(rows, Filters(date_from=date(2020, 1, 1)) if not rows else None).model_dump(mode="json")
+        _no_nan(dumped)
+        text = json.dumps(dumped, allow_nan=False)
+        assert set(json.loads(text)) == {
+            "filters", "count", "analysed", "nps", "nps_estimate", "csat", "ces", "sentiment",
+            "topics", "touchpoints", "trend", "by_language", "by_segment",
+        }
+    empty = batch_kpis([], None)
+    assert (empty.count, empty.nps.value, empty.sentiment.net, empty.trend.periods) == (0, None, None, [])
+    one = batch_kpis([_row(0, date(2026, 3, 1), nps=7, csat=4, ces=3)], None)
+    assert (one.nps.value, one.nps.ci_low, one.ces is not None and one.ces.ci_low) == (0.0, None, None)
+
+    dumped = batch_kpis(_hand_rows(), None).model_dump(mode="json")
+    assert set(dumped["topics"][0]) == {
+        "id", "label", "count", "share", "sentiment", "net_sentiment", "nps", "nps_responses", "impact",
+        "impact_ci_low", "impact_ci_high", "p_value", "significant", "detractor_estimate",
+    }
+    assert set(dumped["trend"]["periods"][0]) == {
+        "period", "start", "count", "nps", "nps_ci_low", "nps_ci_high", "nps_responses", "net_sentiment",
+        "detractor_estimate", "change", "change_metric", "p_value", "significant",
+    }
+    assert dumped["trend"]["periods"][0]["start"] == "2026-03-01"
+    assert batch_kpis(_hand_rows(), None).model_dump() == batch_kpis(_hand_rows(), None).model_dump()  # deterministic

@@ -1,0 +1,157 @@
+"""Reading uploads: encodings, delimiters, XLSX, JSONL, mapping guesses, scores and dates."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from models.types import DocumentError, DocumentInput
+from service.uploads import (
+    ColumnMapping,
+    UploadError,
+    check_mapping,
+    detect_format,
+    guess_mapping,
+    open_table,
+    parse_date,
+    parse_score,
+    prepare_row,
+    preview_rows,
+)
+
+ROWS = [
+    ["id", "commento", "voto", "data", "regione"],
+    ["1", "Consegna in ritardo, però il corriere è stato gentilissimo", "6", "05/03/2026", "nord"],
+    ["2", "Great app; checkout was quick", "10", "2026-03-06", "sud"],
+    ["3", 'Multi-line\n"quoted" text; with delimiter', "8", "07.03.2026", "centro"],
+]
+
+
+def _csv(rows: list[list[str]], delimiter: str) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "utf-16", "utf-16-le"])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_encodings_and_delimiters(tmp_path: Path, encoding: str, delimiter: str) -> None:
+    path = tmp_path / "export.csv"
+    data = _csv(ROWS, delimiter).encode(encoding)
+    if encoding == "utf-16-le":  # no BOM: detected from the NUL pattern
+        assert not data.startswith(b"\xff\xfe")
+    path.write_bytes(data)
+    table = open_table(path, "csv")
+    assert table.columns == ROWS[0]
+    records = list(table.records())
+    assert [r["commento"] for r in records] == [r[1] for r in ROWS[1:]]  # accents and embedded newlines intact
+    assert table.count() == 3
+
+
+def test_xlsx_and_jsonl(tmp_path: Path) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Comment", "NPS", "Date", None])
+    ws.append(["Il negozio era pulito", 9, dt.datetime(2026, 3, 5, 10, 30), "extra"])
+    ws.append([None, None, None, None])  # blank rows are skipped
+    ws.append(["Bad service", 2.0, dt.datetime(2026, 3, 6), None])
+    path = tmp_path / "survey.xlsx"
+    wb.save(path)
+    assert detect_format("survey.bin", path.read_bytes()[:8]) == "xlsx"
+    table = open_table(path, "xlsx")
+    assert table.columns == ["Comment", "NPS", "Date", "column_4"]
+    recs = list(table.records())
+    assert len(recs) == 2 and recs[1]["NPS"] == 2.0
+    m = guess_mapping(table.columns, preview_rows(table))
+    assert m is not None and (m.text, m.nps, m.date) == ("Comment", "NPS", "Date")
+    row = prepare_row(0, recs[0], m)
+    assert row.date == dt.date(2026, 3, 5) and row.nps == 9 and isinstance(row.doc, DocumentInput)
+    assert row.original["Date"] == "2026-03-05 10:30:00"  # JSON-safe copy of the cell
+
+    jl = tmp_path / "chats.jsonl"
+    jl.write_text(
+        json.dumps({"text": "ok", "score": 7}) + "\n{broken\n\n"
+        + json.dumps({"text": [{"speaker": "Cliente", "text": "pacco perso"}], "score": 1}) + "\n[1,2]\n",
+        encoding="utf-8",
+    )
+    t2 = open_table(jl, "jsonl")
+    recs2 = list(t2.records())
+    assert len(recs2) == 4  # the broken line and the array keep their rows, as errors
+    m2 = ColumnMapping(text="text", nps="score")
+    prepared = [prepare_row(i, r, m2) for i, r in enumerate(recs2)]
+    assert isinstance(prepared[1].doc, DocumentError) and prepared[1].doc.error["code"] == "UnreadableRow"
+    assert isinstance(prepared[2].doc, DocumentInput) and prepared[2].doc.kind == "chat" and prepared[2].doc.turns
+    assert isinstance(prepared[3].doc, DocumentError)
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "e.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(UploadError, match="empty"):
+        open_table(empty, "csv")
+    with pytest.raises(UploadError, match="unsupported"):
+        detect_format("photo.png", b"\x89PNG")
+    broken = tmp_path / "b.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UploadError, match="XLSX"):
+        open_table(broken, "xlsx")
+    nojson = tmp_path / "n.jsonl"
+    nojson.write_text("hello\nworld\n")
+    with pytest.raises(UploadError, match="JSON"):
+        open_table(nojson, "jsonl")
+    with pytest.raises(UploadError, match="not in the file"):
+        check_mapping(ColumnMapping(text="comment", nps="score"), ["comment", "rating"])
+
+
+def test_guess_mapping_italian_headers() -> None:
+    cols = ["ID Risposta", "Commento cliente", "Punteggio", "Data", "Canale", "Regione", "CSAT", "Lingua"]
+    m = guess_mapping(cols)
+    assert m is not None
+    assert m.text == "Commento cliente" and m.nps == "Punteggio" and m.date == "Data" and m.channel == "Canale"
+    assert m.csat == "CSAT" and m.language == "Lingua" and m.segments == ["Regione"]
+    # no recognisable name: the column with the longest texts
+    m2 = guess_mapping(["a", "b"], [{"a": "1", "b": "a long free-text answer"}])
+    assert m2 is not None and m2.text == "b"
+    assert guess_mapping(["a"], []) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("9", 9), (9, 9), (9.0, 9), ("9,0", 9), ("9/10", 9), (" 0 ", 0), ("10", 10)]
+)
+def test_parse_score(value: object, expected: int) -> None:
+    assert parse_score(value, 0, 10) == expected
+
+
+@pytest.mark.parametrize("value", ["11", "-1", "9.5", "abc", "", True])
+def test_parse_score_rejects(value: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        parse_score(value, 0, 10)
+
+
+def test_parse_date_formats() -> None:
+    assert parse_date("2026-03-05") == dt.date(2026, 3, 5)
+    assert parse_date("2026-03-05T23:10:00Z") == dt.date(2026, 3, 5)
+    assert parse_date("05/03/2026") == dt.date(2026, 3, 5)
+    assert parse_date("05/03/2026", dayfirst=False) == dt.date(2026, 5, 3)
+    assert parse_date("5.3.2026 10:00") == dt.date(2026, 3, 5)
+    assert parse_date(46086) == dt.date(2026, 3, 5)  # Excel serial
+    with pytest.raises(ValueError):
+        parse_date("yesterday")
+
+
+def test_prepare_row_keeps_text_when_scores_are_bad() -> None:
+    m = ColumnMapping(text="t", nps="n", csat="c", ces="e", date="d", kind="k", language="l", segments=["r"])
+    row = prepare_row(4, {"t": "Servizio lento", "n": "12", "c": "4", "e": "x", "d": "ieri", "k": "chat?", "l": "it_IT"}, m)
+    assert isinstance(row.doc, DocumentInput) and row.doc.id == "row-5" and row.doc.language == "it"
+    assert (row.nps, row.csat, row.ces, row.date) == (None, 4, None, None)
+    assert len(row.warnings) == 4 and any(w.startswith("nps:") for w in row.warnings)
+    assert row.segments == {"r": "(empty)"}
+    empty = prepare_row(5, {"t": "   ", "n": "3"}, m)
+    assert isinstance(empty.doc, DocumentError) and empty.doc.error["code"] == "EmptyText" and empty.nps == 3
