@@ -117,6 +117,12 @@ class Analyzer:
         self._default_topics_fp = base.topics.fingerprint()
 
     # ------------------------------------------------------------------ public
+    def with_config(self, config: AnalyzerConfig) -> Analyzer:
+        """The same models and caches (taxonomy prototypes are encoded once) with other pipeline knobs."""
+        other = Analyzer(self.encoder, self.bundle, self.language_detector, taxonomy=self.taxonomy, config=config)
+        other._prototypes = self._prototypes
+        return other
+
     def analyze(
         self, docs: list[DocumentInput], taxonomy: Taxonomy | None = None
     ) -> tuple[list[DocumentResult], list[DocumentError]]:

@@ -323,10 +323,7 @@ class BatchRunner:
     ) -> None:
         self.store = store
         # batches window long documents (chat transcripts) instead of rejecting them like the sync API
-        self.analyzer = Analyzer(
-            analyzer.encoder, analyzer.bundle, analyzer.language_detector, taxonomy=analyzer.taxonomy,
-            config=replace(analyzer.config, max_chars=BATCH_MAX_CHARS),
-        )
+        self.analyzer = analyzer.with_config(replace(analyzer.config, max_chars=BATCH_MAX_CHARS))
         self.worker_id = worker_id
         self.config = config
         self.stop = stop or threading.Event()

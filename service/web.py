@@ -56,22 +56,24 @@ class StaticFile:
     etag: str
 
 
-@cache
 def _static(relative: str) -> StaticFile | None:
-    """One asset from the package (read once per process): None for anything outside ``static/``."""
+    """One asset from the package: None for anything outside ``static/``, dot-files and unknown types."""
     if not relative or "\\" in relative or "\x00" in relative:
         return None
     parts = relative.split("/")
     if any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         return None
     path = (STATIC_DIR / relative).resolve()
-    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
+    if not path.is_relative_to(STATIC_DIR) or not path.is_file() or path.suffix.lower() not in CONTENT_TYPES:
         return None
-    content_type = CONTENT_TYPES.get(path.suffix.lower())
-    if content_type is None:
-        return None
+    return _read_asset(path)
+
+
+@cache
+def _read_asset(path: Path) -> StaticFile:
+    """Read once per process; keyed by real files only, so the cache cannot grow with what clients ask for."""
     body = path.read_bytes()
-    return StaticFile(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    return StaticFile(body, CONTENT_TYPES[path.suffix.lower()], '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
 @cache

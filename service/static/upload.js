@@ -1,0 +1,305 @@
+/* Upload page: file -> preview + column mapping -> POST /v1/batches -> progress bar; and the batch list. */
+"use strict";
+
+const ROLES = ["text", "nps", "date", "channel", "id", "csat", "ces", "language", "kind"];
+const PREVIEW_BYTES = 256 * 1024;
+const state = { file: null, preview: null, batch: null, pollTimer: null, listTimer: null, batches: null };
+
+const $ = (id) => document.getElementById(id);
+
+// ------------------------------------------------------------------ preview
+function isSpreadsheet(name) { return /\.(xlsx|xlsm)$/i.test(name); }
+
+/** The head of a text file, cut after its last complete line (XLSX must go whole: it is a zip). */
+async function previewBlob(file) {
+  if (isSpreadsheet(file.name) || file.size <= PREVIEW_BYTES) return file;
+  const bytes = new Uint8Array(await file.slice(0, PREVIEW_BYTES).arrayBuffer());
+  let end = bytes.lastIndexOf(0x0a) + 1;
+  if (end <= 0) end = bytes.length;
+  const utf16 = (bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff);
+  if (utf16 && end % 2 === 1) end += 1;
+  return new File([bytes.subarray(0, Math.min(end, bytes.length))], file.name, { type: file.type });
+}
+
+async function handleFile(file) {
+  resetAll();
+  if (!file) return;
+  state.file = file;
+  $("file-name").textContent = t("upload.reading", { name: file.name });
+  try {
+    const form = new FormData();
+    form.append("file", await previewBlob(file), file.name);
+    state.preview = await api("/v1/batches/preview", { method: "POST", body: form });
+    $("file-name").textContent = file.name + " · " + fmtBytes(file.size);
+    renderPreview();
+  } catch (err) {
+    $("file-name").textContent = file.name;
+    showError($("upload-error"), err);
+  }
+}
+
+function fmtBytes(n) {
+  if (n < 1024) return n + " B";
+  if (n < 1024 * 1024) return fmtNumber(n / 1024, 0) + " KB";
+  return fmtNumber(n / 1024 / 1024, 1) + " MB";
+}
+
+function renderPreview() {
+  const p = state.preview;
+  if (!p) return;
+  const delimiterName = { ";": "; (semicolon)", ",": ", (comma)", "\t": "Tab", "|": "|" };
+  $("preview-meta").textContent = t("preview.meta", {
+    format: p.format.toUpperCase(),
+    encoding: p.encoding || t("preview.none"),
+    delimiter: p.delimiter ? delimiterName[p.delimiter] || p.delimiter : t("preview.none"),
+    columns: p.columns.length,
+    rows: p.rows.length,
+  });
+  const table = clear($("preview-table"));
+  table.append(
+    el("thead", {}, el("tr", {}, p.columns.map((c) => el("th", { scope: "col" }, c)))),
+    el("tbody", {}, p.rows.map((row) => el("tr", {}, p.columns.map((c) => {
+      const v = row[c] === null || row[c] === undefined ? "" : String(row[c]);
+      return el("td", { title: v.length > 80 ? v : null }, v.length > 80 ? v.slice(0, 79) + "…" : v);
+    })))),
+  );
+  if (!$("mapping-roles").childElementCount) renderMapping(p.guessed_mapping || {});
+  show($("preview"), true);
+}
+
+function renderMapping(guess) {
+  const p = state.preview;
+  const roles = clear($("mapping-roles"));
+  for (const role of ROLES) {
+    const select = el("select", { id: "map-" + role, name: role, dataset: { testid: "map-" + role, role } },
+      el("option", { value: "", dataset: { i18n: "mapping.unused" } }, t("mapping.unused")),
+      p.columns.map((c) => el("option", { value: c }, c)));
+    select.value = guess[role] && p.columns.includes(guess[role]) ? guess[role] : "";
+    roles.append(el("label", { class: "field" + (role === "text" ? " required" : "") },
+      el("span", { dataset: { i18n: "role." + role } }, t("role." + role)),
+      select,
+      el("small", { class: "muted", dataset: { i18n: "role." + role + ".help" } }, t("role." + role + ".help"))));
+  }
+  const segs = clear($("segment-options"));
+  const chosen = new Set(guess.segments || []);
+  if (!p.columns.length) segs.append(el("span", { class: "muted", dataset: { i18n: "mapping.no_segments" } }));
+  for (const c of p.columns) {
+    segs.append(el("label", { class: "check" },
+      el("input", { type: "checkbox", value: c, checked: chosen.has(c), dataset: { testid: "segment-option" } }), c));
+  }
+  $("dayfirst").checked = guess.dayfirst !== false;
+  $("batch-name").value = state.file ? state.file.name : "";
+  applyLabels($("mapping-form"));
+}
+
+function readMapping() {
+  const mapping = { segments: [], dayfirst: $("dayfirst").checked };
+  for (const role of ROLES) {
+    const value = $("map-" + role).value;
+    if (value) mapping[role] = value;
+  }
+  $("segment-options").querySelectorAll("input:checked").forEach((box) => mapping.segments.push(box.value));
+  return mapping;
+}
+
+// ------------------------------------------------------------------- upload
+function uploadBatch(file, mapping, name) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("mapping", JSON.stringify(mapping));
+    if (name) form.append("name", name);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/v1/batches");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) setProgress(e.loaded / e.total, t("upload.uploading", { pct: Math.round((100 * e.loaded) / e.total) }));
+    };
+    xhr.onerror = () => reject(new ApiError(0, "NetworkError", t("error.network")));
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (_) { /* handled below */ }
+      if (xhr.status >= 200 && xhr.status < 300 && body) return resolve(body);
+      const err = body && body.error;
+      reject(new ApiError(xhr.status, err ? err.code : "HTTP" + xhr.status,
+        err ? err.message : t("error.generic", { status: xhr.status })));
+    };
+    xhr.send(form);
+  });
+}
+
+async function startAnalysis(event) {
+  event.preventDefault();
+  show($("upload-error"), false);
+  const mapping = readMapping();
+  if (!mapping.text) {
+    showError($("upload-error"), t("mapping.need_text"));
+    $("map-text").focus();
+    return;
+  }
+  $("start").disabled = true;
+  $("progress-name").textContent = $("batch-name").value || state.file.name;
+  show($("progress"), true);
+  show($("progress-done"), false);
+  $("progress-status").textContent = "";
+  setProgress(0, t("upload.uploading", { pct: 0 }));
+  try {
+    const created = await uploadBatch(state.file, mapping, $("batch-name").value.trim());
+    setProgress(0, t("upload.sent"));
+    show($("preview"), false);
+    pollBatch(created.id);
+    refreshList();
+  } catch (err) {
+    show($("progress"), false);
+    showError($("upload-error"), err);
+  } finally {
+    $("start").disabled = false;
+  }
+}
+
+// ----------------------------------------------------------------- progress
+function setProgress(fraction, text) {
+  const pct = Math.round(100 * Math.max(0, Math.min(1, fraction)));
+  $("progress-fill").style.width = pct + "%";
+  $("progress-bar").setAttribute("aria-valuenow", String(pct));
+  $("progress-text").textContent = text;
+}
+
+function progressText(b) {
+  if (b.status === "queued") return t("progress.queued");
+  if (b.status === "failed") return t("progress.failed", { error: b.error || "?" });
+  if (b.status === "done") {
+    const errs = b.rows_error ? " " + t("progress.errors", { n: fmtInt(b.rows_error) }) + "." : "";
+    return t("progress.done", { total: fmtInt(b.rows_total || b.rows_done) }) + errs;
+  }
+  if (b.phase === "discovering") return t("progress.discovering", { total: fmtInt(b.rows_total || b.rows_done) });
+  if (b.phase === "reading" && !b.rows_total) return t("progress.reading", { done: fmtInt(b.rows_done) });
+  let text = b.rows_total
+    ? t("progress.analysing", { done: fmtInt(b.rows_done), total: fmtInt(b.rows_total) })
+    : t("progress.analysing_unknown", { done: fmtInt(b.rows_done) });
+  const eta = fmtDuration(b.eta_seconds);
+  if (eta && b.eta_seconds > 0) text += " · " + t("progress.eta", { eta });
+  if (b.rows_error) text += " · " + t("progress.errors", { n: fmtInt(b.rows_error) });
+  return text;
+}
+
+function renderProgress() {
+  const b = state.batch;
+  if (!b) return;
+  $("progress-name").textContent = b.name;
+  const badge = $("progress-status");
+  badge.className = "badge badge-" + b.status;
+  badge.dataset.status = b.status;
+  badge.textContent = t("status." + b.status) + (b.status === "running" && b.phase ? " · " + t("phase." + b.phase) : "");
+  setProgress(b.progress, progressText(b));
+  $("progress").dataset.status = b.status;
+  if (b.status === "done") {
+    $("progress-open").href = withLang("/ui/batches/" + encodeURIComponent(b.id));
+    show($("progress-done"), true);
+  }
+}
+
+function pollBatch(id) {
+  clearTimeout(state.pollTimer);
+  const tick = async () => {
+    try {
+      state.batch = await api("/v1/batches/" + encodeURIComponent(id));
+      renderProgress();
+      if (state.batches) {  // keep the list's row in step with the bar
+        const i = state.batches.findIndex((x) => x.id === id);
+        if (i >= 0) { state.batches[i] = state.batch; renderList(); }
+      }
+      if (state.batch.status === "done" || state.batch.status === "failed") {
+        refreshList();
+        return;
+      }
+    } catch (err) {
+      $("progress-text").textContent = err.message + " " + t("error.retry");
+    }
+    state.pollTimer = setTimeout(tick, 700);
+  };
+  tick();
+}
+
+// --------------------------------------------------------------- batch list
+async function refreshList() {
+  clearTimeout(state.listTimer);
+  try {
+    state.batches = (await api("/v1/batches?limit=100")).batches;
+    renderList();
+  } catch (err) {
+    showError($("upload-error"), err);
+  }
+  if (state.batches && state.batches.some((b) => b.status === "queued" || b.status === "running")) {
+    state.listTimer = setTimeout(refreshList, 3000);
+  }
+}
+
+function renderList() {
+  const body = clear($("batch-rows"));
+  const batches = state.batches || [];
+  show($("batch-empty"), batches.length === 0);
+  for (const b of batches) {
+    const dash = withLang("/ui/batches/" + encodeURIComponent(b.id));
+    const results = "/v1/batches/" + encodeURIComponent(b.id) + "/results?format=";
+    const rows = b.rows_total ? fmtInt(b.rows_done) + " / " + fmtInt(b.rows_total) : fmtInt(b.rows_done);
+    const running = b.status === "running" || b.status === "queued";
+    body.append(el("tr", { dataset: { testid: "batch-row", batchId: b.id, status: b.status } },
+      el("td", {}, el("a", { href: dash, class: "strong" }, b.name)),
+      el("td", {}, statusBadge(b.status),
+        running ? el("div", { class: "progress progress-small", title: Math.round(100 * b.progress) + "%" },
+          el("div", { class: "progress-fill", dataset: { pct: Math.round(100 * b.progress) } })) : null,
+        b.status === "failed" && b.error ? el("div", { class: "small error-text" }, b.error) : null),
+      el("td", { class: "num" }, rows),
+      el("td", { class: "num" }, fmtInt(b.rows_error)),
+      el("td", {}, fmtDateTime(b.created_at)),
+      el("td", {}, el("div", { class: "links" },
+        el("a", { href: dash, dataset: { testid: "batch-open" } }, t("batches.open")),
+        el("a", { href: results + "csv", download: true }, "CSV"),
+        el("a", { href: results + "xlsx", download: true }, "XLSX"),
+        el("a", { href: results + "jsonl", download: true }, "JSONL"),
+        running ? null : el("button", { type: "button", class: "link danger", onclick: () => deleteBatch(b) },
+          t("batches.delete")))),
+    ));
+  }
+  // widths through CSSOM (the CSP forbids inline style attributes)
+  body.querySelectorAll(".progress-fill[data-pct]").forEach((f) => { f.style.width = f.dataset.pct + "%"; });
+}
+
+async function deleteBatch(b) {
+  if (!window.confirm(t("batches.confirm_delete", { name: b.name }))) return;
+  try {
+    await api("/v1/batches/" + encodeURIComponent(b.id), { method: "DELETE" });
+  } catch (err) {
+    showError($("upload-error"), err);
+  }
+  refreshList();
+}
+
+// -------------------------------------------------------------------- setup
+function resetAll() {
+  state.file = null;
+  state.preview = null;
+  clear($("mapping-roles"));
+  clear($("preview-table"));
+  show($("preview"), false);
+  show($("upload-error"), false);
+  $("file-name").textContent = "";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("file").addEventListener("change", (e) => handleFile(e.target.files[0]));
+  const zone = document.querySelector(".dropzone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    if (e.dataTransfer.files.length) handleFile(e.dataTransfer.files[0]);
+  });
+  $("mapping-form").addEventListener("submit", startAnalysis);
+  $("cancel").addEventListener("click", () => { resetAll(); $("file").value = ""; });
+  $("refresh").addEventListener("click", refreshList);
+  onLangChange(() => { renderPreview(); renderProgress(); renderList(); });
+  refreshList();
+});

@@ -1,0 +1,306 @@
+"""The web UI in a real browser: upload a CSV, follow the progress, read the dashboard, open the comments.
+
+Headless Debian Chromium (``apt-get install chromium``) driven by Playwright against the real app served by
+uvicorn (fake encoder, tiny bundle, one in-process worker).  Screenshots land in ``reports/screenshots/``.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _require_chromium() -> None:
+    """Skip without Chromium, unless ``VOCE_REQUIRE_BROWSER=1`` (CI sets it: there, no browser is a failure)."""
+    if CHROMIUM.exists():
+        return
+    message = f"needs Debian Chromium at {CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("VOCE_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+# ------------------------------------------------------------------ the upload
+_COMMENTS: dict[str, dict[str, list[tuple[str, bool]]]] = {
+    # theme -> language -> (comment, is it praise?)
+    "delivery": {
+        "it": [("Il pacco è arrivato in ritardo di una settimana.", False), ("Consegna velocissima, corriere gentile.", True),
+               ("Il corriere ha lasciato il pacco sotto la pioggia.", False)],
+        "en": [("The parcel arrived a week late.", False), ("Fast delivery, the courier was polite.", True),
+               ("The courier left my package in the rain.", False)],
+    },
+    "staff": {
+        "it": [("Il personale è stato gentilissimo e disponibile.", True), ("Personale scortese e maleducato in negozio.", False),
+               ("La commessa mi ha aiutato con pazienza.", True)],
+        "en": [("The staff were friendly and helpful.", True), ("Rude staff at the store.", False),
+               ("The shop assistant was very patient.", True)],
+    },
+    "price": {
+        "it": [("Prezzo troppo alto per quello che offre.", False), ("Ottimo rapporto qualità prezzo.", True),
+               ("Le spese di spedizione sono care.", False)],
+        "en": [("Way overpriced, not worth the money.", False), ("Great value for money.", True),
+               ("Shipping costs are too high.", False)],
+    },
+    "app": {
+        "it": [("L'app si blocca ogni volta che pago.", False), ("L'app è comoda e veloce.", True),
+               ("Non riesco ad accedere all'app dopo l'aggiornamento.", False)],
+        "en": [("The app crashes every time I pay.", False), ("The app is easy and quick.", True),
+               ("I cannot log into the app since the update.", False)],
+    },
+    "call_center": {
+        "it": [("Il call center mi ha lasciato in attesa 40 minuti.", False),
+               ("L'operatore al telefono ha risolto subito.", True),
+               ("Ho chiamato tre volte il servizio clienti senza risposta.", False)],
+        "en": [("The call center kept me on hold for 40 minutes.", False), ("The agent on the phone fixed it at once.", True),
+               ("I called customer service three times, no answer.", False)],
+    },
+}
+_CHANNEL = {"delivery": "web", "staff": "negozio", "price": "web", "app": "app", "call_center": "telefono"}
+#: customer text is untrusted: this must show up as text, never as markup
+HOSTILE = 'Prezzo alto <img src=x onerror="window.__pwned=1"> & <b>rude</b> staff'
+
+
+def feedback_csv(n: int = 300, seed: int = 7) -> bytes:
+    """A survey export as an Italian CX team would have it: ``;``-separated, day-first dates, some blank comments."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    w.writerow(["id", "data", "commento", "voto_nps", "canale", "regione"])
+    start = dt.date(2026, 1, 5)
+    for i in range(n):
+        theme = rng.choice(list(_COMMENTS))
+        lang = "it" if rng.random() < 0.6 else "en"
+        text, good = rng.choice(_COMMENTS[theme][lang])
+        if rng.random() < 0.3:
+            extra, extra_good = rng.choice(_COMMENTS[rng.choice(list(_COMMENTS))][lang])
+            text, good = f"{text} {extra}", good and extra_good
+        # scores drift down in the last month, so the trend has something to show
+        late = i > n * 2 // 3
+        nps = rng.randint(8, 10) if good and not (late and rng.random() < 0.5) else rng.randint(0, 7 if not late else 5)
+        if i % 37 == 5:
+            text = ""  # blank answers happen; they become error rows
+        if i == 42:
+            text = HOSTILE
+        day = start + dt.timedelta(days=i * 90 // n)
+        w.writerow([f"R{i:04d}", day.strftime("%d/%m/%Y"), text, "" if i % 11 == 3 else nps, _CHANNEL[theme],
+                    rng.choice(["Nord", "Centro", "Sud"])])
+    return out.getvalue().encode("utf-8")
+
+
+# ------------------------------------------------------------------ fixtures
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def base_url(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app under uvicorn in a background thread (fake encoder, tiny bundle, one worker)."""
+    _require_chromium()  # before starting anything
+    import uvicorn
+
+    tmp = tmp_path_factory.mktemp("web-browser")
+    settings = Settings(
+        encoder_backend="fake", encoder="fake", bundle=tiny_bundle_dir, cache_dir=tmp / "cache", data_dir=tmp / "data",
+        workers=1,
+    )
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="voce-uvicorn", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline:
+            server.should_exit = True
+            raise AssertionError("the service never became ready")
+        time.sleep(0.1)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _shot(page: Any, name: str, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+# ------------------------------------------------------------------ the test
+def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "sondaggio_marzo.csv"
+    upload.write_bytes(feedback_csv())
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    local = (base_url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external: {r.url}"))
+
+    # --- upload page: preview + guessed mapping
+    page.goto(base_url + "/ui/?lang=en")
+    page.get_by_test_id("file-input").set_input_files(str(upload))
+    page.get_by_test_id("preview-table").locator("th", has_text="commento").wait_for()
+    assert "(semicolon)" in page.get_by_test_id("preview-meta").inner_text()
+    assert page.get_by_test_id("preview-table").locator("tbody tr").count() == 5
+    assert page.get_by_test_id("map-text").input_value() == "commento"
+    assert page.get_by_test_id("map-nps").input_value() == "voto_nps"
+    assert page.get_by_test_id("map-date").input_value() == "data"
+    assert page.get_by_test_id("map-channel").input_value() == "canale"
+    assert page.locator("[data-testid=segment-option][value=regione]").is_checked()
+    assert page.get_by_test_id("dayfirst").is_checked()
+    _shot(page, "upload.png", full_page=True)
+
+    # --- start: progress bar until done
+    page.get_by_test_id("start-analysis").click()
+    page.wait_for_function(
+        """() => {
+            const box = document.querySelector('[data-testid=progress]');
+            const pct = Number(document.querySelector('[data-testid=progress-bar]').getAttribute('aria-valuenow'));
+            return box.dataset.status === 'done' || (box.dataset.status === 'running' && pct > 0);
+        }""",
+        timeout=30_000,
+    )
+    page.wait_for_timeout(500)  # the bar animates its width
+    _shot(page, "progress.png")
+    page.locator("[data-testid=progress][data-status=done]").wait_for(timeout=120_000)
+    assert page.get_by_test_id("progress-bar").get_attribute("aria-valuenow") == "100"
+    assert "300" in page.get_by_test_id("progress-text").inner_text()
+    row = page.locator("[data-testid=batch-row][data-status=done]")
+    row.first.wait_for()
+    batch_id = row.first.get_attribute("data-batch-id")
+    assert batch_id
+
+    # --- dashboard
+    page.get_by_test_id("open-dashboard").click()
+    page.wait_for_url(f"**/ui/batches/{batch_id}**")
+    page.locator("body[data-ready=true]").wait_for()
+    page.get_by_test_id("heatmap-table").wait_for()
+    page.get_by_test_id("theme").first.wait_for()
+    charts = page.evaluate(
+        """() => ['chart-trend', 'chart-drivers', 'chart-touchpoints'].map((id) => {
+            const canvas = document.getElementById(id);
+            const chart = Chart.getChart(canvas);
+            return {id, chart: !!chart, width: canvas.width, height: canvas.height,
+                    points: chart ? Math.max(...chart.data.datasets.map((d) => d.data.filter((v) => v !== null).length)) : 0};
+        })"""
+    )
+    for c in charts:
+        assert c["chart"] and c["width"] > 100 and c["height"] > 100 and c["points"] > 0, c
+
+    kpis = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", timeout=30).json()
+    nps = kpis["nps"]["value"]
+    tile = page.get_by_test_id("kpi-nps-value")
+    assert float(tile.get_attribute("data-value") or "nan") == nps
+    assert float(tile.inner_text().replace("−", "-").replace(",", ".")) == pytest.approx(nps, abs=0.051)
+    assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(kpis["count"])
+    if kpis["nps_estimate"]:
+        assert "estimate" in page.get_by_test_id("kpi-nps-estimate").inner_text().lower()
+    assert page.get_by_test_id("heat-cell").count() > 0
+    page.wait_for_timeout(400)  # let the chart animations settle for the screenshot
+    _shot(page, "dashboard.png", full_page=True)
+
+    # --- click the strongest driver bar: its comments, evidence highlighted
+    target = page.evaluate(
+        """() => {
+            const chart = Chart.getChart(document.getElementById('chart-drivers'));
+            const values = chart.data.datasets[0].data;
+            let best = 0;
+            values.forEach((v, i) => { if (Math.abs(v) > Math.abs(values[best])) best = i; });
+            const bar = chart.getDatasetMeta(0).data[best].getProps(['x', 'y', 'base'], true);
+            return {x: (bar.x + bar.base) / 2, y: bar.y, topic: chart.canvas.dataset.topics.split(',')[best]};
+        }"""
+    )
+    canvas = page.get_by_test_id("chart-drivers")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+    drawer = page.get_by_test_id("comments")
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    assert drawer.get_attribute("data-loading") == "false"
+    marks = drawer.locator("[data-testid=comment-text] mark")
+    assert marks.count() > 0
+    first = drawer.locator("[data-testid=comment]").first
+    assert first.locator("mark").first.inner_text() in first.get_by_test_id("comment-text").inner_text()
+    rows = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"topic": target["topic"], "limit": 1}).json()
+    assert str(rows["total"]) in page.get_by_test_id("comments-count").inner_text().replace(",", "").replace(".", "")
+    _shot(page, "comments.png")
+
+    page.get_by_test_id("comments-close").click()
+
+    # customer text is shown as text, never run as markup
+    page.get_by_test_id("kpi-count").click()
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    page.get_by_test_id("comments-search").fill("onerror")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=comment-text]')].some((p) => p.textContent.includes('<img'))"
+    )
+    assert drawer.locator("[data-testid=comment-list] img, [data-testid=comment-list] b").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    page.get_by_test_id("comments-close").click()
+
+    # --- a discovered theme opens its comments too
+    page.get_by_test_id("theme-open").first.click()
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
+    assert "Theme" in page.get_by_test_id("comments-chips").inner_text()
+    page.keyboard.press("Escape")
+    assert drawer.is_hidden()
+
+    # --- Italian labels, taxonomy names in Italian too
+    assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Topic impact on NPS"
+    page.get_by_test_id("lang-it").click()
+    assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Impatto dei temi sull'NPS"
+    assert page.evaluate("() => document.documentElement.lang") == "it"
+    assert "lang=it" in page.url
+    topics = page.get_by_test_id("filter-topic").locator("option").all_inner_texts()
+    assert "Personale" in topics or "Prezzo e rapporto qualità-prezzo" in topics, topics
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(400)
+    _shot(page, "dashboard_it.png", full_page=True)
+
+    # --- a filter reloads everything
+    page.get_by_test_id("filter-language").select_option("en")
+    page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('language=en')")
+    filtered = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en"}).json()
+    assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(filtered["count"])
+
+    assert not problems, problems
+    context.close()
