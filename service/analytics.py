@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.special import stdtrit
 
 Granularity = Literal["day", "week", "month"]
@@ -321,6 +321,39 @@ class GroupStat(BaseModel):
     detractor_estimate: float | None
 
 
+class MatrixCell(BaseModel):
+    """Analysed rows mentioning both a topic and a touchpoint; net sentiment uses the topic's own label."""
+
+    topic: str
+    touchpoint: str
+    count: int
+    net_sentiment: float | None
+    detractor_estimate: float | None
+
+
+def topic_touchpoint_matrix(rows: Iterable[RowFacts]) -> list[MatrixCell]:
+    acc: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if not r.ok or not r.topics or not r.touchpoints:
+            continue
+        for topic, label in dict(r.topics).items():
+            tone = 1.0 if label == "positive" else -1.0 if label == "negative" else 0.0
+            for tp in set(r.touchpoints):
+                a = acc.setdefault((topic, tp), [0.0, 0.0, 0.0, 0.0])  # count, tone sum, detractor sum, detractor n
+                a[0] += 1
+                a[1] += tone
+                if r.detractor is not None:
+                    a[2] += r.detractor
+                    a[3] += 1
+    return [
+        MatrixCell(
+            topic=t, touchpoint=tp, count=int(a[0]), net_sentiment=round(100.0 * a[1] / a[0], 2),
+            detractor_estimate=round(a[2] / a[3], 4) if a[3] else None,
+        )
+        for (t, tp), a in sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
+
+
 class KpiReport(BaseModel):
     """Everything the batch dashboard shows for one filter selection; ``model_dump(mode="json")`` is NaN-free."""
 
@@ -337,6 +370,7 @@ class KpiReport(BaseModel):
     trend: TrendReport
     by_language: list[GroupStat]
     by_segment: dict[str, list[GroupStat]]
+    matrix: list[MatrixCell] = Field(default_factory=list, description="Topic x touchpoint co-mentions (heat map).")
 
 
 # --------------------------------------------------------------------------------------------------- statistics
@@ -858,4 +892,5 @@ def batch_kpis(
         trend=_trend(cols, granularity),
         by_language=_group_stats([_language_key(r) for r in selected], cols),
         by_segment={c: _group_stats([_segment_key(r, c) for r in selected], cols) for c in segment_columns},
+        matrix=topic_touchpoint_matrix(selected),
     )

@@ -529,36 +529,12 @@ function renderTouchpoints() {
 }
 
 // ------------------------------------------------------------------ heat map
-/** Topic counts per touchpoint: one /kpis call per touchpoint present (a few, in parallel). */
+/** Topic x touchpoint co-mentions: the `matrix` of the same /kpis answer (no extra requests). */
 async function loadHeatmap(gen) {
-  const box = $("heatmap");
   const tps = dash.kpis.touchpoints.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
   const topics = dash.kpis.topics.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
-  if (!tps.length || !topics.length) {
-    dash.heat = { tps, topics, cells: {} };
-    renderHeatmap();
-    return;
-  }
-  if (!dash.heat || !box.querySelector("table")) {
-    clear(box).append(el("p", { class: "muted" }, t("chart.heatmap.loading")));
-  }
   const cells = {};
-  const queue = tps.slice();
-  const worker = async () => {
-    while (queue.length) {
-      const tp = queue.shift();
-      const params = Object.assign({}, dash.filters, { touchpoint: tp.id });
-      delete params.granularity;
-      const k = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/kpis" + query(params));
-      for (const x of k.topics) if (x.count > 0) cells[x.id + "|" + tp.id] = x;
-    }
-  };
-  try {
-    await Promise.all([worker(), worker(), worker()]);
-  } catch (err) {
-    if (gen === dash.generation) clear(box).append(el("p", { class: "error-text" }, err.message));
-    return;
-  }
+  for (const c of dash.kpis.matrix || []) if (c.count > 0) cells[c.topic + "|" + c.touchpoint] = c;
   if (gen !== dash.generation) return;
   dash.heat = { tps, topics, cells };
   renderHeatmap();

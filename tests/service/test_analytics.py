@@ -384,7 +384,7 @@ def test_report_is_json_safe_without_nan() -> None:
         text = json.dumps(dumped, allow_nan=False)
         assert set(json.loads(text)) == {
             "filters", "count", "analysed", "nps", "nps_estimate", "csat", "ces", "sentiment",
-            "topics", "touchpoints", "trend", "by_language", "by_segment",
+            "topics", "touchpoints", "trend", "by_language", "by_segment", "matrix",
         }
     empty = batch_kpis([], None)
     assert (empty.count, empty.nps.value, empty.sentiment.net, empty.trend.periods) == (0, None, None, [])
@@ -402,3 +402,24 @@ def test_report_is_json_safe_without_nan() -> None:
     }
     assert dumped["trend"]["periods"][0]["start"] == "2026-03-01"
     assert batch_kpis(_hand_rows(), None).model_dump() == batch_kpis(_hand_rows(), None).model_dump()  # deterministic
+
+
+def test_topic_touchpoint_matrix_counts_co_mentions() -> None:
+    from service.analytics import topic_touchpoint_matrix
+
+    def fact(i: int, topics: tuple[tuple[str, str], ...], tps: tuple[str, ...], ok: bool = True) -> RowFacts:
+        return RowFacts(row=i, date=None, language="it", channel=None, segments={}, nps=None, csat=None, ces=None,
+                        sentiment="negative", positive=0.1, negative=0.8, detractor=0.5 + 0.1 * i, topics=topics,
+                        touchpoints=tps, ok=ok)
+
+    cells = topic_touchpoint_matrix([
+        fact(0, (("delivery", "negative"),), ("web", "delivery")),
+        fact(1, (("delivery", "positive"), ("price", "negative")), ("web",)),
+        fact(2, (("delivery", "negative"),), ("web",), ok=False),  # error rows never count
+        fact(3, (("price", "neutral"),), ()),  # no touchpoint: no cell
+    ])
+    by = {(c.topic, c.touchpoint): c for c in cells}
+    assert set(by) == {("delivery", "web"), ("delivery", "delivery"), ("price", "web")}
+    web = by[("delivery", "web")]
+    assert web.count == 2 and web.net_sentiment == 0.0 and web.detractor_estimate == 0.55  # (+1 - 1) / 2; (0.5 + 0.6) / 2
+    assert by[("price", "web")].net_sentiment == -100.0 and cells[0].topic == "delivery" and cells[0].touchpoint == "web"
