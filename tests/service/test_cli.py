@@ -82,3 +82,49 @@ def test_repeated_ids_keep_every_row(env: Path) -> None:
     rows = _read(out)
     assert [x["id"] for x in rows] == ["7", "7"]
     assert [x["sentences"][0]["text"] for x in rows] == ["Ottimo servizio", "Pessimo servizio"]
+
+
+def _survey(path: Path, n: int = 30) -> Path:
+    lines = ["id;commento;voto;data;regione"]
+    for i in range(n):
+        tone = "pessimo, il corriere era in ritardo" if i % 3 == 0 else "ottimo servizio, personale gentile"
+        lines.append(f"s{i};Ordine {i}: {tone};{i % 11};0{1 + i % 3}/03/2026;{'nord' if i % 2 else 'sud'}")
+    lines.append("s-empty;;5;01/03/2026;nord")
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return path
+
+
+def test_batch_submit_wait_status_kpis_export(env: Path, monkeypatch: object) -> None:
+    import openpyxl
+
+    monkeypatch.setenv("VOCE_DATA_DIR", str(env / "data"))  # type: ignore[attr-defined]
+    monkeypatch.setenv("VOCE_DISCOVERY", "false")  # type: ignore[attr-defined]
+    src = _survey(env / "survey.csv")
+    r = runner.invoke(app, ["batch", "submit", str(src), "--wait"])
+    assert r.exit_code == 0, r.output
+    bid = r.stdout.strip().splitlines()[0]
+    st = json.loads(runner.invoke(app, ["batch", "status", bid]).stdout)
+    assert (st["status"], st["rows_total"], st["rows_done"], st["rows_error"]) == ("done", 31, 31, 1)
+    assert st["mapping"]["nps"] == "voto" and st["mapping"]["segments"] == ["regione"]  # guessed
+    assert bid in runner.invoke(app, ["batch", "list"]).stdout
+    k = json.loads(runner.invoke(app, ["batch", "kpis", bid, "--segment", "regione:nord"]).stdout)
+    assert k["count"] == 16 and k["nps"]["responses"] == 16
+    for fmt in ("jsonl", "csv", "xlsx"):
+        out = env / f"res.{fmt}"
+        assert runner.invoke(app, ["batch", "export", bid, "-o", str(out)]).exit_code == 0
+        assert out.stat().st_size > 0
+    assert len(_read(env / "res.jsonl")) == 31
+    assert (env / "res.csv").read_text("utf-8-sig").splitlines()[0].startswith("id,commento,voto")
+    assert openpyxl.load_workbook(env / "res.xlsx").worksheets[0].max_row == 32
+    bad = runner.invoke(app, ["batch", "submit", str(src), "--mapping", '{"text": "nope"}'])
+    assert bad.exit_code == 2 and "not in the file" in bad.output
+
+
+def test_worker_once_processes_the_queue(env: Path, monkeypatch: object) -> None:
+    monkeypatch.setenv("VOCE_DATA_DIR", str(env / "data"))  # type: ignore[attr-defined]
+    monkeypatch.setenv("VOCE_DISCOVERY", "false")  # type: ignore[attr-defined]
+    ids = [runner.invoke(app, ["batch", "submit", str(_survey(env / f"s{i}.csv", 10))]).stdout.strip() for i in range(2)]
+    assert all(json.loads(runner.invoke(app, ["batch", "status", b]).stdout)["status"] == "queued" for b in ids)
+    r = runner.invoke(app, ["worker", "--once"])
+    assert r.exit_code == 0 and "2 batch(es) processed" in r.output
+    assert all(json.loads(runner.invoke(app, ["batch", "status", b]).stdout)["status"] == "done" for b in ids)
