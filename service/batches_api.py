@@ -241,7 +241,7 @@ def build_router() -> APIRouter:
         store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0
     ) -> BatchList:
         """Batches, newest first."""
-        return BatchList(batches=[batch_status(b) for b in store.list(limit, offset)])
+        return BatchList(batches=[batch_status(b) for b in store.list_batches(limit, offset)])
 
     @router.get("/batches/{batch_id}", response_model=BatchStatus, operation_id="get_batch")
     def get_batch(batch_id: str, store: StoreDep) -> BatchStatus:

@@ -306,7 +306,7 @@ def batch_list() -> None:
     """Batches, newest first."""
     from service.batches_api import batch_status
 
-    for b in _store(_settings()).list():
+    for b in _store(_settings()).list_batches():
         st = batch_status(b)
         typer.echo(f"{st.id}  {st.status:8} {st.rows_done:>7}/{st.rows_total or '?':<7} errors {st.rows_error:<5} {st.name}")
 

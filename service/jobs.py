@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -53,6 +53,10 @@ log = logging.getLogger("voce.jobs")
 BATCH_MAX_CHARS = 100_000
 
 
+#: the rows table for Core bulk statements (inserts of a whole chunk, bulk updates)
+ROWS: Table = BatchRow.__table__  # type: ignore[assignment]
+
+
 class LeaseLost(RuntimeError):
     """Another worker took the batch over (this one was presumed dead); stop without writing."""
 
@@ -75,7 +79,7 @@ class BatchStore:
         with self.sessions() as s:
             return s.get(Batch, batch_id)
 
-    def list(self, limit: int = 100, offset: int = 0) -> list[Batch]:
+    def list_batches(self, limit: int = 100, offset: int = 0) -> list[Batch]:
         with self.sessions() as s:
             q = select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset)
             return list(s.scalars(q))
@@ -85,7 +89,7 @@ class BatchStore:
             b = s.get(Batch, batch_id)
             if b is None:
                 return False
-            s.execute(BatchRow.__table__.delete().where(BatchRow.batch_id == batch_id))
+            s.execute(ROWS.delete().where(BatchRow.batch_id == batch_id))
             s.delete(b)
         return True
 
@@ -144,7 +148,7 @@ class BatchStore:
             with self.sessions() as s, s.begin():
                 self._owned(s, batch_id, worker_id, rows_done=next_row, rows_error=Batch.rows_error + n_err)
                 if rows:
-                    s.execute(BatchRow.__table__.insert(), [{"batch_id": batch_id, **r} for r in rows])
+                    s.execute(ROWS.insert(), [{"batch_id": batch_id, **r} for r in rows])
         except IntegrityError as exc:  # a row already written: someone else resumed this batch
             raise LeaseLost(batch_id) from exc
 
@@ -185,9 +189,9 @@ class BatchStore:
             s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id).values(discovered=None))
             if rows:
                 stmt = (
-                    BatchRow.__table__.update()
-                    .where(BatchRow.__table__.c.batch_id == batch_id)
-                    .where(BatchRow.__table__.c.row == bindparam("r"))
+                    ROWS.update()
+                    .where(ROWS.c.batch_id == batch_id)
+                    .where(ROWS.c.row == bindparam("r"))
                     .values(discovered=bindparam("t"))
                 )
                 s.connection().execute(stmt, [{"r": r, "t": t} for r, t in zip(rows, topics, strict=True)])

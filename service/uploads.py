@@ -302,7 +302,7 @@ def guess_mapping(columns: list[str], rows: list[dict[str, Any]] | None = None) 
     if "text" not in picked:
         return None
     segments = [c for k, c in normed.items() if k in _SEGMENT_GUESSES and c not in picked.values()]
-    return ColumnMapping(**picked, segments=segments[:5])
+    return ColumnMapping.model_validate({**picked, "segments": segments[:5]})
 
 
 def check_mapping(mapping: ColumnMapping, columns: list[str]) -> None:
