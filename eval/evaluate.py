@@ -106,6 +106,45 @@ def evaluate_bundle(
     for e in dev:
         if e.uid in res:
             by_src.setdefault(e.source, []).append(e)
+    semeval_pol = _semeval_opinion_predictions(bundle, encoder, by_src.get(SEMEVAL, []))
+    m, details = _dev_metrics(by_src, extra, res, semeval_pol)
+    spread = bootstrap_spread(by_src, extra, res, semeval_pol)
+
+    # the team's own data, one section per file
+    for source in sorted(s for s in by_src if is_custom_source(s)):
+        section = score_labelled(by_src[source], res, topic_space=analyzer.taxonomy.topics.ids)
+        m[source] = section["metrics"]
+        details[source] = section["details"]
+    m["dev_examples"] = len(res)
+    return {"metrics": m, "spread": spread, "details": details}
+
+
+def _semeval_opinion_predictions(
+    bundle: VoceBundle, encoder: Encoder, se: list[Example]
+) -> dict[str, list[tuple[str, str]]]:
+    """(gold, predicted) polarity per SemEval opinion, keyed by sentence: the gold category picks the topic's head."""
+    opinions = [(e, op) for e in se for op in e.raw.get("opinions", [])]
+    out: dict[str, list[tuple[str, str]]] = {}
+    if not opinions:
+        return out
+    emb = encoder.encode([e.text for e, _ in opinions])
+    for k, (e, op) in enumerate(opinions):
+        topic = SEMEVAL_TOPIC_MAP[op["category"]]
+        head = bundle.topic_polarity.get(topic, bundle.sentiment)
+        p4 = head.predict_proba(emb[k : k + 1])[0]
+        p3 = [p4[0] + p4[3] / 2, p4[1], p4[2] + p4[3] / 2]
+        out.setdefault(e.uid, []).append((op["polarity"], THREE[int(np.argmax(p3))]))
+    return out
+
+
+def _dev_metrics(
+    by_src: dict[str, list[Example]],
+    extra: list[Example],
+    res: dict[str, DocumentResult],
+    semeval_pol: dict[str, list[tuple[str, str]]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The public-benchmark metrics over analysed examples grouped by source (pure: the bootstrap reruns it)."""
+    dev = [e for rows in by_src.values() for e in rows]
     m: dict[str, Any] = {}
     details: dict[str, Any] = {}
 
@@ -157,16 +196,11 @@ def evaluate_bundle(
         pred_sets = [{t.id for t in res[e.uid].topics} & space for e in se]
         m["semeval_voce_topic_micro_f1"] = round(M.semeval_category_f1(gold_sets, pred_sets)["f1"], 4)
         gold_pol, pred_pol = [], []
-        opinions = [(e, op) for e in se for op in e.raw.get("opinions", [])]
-        if opinions:
-            emb = encoder.encode([e.text for e, _ in opinions])
-            for k, (_, op) in enumerate(opinions):
-                topic = SEMEVAL_TOPIC_MAP[op["category"]]
-                head = bundle.topic_polarity.get(topic, bundle.sentiment)
-                p4 = head.predict_proba(emb[k : k + 1])[0]
-                p3 = [p4[0] + p4[3] / 2, p4[1], p4[2] + p4[3] / 2]
-                gold_pol.append(op["polarity"])
-                pred_pol.append(THREE[int(np.argmax(p3))])
+        for e in se:
+            for gold_p, pred_p in semeval_pol.get(e.uid, []):
+                gold_pol.append(gold_p)
+                pred_pol.append(pred_p)
+        if gold_pol:
             m["semeval_polarity_accuracy_gold_categories"] = round(M.semeval_polarity_accuracy(gold_pol, pred_pol), 4)
 
     # airline complaint topic (negative tweets with a mapped reason)
@@ -199,13 +233,42 @@ def evaluate_bundle(
                 M.roc_auc([e.nps_detractor for e in rows], [res[e.uid].detractor.probability for e in rows]), 4
             )
 
-    # the team's own data, one section per file
-    for source in sorted(s for s in by_src if is_custom_source(s)):
-        section = score_labelled(by_src[source], res, topic_space=analyzer.taxonomy.topics.ids)
-        m[source] = section["metrics"]
-        details[source] = section["details"]
-    m["dev_examples"] = len(res)
-    return {"metrics": m, "details": details}
+    return m, details
+
+
+def bootstrap_spread(
+    by_src: dict[str, list[Example]],
+    extra: list[Example],
+    res: dict[str, DocumentResult],
+    semeval_pol: dict[str, list[tuple[str, str]]],
+    *,
+    rounds: int = 200,
+    seed: int = 13,
+) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation and 95% percentile interval of every dev metric over bootstrap resamples.
+
+    Each source's dev examples (and the official ATE dev set) are resampled with replacement, so the spread
+    says how much a metric would move on another sample of the same size: a gap to a target smaller than
+    the spread is noise, not progress.
+    """
+    rng = np.random.default_rng(seed)
+    runs: dict[str, list[float]] = {}
+    public = {k: v for k, v in by_src.items() if not is_custom_source(k)}
+    for _ in range(rounds):
+        sample = {k: [v[i] for i in rng.integers(0, len(v), len(v))] for k, v in public.items() if v}
+        sample_extra = [extra[i] for i in rng.integers(0, len(extra), len(extra))] if extra else []
+        m, _ = _dev_metrics(sample, sample_extra, res, semeval_pol)
+        for k, v in m.items():
+            if isinstance(v, int | float):
+                runs.setdefault(k, []).append(float(v))
+    out = {}
+    for k, vals in runs.items():
+        a = np.asarray(vals)
+        out[k] = {
+            "mean": round(float(a.mean()), 4), "std": round(float(a.std(ddof=1)), 4),
+            "ci_low": round(float(np.percentile(a, 2.5)), 4), "ci_high": round(float(np.percentile(a, 97.5)), 4),
+        }
+    return out
 
 
 def bundle_taxonomy(bundle: VoceBundle) -> Taxonomy | None:
