@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from models.types import DocumentError, DocumentInput
 from service.settings import Settings
+from service.uploads import open_text, sniff_dialect
 
 _FIELDS = set(DocumentInput.model_fields)
 
@@ -24,29 +25,12 @@ class InputError(ValueError):
     """The input file as a whole cannot be read (not a per-row problem)."""
 
 
-def _open_text(path: Path) -> io.TextIOWrapper:
-    raw = path.open("rb")
-    head = raw.read(4)
-    raw.seek(0)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return io.TextIOWrapper(raw, encoding="utf-16", newline="")
-    sample = raw.read(1 << 16)
-    raw.seek(0)
-    try:
-        sample.decode("utf-8")
-        enc = "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        # a multi-byte character cut by the sample boundary is still UTF-8
-        enc = "utf-8-sig" if exc.start >= len(sample) - 3 else "latin-1"
-    return io.TextIOWrapper(raw, encoding=enc, newline="")
-
-
 def iter_documents(path: Path) -> Iterator[DocumentInput | DocumentError]:
     """Yield documents (or per-row errors) from a JSONL or CSV file."""
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         if suffix in (".jsonl", ".ndjson", ".json"):
             yield from _jsonl(fh)
         elif suffix in (".csv", ".tsv", ".txt"):
@@ -82,12 +66,8 @@ def _jsonl(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
 
 
 def _csv(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
-    sample = fh.read(1 << 15)
+    dialect = sniff_dialect(fh.read(1 << 15))
     fh.seek(0)
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
     reader = csv.DictReader(fh, dialect=dialect)
     if not reader.fieldnames or "text" not in [f.strip().lower() for f in reader.fieldnames]:
         raise InputError(f"CSV needs a 'text' column; found {reader.fieldnames}")

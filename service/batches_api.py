@@ -1,6 +1,7 @@
 """``/v1/batches``: upload a file, follow its job, read results, KPIs, drivers and discovered topics."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
@@ -41,7 +43,7 @@ class BatchStatus(BaseModel):
     rows_error: int
     progress: float = Field(ge=0.0, le=1.0)
     eta_seconds: float | None
-    created_at: dt.datetime
+    created_at: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     attempts: int = Field(description="How many times a worker started it (>1 after a resume).")
@@ -103,7 +105,8 @@ def batch_status(b: Batch) -> BatchStatus:
     return BatchStatus(
         id=b.id, name=b.name, status=b.status, phase=b.phase, format=b.file_format, tenant=b.tenant,  # type: ignore[arg-type]
         rows_total=total, rows_done=b.rows_done, rows_error=b.rows_error, progress=round(progress, 4),
-        eta_seconds=eta_seconds(b), created_at=b.created_at, started_at=b.started_at, finished_at=b.finished_at,
+        eta_seconds=eta_seconds(b), created_at=_utc(b.created_at), started_at=_utc(b.started_at),
+        finished_at=_utc(b.finished_at),
         attempts=b.attempts, error=b.error, model_version=b.model_version, taxonomy_version=b.taxonomy_version,
         mapping=b.mapping, discovery_error=b.discovery_error,
     )
@@ -174,6 +177,20 @@ def _parse_mapping(raw: str | None) -> ColumnMapping | None:
         raise InvalidInput(f"mapping.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") from exc
 
 
+def _attachment(stem: str, ext: str) -> dict[str, str]:
+    """Content-Disposition for any batch name: an ASCII fallback plus the RFC 5987 UTF-8 name."""
+    from urllib.parse import quote
+
+    name = "".join(ch for ch in f"{stem}-voce.{ext}" if ch.isprintable())
+    ascii_name = "".join(ch if ch.isascii() and ch not in '"\\' else "_" for ch in name)
+    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"}
+
+
+def _utc(d: dt.datetime | None) -> dt.datetime | None:
+    """Stored times are naive UTC; the API says so."""
+    return d.replace(tzinfo=dt.UTC) if d is not None and d.tzinfo is None else d
+
+
 def _head(path: Path) -> bytes:
     with path.open("rb") as fh:
         return fh.read(8)
@@ -191,11 +208,15 @@ def build_router() -> APIRouter:
         tmp = s.data_dir / "tmp" / f"preview-{uuid.uuid4().hex}"
         try:
             await _save_upload(file, tmp, s.max_upload_bytes)
-            try:
+
+            def read() -> tuple[str, Any, list[dict[str, Any]]]:
                 fmt = detect_format(file.filename or "", _head(tmp))
                 table = open_table(tmp, fmt)
-                rows = preview_rows(table, 5)
-            except UploadError as exc:
+                return fmt, table, preview_rows(table, 5)
+
+            try:  # parsing (an XLSX takes seconds) runs off the event loop
+                fmt, table, rows = await run_in_threadpool(read)
+            except (UploadError, csv.Error) as exc:
                 raise InvalidInput(str(exc)) from exc
             guess = guess_mapping(table.columns, rows)
             return PreviewResponse(
@@ -224,10 +245,10 @@ def build_router() -> APIRouter:
         dest = s.data_dir / "uploads" / batch_id
         await _save_upload(file, dest, s.max_upload_bytes)
         tenant, key_hash = _caller(request)
-        try:
-            batch, columns = submit_upload(
-                store, dest, filename=file.filename or "", mapping=cols, batch_id=batch_id, tenant=tenant,
-                api_key_hash=key_hash, name=name,
+        try:  # format checks and the database write run off the event loop
+            batch, columns = await run_in_threadpool(
+                submit_upload, store, dest, filename=file.filename or "", mapping=cols, batch_id=batch_id,
+                tenant=tenant, api_key_hash=key_hash, name=name,
             )
         except UploadError as exc:
             raise InvalidInput(str(exc)) from exc
@@ -275,13 +296,13 @@ def build_router() -> APIRouter:
         if format == "jsonl":
             return StreamingResponse(
                 exports.jsonl_lines(store, batch_id), media_type="application/x-ndjson",
-                headers={"Content-Disposition": f'attachment; filename="{stem}-voce.jsonl"'},
+                headers=_attachment(stem, "jsonl"),
             )
         columns = _original_columns(b)
         if format == "csv":
             return StreamingResponse(
                 exports.csv_chunks(store, batch_id, columns), media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{stem}-voce.csv"'},
+                headers=_attachment(stem, "csv"),
             )
         path = exports.write_xlsx(store, batch_id, columns, s.data_dir / "exports")
         return FileResponse(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -140,6 +141,8 @@ def upgrade(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # API and workers starting together migrate one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(72746401)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -66,12 +66,26 @@ def csv_chunks(store: BatchStore, batch_id: str, columns: list[str]) -> Iterator
     w.writerow(columns + FLAT_COLUMNS)
     for n, r in enumerate(_rows(store, batch_id), start=1):
         original = r.original or {}
-        w.writerow([_plain(original.get(c)) for c in columns] + flat_values(r))
+        w.writerow([_csv_safe(_plain(original.get(c))) for c in columns] + [_csv_safe(v) for v in flat_values(r)])
         if n % 500 == 0:
             yield buf.getvalue().encode("utf-8")
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue().encode("utf-8")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(v: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV injection);
+    numbers such as "-3" stay as they are."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
+        try:
+            float(v)
+        except ValueError:
+            return "'" + v
+    return v
 
 
 def _plain(v: Any) -> Any:
@@ -87,17 +101,24 @@ def write_xlsx(store: BatchStore, batch_id: str, columns: list[str], folder: Pat
     name = folder / f"{batch_id}-{uuid.uuid4().hex[:8]}.xlsx"
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("results")
-    ws.append(columns + FLAT_COLUMNS)
+    ws.append([_xlsx_cell(ws, c) for c in columns] + FLAT_COLUMNS)
     for r in _rows(store, batch_id):
         original = r.original or {}
-        ws.append([_xlsx_safe(_plain(original.get(c))) for c in columns] + [_xlsx_safe(v) for v in flat_values(r)])
+        ws.append([_xlsx_cell(ws, _plain(original.get(c))) for c in columns] + [_xlsx_cell(ws, v) for v in flat_values(r)])
     wb.save(name)
     return name
 
 
-def _xlsx_safe(v: Any) -> Any:
-    """openpyxl refuses control characters; Excel caps a cell at 32,767 characters."""
-    if isinstance(v, str):
-        v = "".join(ch for ch in v if ch in "\t\n\r" or ord(ch) >= 32)
-        return v[:32_000]
-    return v
+def _xlsx_cell(ws: Any, v: Any) -> Any:
+    """Text always as a text cell (customer text starting with "=" must never become a live formula);
+    openpyxl refuses control characters; Excel caps a cell at 32,767 characters."""
+    if not isinstance(v, str):
+        return v
+    from openpyxl.cell import WriteOnlyCell
+
+    v = "".join(ch for ch in v if ch in "\t\n\r" or ord(ch) >= 32)[:32_000]
+    if not v.startswith("="):
+        return v
+    cell = WriteOnlyCell(ws, value=v)
+    cell.data_type = "s"
+    return cell

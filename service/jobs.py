@@ -17,6 +17,7 @@ without touching the pipeline:
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import logging
 import threading
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Table, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
 
 from models.analyzer import Analyzer
@@ -135,10 +136,13 @@ class BatchStore:
             self._owned(s, batch_id, worker_id, **values)
 
     def release(self, batch_id: str, worker_id: str) -> None:
-        """Give the lease back (graceful stop) so another worker resumes at once."""
+        """Give the lease back (graceful stop) so another worker resumes at once; a graceful stop is not
+        counted as a failed attempt."""
         with self.sessions() as s, s.begin():
             s.execute(
-                update(Batch).where(Batch.id == batch_id, Batch.worker_id == worker_id).values(worker_id=None)
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.worker_id == worker_id)
+                .values(worker_id=None, attempts=Batch.attempts - 1)
             )
 
     def commit_chunk(self, batch_id: str, worker_id: str, rows: list[dict[str, Any]], next_row: int) -> None:
@@ -234,8 +238,12 @@ def submit_upload(
     except UploadError:
         path.unlink(missing_ok=True)
         raise
+    except (csv.Error, OSError, ValueError) as exc:  # a file no reader can make sense of: a clear 422, no orphan
+        path.unlink(missing_ok=True)
+        raise UploadError(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}") from exc
+    clean_name = "".join(ch for ch in (name or filename or batch_id) if ch.isprintable())[:256] or batch_id
     batch = store.create(
-        id=batch_id, tenant=tenant, api_key_hash=api_key_hash, name=(name or filename or batch_id)[:256],
+        id=batch_id, tenant=tenant, api_key_hash=api_key_hash, name=clean_name,
         file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
     )
     return batch, table.columns
@@ -311,6 +319,8 @@ class RunnerConfig:
     lease_seconds: float = 60.0
     discovery: bool = True
     discovery_seed: int = 13
+    # a batch claimed more often than this took its worker down each time: it fails instead of looping
+    max_attempts: int = 3
 
 
 class BatchRunner:
@@ -335,15 +345,24 @@ class BatchRunner:
 
     def run(self, batch: Batch) -> str:
         """Returns the final status: done, failed, or 'paused' (stopped/lease lost; another run resumes)."""
+        if batch.attempts > self.config.max_attempts:
+            # the batch took its worker down every time (out of memory, a crash): stop retrying it
+            msg = f"the batch stopped its worker {batch.attempts - 1} times; giving up (rows analysed so far are kept)"
+            self.store.finish(batch.id, self.worker_id, "failed", error=msg)
+            return "failed"
+        # the lease stays fresh while a long step runs (counting a big file, a chunk of long transcripts, discovery)
+        beat = _Heartbeat(self.store, batch.id, self.worker_id, self.config.lease_seconds / 4)
         try:
-            return self._run(batch)
+            with beat:
+                return self._run(batch)
         except LeaseLost:
             log.warning("batch %s: lease lost; another worker continues it", batch.id)
             return "paused"
         except Exception as exc:  # the job fails with a clear message; rows already stored stay
-            log.exception("batch %s failed", batch.id)
+            ref = uuid.uuid4().hex[:12]
+            log.exception("batch %s failed (reference %s)", batch.id, ref)
             try:
-                self.store.finish(batch.id, self.worker_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+                self.store.finish(batch.id, self.worker_id, "failed", error=_public_error(exc, ref))
             except LeaseLost:
                 return "paused"
             return "failed"
@@ -351,7 +370,10 @@ class BatchRunner:
     def _run(self, batch: Batch) -> str:
         bid, wid = batch.id, self.worker_id
         mapping = ColumnMapping.model_validate(batch.mapping)
-        table = open_table(Path(batch.file_path), batch.file_format)  # type: ignore[arg-type]
+        path = Path(batch.file_path)
+        if not path.is_file():
+            raise BatchInputMissing("the uploaded file is no longer in the data folder")
+        table = open_table(path, batch.file_format)  # type: ignore[arg-type]
         total = batch.total_rows
         if total is None:
             self.store.heartbeat(bid, wid, phase="reading")
@@ -384,7 +406,21 @@ class BatchRunner:
 
     def _commit(self, bid: str, chunk: list[PreparedRow]) -> None:
         records = analyze_chunk(self.analyzer, chunk)
-        self.store.commit_chunk(bid, self.worker_id, records, next_row=chunk[-1].row + 1)
+        try:
+            self.store.commit_chunk(bid, self.worker_id, records, next_row=chunk[-1].row + 1)
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | IntegrityError):
+                raise
+            # one value the database refuses must not fail the batch: find it, store it as a per-row error
+            log.warning("batch %s: chunk at row %d refused by the database (%s); storing row by row",
+                        bid, chunk[0].row, type(exc).__name__)
+            for rec in records:
+                try:
+                    self.store.commit_chunk(bid, self.worker_id, [rec], next_row=rec["row"] + 1)
+                except StatementError as row_exc:
+                    if isinstance(row_exc, OperationalError | IntegrityError):
+                        raise
+                    self.store.commit_chunk(bid, self.worker_id, [_storage_error(rec)], next_row=rec["row"] + 1)
         if self.on_chunk:
             self.on_chunk(chunk[-1].row + 1)
 
@@ -400,16 +436,14 @@ class BatchRunner:
             langs.append(r.language)
             assigned.append([t[0] for t in (r.topics or [])])
             vecs.append(np.frombuffer(r.embedding, dtype=np.float16))
-        beat = _Heartbeat(self.store, bid, self.worker_id, self.config.lease_seconds / 4)
         try:
             from models.discovery import discover_topics
 
             emb = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, self.analyzer.encoder.dim), np.float32)
             labels = {t.id: t.names.get("en") or next(iter(t.names.values())) for t in self.analyzer.taxonomy.topics.entries}
-            with beat:
-                result = discover_topics(
-                    texts, emb, langs, assigned_topics=assigned, topic_labels=labels, seed=self.config.discovery_seed
-                )
+            result = discover_topics(
+                texts, emb, langs, assigned_topics=assigned, topic_labels=labels, seed=self.config.discovery_seed
+            )
             payload = result.model_dump(mode="json")
             assignments = payload.pop("assignments", [])
             self.store.set_discovered(bid, self.worker_id, rows, assignments)
@@ -417,8 +451,33 @@ class BatchRunner:
         except LeaseLost:
             raise
         except Exception as exc:
-            log.exception("batch %s: topic discovery failed", bid)
-            self.store.heartbeat(bid, self.worker_id, discovery_error=f"{type(exc).__name__}: {exc}"[:2000])
+            ref = uuid.uuid4().hex[:12]
+            log.exception("batch %s: topic discovery failed (reference %s)", bid, ref)
+            self.store.heartbeat(bid, self.worker_id, discovery_error=_public_error(exc, ref))
+
+
+class BatchInputMissing(RuntimeError):
+    """The upload is gone (deleted, or this worker does not share the data folder)."""
+
+
+def _public_error(exc: Exception, ref: str) -> str:
+    """What a client may read about a failure: our own messages verbatim, anything else by reference only
+    (a database error would echo SQL and customer text)."""
+    if isinstance(exc, UploadError | BatchInputMissing):
+        return f"{exc} (reference {ref})"
+    return f"internal error while analysing the batch; reference {ref} in the service log"
+
+
+def _storage_error(rec: dict[str, Any]) -> dict[str, Any]:
+    """The row as a per-row error when the database refused one of its values."""
+    doc_id = str(rec.get("doc_id") or f"row-{rec['row'] + 1}")[:128]
+    return {
+        "row": rec["row"], "doc_id": doc_id, "ok": False, "text": None, "original": {}, "warnings": None,
+        "result": {"id": doc_id, "error": {"code": "UnstorableRow", "message": "a value of this row could not be stored"}},
+        "embedding": None, "date": None, "channel": None, "segments": None, "nps": None, "csat": None, "ces": None,
+        "language": None, "sentiment": None, "positive": 0.0, "negative": 0.0, "detractor": None, "topics": None,
+        "touchpoints": None, "discovered": None,
+    }
 
 
 class _Heartbeat:

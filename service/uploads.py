@@ -12,8 +12,10 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from models.types import DocumentError, DocumentInput
 FileFormat = Literal["csv", "xlsx", "jsonl"]
 ROLES = ("text", "id", "date", "channel", "nps", "csat", "ces", "kind", "language")
 csv.field_size_limit(16 * 1024 * 1024)
+#: key of a CSV record's note about extra fields (kept out of the original columns, reported as a warning)
+OVERFLOW = "\x00overflow"
 
 
 class UploadError(ValueError):
@@ -75,7 +79,8 @@ def detect_format(filename: str, head: bytes) -> FileFormat:
 
 
 def sniff_encoding(sample: bytes) -> str:
-    """UTF-16 (BOM or NUL pattern), UTF-8 (BOM or valid), else Latin-1 (cp1252 superset is not assumed)."""
+    """UTF-16 (BOM or NUL pattern), UTF-8 (BOM or valid), else Windows-1252 (what Excel on Windows writes;
+    a superset of Latin-1's printable characters, with ’ “ ” € – where Latin-1 has control codes)."""
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if len(sample) >= 4 and sample[1:4:2] == b"\x00\x00" and sample[0:4:2] != b"\x00\x00":
@@ -87,20 +92,41 @@ def sniff_encoding(sample: bytes) -> str:
         return "utf-8-sig"
     except UnicodeDecodeError as exc:
         # a multi-byte character cut by the end of the sample is still UTF-8
-        return "utf-8-sig" if exc.start >= len(sample) - 3 else "latin-1"
+        return "utf-8-sig" if exc.start >= len(sample) - 3 else "cp1252"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_encoding(path: str, size: int, mtime: float) -> str:
+    """The sample decides, but a file that looks UTF-8 is checked to the end: a Windows-1252 accent after
+    the first 64 KB must not turn into replacement characters."""
+    with open(path, "rb") as fh:
+        enc = sniff_encoding(fh.read(1 << 16))
+        if enc != "utf-8-sig":
+            return enc
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while block := fh.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return enc
 
 
 def open_text(path: Path) -> io.TextIOWrapper:
-    raw = path.open("rb")
-    sample = raw.read(1 << 16)
-    raw.seek(0)
-    return io.TextIOWrapper(raw, encoding=sniff_encoding(sample), newline="", errors="replace")
+    st = path.stat()
+    enc = _file_encoding(str(path), st.st_size, st.st_mtime)
+    return io.TextIOWrapper(path.open("rb"), encoding=enc, newline="", errors="replace")
 
 
-def _sniff_dialect(sample: str) -> type[csv.Dialect]:
+def sniff_dialect(sample: str) -> type[csv.Dialect]:
     """The delimiter is sniffed; quoting stays Excel's (the Sniffer's quote guesses break on embedded quotes)."""
     lines = sample.splitlines()
     sample = "\n".join(lines[:-1] if len(lines) > 2 else lines)  # the last line of a sample may be cut
+    header = lines[0] if lines else ""
+    if not any(d in header for d in ",;\t|"):  # one column: a comma inside a comment is not a delimiter
+        return type("OneColumn", (csv.excel,), {"delimiter": "\x1f"})
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
@@ -146,7 +172,7 @@ def open_table(path: Path, fmt: FileFormat) -> Table:
             sample = fh.read(1 << 15)
             if not sample.strip():
                 raise UploadError("the file is empty")
-            dialect = _sniff_dialect(sample)
+            dialect = sniff_dialect(sample)
             fh.seek(0)
             header = next(csv.reader(fh, dialect=dialect), None)
             enc = fh.encoding
@@ -185,17 +211,22 @@ def _unique(names: list[str]) -> list[str]:
 
 def _csv_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
     with open_text(path) as fh:
-        dialect = _sniff_dialect(fh.read(1 << 15))
+        dialect = sniff_dialect(fh.read(1 << 15))
         fh.seek(0)
         reader = csv.reader(fh, dialect=dialect)
         header = _unique([h.strip() for h in next(reader, [])])
         for values in reader:
             if not values or not any(v.strip() for v in values):
                 continue
-            rec = dict(zip(header, values, strict=False))
-            if len(values) > len(header):
-                rec["_extra"] = dialect.delimiter.join(values[len(header):])
-            yield rec
+            if len(values) > len(header) and header:
+                # an unquoted delimiter inside the free text (usually the last column): keep every character
+                extra = len(values) - len(header)
+                values = values[: len(header) - 1] + [dialect.delimiter.join(values[len(header) - 1 :])]
+                rec = dict(zip(header, values, strict=False))
+                rec[OVERFLOW] = f"{extra} more field(s) than the header; joined into the last column {header[-1]!r}"
+                yield rec
+                continue
+            yield dict(zip(header, values, strict=False))
 
 
 def _xlsx_header(path: Path) -> list[str]:
@@ -329,24 +360,33 @@ class PreparedRow:
 
 
 def _cell(v: Any) -> Any:
-    """JSON-safe copy of an original cell."""
+    """JSON-safe, database-safe copy of an original cell: no NUL characters, no NaN/Infinity."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, bool) or v is None or isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
     if isinstance(v, dt.datetime):
         return v.isoformat(sep=" ")
     if isinstance(v, dt.date | dt.time):
         return v.isoformat()
-    if isinstance(v, str | int | float | bool) or v is None:
-        return v
-    if isinstance(v, list | dict):
-        return v
-    return str(v)
+    if isinstance(v, list):
+        return [_cell(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k).replace("\x00", ""): _cell(x) for k, x in v.items()}
+    return str(v).replace("\x00", "")
 
 
 def _text_of(v: Any) -> str:
     if v is None:
         return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v).strip()
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return ""
+        if v.is_integer():
+            return str(int(v))
+    return str(v).replace("\x00", "").strip()
 
 
 def parse_score(v: Any, lo: int, hi: int) -> int:
@@ -400,8 +440,11 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     if isinstance(record, UploadRowError):
         err = DocumentError(id=default_id, error={"code": "UnreadableRow", "message": record.message})
         return PreparedRow(row, err, {}, [])
-    original = {k: _cell(v) for k, v in record.items()}
     warnings: list[str] = []
+    if OVERFLOW in record:
+        warnings.append(str(record[OVERFLOW]))
+    record = {str(k): _cell(v) for k, v in record.items() if k != OVERFLOW}
+    original = record
     doc_id = _text_of(record.get(mapping.id)) if mapping.id else ""
     doc_id = (doc_id or default_id)[:128]
     out = PreparedRow(row, DocumentError(id=doc_id, error={}), original, warnings)

@@ -297,3 +297,88 @@ def test_concurrent_workers_share_the_queue(fake_analyzer: Any, tiny_bundle_dir:
         b = store.get(f"q{i}")
         assert b is not None and (b.status, b.rows_done, b.attempts) == ("done", 20, 1)
         assert [r.row for r in store.iter_rows(f"q{i}", columns=("row",))] == list(range(20))
+
+
+# ------------------------------------------------------- hostile and broken input
+def test_hostile_cells_nul_nan_formulas_and_unicode_names(client: TestClient) -> None:
+    lines = [
+        {"text": "=HYPERLINK(\"http://evil\",\"clic\") il servizio è ok", "score": 9},
+        {"text": "ciao\u0000 mondo, consegna rapida", "score": float("nan")},
+        {"text": "+39 mi hanno richiamato subito", "score": 10, "extra": [float("inf"), "x\u0000"]},
+    ]
+    body = "\n".join(json.dumps(x) for x in lines).encode()  # json.dumps writes NaN/Infinity, as some tools do
+    r = client.post("/v1/batches", files={"file": ("sondaggio “Q1” ✓.jsonl", body)},
+                    data={"mapping": json.dumps({"text": "text", "nps": "score"})})
+    assert r.status_code == 202, r.text
+    st = _wait(client, r.json()["id"])
+    assert (st["status"], st["rows_done"], st["rows_error"]) == ("done", 3, 0), st
+    bid = st["id"]
+    res = client.get(f"/v1/batches/{bid}/results")
+    assert res.status_code == 200 and "filename*=UTF-8''" in res.headers["content-disposition"]
+    rows = [json.loads(x) for x in res.text.splitlines()]  # strict JSON: no NaN tokens
+    assert rows[1]["columns"] == {"text": "ciao mondo, consegna rapida", "score": None}
+    table = list(csv.reader(io.StringIO(client.get(f"/v1/batches/{bid}/results?format=csv").content.decode("utf-8-sig"))))
+    assert table[1][0].startswith("'=HYPERLINK") and table[3][0].startswith("'+39")  # never a live formula
+    ws = openpyxl.load_workbook(io.BytesIO(client.get(f"/v1/batches/{bid}/results?format=xlsx").content)).worksheets[0]
+    assert ws["A2"].data_type == "s" and ws["A2"].value.startswith("=HYPERLINK")
+    assert st["name"] == "sondaggio “Q1” ✓.jsonl"
+
+
+def test_missing_upload_fails_clearly_without_internals(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, tiny_bundle_dir, discovery=False)
+    store = BatchStore(open_database(settings.resolved_database_url()))
+    _submit(store, settings, _rows_file(tmp_path, 8), "gone")
+    b = store.get("gone")
+    assert b is not None
+    Path(b.file_path).unlink()
+    LocalExecutor(store, lambda: fake_analyzer, runner_config(settings)).run_until_idle()
+    b = store.get("gone")
+    assert b is not None and b.status == "failed" and "no longer in the data folder" in (b.error or "")
+    assert str(tmp_path) not in (b.error or "")
+
+
+def test_a_batch_that_keeps_killing_its_worker_stops_being_retried(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1)
+    store = BatchStore(open_database(settings.resolved_database_url()))
+    _submit(store, settings, _rows_file(tmp_path, 8), "poison")
+    for i in range(3):  # three workers die holding it
+        assert store.claim(f"dead-{i}", 1) is not None
+        time.sleep(1.1)
+    LocalExecutor(store, lambda: fake_analyzer, runner_config(settings)).run_until_idle()
+    b = store.get("poison")
+    assert b is not None and b.status == "failed" and "3 times" in (b.error or "") and b.attempts == 4
+
+
+class _SlowAnalyzer:
+    """Each chunk takes longer than the lease: only the heartbeat keeps the batch with its worker."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+        self.bundle, self.taxonomy, self.encoder, self.config = inner.bundle, inner.taxonomy, inner.encoder, inner.config
+
+    def with_config(self, config: Any) -> _SlowAnalyzer:
+        return _SlowAnalyzer(self.inner.with_config(config), self.seconds)
+
+    def analyze_with_embeddings(self, docs: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.analyze_with_embeddings(docs)
+
+
+def test_slow_chunks_keep_their_lease_with_two_workers(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1, batch_chunk_rows=4)
+    store = BatchStore(open_database(settings.resolved_database_url()))
+    _submit(store, settings, _rows_file(tmp_path, 12), "slow")
+    slow = _SlowAnalyzer(fake_analyzer, 1.5)
+    executors = [LocalExecutor(store, lambda: slow, runner_config(settings), name=f"w{i}") for i in range(2)]  # type: ignore[arg-type,return-value]
+    threads = [threading.Thread(target=e.run_until_idle) for e in executors]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(timeout=60)
+    b = store.get("slow")
+    assert b is not None and (b.status, b.rows_done, b.attempts) == ("done", 12, 1)

@@ -38,7 +38,7 @@ def _csv(rows: list[list[str]], delimiter: str) -> str:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "utf-16", "utf-16-le"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "utf-16-le"])
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
 def test_csv_encodings_and_delimiters(tmp_path: Path, encoding: str, delimiter: str) -> None:
     path = tmp_path / "export.csv"
@@ -155,3 +155,37 @@ def test_prepare_row_keeps_text_when_scores_are_bad() -> None:
     assert row.segments == {"r": "(empty)"}
     empty = prepare_row(5, {"t": "   ", "n": "3"}, m)
     assert isinstance(empty.doc, DocumentError) and empty.doc.error["code"] == "EmptyText" and empty.nps == 3
+
+
+def test_commas_inside_comments_are_kept(tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text("comment\nGreat service, fast delivery\nOk\n", encoding="utf-8")
+    t = open_table(one, "csv")
+    assert t.columns == ["comment"] and [r["comment"] for r in t.records()] == ["Great service, fast delivery", "Ok"]
+    loose = tmp_path / "loose.csv"
+    loose.write_text("id,score,comment\n1,9,Great service, fast delivery, thanks\n", encoding="utf-8")
+    rec = next(open_table(loose, "csv").records())
+    row = prepare_row(0, rec, ColumnMapping(text="comment", nps="score"))
+    assert isinstance(row.doc, DocumentInput) and row.doc.text == "Great service, fast delivery, thanks"
+    assert row.nps == 9 and any("more field" in w for w in row.warnings)
+    assert all(not k.startswith("\x00") for k in row.original)
+
+
+def test_nul_and_nan_never_reach_the_database(tmp_path: Path) -> None:
+    jl = tmp_path / "x.jsonl"
+    jl.write_text('{"text": "ciao\\u0000 mondo", "score": NaN, "extra": [Infinity, "a\\u0000"]}\n', encoding="utf-8")
+    rec = next(open_table(jl, "jsonl").records())
+    row = prepare_row(0, rec, ColumnMapping(text="text", nps="score"))
+    assert isinstance(row.doc, DocumentInput) and row.doc.text == "ciao mondo"
+    assert row.original == {"text": "ciao mondo", "score": None, "extra": [None, "a"]}
+    json.dumps(row.original, allow_nan=False)
+
+
+def test_windows_1252_accents_late_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    body = "id;commento\n" + "".join(f"{i};riga semplice numero {i}\n" for i in range(5000))
+    body += "5000;Perché l’attesa “infinita” costa 5 €?\n"
+    path.write_bytes(body.encode("cp1252"))
+    assert len(body) > 1 << 16
+    last = list(open_table(path, "csv").records())[-1]
+    assert last["commento"] == "Perché l’attesa “infinita” costa 5 €?"
