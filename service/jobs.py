@@ -156,6 +156,12 @@ class BatchStore:
         except IntegrityError as exc:  # a row already written: someone else resumed this batch
             raise LeaseLost(batch_id) from exc
 
+    def restart_rows(self, batch_id: str, worker_id: str) -> None:
+        """Drop every stored row of the batch and its progress (the model changed under a resumed batch)."""
+        with self.sessions() as s, s.begin():
+            self._owned(s, batch_id, worker_id, rows_done=0, rows_error=0, run_rows_start=0, discovery=None)
+            s.execute(ROWS.delete().where(ROWS.c.batch_id == batch_id))
+
     def finish(self, batch_id: str, worker_id: str, status: str, **values: Any) -> None:
         with self.sessions() as s, s.begin():
             self._owned(s, batch_id, worker_id, status=status, phase=None, finished_at=utcnow(), **values)
@@ -374,6 +380,13 @@ class BatchRunner:
         if not path.is_file():
             raise BatchInputMissing("the uploaded file is no longer in the data folder")
         table = open_table(path, batch.file_format)  # type: ignore[arg-type]
+        version = self.analyzer.bundle.version
+        if batch.rows_done and batch.model_version and batch.model_version != version:
+            # one batch, one model: rows from two versions would not be comparable
+            log.warning("batch %s: started with model %s, resuming with %s; analysing it again from the start",
+                        bid, batch.model_version, version)
+            self.store.restart_rows(bid, wid)
+            batch.rows_done = 0
         total = batch.total_rows
         if total is None:
             self.store.heartbeat(bid, wid, phase="reading")

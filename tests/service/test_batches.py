@@ -382,3 +382,26 @@ def test_slow_chunks_keep_their_lease_with_two_workers(fake_analyzer: Any, tiny_
         t.join(timeout=60)
     b = store.get("slow")
     assert b is not None and (b.status, b.rows_done, b.attempts) == ("done", 12, 1)
+
+
+def test_a_batch_resumed_by_another_model_version_starts_over(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1)
+    store = BatchStore(open_database(settings.resolved_database_url()))
+    _submit(store, settings, _rows_file(tmp_path, 12), "upgrade")
+    batch = store.claim("old", 1)
+    assert batch is not None
+
+    def die(done: int) -> None:
+        if done >= 4:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        BatchRunner(store, fake_analyzer, "old", runner_config(settings), on_chunk=die).run(batch)
+    store.heartbeat("upgrade", "old", model_version="an-older-model")
+    time.sleep(1.1)
+    LocalExecutor(store, lambda: fake_analyzer, runner_config(settings)).run_until_idle()
+    b = store.get("upgrade")
+    assert b is not None and (b.status, b.rows_done, b.model_version) == ("done", 12, "tiny-test")
+    assert [r.row for r in store.iter_rows("upgrade", columns=("row",))] == list(range(12))
