@@ -26,7 +26,7 @@ from models.bundle import SENTIMENT_LABELS
 from models.factory import load_analyzer
 from models.taxonomy import TaxonomyError, parse_taxonomy
 from models.types import DocumentError, DocumentInput, DocumentResult
-from service.batches_api import build_router
+from service.batches_api import FactsCache, build_router
 from service.db import open_database
 from service.errors import (
     ErrorEnvelope,
@@ -237,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = Engine()
     app.state.admission = Admission(settings.max_concurrency, settings.max_waiting)
     app.state.metrics = Metrics.create()
+    app.state.facts_cache = FactsCache()
     install_error_handlers(app)
 
     @app.middleware("http")

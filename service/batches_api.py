@@ -5,7 +5,9 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -327,9 +329,9 @@ def build_router() -> APIRouter:
         """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns."""
         from service import analytics
 
-        _get(store, batch_id)
+        b = _get(store, batch_id)
         filters = _filters(touchpoint, topic, language, segment, period, date_from, date_to)
-        facts = load_facts(store, batch_id)
+        facts = _facts_cache(request).get(store, b)
         report = analytics.batch_kpis(facts, filters, labels=_labels(request), granularity=granularity)
         return {"batch_id": batch_id, **report.model_dump(mode="json")}
 
@@ -346,6 +348,7 @@ def build_router() -> APIRouter:
 
     @router.get("/batches/{batch_id}/rows", response_model=RowPage, operation_id="get_batch_rows")
     def rows(
+        request: Request,
         batch_id: str,
         store: StoreDep,
         touchpoint: str | None = None,
@@ -365,9 +368,9 @@ def build_router() -> APIRouter:
         """The comments behind a number: filter like the KPIs, then page through them with evidence spans."""
         from service import analytics
 
-        _get(store, batch_id)
+        b = _get(store, batch_id)
         filters = _filters(touchpoint, topic, language, segment, period, date_from, date_to)
-        facts = analytics.apply_filters(load_facts(store, batch_id), filters)
+        facts = analytics.apply_filters(_facts_cache(request).get(store, b), filters)
         wanted = [f.row for f in facts if (not errors or not f.ok) and (sentiment is None or f.sentiment == sentiment)]
         if discovered is not None or q:
             extra = {
@@ -421,6 +424,39 @@ def _labels(request: Request) -> dict[str, str]:
         for e in section.entries:
             out[e.id] = e.names.get("en") or next(iter(e.names.values()))
     return out
+
+
+class FactsCache:
+    """The per-row facts of recently viewed batches: a dashboard asks for KPIs and comment pages many times
+    with different filters, and a finished batch never changes.  Keyed by the batch's progress, so a running
+    batch is re-read as rows arrive."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._items: OrderedDict[str, tuple[tuple[Any, ...], list[Any]]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, store: BatchStore, b: Batch) -> list[Any]:
+        key = (b.status, b.rows_done, b.rows_error, b.finished_at)
+        with self._lock:
+            hit = self._items.get(b.id)
+            if hit is not None and hit[0] == key:
+                self._items.move_to_end(b.id)
+                return hit[1]
+        facts = load_facts(store, b.id)
+        with self._lock:
+            self._items[b.id] = (key, facts)
+            self._items.move_to_end(b.id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return facts
+
+
+def _facts_cache(request: Request) -> FactsCache:
+    cache: FactsCache | None = getattr(request.app.state, "facts_cache", None)
+    if cache is None:
+        cache = request.app.state.facts_cache = FactsCache()
+    return cache
 
 
 _FACT_COLUMNS = ("row", "ok", "date", "language", "channel", "segments", "nps", "csat", "ces", "sentiment",

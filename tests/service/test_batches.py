@@ -405,3 +405,25 @@ def test_a_batch_resumed_by_another_model_version_starts_over(
     b = store.get("upgrade")
     assert b is not None and (b.status, b.rows_done, b.model_version) == ("done", 12, "tiny-test")
     assert [r.row for r in store.iter_rows("upgrade", columns=("row",))] == list(range(12))
+
+
+def test_facts_cache_rereads_only_when_the_batch_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from service import batches_api
+
+    calls: list[str] = []
+    monkeypatch.setattr(batches_api, "load_facts", lambda store, bid: calls.append(bid) or [bid])
+    cache = batches_api.FactsCache(size=2)
+
+    def batch(bid: str, done: int, status: str = "running") -> Any:
+        return types.SimpleNamespace(id=bid, status=status, rows_done=done, rows_error=0, finished_at=None)
+
+    store: Any = None
+    assert cache.get(store, batch("a", 10)) == ["a"] and cache.get(store, batch("a", 10)) == ["a"]
+    assert calls == ["a"]  # same progress: served from memory
+    cache.get(store, batch("a", 20))  # rows arrived: read again
+    cache.get(store, batch("b", 5))
+    cache.get(store, batch("c", 5))  # "a" is evicted (size 2)
+    cache.get(store, batch("a", 20))
+    assert calls == ["a", "a", "b", "c", "a"]
