@@ -81,6 +81,12 @@ def main() -> None:
         k = c.get(f"/v1/batches/{bid}/kpis").json()
         out["kpis_s"] = round(time.perf_counter() - t1, 2)
         assert k["count"] == args.rows
+        t1 = time.perf_counter()  # a filter change on the dashboard: the batch's facts are reused
+        c.get(f"/v1/batches/{bid}/kpis", params={"segment": "region:nord"}).raise_for_status()
+        out["kpis_filtered_again_s"] = round(time.perf_counter() - t1, 2)
+        t1 = time.perf_counter()
+        c.get(f"/v1/batches/{bid}/rows", params={"segment": "region:nord", "limit": 20}).raise_for_status()
+        out["rows_page_s"] = round(time.perf_counter() - t1, 2)
         t1 = time.perf_counter()
         n_bytes = 0
         with c.stream("GET", f"/v1/batches/{bid}/results?format=csv") as resp:
