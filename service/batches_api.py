@@ -11,7 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -346,6 +346,36 @@ def build_router() -> APIRouter:
                     "topics": []}
         return {"batch_id": batch_id, "status": "done", **b.discovery}
 
+    @router.get(
+        "/batches/{batch_id}/topics/{topic_id}/taxonomy-entry", operation_id="get_discovered_topic_as_taxonomy_entry",
+        responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
+    )
+    def taxonomy_entry(
+        batch_id: str, topic_id: int, store: StoreDep,
+        format: Annotated[Literal["yaml", "json"], Query(description="yaml (paste into a taxonomy file) | json")] = "yaml",
+    ) -> Any:
+        """A discovered theme as a taxonomy entry (names from its IT/EN keywords, its comments as examples), ready to
+        edit and add to a custom taxonomy (`VOCE_TAXONOMY`), so a new theme becomes a tracked topic."""
+        b = _get(store, batch_id)
+        topics = (b.discovery or {}).get("topics", [])
+        found = next((t for t in topics if t.get("id") == topic_id), None)
+        if found is None:
+            raise NotFound(f"batch {batch_id!r} has no discovered topic {topic_id}")
+        examples = [r["text"] for r in found.get("representative", [])]
+        for r in store.iter_rows(batch_id, columns=("row", "discovered", "text")):
+            if len(examples) >= 12:
+                break
+            if r.discovered == topic_id and r.text and r.text[:300] not in examples and len(r.text) <= 300:
+                examples.append(r.text)
+        entry = discovered_entry(found, examples)
+        if format == "json":
+            return entry
+        import yaml
+
+        body = "# a discovered theme as a taxonomy entry: edit the id and names, then add it under `topics:`\n"
+        body += yaml.safe_dump([entry], allow_unicode=True, sort_keys=False, width=120)
+        return Response(body, media_type="application/yaml; charset=utf-8")
+
     @router.get("/batches/{batch_id}/rows", response_model=RowPage, operation_id="get_batch_rows")
     def rows(
         request: Request,
@@ -387,6 +417,26 @@ def build_router() -> APIRouter:
         return RowPage(total=len(wanted), offset=offset, rows=[_row_item(full[i]) for i in page if i in full])
 
     return router
+
+
+def discovered_entry(topic: dict[str, Any], examples: list[str]) -> dict[str, Any]:
+    """Taxonomy-entry draft for a discovered topic; validated against the taxonomy format."""
+    import re
+
+    from models.taxonomy import TaxonomyEntry
+
+    keywords: dict[str, list[str]] = topic.get("keywords", {})
+    words = [w for lang in ("en", "it") for w in keywords.get(lang, [])][:3] or [f"topic {topic.get('id')}"]
+    slug = re.sub(r"[^a-z0-9]+", "_", "_".join(words).lower()).strip("_") or f"topic_{topic.get('id')}"
+    names = {lang: ", ".join(kw[:3]) for lang, kw in keywords.items() if kw and lang in ("it", "en")}
+    descriptions = {
+        lang: ("Commenti su: " if lang == "it" else "Comments about: ") + ", ".join(kw[:8])
+        for lang, kw in keywords.items() if kw and lang in ("it", "en")
+    }
+    entry = TaxonomyEntry(
+        id=f"new_{slug}"[:60], names=names or {"en": ", ".join(words)}, descriptions=descriptions, examples=examples[:200]
+    )
+    return entry.model_dump(exclude_defaults=True)
 
 
 def _original_columns(b: Batch) -> list[str]:

@@ -625,7 +625,13 @@ function renderThemes() {
       mix, mapped, kw("it"), kw("en"),
       topic.representative.length ? el("details", {}, el("summary", {}, t("themes.examples")),
         el("ul", { class: "examples" }, topic.representative.map((r) => el("li", {}, r.text)))) : null,
-      el("button", { type: "button", class: "link", dataset: { testid: "theme-open" }, onclick: open }, t("themes.open") + " →")));
+      el("div", { class: "theme-actions" },
+        el("button", { type: "button", class: "link", dataset: { testid: "theme-open" }, onclick: open }, t("themes.open") + " →"),
+        el("a", {
+          class: "small", title: t("themes.promote_hint"), dataset: { testid: "theme-taxonomy" },
+          href: "/v1/batches/" + encodeURIComponent(dash.batchId) + "/topics/" + topic.id + "/taxonomy-entry",
+          download: "theme-" + topic.id + ".yaml",
+        }, t("themes.promote")))));
   }
   if (d.topics.length > THEMES_SHOWN) {
     box.append(el("div", { class: "themes-more" }, el("button", {

@@ -427,3 +427,30 @@ def test_facts_cache_rereads_only_when_the_batch_moves(monkeypatch: pytest.Monke
     cache.get(store, batch("c", 5))  # "a" is evicted (size 2)
     cache.get(store, batch("a", 20))
     assert calls == ["a", "a", "b", "c", "a"]
+
+
+def test_a_discovered_theme_becomes_a_taxonomy_entry(client: TestClient, done_batch: dict[str, Any]) -> None:
+    import yaml
+    from sqlalchemy import update
+
+    from models.taxonomy import parse_taxonomy
+    from service.db import Batch, BatchRow
+
+    bid = done_batch["id"]
+    store: BatchStore = client.app.state.store  # type: ignore[attr-defined]
+    theme = {"id": 0, "size": 2, "languages": {"it": 1, "en": 1}, "label": "consegna / delivery",
+             "keywords": {"it": ["consegna", "pacco", "corriere"], "en": ["delivery", "late", "parcel"]},
+             "representative": [{"index": 0, "text": ROWS[0]["commento"]}]}
+    with store.sessions() as s, s.begin():  # as if discovery had run
+        s.execute(update(Batch).where(Batch.id == bid).values(discovery={"topics": [theme]}))
+        s.execute(update(BatchRow).where(BatchRow.batch_id == bid, BatchRow.row.in_([0, 5])).values(discovered=0))
+    r = client.get(f"/v1/batches/{bid}/topics/0/taxonomy-entry")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/yaml")
+    entries = yaml.safe_load(r.text)
+    tax = parse_taxonomy({"version": "mine-1", "topics": entries})  # loads as a custom taxonomy
+    entry = tax.topics.get(entries[0]["id"])
+    assert entry is not None and entry.id.startswith("new_delivery")
+    assert entry.names == {"it": "consegna, pacco, corriere", "en": "delivery, late, parcel"}
+    assert entry.examples == [ROWS[0]["commento"], ROWS[5]["commento"]]  # representative first, then its other comments
+    assert client.get(f"/v1/batches/{bid}/topics/0/taxonomy-entry?format=json").json()["id"] == entry.id
+    assert client.get(f"/v1/batches/{bid}/topics/7/taxonomy-entry").status_code == 404

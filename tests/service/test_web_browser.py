@@ -276,7 +276,11 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
     assert page.evaluate("() => window.__pwned") is None
     page.get_by_test_id("comments-close").click()
 
-    # --- a discovered theme opens its comments too
+    # --- a discovered theme can be taken into the taxonomy, and opens its comments too
+    href = page.get_by_test_id("theme-taxonomy").first.get_attribute("href")
+    assert href and href.startswith(f"/v1/batches/{batch_id}/topics/")
+    entry = httpx.get(base_url + href, timeout=30)
+    assert entry.status_code == 200 and "names:" in entry.text and "examples:" in entry.text
     page.get_by_test_id("theme-open").first.click()
     drawer.locator("[data-testid=comment]").first.wait_for()
     page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
