@@ -29,6 +29,7 @@ from models.types import DocumentError, DocumentInput, DocumentResult
 from service.batches_api import FactsCache, build_router
 from service.db import open_database
 from service.errors import (
+    BodyLimit,
     ErrorEnvelope,
     InvalidInput,
     NotReady,
@@ -240,12 +241,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facts_cache = FactsCache()
     install_error_handlers(app)
 
+    def body_limit(path: str) -> int:
+        return settings.max_upload_bytes + 65536 if path.startswith("/v1/batches") else settings.max_request_bytes
+
+    app.add_middleware(BodyLimit, limit_for=body_limit)
+
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next: Any) -> Response:
         metrics: Metrics = request.app.state.metrics
         route = request.url.path
         length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + 65536 if route.startswith("/v1/batches") else settings.max_request_bytes
+        limit = body_limit(route)
         if length and length.isdigit() and int(length) > limit:
             metrics.requests.labels(route, "413").inc()
             return error_response(413, "PayloadTooLarge", f"request body exceeds {limit} bytes")

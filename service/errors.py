@@ -91,3 +91,49 @@ def install_error_handlers(app: FastAPI) -> None:
         rid = uuid.uuid4().hex[:12]
         log.exception("unhandled error (request %s)", rid, exc_info=exc)
         return error_response(500, "InternalError", f"internal error; reference {rid}")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than its route's limit gets 413, also when it is sent chunked
+    (no Content-Length), before the multipart parser has spooled the whole of it to disk."""
+
+    def __init__(self, app: Any, limit_for: Any) -> None:
+        self.app = app
+        self.limit_for = limit_for  # path -> max bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit: int = self.limit_for(scope["path"])
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen, exceeded
+            if exceeded:  # stop feeding the parser; the app fails and its response is replaced below
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the app answers to a cut body, the client gets the 413 below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            response = error_response(413, "PayloadTooLarge", f"request body exceeds {limit} bytes")
+            await response(scope, receive, send)

@@ -454,3 +454,55 @@ def test_a_discovered_theme_becomes_a_taxonomy_entry(client: TestClient, done_ba
     assert entry.examples == [ROWS[0]["commento"], ROWS[5]["commento"]]  # representative first, then its other comments
     assert client.get(f"/v1/batches/{bid}/topics/0/taxonomy-entry?format=json").json()["id"] == entry.id
     assert client.get(f"/v1/batches/{bid}/topics/7/taxonomy-entry").status_code == 404
+
+
+def test_chunked_upload_over_the_limit_is_refused(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """No Content-Length: the body is counted as it arrives and cut at the limit with a 413."""
+    settings = _settings(tmp_path, tiny_bundle_dir, max_upload_bytes=200_000, workers=0)
+    boundary = "voceboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\ntext\n").encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(100):  # 1 MB of rows, sent chunked
+            yield b"una riga di commento abbastanza lunga\n" * 262
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        r = c.post("/v1/batches", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "PayloadTooLarge"
+        assert c.get("/v1/batches").json()["batches"] == []
+        small = c.post("/v1/batches", files={"file": ("ok.csv", b"text\nciao\n")})
+        assert small.status_code == 202  # below the limit, unaffected
+    assert len(list((tmp_path / "data" / "uploads").iterdir())) == 1  # only the accepted upload is on disk
+
+
+def test_body_limit_stops_reading_at_the_limit() -> None:
+    """The middleware itself: the app under it stops receiving once the limit is passed, and the client gets 413."""
+    import asyncio
+
+    from service.errors import BodyLimit
+
+    pulled: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        pulled.append(1)
+        return {"type": "http.request", "body": b"x" * 10_000, "more_body": len(pulled) < 100}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def reader_app(scope: Any, rcv: Any, snd: Any) -> None:  # reads everything, like a multipart parser
+        while True:
+            m = await rcv()
+            if m["type"] == "http.disconnect":
+                raise RuntimeError("client went away")
+            if not m.get("more_body"):
+                break
+        await snd({"type": "http.response.start", "status": 200, "headers": []})
+        await snd({"type": "http.response.body", "body": b"ok"})
+
+    asyncio.run(BodyLimit(reader_app, lambda _p: 200_000)({"type": "http", "path": "/v1/batches"}, receive, send))
+    assert sent[0]["status"] == 413 and len(pulled) == 21  # 21 x 10 kB crosses 200 kB: nothing read after that
