@@ -98,6 +98,13 @@ class Taxonomy(BaseModel):
     topics: TaxonomySection
     touchpoints: TaxonomySection
 
+    def labels(self, language: str = "en") -> dict[str, str]:
+        """Topic and touchpoint id -> display name in ``language`` (else the entry's first name)."""
+        return {
+            e.id: e.names.get(language) or next(iter(e.names.values()))
+            for e in self.topics.entries + self.touchpoints.entries
+        }
+
     def channel_map(self) -> dict[str, str]:
         """channel value (lowercase) -> touchpoint id; ids map to themselves."""
         out: dict[str, str] = {}

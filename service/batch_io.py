@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 
 from models.types import DocumentError, DocumentInput
 from service.settings import Settings
-from service.uploads import open_text, sniff_dialect
+from service.uploads import JsonLineProblem, json_objects, open_text, sniff_dialect, validation_message
 
 _FIELDS = set(DocumentInput.model_fields)
 
@@ -45,24 +44,15 @@ def _row_to_doc(row: dict[str, Any], default_id: str) -> DocumentInput | Documen
     try:
         return DocumentInput.model_validate(data)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        where = ".".join(str(p) for p in e["loc"])
-        return DocumentError(id=data["id"], error={"code": "InvalidInput", "message": f"{where}: {e['msg']}"})
+        return DocumentError(id=data["id"], error={"code": "InvalidInput", "message": validation_message(exc)})
 
 
 def _jsonl(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
-    for n, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield DocumentError(id=f"line-{n}", error={"code": "InvalidJson", "message": f"line {n}: {exc.msg}"})
-            continue
-        if not isinstance(row, dict):
-            yield DocumentError(id=f"line-{n}", error={"code": "InvalidInput", "message": "each line must be an object"})
-            continue
-        yield _row_to_doc(row, f"line-{n}")
+    for n, row in json_objects(fh):
+        if isinstance(row, JsonLineProblem):
+            yield DocumentError(id=f"line-{n}", error={"code": row.code, "message": row.message})
+        else:
+            yield _row_to_doc(row, f"line-{n}")
 
 
 def _csv(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:

@@ -21,7 +21,15 @@ from service.db import Batch
 from service.errors import ApiError, InvalidInput, PayloadTooLarge
 from service.jobs import BatchStore, eta_seconds, submit_upload
 from service.settings import Settings
-from service.uploads import ColumnMapping, UploadError, detect_format, guess_mapping, open_table, preview_rows
+from service.uploads import (
+    ColumnMapping,
+    UploadError,
+    detect_format,
+    guess_mapping,
+    open_table,
+    preview_rows,
+    validation_message,
+)
 
 
 class NotFound(ApiError):
@@ -129,8 +137,22 @@ def _settings(request: Request) -> Settings:
     return s
 
 
+def filter_params(
+    touchpoint: str | None = None,
+    topic: str | None = None,
+    language: str | None = None,
+    segment: Annotated[list[str] | None, Query(description="column:value; repeatable")] = None,
+    period: Annotated[str | None, Query(description="2026-03, 2026-W09 or 2026-03-05")] = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+) -> Any:
+    """The filters shared by the KPI report and the comments behind it (so the numbers and the list agree)."""
+    return _filters(touchpoint, topic, language, segment, period, date_from, date_to)
+
+
 StoreDep = Annotated[BatchStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+FiltersDep = Annotated[Any, Depends(filter_params)]
 
 
 def _caller(request: Request) -> tuple[str, str | None]:
@@ -175,8 +197,7 @@ def _parse_mapping(raw: str | None) -> ColumnMapping | None:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"mapping: not valid JSON ({exc.msg})") from exc
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise InvalidInput(f"mapping.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}") from exc
+        raise InvalidInput(f"mapping.{validation_message(exc)}") from exc
 
 
 def _attachment(stem: str, ext: str) -> dict[str, str]:
@@ -317,20 +338,13 @@ def build_router() -> APIRouter:
         request: Request,
         batch_id: str,
         store: StoreDep,
-        touchpoint: str | None = None,
-        topic: str | None = None,
-        language: str | None = None,
-        segment: Annotated[list[str] | None, Query(description="column:value; repeatable")] = None,
-        period: Annotated[str | None, Query(description="2026-03, 2026-W09 or 2026-03-05")] = None,
-        date_from: dt.date | None = None,
-        date_to: dt.date | None = None,
+        filters: FiltersDep,
         granularity: Literal["auto", "day", "week", "month"] = "auto",
     ) -> dict[str, Any]:
         """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns."""
         from service import analytics
 
         b = _get(store, batch_id)
-        filters = _filters(touchpoint, topic, language, segment, period, date_from, date_to)
         facts = _facts_cache(request).get(store, b)
         report = analytics.batch_kpis(facts, filters, labels=_labels(request), granularity=granularity)
         return {"batch_id": batch_id, **report.model_dump(mode="json")}
@@ -381,13 +395,7 @@ def build_router() -> APIRouter:
         request: Request,
         batch_id: str,
         store: StoreDep,
-        touchpoint: str | None = None,
-        topic: str | None = None,
-        language: str | None = None,
-        segment: Annotated[list[str] | None, Query()] = None,
-        period: str | None = None,
-        date_from: dt.date | None = None,
-        date_to: dt.date | None = None,
+        filters: FiltersDep,
         sentiment: Literal["positive", "neutral", "negative", "mixed"] | None = None,
         discovered: int | None = None,
         errors: bool = False,
@@ -399,7 +407,6 @@ def build_router() -> APIRouter:
         from service import analytics
 
         b = _get(store, batch_id)
-        filters = _filters(touchpoint, topic, language, segment, period, date_from, date_to)
         facts = analytics.apply_filters(_facts_cache(request).get(store, b), filters)
         wanted = [f.row for f in facts if (not errors or not f.ok) and (sentiment is None or f.sentiment == sentiment)]
         if discovered is not None or q:
@@ -465,15 +472,8 @@ def _filters(
 
 
 def _labels(request: Request) -> dict[str, str]:
-    engine = request.app.state.engine
-    a = engine.analyzer
-    if a is None:
-        return {}
-    out: dict[str, str] = {}
-    for section in (a.taxonomy.topics, a.taxonomy.touchpoints):
-        for e in section.entries:
-            out[e.id] = e.names.get("en") or next(iter(e.names.values()))
-    return out
+    a = request.app.state.engine.analyzer
+    return a.taxonomy.labels() if a is not None else {}
 
 
 class FactsCache:

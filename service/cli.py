@@ -375,10 +375,9 @@ def batch_kpis_cmd(
     if store.get(batch_id) is None:
         _say(f"error: no batch {batch_id}")
         raise typer.Exit(2)
-    tax = default_taxonomy()
-    labels = {e.id: e.names.get("en") or e.id for e in tax.topics.entries + tax.touchpoints.entries}
     report = analytics.batch_kpis(
-        load_facts(store, batch_id), _filters(touchpoint, topic, language, segment, period, None, None), labels=labels
+        load_facts(store, batch_id), _filters(touchpoint, topic, language, segment, period, None, None),
+        labels=default_taxonomy().labels(),
     )
     typer.echo(json.dumps({"batch_id": batch_id, **report.model_dump(mode="json")}, indent=2, ensure_ascii=False))
 

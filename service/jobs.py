@@ -450,10 +450,10 @@ class BatchRunner:
             assigned.append([t[0] for t in (r.topics or [])])
             vecs.append(np.frombuffer(r.embedding, dtype=np.float16))
         try:
-            from models.discovery import discover_topics
+            from models.discovery import discover_topics, taxonomy_topic_labels
 
             emb = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, self.analyzer.encoder.dim), np.float32)
-            labels = {t.id: t.names.get("en") or next(iter(t.names.values())) for t in self.analyzer.taxonomy.topics.entries}
+            labels = taxonomy_topic_labels(self.analyzer.taxonomy)
             result = discover_topics(
                 texts, emb, langs, assigned_topics=assigned, topic_labels=labels, seed=self.config.discovery_seed
             )

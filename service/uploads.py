@@ -145,7 +145,6 @@ class Table:
     columns: list[str]
     encoding: str | None = None
     delimiter: str | None = None
-    _jsonl_errors: dict[int, str] = field(default_factory=dict)
 
     def records(self) -> Iterator[dict[str, Any] | UploadRowError]:
         if self.fmt == "csv":
@@ -263,20 +262,40 @@ def _xlsx_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
         wb.close()
 
 
+@dataclass(frozen=True)
+class JsonLineProblem:
+    """A JSONL line that is not a JSON object: ``InvalidJson`` or ``InvalidInput`` (valid JSON, not an object)."""
+
+    code: str
+    message: str
+
+
+def json_objects(fh: io.TextIOWrapper) -> Iterator[tuple[int, dict[str, Any] | JsonLineProblem]]:
+    """(line number, object) for each non-blank line, or (line number, problem); shared by every JSONL reader."""
+    for n, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield n, JsonLineProblem("InvalidJson", f"line {n}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            yield n, JsonLineProblem("InvalidInput", f"line {n}: each line must be a JSON object")
+            continue
+        yield n, obj
+
+
 def _jsonl_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
     with open_text(path) as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield UploadRowError(f"line {n}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                yield UploadRowError(f"line {n}: each line must be a JSON object")
-                continue
-            yield obj
+        for _, obj in json_objects(fh):
+            yield UploadRowError(obj.message) if isinstance(obj, JsonLineProblem) else obj
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as 'field: message'."""
+    e = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
 
 
 # ----------------------------------------------------------------- mapping
@@ -493,9 +512,7 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     try:
         out.doc = DocumentInput.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as exc:
-        e = exc.errors()[0]
-        where = ".".join(str(p) for p in e["loc"])
-        out.doc = DocumentError(id=doc_id, error={"code": "InvalidInput", "message": f"{where}: {e['msg']}"})
+        out.doc = DocumentError(id=doc_id, error={"code": "InvalidInput", "message": validation_message(exc)})
     return out
 
 
