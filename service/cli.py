@@ -104,13 +104,14 @@ def train(
     cache_dir: CacheOpt = None,
     import_embeddings: Annotated[
         list[Path] | None,
-        typer.Option(help="npz parts from `training.finetune --embed-out` (GPU pass over the texts) to reuse"),
+        typer.Option(help="npz parts from `training.finetune --embed-out` (GPU pass over the texts) to reuse: "
+                     "a file (repeat the option for several) or a folder, whose *.npz are all read"),
     ] = None,
 ) -> None:
     """Rebuild the heads bundle from the labelled data (seeded; config saved in the bundle)."""
     import yaml
 
-    from models.encoders.cache import CachedEncoder
+    from models.encoders.cache import CachedEncoder, embedding_files
     from models.encoders.factory import EncoderSpec, load_encoder
     from models.taxonomy import TaxonomyError
     from training.config import TrainConfig
@@ -136,8 +137,13 @@ def train(
     )
     cached = CachedEncoder(enc, s.cache_dir)
     if import_embeddings:
-        n = cached.import_npz(import_embeddings)
-        _say(f"reusing {n} embeddings from {len(import_embeddings)} file(s)")
+        try:
+            parts = embedding_files(import_embeddings)
+        except FileNotFoundError as exc:
+            _say(f"error: {exc}")
+            raise typer.Exit(2) from exc
+        n = cached.import_npz(parts)
+        _say(f"reusing {n} embeddings from {len(parts)} file(s)")
     try:
         _, report = run_train(cfg, cached, progress=_say)
     except (CustomDataError, TaxonomyError) as exc:

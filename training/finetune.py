@@ -103,6 +103,9 @@ class FinetuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1
+    # storage of the adapter file: "float16" halves it; the trained LoRA weights are then rounded to
+    # fp16 in the model too, so --embed-out vectors match what the shipped adapter computes
+    adapter_dtype: str = "float32"
     # module-name suffixes that get LoRA (see LORA_TARGETS)
     lora_targets: tuple[str, ...] = LORA_TARGETS
     # AdamW learning rates: LoRA matrices, and the task heads (plus the logit scale)
@@ -148,6 +151,7 @@ class FinetuneConfig:
             "0 <= mixture_alpha <= 1": 0.0 <= self.mixture_alpha <= 1.0,
             "0 <= warmup_fraction < 1": 0.0 <= self.warmup_fraction < 1.0,
             "device is cuda or cpu": self.device in ("cuda", "cpu"),
+            "adapter_dtype is float32 or float16": self.adapter_dtype in ("float32", "float16"),
             "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
             "max_examples >= 1": self.max_examples is None or self.max_examples >= 1,
         }
@@ -361,6 +365,7 @@ def save_adapter(model: nn.Module, path: Path, cfg: FinetuneConfig, base_source_
             "alpha": str(cfg.lora_alpha),
             "targets": ",".join(cfg.lora_targets),
         },
+        dtype=np.dtype(cfg.adapter_dtype),
     )
 
 
@@ -695,6 +700,10 @@ def finetune(
             f"detractor F1 {dev_metrics.get('detractor_f1')} ({record['seconds']:.0f}s)"
         )
 
+    if cfg.adapter_dtype == "float16":  # what the saved adapter holds is what the model computes with
+        with torch.no_grad():
+            for p in lora_params:
+                p.copy_(p.half().float())
     steady = step_times[1:] or step_times
     log["step_seconds_mean"] = round(float(np.mean(steady)), 4) if steady else None
     log["step_seconds_first"] = round(step_times[0], 4) if step_times else None
@@ -743,7 +752,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="rows per step (default 64)")
     parser.add_argument("--config", type=Path, default=None, help="JSON file of FinetuneConfig fields")
     parser.add_argument("--embed-out", type=Path, default=None,
-                        help="also write fp32 embeddings of every example text with the tuned encoder (npz cache)")
+                        help="also write embeddings of every example text with the tuned encoder (npz cache)")
+    parser.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32",
+                        help="dtype of the --embed-out vectors: float16 halves the files (import casts back)")
     args = parser.parse_args(argv)  # fmt: skip
 
     fields: dict[str, Any] = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
@@ -761,14 +772,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.embed_out is not None:  # every text, the calibration slice included
         every = [e for rows in load_all(data_dir).values() for e in rows]
         texts = sorted({e.text for e in every if e.text in result.tokens})
-        export_embeddings(result.model, result.tokens, texts, args.embed_out, torch.device(cfg.device))
+        export_embeddings(result.model, result.tokens, texts, args.embed_out, torch.device(cfg.device),
+                          dtype=np.dtype(args.embed_dtype))
         print(f"{len(texts)} embeddings written to {args.embed_out}", flush=True)
 
 
 def export_embeddings(
-    model: nn.Module, tokens: SlimTokens, texts: Sequence[str], path: Path, device: torch.device
-) -> None:
-    """fp32 (no autocast) L2-normalised embeddings in :class:`~models.encoders.cache.CachedEncoder`'s format.
+    model: nn.Module,
+    tokens: SlimTokens,
+    texts: Sequence[str],
+    path: Path,
+    device: torch.device,
+    dtype: np.dtype[Any] = np.dtype(np.float32),
+) -> list[Path]:
+    """L2-normalised embeddings (computed in fp32, no autocast) in :class:`~models.encoders.cache.CachedEncoder`'s format.
 
     Lets the CPU head-fitting step reuse the GPU's pass over the training texts; the
     CPU recomputes anything missing with the merged ONNX model, which matches to ~1e-6.
@@ -786,10 +803,14 @@ def export_embeddings(
             hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             out[idx] = F.normalize(mean_pool(hidden.float(), mask.to(device)), dim=-1).cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys, vecs = np.asarray([cache_key(t) for t in texts]), out.numpy().astype(np.float32)
-    # parts of <= 7,500 rows (~12 MB) so each file fits the GPU machine's 16 MB transfer limit
-    for part, start in enumerate(range(0, len(texts), 7500)):
-        np.savez(path.with_name(f"{path.stem}-{part}.npz"), keys=keys[start : start + 7500], vectors=vecs[start : start + 7500])
+    keys, vecs = np.asarray([cache_key(t) for t in texts]), out.numpy().astype(dtype)
+    # parts of ~12 MB (7,500 fp32 rows) so each file fits the GPU machine's 16 MB transfer limit
+    rows = max(1, (12 * 1024 * 1024) // (vecs.shape[1] * dtype.itemsize + keys.dtype.itemsize))
+    written = []
+    for part, start in enumerate(range(0, len(texts), rows)):
+        written.append(path.with_name(f"{path.stem}-{part}.npz"))
+        np.savez(written[-1], keys=keys[start : start + rows], vectors=vecs[start : start + rows])
+    return written
 
 
 if __name__ == "__main__":

@@ -64,16 +64,21 @@ def write_adapter(
     pairs: Mapping[str, tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]],
     scaling: float,
     metadata: Mapping[str, str] | None = None,
+    dtype: npt.DTypeLike = np.float32,
 ) -> Path:
-    """Write ``{param name: (A, B)}`` in the Voce adapter format (fp32), atomically."""
+    """Write ``{param name: (A, B)}`` in the Voce adapter format, atomically.
+
+    ``dtype`` float16 halves the file (a rank-64 adapter then fits the GPU
+    machine's 16 MiB transfer limit); :func:`read_adapter` always returns fp32.
+    """
     from safetensors.numpy import save_file
 
-    tensors: dict[str, npt.NDArray[np.float32]] = {}
+    tensors: dict[str, npt.NDArray[np.floating]] = {}
     for name, (a, b) in sorted(pairs.items()):
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise AdapterError(f"{name}: A {a.shape} and B {b.shape} are not a LoRA pair")
-        tensors[name + LORA_A_SUFFIX] = np.ascontiguousarray(a, dtype=np.float32)
-        tensors[name + LORA_B_SUFFIX] = np.ascontiguousarray(b, dtype=np.float32)
+        tensors[name + LORA_A_SUFFIX] = np.ascontiguousarray(a, dtype=dtype)
+        tensors[name + LORA_B_SUFFIX] = np.ascontiguousarray(b, dtype=dtype)
     meta = {**(metadata or {}), "format": ADAPTER_FORMAT, "scaling": repr(float(scaling))}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

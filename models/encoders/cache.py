@@ -22,6 +22,15 @@ def cache_key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def embedding_files(paths: list[Path]) -> list[Path]:
+    """Files named, plus every ``*.npz`` of the folders named (sorted); ``FileNotFoundError`` if any is missing."""
+    files = [f for p in paths for f in (sorted(Path(p).glob("*.npz")) if Path(p).is_dir() else [Path(p)])]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing or not files:
+        raise FileNotFoundError(f"no embedding file at {', '.join(missing or map(str, paths))}")
+    return files
+
+
 class CachedEncoder:
     """Delegates to ``inner`` for texts it has not seen; optionally persisted as ``.npz``."""
 

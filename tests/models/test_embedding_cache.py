@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.encoders.cache import CachedEncoder, cache_key
+from models.encoders.cache import CachedEncoder, cache_key, embedding_files
 from models.encoders.fake import FakeEncoder
 
 
@@ -32,3 +32,28 @@ def test_cache_persists_and_imports(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", keys=np.asarray(["k"]), vectors=np.ones((1, 3), np.float32))
     with pytest.raises(ValueError, match="3-d"):
         again.import_npz([tmp_path / "bad.npz"])
+
+
+def test_float16_parts_from_a_folder_are_imported_as_float32(tmp_path: Path) -> None:
+    """`voce train --import-embeddings DIR` takes every part the GPU run wrote, fp16 ones too."""
+    inner = _Counting()
+    parts = tmp_path / "emb"
+    parts.mkdir()
+    rng = np.random.default_rng(0)
+    texts = ["uno", "due", "tre"]
+    vecs = rng.normal(size=(3, inner.dim)).astype(np.float16)
+    np.savez(parts / "embeddings-0.npz", keys=np.asarray([cache_key(t) for t in texts[:2]]), vectors=vecs[:2])
+    np.savez(parts / "embeddings-1.npz", keys=np.asarray([cache_key(texts[2])]), vectors=vecs[2:])
+    (parts / "notes.txt").write_text("not an embedding file")
+    files = embedding_files([parts])
+    assert [f.name for f in files] == ["embeddings-0.npz", "embeddings-1.npz"]
+    c = CachedEncoder(inner, None)
+    assert c.import_npz(files) == 3
+    got = c.encode(texts)
+    assert got.dtype == np.float32 and np.array_equal(got, vecs.astype(np.float32)) and inner.calls == 0
+    assert embedding_files([parts / "embeddings-1.npz"]) == [parts / "embeddings-1.npz"]
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        embedding_files([parts / "missing.npz"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        embedding_files([tmp_path / "empty"])

@@ -210,3 +210,42 @@ def test_adapter_that_does_not_fit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AdapterError, match="does not fit"):
         merge_adapter(base, adapter, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_float16_adapter_is_half_the_size_and_reads_back_as_float32(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pairs = {"encoder.layer.0.attention.self.query.weight": (rng.normal(size=(8, 384)), rng.normal(size=(384, 8)))}
+    full = write_adapter(tmp_path / "a32.safetensors", pairs, scaling=2.0)
+    half = write_adapter(tmp_path / "a16.safetensors", pairs, scaling=2.0, dtype=np.float16)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    read, scaling, _ = read_adapter(half)
+    a, b = read["encoder.layer.0.attention.self.query.weight"]
+    assert a.dtype == np.float32 and scaling == 2.0
+    assert np.array_equal(a, pairs["encoder.layer.0.attention.self.query.weight"][0].astype(np.float16).astype(np.float32))
+    assert FinetuneConfig(adapter_dtype="float16").adapter_dtype == "float16"
+    with pytest.raises(ValueError, match="adapter_dtype"):
+        FinetuneConfig(adapter_dtype="int8")
+
+
+def test_sweep_ranks_finished_runs_and_skips_unfinished_ones(tmp_path: Path) -> None:
+    from training.sweep import collect, rank_score
+
+    def dev(s: float, t: float, p: float) -> dict[str, object]:
+        return {"epochs": [{"dev": {"sentiment_macro_f1": s, "topic_micro_f1": t, "topic_polarity_accuracy": p}}]}
+
+    assert rank_score(dev(0.7, 0.8, 0.9)) == 0.8
+    assert rank_score({}) is None
+    configs = []
+    for name, log in (("a", dev(0.7, 0.7, 0.7)), ("b", dev(0.8, 0.8, 0.8)), ("killed", None)):
+        cfg = tmp_path / "cfg" / f"{name}.json"
+        cfg.parent.mkdir(exist_ok=True)
+        cfg.write_text(json.dumps({"epochs": 1}))
+        configs.append(cfg)
+        run = tmp_path / "work" / name
+        run.mkdir(parents=True)
+        (run / "stdout.log").write_text("step 1\n")
+        if log is not None:
+            (run / "finetune_log.json").write_text(json.dumps(log))
+    runs = collect(configs, tmp_path / "work", {"a": 0, "b": 0, "killed": 124})
+    assert [r["name"] for r in runs] == ["b", "a", "killed"]
+    assert runs[0]["score"] == 0.8 and runs[2]["score"] is None and runs[2]["return_code"] == 124
