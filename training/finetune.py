@@ -49,7 +49,7 @@ from training.data import (
     load_all,
     resolve_data_dir,
 )
-from training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_slim_meta
+from training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_anchor_texts, read_slim_meta
 from training.splits import split_examples
 
 Progress = Callable[[str], None]
@@ -127,6 +127,13 @@ class FinetuneConfig:
     weight_topics: float = 1.0
     weight_polarity: float = 1.0
     weight_detractor: float = 1.0
+    # keep zero-shot scoring intact: weight of mean (1 - cosine) between the tuned and the base encoder's
+    # embeddings of the package's anchor texts (the taxonomy prototypes, training.slim); 0 = off.  Touchpoints
+    # have no labels and are scored zero-shot, so a fine-tune that only sharpens the labelled topics can
+    # blunt them (reports/finetune/README.md)
+    weight_anchor: float = 0.0
+    # anchor texts per step when weight_anchor > 0
+    anchor_batch_size: int = 32
     # a topic gets a head when it has at least this many positive training rows
     min_topic_positives: int = 1
     # cap per dataset on train and on dev rows (None = all); for smoke runs
@@ -153,6 +160,8 @@ class FinetuneConfig:
             "device is cuda or cpu": self.device in ("cuda", "cpu"),
             "adapter_dtype is float32 or float16": self.adapter_dtype in ("float32", "float16"),
             "max_steps >= 1": self.max_steps is None or self.max_steps >= 1,
+            "weight_anchor >= 0": self.weight_anchor >= 0,
+            "anchor_batch_size >= 1": self.anchor_batch_size >= 1,
             "max_examples >= 1": self.max_examples is None or self.max_examples >= 1,
         }
         failed = [name for name, ok in checks.items() if not ok]
@@ -596,6 +605,16 @@ def finetune(
         raise ValueError("no labelled training rows")
     seqs = [tokens.sequence(e.text, cfg.max_len) for e in train]
 
+    anchors = read_anchor_texts(pack_dir)
+    if cfg.weight_anchor > 0 and not anchors:
+        raise ValueError("weight_anchor > 0 but the slim package has no anchor texts; re-pack with training.slim")
+    anchor_targets = torch.zeros(0)
+    if anchors:  # the base encoder's view of each anchor, before LoRA is injected into the same modules
+        anchor_targets = F.normalize(embed_pooled(base.to(device), tokens, anchors, cfg.max_len, device,
+                                                  cfg.eval_batch_size), dim=-1).to(device)  # fmt: skip
+    anchor_seqs = [tokens.sequence(t, cfg.max_len) for t in anchors]
+    anchor_rng = np.random.default_rng(cfg.seed + 7)  # its own stream: runs without anchors sample as before
+
     model = wrap_lora(base, cfg).to(device)
     heads = TaskHeads(int(base.config.hidden_size), len(topic_ids), cfg.logit_scale).to(device)
     lora_params = [p for p in model.parameters() if p.requires_grad]
@@ -621,6 +640,8 @@ def finetune(
     sampler = MixtureSampler([e.source for e in train], cfg.mixture_alpha, cfg.seed)
     weights = {"sentiment": cfg.weight_sentiment, "topics": cfg.weight_topics,
                "polarity": cfg.weight_polarity, "detractor": cfg.weight_detractor}  # fmt: skip
+    if cfg.weight_anchor > 0:
+        weights["anchor"] = cfg.weight_anchor
     n_trainable = sum(p.numel() for p in lora_params)
     progress(
         f"{len(train)} train rows ({len(train_all) - len(train)} without labels dropped), {len(dev)} dev rows; "
@@ -663,6 +684,13 @@ def finetune(
                 hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             out_heads = heads(mean_pool(hidden.float(), mask.to(device)))
             losses = task_losses(out_heads, tgt)
+            if cfg.weight_anchor > 0:
+                pick = anchor_rng.choice(len(anchors), size=min(cfg.anchor_batch_size, len(anchors)), replace=False)
+                a_ids, a_mask = pad_batch([anchor_seqs[i] for i in pick], tokens.pad)
+                with _autocast(device):
+                    a_hidden = model(input_ids=a_ids.to(device), attention_mask=a_mask.to(device)).last_hidden_state
+                a_emb = F.normalize(mean_pool(a_hidden.float(), a_mask.to(device)), dim=-1)
+                losses["anchor"] = (1.0 - (a_emb * anchor_targets[torch.from_numpy(pick).to(device)]).sum(-1)).mean()
             loss = sum((weights[k] * v for k, v in losses.items()), start=torch.zeros((), device=device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -685,6 +713,9 @@ def finetune(
                 progress(f"step {step}/{total_steps} loss {total_loss / n_steps:.4f} "
                          f"({step_times[-1] * 1000:.0f} ms/step)")  # fmt: skip
         dev_metrics = evaluate(model, heads, tokens, dev, dev_targets, cfg, device)
+        if anchors:  # how far the tuned encoder moved the taxonomy prototypes (1 = not at all)
+            tuned = F.normalize(embed_pooled(model, tokens, anchors, cfg.max_len, device, cfg.eval_batch_size), dim=-1)
+            dev_metrics["anchor_cosine"] = round(float((tuned.to(device) * anchor_targets).sum(-1).mean()), 4)
         record = {
             "epoch": epoch,
             "steps": n_steps,
@@ -697,7 +728,8 @@ def finetune(
         progress(
             f"epoch {epoch}: train loss {record['train_loss']:.4f}, dev sentiment macro-F1 "
             f"{dev_metrics.get('sentiment_macro_f1')}, topic micro-F1 {dev_metrics.get('topic_micro_f1')}, "
-            f"detractor F1 {dev_metrics.get('detractor_f1')} ({record['seconds']:.0f}s)"
+            f"detractor F1 {dev_metrics.get('detractor_f1')}, anchor cosine {dev_metrics.get('anchor_cosine')} "
+            f"({record['seconds']:.0f}s)"
         )
 
     if cfg.adapter_dtype == "float16":  # what the saved adapter holds is what the model computes with

@@ -59,6 +59,8 @@ META_FILENAME = "slim_meta.json"
 WEIGHTS_FILENAME = "slim_base.safetensors"
 TOKENS_FILENAME = "tokens.npz"
 DATA_DIRNAME = "data"
+#: texts whose base-encoder embeddings a fine-tune may be asked to keep (FinetuneConfig.weight_anchor)
+ANCHORS_FILENAME = "anchor_texts.json"
 #: the e5 prefix for symmetric tasks, as the serving encoders add it
 QUERY_PREFIX = "query: "
 #: longest sequence (special tokens included) stored per text; training usually cuts further
@@ -187,6 +189,7 @@ def pack_slim_base(
     *,
     max_tokens: int = PACK_MAX_TOKENS,
     data_files: Sequence[tuple[Path, str]] = (),
+    anchor_texts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the slim package for ``texts`` into ``out`` (replacing it atomically); return stats.
 
@@ -194,7 +197,8 @@ def pack_slim_base(
     ``tokenizer.json`` tokenises the texts and whose weights the package must
     reproduce bit for bit.  ``data_files`` are ``(source path, relative name)``
     pairs copied under ``out/data/`` so that one carried folder holds
-    everything the fine-tuning run reads.
+    everything the fine-tuning run reads.  ``anchor_texts`` (the taxonomy's
+    prototype texts) are tokenised too and listed in ``anchor_texts.json``.
     """
     from safetensors import safe_open
     from safetensors.numpy import save_file
@@ -216,7 +220,8 @@ def pack_slim_base(
                 (("bos", "<s>"), ("eos", "</s>"), ("pad", "<pad>"), ("unk", "<unk>"))}  # fmt: skip
     if any(v is None for v in specials.values()):
         raise SlimPackError(f"tokenizer lacks a special token: {specials}")
-    unique = sorted(set(texts))
+    anchors = sorted(set(anchor_texts))
+    unique = sorted(set(texts) | set(anchors))
     keys = np.asarray([text_key(t) for t in unique], dtype=np.uint64)
     if len(np.unique(keys)) != len(keys):
         raise SlimPackError("two texts share a 64-bit key; widen text_key")
@@ -281,6 +286,7 @@ def pack_slim_base(
                      "pad": int(remap[specials["pad"]])},  # fmt: skip
         "n_texts": len(unique),
         "n_truncated": truncated,
+        "n_anchor_texts": len(anchors),
         "data_files": sorted(rel for _, rel in data_files),
     }
 
@@ -290,6 +296,8 @@ def pack_slim_base(
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILENAME), metadata={"format": f"voce-slim-v{SLIM_FORMAT}"})
         np.savez_compressed(tmp / TOKENS_FILENAME, keys=keys, offsets=offsets, ids=compact_flat)
+        if anchors:
+            (tmp / ANCHORS_FILENAME).write_text(json.dumps(anchors, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         for src, rel in data_files:
             dst = tmp / DATA_DIRNAME / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -422,6 +430,20 @@ def load_slim_base(pack_dir: Path) -> tuple[BertModel, SlimTokens]:
     return model.eval(), load_slim_tokens(pack_dir)
 
 
+def read_anchor_texts(pack_dir: Path) -> list[str]:
+    """The package's anchor texts (empty for packages made without them)."""
+    path = Path(pack_dir) / ANCHORS_FILENAME
+    return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+
+
+def taxonomy_anchor_texts() -> list[str]:
+    """Prototype texts (names, descriptions, examples) of every default topic and touchpoint, IT and EN."""
+    from models.taxonomy import default_taxonomy
+
+    tax = default_taxonomy()
+    return sorted({t for section in (tax.topics, tax.touchpoints) for e in section.entries for t in e.prototype_texts()})
+
+
 def training_texts_and_files(data_dir: Path | None) -> tuple[list[str], list[tuple[Path, str]]]:
     """Every labelled text (train and dev sides alike) and the data files they come from."""
     from training.data import DATASET_FILES, load_all, load_ate_absita, resolve_data_dir
@@ -444,8 +466,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     texts, files = training_texts_and_files(args.data)
     stats = pack_slim_base(
-        args.cache_dir, texts, args.out, max_tokens=args.max_tokens, data_files=[] if args.no_data else files
-    )
+        args.cache_dir, texts, args.out, max_tokens=args.max_tokens, data_files=[] if args.no_data else files,
+        anchor_texts=taxonomy_anchor_texts(),
+    )  # fmt: skip
     print(json.dumps(stats, indent=2))
 
 

@@ -23,13 +23,15 @@ from training.data import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_at
 from training.finetune import (
     FinetuneConfig,
     MixtureSampler,
+    finetune,
+    load_split,
     annotated_topics,
     build_targets,
     embed_texts,
     save_adapter,
     wrap_lora,
 )
-from training.slim import load_slim_base, pack_slim_base
+from training.slim import load_slim_base, pack_slim_base, read_anchor_texts, taxonomy_anchor_texts
 
 # peft asks transformers a deprecated question; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
@@ -45,6 +47,9 @@ TEXTS = [
     "ok",
     "Consegna veloce 👍  prodotto come da foto \n",
 ]
+
+
+ANCHORS = ["Call center", "Il corriere ha consegnato in ritardo.", "The app crashed when I opened it."]
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,8 +104,9 @@ def pack(e5_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = TEXTS + [e.text for rows in load_all(FIXTURE_DATA).values() for e in rows]
     texts += [e.text for e in load_ate_absita("dev", FIXTURE_DATA)]
     out = tmp_path_factory.mktemp("slim") / "pack"
-    stats = pack_slim_base(e5_checkpoint.parent, texts, out)
+    stats = pack_slim_base(e5_checkpoint.parent, texts, out, anchor_texts=ANCHORS)
     assert stats["compact_vocab"] < 2000 and stats["n_truncated"] == 0
+    assert read_anchor_texts(out) == sorted(ANCHORS)
     return out
 
 
@@ -249,3 +255,31 @@ def test_sweep_ranks_finished_runs_and_skips_unfinished_ones(tmp_path: Path) -> 
     runs = collect(configs, tmp_path / "work", {"a": 0, "b": 0, "killed": 124})
     assert [r["name"] for r in runs] == ["b", "a", "killed"]
     assert runs[0]["score"] == 0.8 and runs[2]["score"] is None and runs[2]["return_code"] == 124
+
+
+def test_taxonomy_anchor_texts_cover_every_touchpoint_in_both_languages() -> None:
+    from models.taxonomy import default_taxonomy
+
+    anchors = set(taxonomy_anchor_texts())
+    for entry in default_taxonomy().touchpoints.entries:
+        assert set(entry.prototype_texts()) <= anchors
+        assert entry.names["it"] in anchors and entry.names["en"] in anchors
+
+
+@pytest.mark.real_model
+def test_anchor_loss_keeps_the_tuned_encoder_near_the_base_on_anchor_texts(pack: Path, tmp_path: Path) -> None:
+    split = load_split(FIXTURE_DATA, FinetuneConfig(device="cpu"))
+    common = {"device": "cpu", "max_steps": 3, "batch_size": 4, "max_examples": 4, "lr_lora": 5e-3, "log_every": 0}
+    free = finetune(pack, split, FinetuneConfig(**common), progress=lambda _: None)
+    anchored = finetune(pack, split, FinetuneConfig(**common, weight_anchor=50.0), progress=lambda _: None)
+    free_cos = free.log["epochs"][-1]["dev"]["anchor_cosine"]
+    anchored_cos = anchored.log["epochs"][-1]["dev"]["anchor_cosine"]
+    assert "anchor" in anchored.log["epochs"][-1]["train_task_loss"]
+    assert "anchor" not in free.log["epochs"][-1]["train_task_loss"]
+    assert anchored_cos > free_cos  # the anchor term pulled the prototypes back towards the base
+
+
+def test_anchor_loss_needs_a_package_with_anchor_texts(tmp_path: Path) -> None:
+    assert read_anchor_texts(tmp_path) == []
+    with pytest.raises(ValueError, match="weight_anchor"):
+        FinetuneConfig(weight_anchor=-1.0)
