@@ -23,11 +23,11 @@ from training.data import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_at
 from training.finetune import (
     FinetuneConfig,
     MixtureSampler,
-    finetune,
-    load_split,
     annotated_topics,
     build_targets,
     embed_texts,
+    finetune,
+    load_split,
     save_adapter,
     wrap_lora,
 )
