@@ -9,11 +9,10 @@ sarcasm, mixed, neutral, short answers) with the label a person would give.
 from __future__ import annotations
 
 import argparse
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
 from models.analyzer import Analyzer
 from models.types import DocumentInput
 
@@ -27,8 +26,7 @@ MISSPELLED = [
 
 
 def load_pairs(path: Path | None = None) -> list[dict[str, str]]:
-    text = path.read_text("utf-8") if path else resources.files("eval").joinpath("data/parallel_it_en.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_jsonl("parallel_it_en.jsonl", path)
 
 
 def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str, Any]:
@@ -38,12 +36,8 @@ def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str
         docs.append(DocumentInput(id=f"en-{i}", text=p["en"], language="en"))
     docs += [DocumentInput(id=f"short-{i}", text=t) for i, t in enumerate(SHORT_ANSWERS)]
     docs += [DocumentInput(id=f"typo-{i}", text=t) for i, (t, _) in enumerate(MISSPELLED)]
-    res: dict[str, Any] = {}
-    for start in range(0, len(docs), 25):
-        out, errors = analyzer.analyze(docs[start : start + 25])
-        assert not errors, errors
-        res |= {r.id: r for r in out}
-    rows = []
+    res = analyze_all(analyzer, docs)
+    rows: list[dict[str, Any]] = []
     for i, p in enumerate(pairs):
         it, en = res[f"it-{i}"], res[f"en-{i}"]
         rows.append({
@@ -80,20 +74,13 @@ def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models.factory import load_analyzer
-    from service.settings import Settings
-
     ap = argparse.ArgumentParser(prog="python -m eval.consistency", description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("reports/consistency.json"))
     ap.add_argument("--bundle", type=Path, default=None)
     args = ap.parse_args(argv)
-    s = Settings()
-    analyzer = load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=args.bundle)
-    report = run_consistency(analyzer, load_pairs())
+    report = run_consistency(settings_analyzer(args.bundle), load_pairs())
     report["command"] = "python -m eval.consistency --out " + str(args.out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (dict, list))}, indent=2))
+    write_report(args.out, report, quiet=("short_answers", "misspellings", "disagreements"))
 
 
 if __name__ == "__main__":

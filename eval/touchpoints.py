@@ -16,11 +16,10 @@ touchpoint, and the mean number of other touchpoints reported::
 from __future__ import annotations
 
 import argparse
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
 from models.analyzer import Analyzer
 from models.types import DocumentInput
 
@@ -28,19 +27,12 @@ LANGUAGES = ("it", "en")
 
 
 def load_checks(path: Path | None = None) -> list[dict[str, str]]:
-    data = resources.files("eval").joinpath("data/touchpoints_it_en.jsonl")
-    text = path.read_text("utf-8") if path else data.read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_jsonl("touchpoints_it_en.jsonl", path)
 
 
 def run_touchpoints(analyzer: Analyzer, checks: list[dict[str, str]]) -> dict[str, Any]:
     docs = [DocumentInput(id=f"{lang}-{i}", text=c[lang], language=lang) for i, c in enumerate(checks) for lang in LANGUAGES]
-    found: dict[str, list[str]] = {}
-    for start in range(0, len(docs), 25):
-        out, errors = analyzer.analyze(docs[start : start + 25])
-        if errors:
-            raise RuntimeError(f"analysis failed: {errors}")
-        found |= {r.id: [t.id for t in r.touchpoints] for r in out}
+    found = {doc_id: [t.id for t in r.touchpoints] for doc_id, r in analyze_all(analyzer, docs).items()}
     n = len(checks)
     report: dict[str, Any] = {"pairs": n}
     for lang in LANGUAGES:
@@ -64,21 +56,15 @@ def run_touchpoints(analyzer: Analyzer, checks: list[dict[str, str]]) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models.factory import load_analyzer
-    from service.settings import Settings
-
     ap = argparse.ArgumentParser(prog="python -m eval.touchpoints", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("reports/touchpoints.json"))
     ap.add_argument("--bundle", type=Path, default=None)
     args = ap.parse_args(argv)
-    s = Settings()
-    analyzer = load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=args.bundle)
+    analyzer = settings_analyzer(args.bundle)
     report = run_touchpoints(analyzer, load_checks())
     report["bundle"] = analyzer.bundle.version
     report["command"] = "python -m eval.touchpoints --out " + str(args.out) + (f" --bundle {args.bundle}" if args.bundle else "")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(json.dumps({k: v for k, v in report.items() if k != "misses"}, indent=2))
+    write_report(args.out, report, quiet=("misses",))
 
 
 if __name__ == "__main__":
