@@ -127,11 +127,13 @@ def _semeval_opinion_predictions(
     out: dict[str, list[tuple[str, str]]] = {}
     if not opinions:
         return out
-    emb = encoder.encode([e.text for e, _ in opinions])
+    texts = [e.text for e, _ in opinions]
+    emb = encoder.encode(texts)
+    lex = bundle.lexical_features(texts)
     for k, (e, op) in enumerate(opinions):
         topic = SEMEVAL_TOPIC_MAP[op["category"]]
         head = bundle.topic_polarity.get(topic, bundle.sentiment)
-        p4 = head.predict_proba(emb[k : k + 1])[0]
+        p4 = head.predict_proba(emb[k : k + 1], lex[k : k + 1] if lex is not None else None)[0]
         p3 = [p4[0] + p4[3] / 2, p4[1], p4[2] + p4[3] / 2]
         out.setdefault(e.uid, []).append((op["polarity"], THREE[int(np.argmax(p3))]))
     return out

@@ -17,7 +17,7 @@ import numpy as np
 from models.bundle import SENTIMENT_LABELS, VoceBundle
 from models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
 from models.encoders.base import Encoder
-from models.heads import F32, zero_shot_features
+from models.heads import F32, Lexical, zero_shot_features
 from models.language import LanguageDetector
 from models.segment import Span, split_sentences, window_spans
 from models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy, parse_taxonomy
@@ -161,12 +161,15 @@ class Analyzer:
                 if turn.role == "customer" and turn.text.strip():
                     units.setdefault(turn.text.strip(), len(units))
         emb = self.encoder.encode(list(units))
-        sent_p = self.bundle.sentiment.predict_proba(emb)
+        lex = self.bundle.lexical_features(list(units))
+        sent_p = self.bundle.sentiment.predict_proba(emb, lex)
         centred = self._centre(emb)
 
-        topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(emb, centred, tax.topics)
+        topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(
+            emb, lex, centred, tax.topics
+        )
         tp_scores = self._zero_shot(centred, tax.touchpoints)
-        det_p = self.bundle.detractor.predict_proba(emb)[:, 0]
+        det_p = self.bundle.detractor.predict_proba(emb, lex)[:, 0]
         channel_map = tax.channel_map()
 
         results = []
@@ -186,7 +189,7 @@ class Analyzer:
             doc_sent = self._doc_sentiment(doc_probs, [sent_p[i] for i in sen_idx])
             all_idx = win_idx + sen_idx
             topics = self._topics(
-                p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb
+                p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb, lex
             )
             touchpoints = self._touchpoints(p, tax.touchpoints.ids, tp_scores, all_idx, sen_idx, channel_map)
             detractor = float((det_p[win_idx] * weights).sum())
@@ -310,7 +313,7 @@ class Analyzer:
         return self.bundle.zero_shot.probability(sims, margin)
 
     def _topic_scores(
-        self, emb: F32, centred: F32, section: TaxonomySection
+        self, emb: F32, lex: Lexical | None, centred: F32, section: TaxonomySection
     ) -> tuple[list[str], F32, F32, F32, list[bool]]:
         """Per-unit topic probabilities: learned (where a head exists) and zero-shot, plus thresholds.
 
@@ -326,7 +329,7 @@ class Analyzer:
         learned = [False] * len(ids)
         if section.fingerprint() == self._default_topics_fp:
             head = self.bundle.topics
-            probs = head.predict_proba(emb)
+            probs = head.predict_proba(emb, lex)
             for j, tid in enumerate(ids):
                 if tid in self._learned_topics:
                     k = head.labels.index(tid)
@@ -347,6 +350,7 @@ class Analyzer:
         sen_idx: list[int],
         sent_p: F32,
         emb: F32,
+        lex: Lexical | None,
     ) -> list[TopicResult]:
         out = []
         for j, tid in enumerate(ids):
@@ -361,7 +365,10 @@ class Analyzer:
             ev = self._evidence(col[sen_idx], p.sentences, float(thresholds[j]))
             ev_idx = [sen_idx[k] for k in ev]
             polarity_head = self.bundle.topic_polarity.get(tid) if learned[j] else None
-            probs = polarity_head.predict_proba(emb[ev_idx]) if polarity_head else sent_p[ev_idx]
+            if polarity_head is not None:
+                probs = polarity_head.predict_proba(emb[ev_idx], lex[ev_idx] if lex is not None else None)
+            else:
+                probs = sent_p[ev_idx]
             out.append(
                 TopicResult(
                     id=tid,

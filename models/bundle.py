@@ -22,9 +22,11 @@ from safetensors.numpy import load_file, save_file
 
 from models.files import sha256_file
 from models.heads import F32, LinearHead, ZeroShotCalibration
+from models.lexical import LexicalFeaturizer
 
 SCHEMA_VERSION = 1
 ADAPTER_FILENAME = "encoder_adapter.safetensors"
+LEXICAL_FILENAME = "lexical.json"
 SENTIMENT_LABELS = ["positive", "neutral", "negative", "mixed"]
 
 
@@ -49,6 +51,8 @@ class VoceBundle:
     adapter: Path | None = None
     # languages each learned topic had labels in; for other languages the analyzer adds zero-shot evidence
     topic_languages: dict[str, list[str]] = field(default_factory=dict)
+    # n-gram features read by the hybrid heads next to the embedding (None: every head reads the embedding only)
+    lexical: LexicalFeaturizer | None = None
 
     def __post_init__(self) -> None:
         if self.sentiment.labels != SENTIMENT_LABELS:
@@ -57,6 +61,21 @@ class VoceBundle:
         dims |= {h.dim for h in self.topic_polarity.values()}
         if len(dims) != 1:
             raise BundleError(f"heads disagree on the embedding width: {sorted(dims)}")
+        lex_dim = self.lexical.dim if self.lexical is not None else 0
+        for name, head in self.heads().items():
+            if head.lexical_dim not in (0, lex_dim):
+                raise BundleError(
+                    f"head {name!r} reads {head.lexical_dim} lexical features; the bundle's featurizer gives {lex_dim}"
+                )
+
+    def heads(self) -> dict[str, LinearHead]:
+        """Every learned head by its tensor prefix."""
+        out = {"sentiment": self.sentiment, "topics": self.topics, "detractor": self.detractor}
+        return out | {f"topic_polarity.{k}": h for k, h in self.topic_polarity.items()}
+
+    def lexical_features(self, texts: list[str]) -> Any:
+        """The lexical features of ``texts`` for the hybrid heads (None when the bundle has no featurizer)."""
+        return self.lexical.transform(texts) if self.lexical is not None else None
 
     @property
     def dim(self) -> int:
@@ -73,6 +92,7 @@ class VoceBundle:
                 "detractor": self.detractor.config(),
                 "topic_polarity": {k: v.config() for k, v in sorted(self.topic_polarity.items())},
                 "zero_shot": self.zero_shot.config(),
+                **({"lexical": self.lexical.config()} if self.lexical is not None else {}),
             },
             **self.manifest_extra,
         }
@@ -82,15 +102,17 @@ class VoceBundle:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, F32] = {"center": np.asarray(self.center, np.float32)}
-        tensors |= self.sentiment.tensors("sentiment")
-        tensors |= self.topics.tensors("topics")
-        tensors |= self.detractor.tensors("detractor")
-        for k, h in self.topic_polarity.items():
-            tensors |= h.tensors(f"topic_polarity.{k}")
+        for prefix, head in self.heads().items():
+            tensors |= head.tensors(prefix)
+        if self.lexical is not None:
+            tensors |= self.lexical.tensors("lexical")
         tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
         try:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / "heads.safetensors"))
             manifest = self.manifest()
+            if self.lexical is not None:
+                (tmp / LEXICAL_FILENAME).write_text(json.dumps(self.lexical.vocabulary(), ensure_ascii=False), "utf-8")
+                manifest["heads"]["lexical"]["vocabulary_sha256"] = sha256_file(tmp / LEXICAL_FILENAME)
             if self.adapter is not None:
                 shutil.copyfile(self.adapter, tmp / ADAPTER_FILENAME)
                 manifest["encoder"] = {
@@ -128,6 +150,12 @@ class VoceBundle:
             if not adapter.is_file() or sha256_file(adapter) != manifest["encoder"].get("adapter_sha256"):
                 raise BundleError(f"{adapter} is missing or does not match the checksum in its manifest")
         known = {"schema_version", "version", "encoder", "heads", "tensors_sha256"}
+        lexical = None
+        if "lexical" in heads:
+            vpath = path / LEXICAL_FILENAME
+            if not vpath.is_file() or sha256_file(vpath) != heads["lexical"].get("vocabulary_sha256"):
+                raise BundleError(f"{vpath} is missing or does not match the checksum in its manifest")
+            lexical = LexicalFeaturizer.from_parts(heads["lexical"], json.loads(vpath.read_text("utf-8")), t, "lexical")
         return cls(
             encoder=manifest["encoder"],
             sentiment=LinearHead.from_parts(heads["sentiment"], t, "sentiment"),
@@ -142,6 +170,7 @@ class VoceBundle:
             manifest_extra={k: v for k, v in manifest.items() if k not in known},
             adapter=adapter,
             topic_languages=heads["topics"].get("languages", {}),
+            lexical=lexical,
         )
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
+#: lexical features of the same rows: a scipy sparse matrix (or a dense array in tests)
+Lexical = Any
 
 
 def _softmax(z: F32) -> F32:
@@ -35,6 +37,9 @@ class LinearHead:
 
     ``softmax`` heads are single-label with one temperature; ``sigmoid`` heads are
     multi-label with one temperature per label and a decision threshold per label.
+    A *hybrid* head also reads lexical n-gram features (:mod:`models.lexical`):
+    ``lex @ lex_weight.T`` is added to the logits; its weights are stored in
+    float16 (they are rounded so when fitted, so stored and fitted heads agree).
     """
 
     kind: Literal["softmax", "sigmoid"]
@@ -43,8 +48,10 @@ class LinearHead:
     bias: F32  # (n_labels,)
     temperature: F32 = field(default_factory=lambda: np.ones(1, np.float32))
     thresholds: F32 | None = None  # sigmoid only: per-label decision threshold
+    lex_weight: F32 | None = None  # hybrid only: (n_labels, lexical dim)
 
     NAMES: ClassVar[dict[str, str]] = {"softmax": "LinearSoftmax.v1", "sigmoid": "LinearSigmoid.v1"}
+    HYBRID_NAMES: ClassVar[dict[str, str]] = {"softmax": "HybridSoftmax.v1", "sigmoid": "HybridSigmoid.v1"}
 
     def __post_init__(self) -> None:
         self.weight = np.asarray(self.weight, np.float32)
@@ -58,25 +65,41 @@ class LinearHead:
             self.thresholds = np.full(len(self.labels), 0.5, np.float32)
         if self.thresholds is not None:
             self.thresholds = np.asarray(self.thresholds, np.float32)
+        if self.lex_weight is not None:
+            self.lex_weight = np.asarray(self.lex_weight, np.float32)
+            if self.lex_weight.ndim != 2 or self.lex_weight.shape[0] != len(self.labels):
+                raise ValueError("lex_weight does not match the label list")
 
     @property
     def registered_name(self) -> str:
-        return self.NAMES[self.kind]
+        return (self.HYBRID_NAMES if self.lex_weight is not None else self.NAMES)[self.kind]
+
+    @property
+    def lexical_dim(self) -> int:
+        """Width of the lexical features the head reads (0: embedding only)."""
+        return 0 if self.lex_weight is None else int(self.lex_weight.shape[1])
 
     @property
     def dim(self) -> int:
         return int(self.weight.shape[1])
 
-    def logits(self, x: F32) -> F32:
-        z: F32 = (np.asarray(x, np.float32) @ self.weight.T + self.bias) / self.temperature
-        return z
+    def logits(self, x: F32, lex: Lexical | None = None) -> F32:
+        z = np.asarray(x, np.float32) @ self.weight.T + self.bias
+        if self.lex_weight is not None:
+            if lex is None:
+                raise ValueError("this head also reads lexical features; pass lex=")
+            if lex.shape != (z.shape[0], self.lexical_dim):
+                raise ValueError(f"head expects {self.lexical_dim} lexical features per row, got {lex.shape}")
+            z = z + np.asarray(lex @ self.lex_weight.T, np.float32)
+        out: F32 = (z / self.temperature).astype(np.float32)
+        return out
 
-    def predict_proba(self, x: F32) -> F32:
-        """Calibrated probabilities, shape ``(n, n_labels)``."""
+    def predict_proba(self, x: F32, lex: Lexical | None = None) -> F32:
+        """Calibrated probabilities, shape ``(n, n_labels)``; ``lex``: the rows' lexical features (hybrid heads)."""
         x = np.atleast_2d(np.asarray(x, np.float32))
         if x.shape[1] != self.dim:
             raise ValueError(f"head expects {self.dim}-d embeddings, got {x.shape[1]}-d")
-        z = self.logits(x)
+        z = self.logits(x, lex)
         return _softmax(z) if self.kind == "softmax" else _sigmoid(z)
 
     # --- serialisation: tensors go to safetensors, the rest to the manifest ---
@@ -84,6 +107,8 @@ class LinearHead:
         out = {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.temperature": self.temperature}
         if self.thresholds is not None:
             out[f"{prefix}.thresholds"] = self.thresholds
+        if self.lex_weight is not None:
+            out[f"{prefix}.lex_weight"] = self.lex_weight.astype(np.float16)
         return out
 
     def config(self) -> dict[str, Any]:
@@ -91,7 +116,10 @@ class LinearHead:
 
     @classmethod
     def from_parts(cls, config: dict[str, Any], tensors: dict[str, F32], prefix: str) -> LinearHead:
-        kinds = {v: k for k, v in cls.NAMES.items()}
+        kinds = {v: k for k, v in cls.NAMES.items()} | {v: k for k, v in cls.HYBRID_NAMES.items()}
+        hybrid = config["type"] in cls.HYBRID_NAMES.values()
+        if hybrid and f"{prefix}.lex_weight" not in tensors:
+            raise ValueError(f"{config['type']} head {prefix!r} has no lexical weights")
         if config["type"] not in kinds:
             raise ValueError(f"unknown head type {config['type']!r}")
         kind: Literal["softmax", "sigmoid"] = "softmax" if kinds[config["type"]] == "softmax" else "sigmoid"
@@ -102,6 +130,7 @@ class LinearHead:
             bias=tensors[f"{prefix}.bias"],
             temperature=tensors[f"{prefix}.temperature"],
             thresholds=tensors.get(f"{prefix}.thresholds"),
+            lex_weight=tensors[f"{prefix}.lex_weight"] if hybrid else None,
         )
 
 

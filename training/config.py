@@ -4,8 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.lexical import LexicalSpec
+
+LexicalHead = Literal["sentiment", "topics", "topic_polarity", "detractor"]
+DEFAULT_LEXICAL_HEADS: tuple[LexicalHead, ...] = ("topics", "topic_polarity")
 
 
 class TrainConfig(BaseModel):
@@ -51,6 +57,15 @@ class TrainConfig(BaseModel):
     # taxonomy YAML whose topic ids the topic heads are trained for (None = the default taxonomy);
     # custom topic ids in extra_data only get a learned head when they are declared here; it is saved in the bundle
     taxonomy: Path | None = None
+    # heads that read word and character n-gram TF-IDF features next to the embedding ([] = embedding only);
+    # n-grams name aspects exactly ("wifi", "colazione"); sentiment and detractor stay embedding-only by default
+    # because n-grams learned on one language do not carry over to the other
+    lexical_heads: list[LexicalHead] = Field(default_factory=lambda: list(DEFAULT_LEXICAL_HEADS))
+    # n-gram vocabulary kept by document frequency: word 1-2-grams, character 2-5-grams (within words)
+    lexical_word_features: int = Field(default=20000, ge=0)
+    lexical_char_features: int = Field(default=50000, ge=0)
+    # an n-gram must occur in at least this many training texts
+    lexical_min_df: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _has_data(self) -> TrainConfig:
@@ -61,6 +76,12 @@ class TrainConfig(BaseModel):
         if clash:
             raise ValueError(f"extra_data files must have different names (source custom:<stem>); repeated: {clash}")
         return self
+
+    def lexical_spec(self) -> LexicalSpec:
+        return LexicalSpec(
+            word_features=self.lexical_word_features, char_features=self.lexical_char_features,
+            min_df=self.lexical_min_df,
+        )
 
     def config_hash(self) -> str:
         # locations are not hashed (the manifest records the data's and the taxonomy's content hashes), and

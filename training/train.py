@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from models.bundle import SENTIMENT_LABELS, VoceBundle
 from models.encoders.base import Encoder
-from models.heads import F32, LinearHead, ZeroShotCalibration, zero_shot_features
+from models.heads import F32, Lexical, LinearHead, ZeroShotCalibration, zero_shot_features
+from models.lexical import LexicalFeaturizer
 from models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
 from training.config import TrainConfig
 from training.custom_data import CustomData, load_custom_file
@@ -56,33 +58,54 @@ def fit_temperature(logits: F32, y: np.ndarray) -> float:
     return float((lo + hi) / 2)
 
 
+def _design(x: F32, lex: Lexical | None) -> Any:
+    """The LR design matrix: the embedding, then (for hybrid heads) the sparse n-gram block."""
+    return x if lex is None else sparse.hstack([sparse.csr_matrix(x), lex], format="csr")
+
+
+def _split_coef(coef: np.ndarray, dim: int, hybrid: bool) -> tuple[F32, F32 | None]:
+    """Embedding weights, and the lexical ones rounded to float16 as the bundle stores them."""
+    w = np.asarray(coef[:, :dim], np.float32)
+    return w, (np.asarray(coef[:, dim:], np.float16).astype(np.float32) if hybrid else None)
+
+
 def fit_softmax_head(
-    x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str]
+    x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str],
+    lex: Lexical | None = None, lex_cal: Lexical | None = None,
 ) -> LinearHead:
-    """Multinomial LR over ``label_space``; classes absent from training get a -inf-like bias."""
+    """Multinomial LR over ``label_space``; classes absent from training get a -inf-like bias.
+
+    With ``lex`` (and ``lex_cal``) the head is hybrid: it also reads those n-gram features.
+    """
     idx = {lab: i for i, lab in enumerate(label_space)}
     y = np.asarray([idx[v] for v in labels])
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    clf.fit(x, y)
-    w = np.zeros((len(label_space), x.shape[1]), np.float32)
+    clf.fit(_design(x, lex), y)
+    width = x.shape[1] + (lex.shape[1] if lex is not None else 0)
+    coef_all = np.zeros((len(label_space), width), np.float32)
     b = np.full(len(label_space), -30.0, np.float32)
     coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
     icpt = clf.intercept_ if len(clf.classes_) > 2 else np.asarray([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
     for row, cls in enumerate(clf.classes_):
-        w[cls], b[cls] = coef[row], icpt[row]
-    head = LinearHead(kind="softmax", labels=list(label_space), weight=w, bias=b)
+        coef_all[cls], b[cls] = coef[row], icpt[row]
+    w, w_lex = _split_coef(coef_all, x.shape[1], lex is not None)
+    head = LinearHead(kind="softmax", labels=list(label_space), weight=w, bias=b, lex_weight=w_lex)
     if len(y_cal) >= 20:
         y_c = np.asarray([idx[v] for v in y_cal])
-        head.temperature = np.asarray([fit_temperature(head.logits(x_cal), y_c)], np.float32)
+        head.temperature = np.asarray([fit_temperature(head.logits(x_cal, lex_cal), y_c)], np.float32)
     return head
 
 
-def fit_binary_head(x: F32, y: np.ndarray, C: float, seed: int, x_cal: F32, y_cal: np.ndarray, label: str) -> LinearHead:
+def fit_binary_head(
+    x: F32, y: np.ndarray, C: float, seed: int, x_cal: F32, y_cal: np.ndarray, label: str,
+    lex: Lexical | None = None, lex_cal: Lexical | None = None,
+) -> LinearHead:
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=None)
-    clf.fit(x, y)
-    head = LinearHead(kind="sigmoid", labels=[label], weight=clf.coef_.astype(np.float32), bias=clf.intercept_)
+    clf.fit(_design(x, lex), y)
+    w, w_lex = _split_coef(clf.coef_, x.shape[1], lex is not None)
+    head = LinearHead(kind="sigmoid", labels=[label], weight=w, bias=clf.intercept_, lex_weight=w_lex)
     if len(y_cal) >= 20 and 0 < y_cal.sum() < len(y_cal):
-        z = head.logits(x_cal)[:, 0]
+        z = head.logits(x_cal, lex_cal)[:, 0]
         two = np.stack([np.zeros_like(z), z], axis=1)
         head.temperature = np.asarray([fit_temperature(two, y_cal.astype(int))], np.float32)
     return head
@@ -156,6 +179,18 @@ def train_heads(
     def X(exs: list[Example]) -> F32:
         return vecs[[row[e.text] for e in exs]] if exs else np.zeros((0, encoder.dim), np.float32)
 
+    lexical = None
+    if cfg.lexical_heads:
+        lexical = LexicalFeaturizer.fit(texts, cfg.lexical_spec())
+        progress(f"lexical n-grams for {', '.join(cfg.lexical_heads)}: {lexical.dim} features")
+        lex_all = lexical.transform(texts)
+
+    def Lx(exs: list[Example], head: str) -> Lexical | None:
+        """The rows' n-gram features when ``head`` is one of ``cfg.lexical_heads``."""
+        if lexical is None or head not in cfg.lexical_heads:
+            return None
+        return lex_all[[row[e.text] for e in exs]]
+
     center = vecs.mean(axis=0).astype(np.float32)
 
     # --- sentiment (document/sentence, 4-way)
@@ -165,7 +200,7 @@ def train_heads(
     _need_labels("sentiment", s_fit, [e.sentiment for e in s_fit], hint)
     sentiment = fit_softmax_head(
         X(s_fit), [e.sentiment for e in s_fit], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
-        X(s_cal), [e.sentiment for e in s_cal],
+        X(s_cal), [e.sentiment for e in s_cal], Lx(s_fit, "sentiment"), Lx(s_cal, "sentiment"),
     )
 
     # --- topics (multi-label, one binary LR per labelled topic)
@@ -184,19 +219,22 @@ def train_heads(
             f"no head for labelled topics missing from taxonomy {taxonomy.version!r}: {', '.join(undeclared)}"
             " (declare them in a taxonomy YAML and set taxonomy: in the train config)"
         )
-    ws, bs, temps, thrs = [], [], [], []
-    xf, xc = X(t_fit), X(t_cal)
+    ws, ws_lex, bs, temps, thrs = [], [], [], [], []
+    xf, xc, lf, lc = X(t_fit), X(t_cal), Lx(t_fit, "topics"), Lx(t_cal, "topics")
     for tid in topic_ids:
         yf = np.asarray([tid in (e.topics or {}) for e in t_fit], int)
         yc = np.asarray([tid in (e.topics or {}) for e in t_cal], int)
-        h = fit_binary_head(xf, yf, cfg.C_topics, cfg.seed, xc, yc, tid)
+        h = fit_binary_head(xf, yf, cfg.C_topics, cfg.seed, xc, yc, tid, lf, lc)
         ws.append(h.weight[0])
+        if h.lex_weight is not None:
+            ws_lex.append(h.lex_weight[0])
         bs.append(h.bias[0])
         temps.append(h.temperature[0])
-        thrs.append(best_threshold(h.predict_proba(xc)[:, 0], yc))
+        thrs.append(best_threshold(h.predict_proba(xc, lc)[:, 0], yc))
     topics = LinearHead(
         kind="sigmoid", labels=topic_ids, weight=np.stack(ws) if ws else np.zeros((0, encoder.dim), np.float32),
         bias=np.asarray(bs, np.float32), temperature=np.asarray(temps, np.float32), thresholds=np.asarray(thrs, np.float32),
+        lex_weight=(np.stack(ws_lex) if ws_lex else np.zeros((0, lf.shape[1]), np.float32)) if lf is not None else None,
     )
 
     # --- per-topic polarity (aspect sentiment)
@@ -209,7 +247,7 @@ def train_heads(
             continue
         polarity[tid] = fit_softmax_head(
             X(pf), [e.topics[tid] for e in pf if e.topics], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
-            X(pc), [e.topics[tid] for e in pc if e.topics],
+            X(pc), [e.topics[tid] for e in pc if e.topics], Lx(pf, "topic_polarity"), Lx(pc, "topic_polarity"),
         )
     progress(f"topic polarity heads: {', '.join(sorted(polarity))}")
 
@@ -220,7 +258,8 @@ def train_heads(
     _need_labels("detractor (nps/detractor/stars)", d_fit, [e.nps_detractor for e in d_fit], hint)
     detractor = fit_binary_head(
         X(d_fit), np.asarray([e.nps_detractor for e in d_fit]), cfg.C_detractor, cfg.seed,
-        X(d_cal), np.asarray([e.nps_detractor for e in d_cal]), "detractor",
+        X(d_cal), np.asarray([e.nps_detractor for e in d_cal]), "detractor", Lx(d_fit, "detractor"),
+        Lx(d_cal, "detractor"),
     )
 
     # --- zero-shot calibration, fitted on labelled topics and reused for the rest
@@ -243,6 +282,7 @@ def train_heads(
         topic_languages={
             tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in topic_ids
         },
+        lexical=lexical if any(h.lexical_dim for h in (sentiment, topics, detractor, *polarity.values())) else None,
     )
 
 
