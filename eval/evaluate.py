@@ -206,16 +206,17 @@ def _dev_metrics(
             m["semeval_polarity_accuracy_gold_categories"] = round(M.semeval_polarity_accuracy(gold_pol, pred_pol), 4)
 
     # airline complaint topic (negative tweets with a mapped reason)
-    neg = [e for e in by_src.get(AIRLINE, []) if e.topics]
-    if neg:
-        space = sorted({t for t in AIRLINE_TOPIC_MAP.values() if t})
-        gold, pred = [], []
-        for e in neg:
-            gold.append(next(iter(e.topics or {})))
-            found = [t for t in res[e.uid].topics if t.id in space]
-            pred.append(found[0].id if found else "none")
-        m["airline_complaint_topic_macro_f1"] = round(M.macro_f1(gold, pred, space), 4)
-        details["airline_complaint_topic_per_class"] = M.per_class_report(gold, pred, space)
+    complaints = [e for e in by_src.get(AIRLINE, []) if e.topics]
+    if complaints:
+        reasons = sorted({t for t in AIRLINE_TOPIC_MAP.values() if t})
+        gold_reason: list[str] = []
+        pred_reason: list[str] = []
+        for e in complaints:
+            gold_reason.append(next(iter(e.topics or {})))
+            found = [t for t in res[e.uid].topics if t.id in reasons]
+            pred_reason.append(found[0].id if found else "none")
+        m["airline_complaint_topic_macro_f1"] = round(M.macro_f1(gold_reason, pred_reason, reasons), 4)
+        details["airline_complaint_topic_per_class"] = M.per_class_report(gold_reason, pred_reason, reasons)
 
     # detractor ranking
     det_rows = [e for e in dev + extra if e.uid in res and e.nps_detractor is not None]

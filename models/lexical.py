@@ -75,7 +75,11 @@ class LexicalFeaturizer:
                 analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, min_df=min(spec.min_df, len(texts)),
                 max_features=cap, dtype=np.float32,
             )
-            vec.fit(list(texts))
+            try:
+                vec.fit(list(texts))
+            except ValueError:  # no n-gram occurs in min_df texts (tiny or empty corpus): the block stays empty
+                blocks.append(([], np.zeros(0, np.float32)))
+                continue
             blocks.append((vec.get_feature_names_out().tolist(), vec.idf_.astype(np.float32)))
         (wt, wi), (ct, ci) = blocks
         return cls(wt, wi, ct, ci, spec.scale)

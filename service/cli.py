@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +23,7 @@ BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="trained heads 
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
 
 
-def _settings(**overrides: object):  # noqa: ANN202 - Settings imported lazily to keep --help fast
+def _settings(**overrides: Any):  # noqa: ANN202 - Settings imported lazily to keep --help fast
     from service.settings import Settings
 
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -393,4 +392,4 @@ def main() -> None:  # console-script entry point
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -79,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
         details = _clean_validation(list(exc.errors()))
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body")
-        return error_response(422, "InvalidInput", f"{where}: {first['msg']}" if where else first["msg"], details)
+        return error_response(422, "InvalidInput", f"{where}: {first['msg']}" if where else str(first["msg"]), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -610,7 +610,8 @@ def finetune(
         raise ValueError("weight_anchor > 0 but the slim package has no anchor texts; re-pack with training.slim")
     anchor_targets = torch.zeros(0)
     if anchors:  # the base encoder's view of each anchor, before LoRA is injected into the same modules
-        anchor_targets = F.normalize(embed_pooled(base.to(device), tokens, anchors, cfg.max_len, device,
+        base = base.to(device)  # type: ignore[arg-type]  # transformers types .to() loosely
+        anchor_targets = F.normalize(embed_pooled(base, tokens, anchors, cfg.max_len, device,
                                                   cfg.eval_batch_size), dim=-1).to(device)  # fmt: skip
     anchor_seqs = [tokens.sequence(t, cfg.max_len) for t in anchors]
     anchor_rng = np.random.default_rng(cfg.seed + 7)  # its own stream: runs without anchors sample as before

@@ -182,8 +182,12 @@ def train_heads(
     lexical = None
     if cfg.lexical_heads:
         lexical = LexicalFeaturizer.fit(texts, cfg.lexical_spec())
-        progress(f"lexical n-grams for {', '.join(cfg.lexical_heads)}: {lexical.dim} features")
-        lex_all = lexical.transform(texts)
+        if lexical.dim:
+            progress(f"lexical n-grams for {', '.join(cfg.lexical_heads)}: {lexical.dim} features")
+            lex_all = lexical.transform(texts)
+        else:
+            progress(f"no n-gram occurs in {cfg.lexical_min_df} training texts: every head stays embedding-only")
+            lexical = None
 
     def Lx(exs: list[Example], head: str) -> Lexical | None:
         """The rows' n-gram features when ``head`` is one of ``cfg.lexical_heads``."""
@@ -199,8 +203,8 @@ def train_heads(
     progress(f"sentiment head on {len(s_fit)} texts")
     _need_labels("sentiment", s_fit, [e.sentiment for e in s_fit], hint)
     sentiment = fit_softmax_head(
-        X(s_fit), [e.sentiment for e in s_fit], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
-        X(s_cal), [e.sentiment for e in s_cal], Lx(s_fit, "sentiment"), Lx(s_cal, "sentiment"),
+        X(s_fit), [e.sentiment for e in s_fit if e.sentiment], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
+        X(s_cal), [e.sentiment for e in s_cal if e.sentiment], Lx(s_fit, "sentiment"), Lx(s_cal, "sentiment"),
     )
 
     # --- topics (multi-label, one binary LR per labelled topic)

@@ -44,6 +44,11 @@ def test_vocabulary_caps_and_empty_blocks() -> None:
     assert empty.transform(["x"]).shape == (1, 0)
 
 
+def test_corpus_without_frequent_ngrams_gives_empty_blocks() -> None:
+    lex = LexicalFeaturizer.fit(["a", "b"], LexicalSpec(min_df=2))
+    assert lex.dim == 0 and lex.transform(["a"]).shape == (1, 0)
+
+
 def test_misspelled_word_shares_character_ngrams() -> None:
     lex = _featurizer(word_features=0, char_features=500)
     a, b, c = lex.transform(["colazione", "colazone", "parcheggio"]).toarray()
