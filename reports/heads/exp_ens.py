@@ -1,7 +1,7 @@
 """The shipped hybrid LR topic heads (20k + 50k n-grams), averaged with an MLP on the embedding, and with topic
 thresholds tuned per language instead of per topic.
 
-    python reports/heads/exp_ens.py      # -> exp_ens.log (first lines) and exp_thr.log (per-language line)
+    python reports/heads/exp_ens.py      # -> exp_ens.log
 """
 from __future__ import annotations
 
