@@ -8,18 +8,9 @@ from eval.evaluate import _bundle_encoder
 from training.data import load_all, SEMEVAL, ABSITA, SEMEVAL_TOPIC_MAP
 from training.splits import split_examples
 
-CUT = re.compile(r"\s*[,;:]\s+|\s+[-–—]\s+|\s+(?=(?:but|however|although|though|whereas|yet|ma|però|tuttavia|anche se|mentre|invece|sebbene|nonostante)\b)", re.I)
-def clauses(t: str) -> list[str]:
-    parts = [p.strip() for p in CUT.split(t) if p and p.strip()]
-    out: list[str] = []
-    for p in parts:
-        if out and len(re.findall(r"\w+", p)) < 2:
-            out[-1] = out[-1] + " " + p
-        elif out and len(re.findall(r"\w+", out[-1])) < 2:
-            out[-1] = out[-1] + " " + p
-        else:
-            out.append(p)
-    return out or [t]
+import sys
+sys.path.insert(0, "reports/heads")
+from exp_clause_split import clauses  # noqa: E402
 
 b = VoceBundle.load("models/bundles/default")
 enc = _bundle_encoder(b, Path(".cache/voce"), None)

@@ -23,6 +23,7 @@ train, dev = split_examples(rows, 0.2, 13)
 fit, cal = split_examples(train, 0.15, 14)
 _texts = sorted({e.text for e in rows})
 _V = enc.encode(_texts)
+enc.save()
 _idx = {t: i for i, t in enumerate(_texts)}
 t_fit = [e for e in fit if e.topics is not None]
 t_cal = [e for e in cal if e.topics is not None]

@@ -22,12 +22,15 @@ from models.encoders.adapter import AdapterError, adapter_key, merge_adapter, re
 from training.data import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
 from training.finetune import (
     FinetuneConfig,
+    LowerStack,
     MixtureSampler,
     annotated_topics,
     build_targets,
     embed_texts,
     finetune,
     load_split,
+    mean_pool,
+    pad_batch,
     save_adapter,
     wrap_lora,
 )
@@ -283,3 +286,48 @@ def test_anchor_loss_needs_a_package_with_anchor_texts(tmp_path: Path) -> None:
     assert read_anchor_texts(tmp_path) == []
     with pytest.raises(ValueError, match="weight_anchor"):
         FinetuneConfig(weight_anchor=-1.0)
+
+
+@pytest.mark.real_model
+def test_top_layer_training_caches_the_frozen_layers_exactly(pack: Path, tmp_path: Path) -> None:
+    """train_layers=N: LoRA only in the top N layers, and the cached bottom-layer states + the top layers give
+    the same hidden states as the model's own forward pass, so training sees what serving will compute."""
+    cfg = FinetuneConfig(device="cpu", train_layers=3)
+    base, tokens = load_slim_base(pack)
+    model = wrap_lora(base, cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    seqs = [tokens.sequence(t, 64) for t in TEXTS]
+    lower = LowerStack(model, seqs, 12 - 3, tokens.pad, torch.device("cpu"), batch_size=4)
+    model.eval()
+    rows = [3, 0, 4, 5]
+    with torch.no_grad():
+        cached, mask = lower.forward(rows, torch.device("cpu"))
+        ids, mask_full = pad_batch([seqs[i] for i in rows], tokens.pad)
+        full = model(input_ids=ids, attention_mask=mask_full).last_hidden_state
+    assert torch.equal(mask, mask_full)
+    assert torch.allclose(mean_pool(cached, mask), mean_pool(full, mask_full), atol=1e-5)
+
+    pairs, _, _ = read_adapter(save_adapter(model, tmp_path / "top.safetensors", cfg, ""))
+    layers = {int(name.split(".")[2]) for name in pairs}
+    assert layers == {9, 10, 11} and len(pairs) == 3 * 6
+
+    with pytest.raises(ValueError, match="train_layers"):
+        wrap_lora(load_slim_base(pack)[0], FinetuneConfig(device="cpu", train_layers=13))
+    with pytest.raises(ValueError, match="train_layers"):
+        FinetuneConfig(train_layers=0)
+
+
+@pytest.mark.real_model
+def test_top_layer_finetune_runs_end_to_end(pack: Path) -> None:
+    split = load_split(FIXTURE_DATA, FinetuneConfig(device="cpu"))
+    cfg = FinetuneConfig(device="cpu", max_steps=2, batch_size=4, max_examples=4, log_every=0, train_layers=2)
+    lines: list[str] = []
+    result = finetune(pack, split, cfg, progress=lines.append)
+    assert any("layers 0-9 frozen" in line for line in lines)
+    assert result.log["total_steps"] == 2 and "topic_micro_f1" in result.log["epochs"][0]["dev"]
+    trained = {n for n, p in result.model.named_parameters() if p.requires_grad}
+    assert trained and all(".layer.10." in n or ".layer.11." in n for n in trained)
