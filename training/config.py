@@ -45,6 +45,14 @@ class TrainConfig(BaseModel):
     C_detractor: float = 2.0
     # a topic needs at least this many positive training sentences for a learned head
     min_topic_examples: int = 40
+    # which rows teach a topic head "not this topic": "annotating" = only rows of datasets that annotate the
+    # topic (training.data.annotated_topics; a hotel review is no evidence against "flight delays"); "all" =
+    # every topic-labelled row (voce-ft-2026.11.4 and earlier), which taught one-language topics that the
+    # other language is a negative cue
+    topic_negatives: Literal["annotating", "all"] = "annotating"
+    # the taxonomy's example sentences (both languages) as extra rows of the topic heads, positive for their
+    # own topic and negative for the others, each with this sample weight (0 = not used)
+    taxonomy_example_weight: float = Field(default=5.0, ge=0.0)
     # a topic needs at least this many sentences with a polarity for its own polarity head
     min_polarity_examples: int = 80
     # cap on examples per dataset (None = all); handy for smoke runs; also applies to each extra_data file

@@ -150,6 +150,13 @@ AIRLINE_TOPIC_MAP: Mapping[str, str | None] = {
 }
 
 #: SENTIPOLC (opos, oneg) -> sentiment
+#: topics each dataset annotates exhaustively: its rows are negatives for these and only these
+ANNOTATED_TOPICS: Mapping[str, frozenset[str]] = {
+    ABSITA: frozenset(ABSITA_TOPIC_MAP.values()),
+    SEMEVAL: frozenset(SEMEVAL_TOPIC_MAP.values()),
+    AIRLINE: frozenset(t for t in AIRLINE_TOPIC_MAP.values() if t is not None),
+}
+
 SENTIPOLC_SENTIMENT: Mapping[tuple[int, int], Sentiment] = {
     (1, 0): "positive",
     (0, 1): "negative",
@@ -199,6 +206,19 @@ class Example:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def annotated_topics(examples: Iterable[Example]) -> dict[str, frozenset[str]]:
+    """Topics each source annotates: the maps above where known, else the topics seen in its rows.
+
+    A row is a negative example of a topic only if its source annotates that topic: a hotel-review sentence
+    says nothing about whether it mentions flight delays, because nobody labelled delays in that dataset.
+    """
+    seen: dict[str, set[str]] = {}
+    for e in examples:
+        if e.topics is not None:
+            seen.setdefault(e.source, set()).update(e.topics)
+    return {src: ANNOTATED_TOPICS.get(src, frozenset(topics)) for src, topics in seen.items()}
 
 
 def repo_root() -> Path:

@@ -38,14 +38,9 @@ from torch import nn
 
 from models.encoders.adapter import write_adapter
 from training.data import (
-    ABSITA,
-    ABSITA_TOPIC_MAP,
-    AIRLINE,
-    AIRLINE_TOPIC_MAP,
-    SEMEVAL,
-    SEMEVAL_TOPIC_MAP,
     SENTIMENTS,
     Example,
+    annotated_topics,
     load_all,
     resolve_data_dir,
 )
@@ -68,12 +63,6 @@ ADAPTER_FILENAME = "adapter.safetensors"
 CONFIG_FILENAME = "finetune_config.json"
 LOG_FILENAME = "finetune_log.json"
 
-#: topics each dataset annotates exhaustively: its rows are negatives for these and only these
-ANNOTATED_TOPICS: dict[str, frozenset[str]] = {
-    ABSITA: frozenset(ABSITA_TOPIC_MAP.values()),
-    SEMEVAL: frozenset(SEMEVAL_TOPIC_MAP.values()),
-    AIRLINE: frozenset(t for t in AIRLINE_TOPIC_MAP.values() if t is not None),
-}
 
 
 @dataclass
@@ -204,15 +193,6 @@ class TaskTargets:
             "detractor": torch.from_numpy(self.detractor[rows]),
             "detractor_mask": torch.from_numpy(self.detractor_mask[rows]),
         }
-
-
-def annotated_topics(examples: Sequence[Example]) -> dict[str, frozenset[str]]:
-    """Topics each source annotates: the data.py maps where known, else the topics seen in its rows."""
-    seen: dict[str, set[str]] = {}
-    for e in examples:
-        if e.topics is not None:
-            seen.setdefault(e.source, set()).update(e.topics)
-    return {src: ANNOTATED_TOPICS.get(src, frozenset(topics)) for src, topics in seen.items()}
 
 
 def topic_ids_for(train: Sequence[Example], min_positives: int) -> list[str]:

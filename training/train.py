@@ -17,6 +17,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ from models.lexical import LexicalFeaturizer
 from models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
 from training.config import TrainConfig
 from training.custom_data import CustomData, load_custom_file
-from training.data import Example, dataset_paths, load_all, load_ate_absita, resolve_data_dir
+from training.data import Example, annotated_topics, dataset_paths, load_all, load_ate_absita, resolve_data_dir
 from training.splits import data_fingerprint, split_examples
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,10 @@ def fit_softmax_head(
 
 def fit_binary_head(
     x: F32, y: np.ndarray, C: float, seed: int, x_cal: F32, y_cal: np.ndarray, label: str,
-    lex: Lexical | None = None, lex_cal: Lexical | None = None,
+    lex: Lexical | None = None, lex_cal: Lexical | None = None, sample_weight: np.ndarray | None = None,
 ) -> LinearHead:
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=None)
-    clf.fit(_design(x, lex), y)
+    clf.fit(_design(x, lex), y, sample_weight=sample_weight)
     w, w_lex = _split_coef(clf.coef_, x.shape[1], lex is not None)
     head = LinearHead(kind="sigmoid", labels=[label], weight=w, bias=clf.intercept_, lex_weight=w_lex)
     if len(y_cal) >= 20 and 0 < y_cal.sum() < len(y_cal):
@@ -150,6 +151,38 @@ def taxonomy_record(taxonomy: Taxonomy, custom: bool) -> dict[str, Any]:
         record["definition"]["topics"] = record["definition"]["topics"]["entries"]
         record["definition"]["touchpoints"] = record["definition"]["touchpoints"]["entries"]
     return record
+
+
+@dataclass(frozen=True)
+class _TaxonomyRows:
+    """The taxonomy's topic examples as training rows: embeddings, n-grams (hybrid heads) and topic ids."""
+
+    x: F32
+    lex: Lexical | None
+    topic: np.ndarray
+
+
+def _taxonomy_rows(
+    taxonomy: Taxonomy, topic_ids: list[str], cfg: TrainConfig, encoder: Encoder, lexical: LexicalFeaturizer | None
+) -> _TaxonomyRows | None:
+    """Example sentences of the topics that get heads, or None when unused (weight 0 or no examples)."""
+    if cfg.taxonomy_example_weight <= 0:
+        return None
+    rows = [(text, e.id) for e in taxonomy.topics.entries if e.id in topic_ids for text in e.examples if text.strip()]
+    if not rows:
+        return None
+    texts = [t for t, _ in rows]
+    lex = lexical.transform(texts) if lexical is not None else None
+    return _TaxonomyRows(encoder.encode(texts), lex, np.asarray([tid for _, tid in rows]))
+
+
+def _learns_topic(rows: list[Example], tid: str, annotated: dict[str, frozenset[str]], cfg: TrainConfig) -> np.ndarray:
+    """Which topic-labelled rows the head of ``tid`` learns from (``cfg.topic_negatives``)."""
+    keep = np.asarray([tid in annotated.get(e.source, frozenset()) for e in rows], bool)
+    labels = {tid in (e.topics or {}) for e, k in zip(rows, keep, strict=True) if k}
+    if cfg.topic_negatives == "all" or len(labels) < 2:  # the annotating rows alone have no negatives
+        return np.ones(len(rows), bool)
+    return keep
 
 
 def _need_labels(what: str, rows: list[Example], values: Sequence[object], hint: str) -> None:
@@ -225,16 +258,30 @@ def train_heads(
         )
     ws, ws_lex, bs, temps, thrs = [], [], [], [], []
     xf, xc, lf, lc = X(t_fit), X(t_cal), Lx(t_fit, "topics"), Lx(t_cal, "topics")
+    tax = _taxonomy_rows(taxonomy, topic_ids, cfg, encoder, lexical if lf is not None else None)
+    if tax is not None:
+        progress(f"topic heads also learn from {len(tax.topic)} taxonomy example sentences "
+                 f"(weight {cfg.taxonomy_example_weight:g})")  # fmt: skip
+    annotated = annotated_topics([*t_fit, *t_cal])
     for tid in topic_ids:
-        yf = np.asarray([tid in (e.topics or {}) for e in t_fit], int)
-        yc = np.asarray([tid in (e.topics or {}) for e in t_cal], int)
-        h = fit_binary_head(xf, yf, cfg.C_topics, cfg.seed, xc, yc, tid, lf, lc)
+        keep_f = _learns_topic(t_fit, tid, annotated, cfg)
+        keep_c = _learns_topic(t_cal, tid, annotated, cfg)
+        yf = np.asarray([tid in (e.topics or {}) for e in t_fit], int)[keep_f]
+        yc = np.asarray([tid in (e.topics or {}) for e in t_cal], int)[keep_c]
+        x_t, l_t, weight = xf[keep_f], (lf[keep_f] if lf is not None else None), None
+        if tax is not None:
+            x_t = np.vstack([x_t, tax.x])
+            l_t = sparse.vstack([l_t, tax.lex], format="csr") if l_t is not None else None
+            yf = np.concatenate([yf, (tax.topic == tid).astype(int)])
+            weight = np.concatenate([np.ones(int(keep_f.sum())), np.full(len(tax.topic), cfg.taxonomy_example_weight)])
+        x_c, l_c = xc[keep_c], (lc[keep_c] if lc is not None else None)
+        h = fit_binary_head(x_t, yf, cfg.C_topics, cfg.seed, x_c, yc, tid, l_t, l_c, weight)
         ws.append(h.weight[0])
         if h.lex_weight is not None:
             ws_lex.append(h.lex_weight[0])
         bs.append(h.bias[0])
         temps.append(h.temperature[0])
-        thrs.append(best_threshold(h.predict_proba(xc, lc)[:, 0], yc))
+        thrs.append(best_threshold(h.predict_proba(x_c, l_c)[:, 0], yc))
     topics = LinearHead(
         kind="sigmoid", labels=topic_ids, weight=np.stack(ws) if ws else np.zeros((0, encoder.dim), np.float32),
         bias=np.asarray(bs, np.float32), temperature=np.asarray(temps, np.float32), thresholds=np.asarray(thrs, np.float32),
