@@ -149,7 +149,6 @@ AIRLINE_TOPIC_MAP: Mapping[str, str | None] = {
     "Can't Tell": None,
 }
 
-#: SENTIPOLC (opos, oneg) -> sentiment
 #: topics each dataset annotates exhaustively: its rows are negatives for these and only these
 ANNOTATED_TOPICS: Mapping[str, frozenset[str]] = {
     ABSITA: frozenset(ABSITA_TOPIC_MAP.values()),
@@ -157,6 +156,7 @@ ANNOTATED_TOPICS: Mapping[str, frozenset[str]] = {
     AIRLINE: frozenset(t for t in AIRLINE_TOPIC_MAP.values() if t is not None),
 }
 
+#: SENTIPOLC (opos, oneg) -> sentiment
 SENTIPOLC_SENTIMENT: Mapping[tuple[int, int], Sentiment] = {
     (1, 0): "positive",
     (0, 1): "negative",

@@ -64,7 +64,6 @@ CONFIG_FILENAME = "finetune_config.json"
 LOG_FILENAME = "finetune_log.json"
 
 
-
 @dataclass
 class FinetuneConfig:
     """Everything that determines a fine-tuning run; saved as ``finetune_config.json``.

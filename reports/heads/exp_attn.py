@@ -12,12 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import sparse
-from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, "reports/heads")
-from models.lexical import LexicalFeaturizer, LexicalSpec  # noqa: E402
-from probe import X, Y, enc, report, t_cal, t_dev, t_fit, topics, train  # noqa: E402
+from probe import Y, enc, hybrid_lr, report, t_cal, t_dev, t_fit, topics  # noqa: E402
 
 MAXLEN = 96
 inner = enc.inner
@@ -112,18 +109,7 @@ def attn_probs(seed: int, epochs: int = 25, wd: float = 1e-4) -> tuple[np.ndarra
 
 
 torch.set_num_threads(2)
-lexf = LexicalFeaturizer.fit(sorted({e.text for e in train}), LexicalSpec(20000, 50000, 3))
-
-
-def F(exs):  # noqa: ANN001, ANN201
-    return sparse.hstack([sparse.csr_matrix(X(exs)), lexf.transform([e.text for e in exs])]).tocsr()
-
-
-ff, fc, fd = F(t_fit), F(t_cal), F(t_dev)
-lr_c, lr_d = np.zeros((len(t_cal), len(topics))), np.zeros((len(t_dev), len(topics)))
-for j, col in enumerate(Y(t_fit).T):
-    clf = LogisticRegression(C=8.0, max_iter=3000).fit(ff, col)
-    lr_c[:, j], lr_d[:, j] = clf.predict_proba(fc)[:, 1], clf.predict_proba(fd)[:, 1]
+lr_c, lr_d = hybrid_lr()
 report("hybrid LR", lr_c, lr_d)
 
 seeds = [int(s) for s in sys.argv[1:]] or [0]

@@ -25,30 +25,18 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, "reports/heads")
-from models.lexical import LexicalFeaturizer, LexicalSpec  # noqa: E402
 from models.taxonomy import default_taxonomy  # noqa: E402
-from probe import SOURCES, X, best_thr, enc, source_f1, t_cal, t_dev, t_fit, topics, train  # noqa: E402
-
-lexf = LexicalFeaturizer.fit(sorted({e.text for e in train}), LexicalSpec(20000, 50000, 3))
-
-
-def feats(texts: list[str], emb: np.ndarray) -> sparse.csr_matrix:
-    return sparse.hstack([sparse.csr_matrix(emb), lexf.transform(texts)]).tocsr()
-
-
-def F(exs):  # noqa: ANN001, ANN201
-    return feats([e.text for e in exs], X(exs))
-
+from probe import SOURCES, best_thr, enc, hybrid, hybrid_features, source_f1, t_cal, t_dev, t_fit, topics  # noqa: E402
 
 tax = default_taxonomy()
 tax_rows = [(t, e.id) for e in tax.topics.entries if e.id in topics for t in e.examples]
-tax_x = feats([t for t, _ in tax_rows], enc.encode([t for t, _ in tax_rows]))
+tax_x = hybrid_features([t for t, _ in tax_rows], enc.encode([t for t, _ in tax_rows]))
 pairs = [json.loads(line) for f in ("parallel_it_en.jsonl", "touchpoints_it_en.jsonl")
          for line in Path("eval/data", f).read_text(encoding="utf-8").splitlines() if line.strip()]  # fmt: skip
-par_it = feats([p["it"] for p in pairs], enc.encode([p["it"] for p in pairs]))
-par_en = feats([p["en"] for p in pairs], enc.encode([p["en"] for p in pairs]))
+par_it = hybrid_features([p["it"] for p in pairs], enc.encode([p["it"] for p in pairs]))
+par_en = hybrid_features([p["en"] for p in pairs], enc.encode([p["en"] for p in pairs]))
 annot = {s: {k for e in t_fit if e.source == s for k in e.topics or {}} for s in SOURCES}
-ff, fc, fd = F(t_fit), F(t_cal), F(t_dev)
+ff, fc, fd = hybrid(t_fit), hybrid(t_cal), hybrid(t_dev)
 src_f = np.array([e.source for e in t_fit])
 src_c = np.array([e.source for e in t_cal])
 
