@@ -11,13 +11,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from models.analyzer import Analyzer
-from models.types import DocumentInput, DocumentResult
+from voce.models.analyzer import Analyzer
+from voce.models.types import DocumentInput, DocumentResult
 
 
 def read_jsonl(name: str, path: Path | None = None) -> list[dict[str, Any]]:
     """Rows of ``path``, or of the packaged ``eval/data/<name>`` when no path is given."""
-    text = path.read_text("utf-8") if path else resources.files("eval").joinpath(f"data/{name}").read_text("utf-8")
+    text = path.read_text("utf-8") if path else resources.files("voce.eval").joinpath(f"data/{name}").read_text("utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -34,8 +34,8 @@ def analyze_all(analyzer: Analyzer, docs: list[DocumentInput], batch: int = 25) 
 
 def settings_analyzer(bundle: Path | None) -> Analyzer:
     """The analyzer `voce serve` would build, on ``bundle`` when given."""
-    from models.factory import load_analyzer
-    from service.settings import Settings
+    from voce.models.factory import load_analyzer
+    from voce.service.settings import Settings
 
     s = Settings()
     return load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=bundle)

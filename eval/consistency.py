@@ -4,7 +4,7 @@ The same comment written in Italian and in English should get the same label;
 ``eval/data/parallel_it_en.jsonl`` holds 40 hand-translated pairs (negation,
 sarcasm, mixed, neutral, short answers) with the label a person would give.
 
-    python -m eval.consistency --out reports/consistency.json
+    python -m voce.eval.consistency --out reports/consistency.json
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
-from models.analyzer import Analyzer
-from models.types import DocumentInput
+from voce.eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
+from voce.models.analyzer import Analyzer
+from voce.models.types import DocumentInput
 
 SHORT_ANSWERS = ["ok", "nulla", "niente da dire", "10", "👍", "😡😡😡", "bene", "no", "perfetto", "meh"]
 MISSPELLED = [
@@ -74,12 +74,12 @@ def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m eval.consistency", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m voce.eval.consistency", description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("reports/consistency.json"))
     ap.add_argument("--bundle", type=Path, default=None)
     args = ap.parse_args(argv)
     report = run_consistency(settings_analyzer(args.bundle), load_pairs())
-    report["command"] = "python -m eval.consistency --out " + str(args.out)
+    report["command"] = "python -m voce.eval.consistency --out " + str(args.out)
     write_report(args.out, report, quiet=("short_answers", "misspellings", "disagreements"))
 
 

@@ -4,7 +4,7 @@ Metrics follow the official definitions in :mod:`eval.metrics`.  Where Voce's
 label space is coarser than a benchmark's (SemEval's 12 ENTITY#ATTRIBUTE
 categories fold into 7 Voce topics), the report says so in the metric's name.
 
-A team's own labelled file (:mod:`training.custom_data`) is scored with
+A team's own labelled file (:mod:`voce.data.custom`) is scored with
 :func:`score_labelled`: per-class sentiment, a confusion matrix, per-topic
 P/R/F1 for the topics the file labels, and detractor ranking.  ``voce eval
 --data FILE`` runs it on every row of the file; ``voce train`` runs it on the
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eval import metrics as M
-from models.analyzer import Analyzer
-from models.bundle import SENTIMENT_LABELS, VoceBundle, default_bundle_path
-from models.encoders.base import Encoder
-from models.language import default_detector
-from models.taxonomy import Taxonomy, load_taxonomy, parse_taxonomy
-from models.types import DocumentInput, DocumentResult
-from training.custom_data import CustomData, is_custom_source, load_custom_file
-from training.data import (
+from voce.eval import metrics as M
+from voce.models.analyzer import Analyzer
+from voce.models.bundle import SENTIMENT_LABELS, VoceBundle, default_bundle_path
+from voce.models.encoders.base import Encoder
+from voce.models.language import default_detector
+from voce.models.taxonomy import Taxonomy, load_taxonomy, parse_taxonomy
+from voce.models.types import DocumentInput, DocumentResult
+from voce.data.custom import CustomData, is_custom_source, load_custom_file
+from voce.data.datasets import (
     ABSITA,
     ABSITA_ASPECTS,
     ABSITA_TOPIC_MAP,
@@ -44,12 +44,12 @@ from training.data import (
     load_all,
     load_ate_absita,
 )
-from training.splits import split_examples
+from voce.data.splits import split_examples
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from models.encoders.cache import CachedEncoder
+    from voce.models.encoders.cache import CachedEncoder
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -401,8 +401,8 @@ def evaluate_labelled(
 
 def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> CachedEncoder:
     """The encoder a bundle was trained with, behind the on-disk embedding cache."""
-    from models.encoders.cache import CachedEncoder
-    from models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.encoders.cache import CachedEncoder
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
 
     enc_cfg = bundle.encoder
     return CachedEncoder(
@@ -455,7 +455,7 @@ def run_eval(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        from eval.plots import reliability_svg
+        from voce.eval.plots import reliability_svg
 
         for key, title in (("sentiment_reliability", "Sentiment"), ("detractor_reliability", "Detractor")):
             if key in report["details"]:

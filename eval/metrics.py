@@ -130,7 +130,7 @@ def absita_aspect_detection_f1(gold_presence: npt.ArrayLike, pred_presence: npt.
     whole test set and ``G`` the gold set, ``P = |S ∩ G| / |S|``,
     ``R = |S ∩ G| / |G|``, ``F1 = 2PR / (P + R)`` (micro-averaged over all
     sentences and aspects).  Inputs: ``(n_sentences, n_aspects)`` 0/1 presence
-    matrices in the same aspect order (``training.data.absita_flag_matrix(...)[..., 0]``).
+    matrices in the same aspect order (``voce.data.datasets.absita_flag_matrix(...)[..., 0]``).
     """
     gold = np.asarray(gold_presence).astype(int)
     pred = np.asarray(pred_presence).astype(int)
@@ -154,7 +154,7 @@ def absita_aspect_polarity_f1(gold: npt.ArrayLike, pred: npt.ArrayLike) -> dict[
     never occurs in the training data); a flag on an aspect not marked present is
     ignored, on both sides, because without presence there is no detected aspect
     for it to qualify.  Inputs: ``(n_sentences, n_aspects, 3)`` arrays of
-    (presence, positive, negative), e.g. ``training.data.absita_flag_matrix``.
+    (presence, positive, negative), e.g. ``voce.data.datasets.absita_flag_matrix``.
     """
     g = np.asarray(gold).astype(int)
     p = np.asarray(pred).astype(int)

@@ -11,7 +11,7 @@ Per language it reports recall (the gold touchpoint is among those reported),
 top-1 accuracy (it is the highest-scoring one), the share of texts with no
 touchpoint, and the mean number of other touchpoints reported::
 
-    python -m eval.touchpoints --out reports/touchpoints.json [--bundle B]
+    python -m voce.eval.touchpoints --out reports/touchpoints.json [--bundle B]
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
-from models.analyzer import Analyzer
-from models.types import DocumentInput
+from voce.eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
+from voce.models.analyzer import Analyzer
+from voce.models.types import DocumentInput
 
 LANGUAGES = ("it", "en")
 
@@ -56,14 +56,14 @@ def run_touchpoints(analyzer: Analyzer, checks: list[dict[str, str]]) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m eval.touchpoints", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m voce.eval.touchpoints", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("reports/touchpoints.json"))
     ap.add_argument("--bundle", type=Path, default=None)
     args = ap.parse_args(argv)
     analyzer = settings_analyzer(args.bundle)
     report = run_touchpoints(analyzer, load_checks())
     report["bundle"] = analyzer.bundle.version
-    report["command"] = "python -m eval.touchpoints --out " + str(args.out) + (f" --bundle {args.bundle}" if args.bundle else "")
+    report["command"] = "python -m voce.eval.touchpoints --out " + str(args.out) + (f" --bundle {args.bundle}" if args.bundle else "")
     write_report(args.out, report, quiet=("misses",))
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.bundle import SENTIMENT_LABELS, VoceBundle
-from models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
-from models.encoders.base import Encoder
-from models.heads import F32, Lexical, zero_shot_features
-from models.language import LanguageDetector
-from models.segment import Span, split_sentences, window_spans
-from models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy, parse_taxonomy
-from models.types import (
+from voce.models.bundle import SENTIMENT_LABELS, VoceBundle
+from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
+from voce.models.encoders.base import Encoder
+from voce.models.heads import F32, Lexical, zero_shot_features
+from voce.models.language import LanguageDetector
+from voce.models.segment import Span, split_sentences, window_spans
+from voce.models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy, parse_taxonomy
+from voce.models.types import (
     ChatResult,
     Detractor,
     DocumentError,

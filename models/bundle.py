@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.files import sha256_file
-from models.heads import F32, LinearHead, ZeroShotCalibration
-from models.lexical import LexicalFeaturizer
+from voce.models.files import sha256_file
+from voce.models.heads import F32, LinearHead, ZeroShotCalibration
+from voce.models.lexical import LexicalFeaturizer
 
 SCHEMA_VERSION = 1
 ADAPTER_FILENAME = "encoder_adapter.safetensors"
@@ -176,4 +176,4 @@ class VoceBundle:
 
 def default_bundle_path() -> Path:
     """The bundle shipped inside the package."""
-    return Path(str(resources.files("models").joinpath("bundles", "default")))
+    return Path(str(resources.files("voce.models").joinpath("bundles", "default")))

@@ -7,7 +7,7 @@ It reuses the one e5 embedding per row that the analyzer already computed
 refuses to run, so no second encoder pass and no model download can happen.
 
 Why the extra steps around plain BERTopic (numbers: ``reports/discovery/``,
-produced by ``python -m eval.bench_discovery``):
+produced by ``python -m benchmarks.bench_discovery``):
 
 * **Bilingual topics.** Multilingual e5 vectors carry a strong language
   component: Italian and English comments about the same thing sit closer to
@@ -54,7 +54,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from models.taxonomy import Taxonomy
+    from voce.models.taxonomy import Taxonomy
 
 #: below this many documents clustering is noise; the result says so instead of inventing topics
 MIN_DOCS = 20
@@ -382,7 +382,7 @@ def bilingual_share(topics: Sequence[DiscoveredTopic], langs: Sequence[str]) -> 
 @lru_cache(maxsize=1)
 def stopwords() -> frozenset[str]:
     """Italian + English stopwords shipped in ``models/resources/stopwords_it_en.txt``."""
-    text = resources.files("models.resources").joinpath("stopwords_it_en.txt").read_text(encoding="utf-8")
+    text = resources.files("voce.models.resources").joinpath("stopwords_it_en.txt").read_text(encoding="utf-8")
     words = (line.split("#", 1)[0].strip().lower() for line in text.splitlines())
     return frozenset(w for w in words if w)
 

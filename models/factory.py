@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from models.analyzer import Analyzer, AnalyzerConfig
-from models.bundle import BundleError, VoceBundle, default_bundle_path
-from models.encoders.factory import EncoderSpec, load_encoder
-from models.language import default_detector
-from models.taxonomy import Taxonomy, load_taxonomy
+from voce.models.analyzer import Analyzer, AnalyzerConfig
+from voce.models.bundle import BundleError, VoceBundle, default_bundle_path
+from voce.models.encoders.factory import EncoderSpec, load_encoder
+from voce.models.language import default_detector
+from voce.models.taxonomy import Taxonomy, load_taxonomy
 
 
 def load_analyzer(

@@ -21,7 +21,7 @@ to :data:`LANGUAGES` (the languages customers plausibly write in):
 * :class:`LangidDetector` (py3langid naive Bayes).
 
 Default: **langid** (:func:`default_detector`).  Measured with
-``python -m eval.bench_language --out reports/language_detection.json`` on 1,500
+``python -m benchmarks.bench_language --out reports/language_detection.json`` on 1,500
 Italian + 1,500 English texts (SENTIPOLC, ABSITA 2018, ATE-ABSITA 2020, airline
 tweets, SemEval-16 restaurants; seed 13), decision rule applied, 2 CPU cores
 (texts/s: idle machine / the committed report, run while training shared the CPUs):

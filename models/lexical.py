@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from models.heads import F32
+from voce.models.heads import F32
 
 
 @dataclass(frozen=True)

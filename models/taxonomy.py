@@ -165,7 +165,7 @@ def load_taxonomy(path: str | Path, *, base: Taxonomy | None = None) -> Taxonomy
 @lru_cache(maxsize=1)
 def default_taxonomy() -> Taxonomy:
     """The taxonomy shipped with the package (cached; treat as read-only)."""
-    text = resources.files("models.resources").joinpath("taxonomy_default.yaml").read_text(encoding="utf-8")
+    text = resources.files("voce.models.resources").joinpath("taxonomy_default.yaml").read_text(encoding="utf-8")
     raw = _TaxonomyFile.model_validate(yaml.safe_load(text))
     assert raw.topics is not None and raw.touchpoints is not None
     return Taxonomy(

@@ -20,15 +20,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
-from models import __version__
-from models.analyzer import Analyzer, AnalyzerConfig
-from models.bundle import SENTIMENT_LABELS
-from models.factory import load_analyzer
-from models.taxonomy import TaxonomyError, parse_taxonomy
-from models.types import DocumentError, DocumentInput, DocumentResult
-from service.batches_api import FactsCache, build_router
-from service.db import open_database
-from service.errors import (
+from voce.models import __version__
+from voce.models.analyzer import Analyzer, AnalyzerConfig
+from voce.models.bundle import SENTIMENT_LABELS
+from voce.models.factory import load_analyzer
+from voce.models.taxonomy import TaxonomyError, parse_taxonomy
+from voce.models.types import DocumentError, DocumentInput, DocumentResult
+from voce.service.batches_api import FactsCache, build_router
+from voce.service.db import open_database
+from voce.service.errors import (
     BodyLimit,
     ErrorEnvelope,
     InvalidInput,
@@ -38,9 +38,9 @@ from service.errors import (
     error_response,
     install_error_handlers,
 )
-from service.jobs import BatchStore, LocalExecutor, RunnerConfig
-from service.settings import Settings
-from service.web import build_web_router
+from voce.service.jobs import BatchStore, LocalExecutor, RunnerConfig
+from voce.service.settings import Settings
+from voce.service.web import build_web_router
 
 log = logging.getLogger("voce.service")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.types import DocumentError, DocumentInput
-from service.settings import Settings
-from service.uploads import JsonLineProblem, json_objects, open_text, sniff_dialect, validation_message
+from voce.models.types import DocumentError, DocumentInput
+from voce.service.settings import Settings
+from voce.service.uploads import JsonLineProblem, json_objects, open_text, sniff_dialect, validation_message
 
 _FIELDS = set(DocumentInput.model_fields)
 
@@ -78,8 +78,8 @@ def analyze_file(
     """Analyse ``input_path`` into ``output`` (JSONL); returns (documents ok, errors)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from models.analyzer import AnalyzerConfig
-    from models.factory import load_analyzer
+    from voce.models.analyzer import AnalyzerConfig
+    from voce.models.factory import load_analyzer
 
     docs = list(iter_documents(input_path))  # typed rows are small; the analysis streams below
     analyzer = load_analyzer(

@@ -17,11 +17,11 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
 
-from service.db import Batch
-from service.errors import ApiError, InvalidInput, PayloadTooLarge
-from service.jobs import BatchStore, eta_seconds, submit_upload
-from service.settings import Settings
-from service.uploads import (
+from voce.service.db import Batch
+from voce.service.errors import ApiError, InvalidInput, PayloadTooLarge
+from voce.service.jobs import BatchStore, eta_seconds, submit_upload
+from voce.service.settings import Settings
+from voce.service.uploads import (
     ColumnMapping,
     UploadError,
     detect_format,
@@ -126,7 +126,7 @@ def batch_status(b: Batch) -> BatchStatus:
 def get_store(request: Request) -> BatchStore:
     store: BatchStore | None = getattr(request.app.state, "store", None)
     if store is None:
-        from service.errors import NotReady
+        from voce.service.errors import NotReady
 
         raise NotReady("the batch store is not open yet")
     return store
@@ -312,7 +312,7 @@ def build_router() -> APIRouter:
     ) -> Any:
         """Every row: the `/v1/analyze` object (or its error) plus the original columns.  Rows analysed so far
         while the batch runs; all of them once it is done."""
-        from service import exports
+        from voce.service import exports
 
         b = _get(store, batch_id)
         stem = Path(b.name).stem or batch_id
@@ -342,7 +342,7 @@ def build_router() -> APIRouter:
         granularity: Literal["auto", "day", "week", "month"] = "auto",
     ) -> dict[str, Any]:
         """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns."""
-        from service import analytics
+        from voce.service import analytics
 
         b = _get(store, batch_id)
         facts = _facts_cache(request).get(store, b)
@@ -404,7 +404,7 @@ def build_router() -> APIRouter:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> RowPage:
         """The comments behind a number: filter like the KPIs, then page through them with evidence spans."""
-        from service import analytics
+        from voce.service import analytics
 
         b = _get(store, batch_id)
         facts = analytics.apply_filters(_facts_cache(request).get(store, b), filters)
@@ -430,7 +430,7 @@ def discovered_entry(topic: dict[str, Any], examples: list[str]) -> dict[str, An
     """Taxonomy-entry draft for a discovered topic; validated against the taxonomy format."""
     import re
 
-    from models.taxonomy import TaxonomyEntry
+    from voce.models.taxonomy import TaxonomyEntry
 
     keywords: dict[str, list[str]] = topic.get("keywords", {})
     words = [w for lang in ("en", "it") for w in keywords.get(lang, [])][:3] or [f"topic {topic.get('id')}"]
@@ -457,7 +457,7 @@ def _filters(
     touchpoint: str | None, topic: str | None, language: str | None, segment: list[str] | None,
     period: str | None, date_from: dt.date | None, date_to: dt.date | None,
 ) -> Any:
-    from service import analytics
+    from voce.service import analytics
 
     try:
         seg: dict[str, str] = {}
@@ -515,7 +515,7 @@ _FACT_COLUMNS = ("row", "ok", "date", "language", "channel", "segments", "nps", 
 
 def load_facts(store: BatchStore, batch_id: str) -> list[Any]:
     """The slim per-row facts the KPI code aggregates (no result JSON, no embeddings)."""
-    from service.analytics import RowFacts
+    from voce.service.analytics import RowFacts
 
     out = []
     for r in store.iter_rows(batch_id, page=5000, columns=_FACT_COLUMNS):

@@ -24,7 +24,7 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cach
 
 
 def _settings(**overrides: Any):  # noqa: ANN202 - Settings imported lazily to keep --help fast
-    from service.settings import Settings
+    from voce.service.settings import Settings
 
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -46,7 +46,7 @@ def serve(
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from service.app import create_app
+    from voce.service.app import create_app
 
     s = _settings(
         host=host, port=port, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
@@ -61,7 +61,7 @@ def setup(
     cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None, bundle: BundleOpt = None
 ) -> None:
     """Prepare exactly what `voce serve` loads: convert + verify e5, merge the bundle's adapter, export ONNX; idempotent."""
-    from models.factory import load_analyzer
+    from voce.models.factory import load_analyzer
 
     s = _settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle)
     analyzer = load_analyzer(
@@ -84,7 +84,7 @@ def analyze(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Analyse a file of comments/chats and write one JSON result per line."""
-    from service.batch_io import InputError, analyze_file
+    from voce.service.batch_io import InputError, analyze_file
 
     s = _settings(encoder_backend=encoder_backend, encoder=encoder, bundle=bundle, cache_dir=cache_dir)
     try:
@@ -110,12 +110,12 @@ def train(
     """Rebuild the heads bundle from the labelled data (seeded; config saved in the bundle)."""
     import yaml
 
-    from models.encoders.cache import CachedEncoder, embedding_files
-    from models.encoders.factory import EncoderSpec, load_encoder
-    from models.taxonomy import TaxonomyError
-    from training.config import TrainConfig
-    from training.custom_data import CustomDataError
-    from training.train import train as run_train
+    from voce.models.encoders.cache import CachedEncoder, embedding_files
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.taxonomy import TaxonomyError
+    from voce.training.config import TrainConfig
+    from voce.data.custom import CustomDataError
+    from voce.training.train import train as run_train
 
     raw = yaml.safe_load(config.read_text("utf-8")) if config else {}
     cfg = TrainConfig(**(raw or {}))
@@ -169,8 +169,8 @@ def evaluate(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Score a bundle on the dev split with the official metric definitions, or on your own labelled file (--data)."""
-    from eval.evaluate import labelled_report_renderables, run_eval
-    from training.custom_data import CustomDataError
+    from voce.eval.evaluate import labelled_report_renderables, run_eval
+    from voce.data.custom import CustomDataError
 
     s = _settings(cache_dir=cache_dir, bundle=bundle)
     if out is None:
@@ -198,14 +198,14 @@ app.add_typer(batch_app, name="batch")
 
 
 def _store(s):  # noqa: ANN001, ANN202 - lazily imported types
-    from service.db import open_database
-    from service.jobs import BatchStore
+    from voce.service.db import open_database
+    from voce.service.jobs import BatchStore
 
     return BatchStore(open_database(s.resolved_database_url()))
 
 
 def _analyzer(s):  # noqa: ANN001, ANN202
-    from models.factory import load_analyzer
+    from voce.models.factory import load_analyzer
 
     a = load_analyzer(
         backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=s.bundle, taxonomy=s.taxonomy,
@@ -224,8 +224,8 @@ def worker(
     import signal
     import threading
 
-    from service.app import runner_config
-    from service.jobs import LocalExecutor
+    from voce.service.app import runner_config
+    from voce.service.jobs import LocalExecutor
 
     s = _settings()
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -256,8 +256,8 @@ def batch_submit(
     import shutil
     import uuid
 
-    from service.jobs import submit_upload
-    from service.uploads import ColumnMapping, UploadError
+    from voce.service.jobs import submit_upload
+    from voce.service.uploads import ColumnMapping, UploadError
 
     s = _settings()
     store = _store(s)
@@ -286,8 +286,8 @@ def batch_submit(
 def _run_here(s, store, batch_id: str) -> None:  # noqa: ANN001
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from service.app import runner_config
-    from service.jobs import BatchRunner, new_worker_name
+    from voce.service.app import runner_config
+    from voce.service.jobs import BatchRunner, new_worker_name
 
     analyzer = _analyzer(s)
     wid = new_worker_name()
@@ -309,7 +309,7 @@ def _run_here(s, store, batch_id: str) -> None:  # noqa: ANN001
 @batch_app.command("list")
 def batch_list() -> None:
     """Batches, newest first."""
-    from service.batches_api import batch_status
+    from voce.service.batches_api import batch_status
 
     for b in _store(_settings()).list_batches():
         st = batch_status(b)
@@ -319,7 +319,7 @@ def batch_list() -> None:
 @batch_app.command("status")
 def batch_status_cmd(batch_id: str) -> None:
     """Status, progress and ETA of one batch (JSON)."""
-    from service.batches_api import batch_status
+    from voce.service.batches_api import batch_status
 
     b = _store(_settings()).get(batch_id)
     if b is None:
@@ -335,8 +335,8 @@ def batch_export(
     format: Annotated[str, typer.Option(help="jsonl | csv | xlsx (default: from the output's extension)")] = "",
 ) -> None:
     """Write a batch's results with the original columns."""
-    from service import exports
-    from service.batches_api import _original_columns
+    from voce.service import exports
+    from voce.service.batches_api import _original_columns
 
     s = _settings()
     store = _store(s)
@@ -371,9 +371,9 @@ def batch_kpis_cmd(
     period: Annotated[str | None, typer.Option(help="2026-03, 2026-W09 or 2026-03-05")] = None,
 ) -> None:
     """NPS/CSAT/CES, drivers and trends of a batch (JSON, same as GET /v1/batches/{id}/kpis)."""
-    from models.taxonomy import default_taxonomy
-    from service import analytics
-    from service.batches_api import _filters, load_facts
+    from voce.models.taxonomy import default_taxonomy
+    from voce.service import analytics
+    from voce.service.batches_api import _filters, load_facts
 
     s = _settings()
     store = _store(s)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from service.jobs import BatchStore
+from voce.service.jobs import BatchStore
 
 #: flat columns appended after the original ones (prefixed so they never clash with a customer's column)
 FLAT_COLUMNS = [

@@ -33,10 +33,10 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import sessionmaker
 
-from models.analyzer import Analyzer
-from models.types import DocumentError, DocumentInput, DocumentResult
-from service.db import Batch, BatchRow, utcnow
-from service.uploads import (
+from voce.models.analyzer import Analyzer
+from voce.models.types import DocumentError, DocumentInput, DocumentResult
+from voce.service.db import Batch, BatchRow, utcnow
+from voce.service.uploads import (
     ColumnMapping,
     PreparedRow,
     UploadError,
@@ -450,7 +450,7 @@ class BatchRunner:
             assigned.append([t[0] for t in (r.topics or [])])
             vecs.append(np.frombuffer(r.embedding, dtype=np.float16))
         try:
-            from models.discovery import discover_topics, taxonomy_topic_labels
+            from voce.models.discovery import discover_topics, taxonomy_topic_labels
 
             emb = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, self.analyzer.encoder.dim), np.float32)
             labels = taxonomy_topic_labels(self.analyzer.taxonomy)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.types import DocumentError, DocumentInput
+from voce.models.types import DocumentError, DocumentInput
 
 FileFormat = Literal["csv", "xlsx", "jsonl"]
 ROLES = ("text", "id", "date", "channel", "nps", "csat", "ces", "kind", "language")

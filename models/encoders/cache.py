@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoders.base import Embeddings, Encoder
+from voce.models.encoders.base import Embeddings, Encoder
 
 
 def cache_key(text: str) -> str:

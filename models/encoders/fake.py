@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.encoders.base import Embeddings
+from voce.models.encoders.base import Embeddings
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 #: (index, sign) pairs per feature: more spreads each feature, fewer collisions matter

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.encoders.base import Embeddings
-from models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, plan_windows
+from voce.models.encoders.base import Embeddings
+from voce.models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, plan_windows
 
 #: e5 convention: symmetric tasks (classification, clustering) use the query prefix
 E5_QUERY_PREFIX = "query: "

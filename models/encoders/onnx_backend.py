@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.encoders.base import Embeddings
-from models.encoders.hf import E5_QUERY_PREFIX, NO_LIMIT, effective_max_length, model_label
-from models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, masked_mean, plan_windows
+from voce.models.encoders.base import Embeddings
+from voce.models.encoders.hf import E5_QUERY_PREFIX, NO_LIMIT, effective_max_length, model_label
+from voce.models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, masked_mean, plan_windows
 
 #: bump when the exported graph or metadata changes, so caches are rebuilt
 EXPORT_FORMAT = 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from models.encoders.base import Embeddings
+from voce.models.encoders.base import Embeddings
 
 IdMatrix = npt.NDArray[np.int64]
 #: ``(input_ids, attention_mask) -> (batch, dim)`` mean-pooled hidden states

@@ -4,7 +4,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from service.db import Base
+from voce.service.db import Base
 
 config = context.config
 target_metadata = Base.metadata

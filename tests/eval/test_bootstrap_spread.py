@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.bundle import VoceBundle
-from models.encoders.factory import EncoderSpec, load_encoder
-from training.data import load_all, load_ate_absita
+from voce.models.bundle import VoceBundle
+from voce.models.encoders.factory import EncoderSpec, load_encoder
+from voce.data.datasets import load_all, load_ate_absita
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
 
 
 def test_every_metric_gets_a_spread(tiny_bundle_dir: Path, tmp_path: Path) -> None:
-    from eval.evaluate import evaluate_bundle
+    from voce.eval.evaluate import evaluate_bundle
 
     bundle = VoceBundle.load(tiny_bundle_dir)
     enc = load_encoder(EncoderSpec(backend="fake", model="fake", cache_dir=tmp_path))

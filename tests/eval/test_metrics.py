@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import metrics
-from training import data
+from voce.eval import metrics
+from voce.data import datasets as data
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from eval.touchpoints import LANGUAGES, load_checks, run_touchpoints
+from voce.eval.touchpoints import LANGUAGES, load_checks, run_touchpoints
 
 
 def test_check_set_covers_every_default_touchpoint_in_both_languages() -> None:
-    from models.taxonomy import default_taxonomy
+    from voce.models.taxonomy import default_taxonomy
 
     checks = load_checks()
     assert {c["touchpoint"] for c in checks} == set(default_taxonomy().touchpoints.ids)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.chat import (
+from voce.models.chat import (
     EFFORT_KINDS,
     ChatTurn,
     classify_roles,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.discovery import (
+from voce.models.discovery import (
     MIN_DOCS,
     DiscoveryResult,
     balancing_topics,
@@ -27,7 +27,7 @@ from models.discovery import (
     stopwords,
     taxonomy_topic_labels,
 )
-from models.taxonomy import default_taxonomy
+from voce.models.taxonomy import default_taxonomy
 
 DIM = 384
 PER_LANGUAGE = 20
@@ -321,7 +321,7 @@ def test_result_is_json_round_trippable(centered: DiscoveryResult) -> None:
 
 
 def test_the_bertopic_embedder_never_encodes() -> None:
-    from models.discovery import _no_embedder
+    from voce.models.discovery import _no_embedder
 
     with pytest.raises(RuntimeError, match="never encodes"):
         _no_embedder().embed(["ciao"])

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.encoders.cache import CachedEncoder, cache_key, embedding_files
-from models.encoders.fake import FakeEncoder
+from voce.models.encoders.cache import CachedEncoder, cache_key, embedding_files
+from voce.models.encoders.fake import FakeEncoder
 
 
 class _Counting(FakeEncoder):

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.bundle import SENTIMENT_LABELS, BundleError, VoceBundle
-from models.heads import LinearHead, ZeroShotCalibration, zero_shot_features
-from training.train import best_threshold, fit_binary_head, fit_softmax_head, fit_temperature
+from voce.models.bundle import SENTIMENT_LABELS, BundleError, VoceBundle
+from voce.models.heads import LinearHead, ZeroShotCalibration, zero_shot_features
+from voce.training.train import best_threshold, fit_binary_head, fit_softmax_head, fit_temperature
 
 
 def _two(dim: int = 16) -> np.ndarray:

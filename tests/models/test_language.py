@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from models.language import (
+from voce.models.language import (
     PREFERRED,
     DecisionRule,
     LangidDetector,
@@ -145,5 +145,5 @@ def test_backend_is_built_once_under_concurrency(monkeypatch: pytest.MonkeyPatch
 
 
 def test_import_is_light() -> None:
-    code = "import sys, models.language; assert not {'lingua', 'py3langid'} & set(sys.modules), sys.modules.keys()"
+    code = "import sys, voce.models.language; assert not {'lingua', 'py3langid'} & set(sys.modules), sys.modules.keys()"
     subprocess.run([sys.executable, "-c", code], check=True)

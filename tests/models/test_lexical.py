@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.bundle import LEXICAL_FILENAME, SENTIMENT_LABELS, BundleError, VoceBundle
-from models.heads import LinearHead, ZeroShotCalibration
-from models.lexical import LexicalFeaturizer, LexicalSpec
-from training.train import fit_binary_head, fit_softmax_head
+from voce.models.bundle import LEXICAL_FILENAME, SENTIMENT_LABELS, BundleError, VoceBundle
+from voce.models.heads import LinearHead, ZeroShotCalibration
+from voce.models.lexical import LexicalFeaturizer, LexicalSpec
+from voce.training.train import fit_binary_head, fit_softmax_head
 
 TEXTS = [
     "Il wifi non funzionava in camera.",

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.consistency import load_pairs
-from models.factory import load_analyzer
-from models.types import DocumentInput
+from voce.eval.consistency import load_pairs
+from voce.models.factory import load_analyzer
+from voce.models.types import DocumentInput
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 

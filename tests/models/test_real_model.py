@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.types import DocumentInput
+from voce.models.types import DocumentInput
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 

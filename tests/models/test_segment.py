@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.segment import Span, split_sentences, window_spans
+from voce.models.segment import Span, split_sentences, window_spans
 
 TRICKY = [
     "",

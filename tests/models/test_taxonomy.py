@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from models.taxonomy import TaxonomyError, default_taxonomy, load_taxonomy, parse_taxonomy
+from voce.models.taxonomy import TaxonomyError, default_taxonomy, load_taxonomy, parse_taxonomy
 
 REQUIRED_TOPICS = {
     "staff", "customer_service", "price_value", "product_quality", "product_range", "cleanliness", "comfort",

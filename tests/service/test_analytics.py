@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.analytics import (
+from voce.service.analytics import (
     Filters,
     RowFacts,
     apply_filters,
@@ -405,7 +405,7 @@ def test_report_is_json_safe_without_nan() -> None:
 
 
 def test_topic_touchpoint_matrix_counts_co_mentions() -> None:
-    from service.analytics import topic_touchpoint_matrix
+    from voce.service.analytics import topic_touchpoint_matrix
 
     def fact(i: int, topics: tuple[tuple[str, str], ...], tps: tuple[str, ...], ok: bool = True) -> RowFacts:
         return RowFacts(row=i, date=None, language="it", channel=None, segments={}, nps=None, csat=None, ces=None,

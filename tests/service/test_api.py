@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import Admission, create_app
-from service.errors import Overloaded
-from service.settings import Settings
+from voce.service.app import Admission, create_app
+from voce.service.errors import Overloaded
+from voce.service.settings import Settings
 
 
 def _wait_ready(client: TestClient, timeout: float = 60) -> None:
@@ -147,7 +147,7 @@ def test_unknown_route_uses_the_envelope(client: TestClient) -> None:
 
 
 def test_not_ready_is_503_then_ready(tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.app as app_module
+    import voce.service.app as app_module
 
     gate = __import__("threading").Event()
     real = app_module.load_analyzer

@@ -14,11 +14,11 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app, runner_config
-from service.db import open_database
-from service.jobs import BatchRunner, BatchStore, LeaseLost, LocalExecutor, submit_upload, wait_for
-from service.settings import Settings
-from service.uploads import ColumnMapping
+from voce.service.app import create_app, runner_config
+from voce.service.db import open_database
+from voce.service.jobs import BatchRunner, BatchStore, LeaseLost, LocalExecutor, submit_upload, wait_for
+from voce.service.settings import Settings
+from voce.service.uploads import ColumnMapping
 
 # 12 rows: hand-computed KPIs below.  NPS answers: 10, 9, 9, 8, 7, 6, 3, 0, 10, (missing), (bad "dieci"), 5
 ROWS: list[dict[str, str]] = [  # noqa: E501
@@ -410,7 +410,7 @@ def test_a_batch_resumed_by_another_model_version_starts_over(
 def test_facts_cache_rereads_only_when_the_batch_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from service import batches_api
+    from voce.service import batches_api
 
     calls: list[str] = []
     monkeypatch.setattr(batches_api, "load_facts", lambda store, bid: calls.append(bid) or [bid])
@@ -433,8 +433,8 @@ def test_a_discovered_theme_becomes_a_taxonomy_entry(client: TestClient, done_ba
     import yaml
     from sqlalchemy import update
 
-    from models.taxonomy import parse_taxonomy
-    from service.db import Batch, BatchRow
+    from voce.models.taxonomy import parse_taxonomy
+    from voce.service.db import Batch, BatchRow
 
     bid = done_batch["id"]
     store: BatchStore = client.app.state.store  # type: ignore[attr-defined]
@@ -482,7 +482,7 @@ def test_body_limit_stops_reading_at_the_limit() -> None:
     """The middleware itself: the app under it stops receiving once the limit is passed, and the client gets 413."""
     import asyncio
 
-    from service.errors import BodyLimit
+    from voce.service.errors import BodyLimit
 
     pulled: list[int] = []
     sent: list[dict[str, Any]] = []

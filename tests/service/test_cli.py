@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from service.cli import app
+from voce.service.cli import app
 
 runner = CliRunner()
 

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "voce.service.cli", "serve", "--port", str(port)],
         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
     )
 

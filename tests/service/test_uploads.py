@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.types import DocumentError, DocumentInput
-from service.uploads import (
+from voce.models.types import DocumentError, DocumentInput
+from voce.service.uploads import (
     ColumnMapping,
     UploadError,
     check_mapping,

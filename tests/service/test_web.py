@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service import web
-from service.app import create_app
-from service.settings import Settings
+from voce.service import web
+from voce.service.app import create_app
+from voce.service.settings import Settings
 
 #: the files we wrote (the vendored Chart.js is checked separately)
 OWN_ASSETS = sorted(

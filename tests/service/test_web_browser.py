@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
+from voce.service.app import create_app
+from voce.service.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"

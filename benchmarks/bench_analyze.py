@@ -1,7 +1,7 @@
 """End-to-end analysis throughput of the shipped pipeline on real dev texts (one process, this machine's cores).
 
-    python -m eval.bench_analyze --n 400 --out reports/bench_analyze.json
-    python -m eval.bench_analyze --n 400 --baseline-bundle OLD_BUNDLE   # adds a side-by-side ratio, same run
+    python -m benchmarks.bench_analyze --n 400 --out reports/bench_analyze.json
+    python -m benchmarks.bench_analyze --n 400 --baseline-bundle OLD_BUNDLE   # adds a side-by-side ratio, same run
 
 With ``--baseline-bundle`` the same documents also go through that bundle, the two
 analyzers taking turns batch by batch so that machine noise hits both alike.
@@ -15,14 +15,14 @@ import random
 import time
 from pathlib import Path
 
-from models.factory import load_analyzer
-from models.types import DocumentInput
-from service.settings import Settings
-from training.data import load_all
+from voce.models.factory import load_analyzer
+from voce.models.types import DocumentInput
+from voce.service.settings import Settings
+from voce.data.datasets import load_all
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m eval.bench_analyze", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_analyze", description=__doc__)
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--out", type=Path, default=Path("reports/bench_analyze.json"))
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         analyzer.analyze([d])
     single_s = (time.perf_counter() - t2) / 50
     report = {
-        "command": f"python -m eval.bench_analyze --n {args.n} --out {args.out}"
+        "command": f"python -m benchmarks.bench_analyze --n {args.n} --out {args.out}"
         + (f" --baseline-bundle {args.baseline_bundle}" if baseline else ""),
         "cpus": os.cpu_count(), "encoder": analyzer.encoder.name, "bundle": analyzer.bundle.version,
         "docs": len(docs), "mean_chars": round(sum(len(d.text or "") for d in docs) / len(docs), 1),

@@ -1,9 +1,9 @@
 """Screenshots of the dashboard on a real-model analysis (for the README), in headless Debian Chromium.
 
 Starts the service with the shipped bundle and the real e5 encoder, uploads the first ``--rows`` rows of a survey
-file (e.g. from ``python -m eval.make_survey``), waits for the batch, and saves the dashboard and a drill-down.
+file (e.g. from ``python -m benchmarks.make_survey``), waits for the batch, and saves the dashboard and a drill-down.
 
-    python -m eval.ui_screenshots --file var/survey_20k.csv --rows 2000 --out reports/screenshots
+    python -m benchmarks.ui_screenshots --file var/survey_20k.csv --rows 2000 --out reports/screenshots
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
+from voce.service.app import create_app
+from voce.service.settings import Settings
 
 
 def _free_port() -> int:

@@ -5,7 +5,7 @@ reading, storing, exporting), not the encoder; the real-model throughput is in `
 Side by side in one run: the server's peak RSS before the upload, after the upload, and at the end, against
 the file size — the file is never held in memory (the peak must stay far below a few copies of it).
 
-    python -m eval.bench_upload --rows 100000 --out reports/upload_bench.json
+    python -m benchmarks.bench_upload --rows 100000 --out reports/upload_bench.json
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from models.encoders.factory import EncoderSpec, load_encoder
-from service.app import create_app
-from service.settings import Settings
+from voce.models.encoders.factory import EncoderSpec, load_encoder
+from voce.service.app import create_app
+from voce.service.settings import Settings
 
 
 def _rss_mb() -> float:
@@ -29,7 +29,7 @@ def _rss_mb() -> float:
 
 def _tiny_bundle(folder: Path) -> Path:
     from tests.tiny import tiny_config, tiny_examples
-    from training.train import train_heads
+    from voce.training.train import train_heads
 
     enc = load_encoder(EncoderSpec(backend="fake", model="fake", cache_dir=folder))
     train_heads(tiny_config(folder / "bundle"), enc, tiny_examples(), progress=lambda _m: None).save(folder / "bundle")

@@ -21,14 +21,14 @@ Columns (CSV header / JSONL keys, case-insensitive)
       JSON object ``{"topic_id": "polarity"}``.  ``none``, ``-``, ``[]`` or ``{}``
       mean "annotated, no topic applies"; an **empty cell means not annotated**
       (the row is left out of topic training and topic metrics, as in
-      :mod:`training.data`: unknown is not negative).  Any snake_case id is
+      :mod:`voce.data.datasets`: unknown is not negative).  Any snake_case id is
       accepted here; a head is only trained for ids that also exist in the
       taxonomy used for training, so custom ids must be declared in a custom
       taxonomy YAML (``taxonomy:`` in the train config).
     * Detractor, from one of: ``nps`` (0-10; a detractor scores 0-6, as in NPS),
       ``detractor`` (``0/1``, ``true/false``, ``yes/no``) or ``stars`` (1-5; 1-3
       stars is a detractor, the same cut as the ATE_ABSITA proxy in
-      :mod:`training.data`: stretched onto 0-10, 3 stars is 5 and 4 stars is a
+      :mod:`voce.data.datasets`: stretched onto 0-10, 3 stars is 5 and 4 stars is a
       passive 7.5).  When a row has several of them they must agree.
 
     Other columns are ignored (and listed in :attr:`CustomData.ignored_columns`).
@@ -53,8 +53,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from models.language import LanguageDetector, default_detector
-from training.data import ATE_DETRACTOR_MAX_STARS, Example, Language, Polarity, Sentiment
+from voce.models.language import LanguageDetector, default_detector
+from voce.data.datasets import ATE_DETRACTOR_MAX_STARS, Example, Language, Polarity, Sentiment
 
 #: ``Example.source`` of a custom file is this prefix plus the file's stem
 CUSTOM_PREFIX = "custom:"

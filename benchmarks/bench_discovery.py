@@ -43,7 +43,7 @@ Scenarios:
 
 Vectors and analyzer outputs are cached under ``<cache-dir>/bench_discovery/``.
 
-    python -m eval.bench_discovery --out reports/discovery/bilingual.json
+    python -m benchmarks.bench_discovery --out reports/discovery/bilingual.json
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ from typing import Any
 
 import numpy as np
 
-from models.discovery import DiscoveryResult, discover_topics, taxonomy_topic_labels
-from models.taxonomy import default_taxonomy
+from voce.models.discovery import DiscoveryResult, discover_topics, taxonomy_topic_labels
+from voce.models.taxonomy import default_taxonomy
 
 PARALLEL_PATH = Path(__file__).parent / "data" / "parallel_it_en.jsonl"
 #: gold topics annotated in both an Italian and an English background dataset
@@ -89,7 +89,7 @@ def load_background(data_dir: Path | None, n: int, seed: int) -> list[dict[str, 
     batches larger than those files, such as the 20k timing batch, reach the
     SENTIPOLC tweets listed last with no share of their own).
     """
-    from training.data import ABSITA, AIRLINE, ATE_ABSITA, SEMEVAL, SENTIPOLC, load_dataset
+    from voce.data.datasets import ABSITA, AIRLINE, ATE_ABSITA, SEMEVAL, SENTIPOLC, load_dataset
 
     rng = random.Random(seed)
     plan = {"it": [(ABSITA, 0.75), (ATE_ABSITA, 0.25), (SENTIPOLC, 0.0)], "en": [(SEMEVAL, 0.5), (AIRLINE, 0.5)]}
@@ -124,7 +124,7 @@ def load_background(data_dir: Path | None, n: int, seed: int) -> list[dict[str, 
 
 def encode_cached(texts: list[str], cache_dir: Path) -> tuple[np.ndarray, str]:
     """e5-small (ONNX) embeddings of ``texts``, cached by content hash; also the encoder's name."""
-    from models.encoders.factory import EncoderSpec, encoder_name, load_encoder
+    from voce.models.encoders.factory import EncoderSpec, encoder_name, load_encoder
 
     spec = EncoderSpec(backend="onnx", model="e5-small", cache_dir=cache_dir)
     name = encoder_name(spec)
@@ -235,7 +235,7 @@ def with_parallel(
 
 def taxonomy_example_rows() -> list[dict[str, Any]]:
     """The default taxonomy's example sentences (IT and EN, about the same 24 topics), language as detected."""
-    from models.language import default_detector
+    from voce.models.language import default_detector
 
     detector = default_detector()
     return [
@@ -252,15 +252,15 @@ def analyze_cached(rows: list[dict[str, Any]], cache_dir: Path) -> tuple[list[di
     (what the batch service hands to discovery), its document vectors and the
     encoder's name; cached by content hash like :func:`encode_cached`.
     """
-    from models.bundle import VoceBundle, default_bundle_path
+    from voce.models.bundle import VoceBundle, default_bundle_path
 
     bundle = VoceBundle.load(default_bundle_path())
     key = "\x00".join([bundle.version, *(r["text"] for r in rows)])
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
     base = cache_dir / "bench_discovery" / f"analyzer-{digest}"
     if not base.with_suffix(".json").is_file():
-        from models.factory import load_analyzer
-        from models.types import DocumentInput
+        from voce.models.factory import load_analyzer
+        from voce.models.types import DocumentInput
 
         analyzer = load_analyzer(cache_dir=cache_dir, progress=lambda m: print(f"  analyzer: {m}", file=sys.stderr))
         start = time.perf_counter()

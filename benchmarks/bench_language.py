@@ -7,7 +7,7 @@ hand-written set of French/German/Spanish/Portuguese/Dutch answers checks that t
 it/en preference does not swallow other languages.  Each detector runs in a fresh
 process so that its memory figure is its own.
 
-    python -m eval.bench_language --out reports/language_detection.json
+    python -m benchmarks.bench_language --out reports/language_detection.json
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from models.language import LangidDetector, LinguaDetector, clean_for_detection
-from training.data import load_all, resolve_data_dir
+from voce.models.language import LangidDetector, LinguaDetector, clean_for_detection
+from voce.data.datasets import load_all, resolve_data_dir
 
 DETECTORS = ("lingua", "lingua-low", "langid")
 
@@ -136,7 +136,7 @@ def run(data_dir: Path | None = None, per_language: int = 1500, seed: int = 13,
         detectors: tuple[str, ...] = DETECTORS) -> dict[str, object]:
     samples = load_samples(data_dir, per_language, seed)
     report: dict[str, object] = {
-        "command": "python -m eval.bench_language " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.bench_language " + " ".join(sys.argv[1:]),
         "data_dir": str(resolve_data_dir(data_dir)), "per_language": per_language, "seed": seed,
         "n_texts": len(samples), "cpu_count": os.cpu_count(), "detectors": {},
     }

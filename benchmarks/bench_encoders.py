@@ -9,7 +9,7 @@ checkpoint and the ONNX export are prepared first and their one-off costs are
 reported separately.  Ratios are relative to the torch reference, and the
 cosine to torch shows what each speed-up costs in fidelity.
 
-    python -m eval.bench_encoders --n 512 --out reports/bench_encoders.json
+    python -m benchmarks.bench_encoders --n 512 --out reports/bench_encoders.json
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _peak_rss_mb() -> float:
 def _sentences(data_dir: Path | None, seed: int) -> tuple[list[str], str]:
     """Real Italian/English answers if the labelled data is available, else built-in sentences."""
     try:
-        from training.data import load_all
+        from voce.data.datasets import load_all
 
         pool = sorted(
             {e.text.strip() for rows in load_all(data_dir).values() for e in rows if e.language in ("it", "en")}
@@ -103,7 +103,7 @@ def bench_one(
     backend: str, texts: list[str], cache_dir: Path, threads: int | None, batch_size: int, vectors_path: str
 ) -> dict[str, Any]:
     """Load one backend in this (fresh) process, embed ``texts`` once, report speed and memory."""
-    from models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
 
     rss_start = _rss_mb()
     started = time.perf_counter()
@@ -132,7 +132,7 @@ def bench_one(
 
 def _prepare(cache_dir: Path, backends: tuple[str, ...]) -> dict[str, Any]:
     """Convert / export before timing, and report what those one-off steps cost."""
-    from models.encoders.e5_convert import MARKER_FILENAME, ensure_e5_checkpoint
+    from voce.models.encoders.e5_convert import MARKER_FILENAME, ensure_e5_checkpoint
 
     setup: dict[str, Any] = {}
     if not set(backends) & {"onnx", "torch"}:
@@ -146,7 +146,7 @@ def _prepare(cache_dir: Path, backends: tuple[str, ...]) -> dict[str, Any]:
         "verify_cosines": marker.get("verify_cosines"),
     }
     if "onnx" in backends:
-        from models.encoders.onnx_backend import META_FILENAME, export_onnx
+        from voce.models.encoders.onnx_backend import META_FILENAME, export_onnx
 
         started = time.perf_counter()
         export_dir = export_onnx(checkpoint, cache_dir / "onnx")
@@ -162,7 +162,7 @@ def _prepare(cache_dir: Path, backends: tuple[str, ...]) -> dict[str, Any]:
 def _token_stats(texts: list[str], cache_dir: Path) -> dict[str, Any]:
     from tokenizers import Tokenizer
 
-    from models.encoders.e5_convert import CHECKPOINT_DIRNAME
+    from voce.models.encoders.e5_convert import CHECKPOINT_DIRNAME
 
     tok_path = cache_dir / CHECKPOINT_DIRNAME / "tokenizer.json"
     if not tok_path.exists():
@@ -190,7 +190,7 @@ def run(
 ) -> dict[str, Any]:
     texts, source = make_texts(n, seed, data_dir)
     report: dict[str, Any] = {
-        "command": "python -m eval.bench_encoders " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.bench_encoders " + " ".join(sys.argv[1:]),
         "n_texts": n,
         "text_source": source,
         "seed": seed,

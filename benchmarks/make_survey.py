@@ -6,7 +6,7 @@ columns around them are *simulated*: an NPS answer drawn from the comment's gold
 label (ATE stars where there are stars), a CSAT answer, a date over six months,
 a channel and a region.  So KPIs computed on it are plausible, not real.
 
-    python -m eval.make_survey --rows 20000 --out var/survey_20k.csv
+    python -m benchmarks.make_survey --rows 20000 --out var/survey_20k.csv
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import datetime as dt
 import random
 from pathlib import Path
 
-from training.data import load_absita, load_airline, load_ate_absita, load_semeval_restaurants
+from voce.data.datasets import load_absita, load_airline, load_ate_absita, load_semeval_restaurants
 
 CHANNELS = ["web", "app", "store", "call center", "email", "chat"]
 REGIONS = ["nord", "centro", "sud", "isole"]

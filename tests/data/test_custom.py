@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig
-from training.custom_data import CustomDataError, load_custom_file
+from voce.training.config import TrainConfig
+from voce.data.custom import CustomDataError, load_custom_file
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -201,7 +201,7 @@ def _tiny_csv(path: Path, *, extra_topic: str | None = None) -> Path:
 
 
 def _fake_encoder(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
 
     return load_encoder(EncoderSpec(backend="fake", model="fake", cache_dir=tmp_path))
 
@@ -215,10 +215,10 @@ def _custom_config(tmp_path: Path, data: Path, **extra: object) -> TrainConfig:
 
 
 def test_train_on_custom_data_only(tmp_path: Path) -> None:
-    from models.bundle import VoceBundle
-    from models.factory import load_analyzer
-    from models.types import DocumentInput
-    from training.train import train
+    from voce.models.bundle import VoceBundle
+    from voce.models.factory import load_analyzer
+    from voce.models.types import DocumentInput
+    from voce.training.train import train
 
     data = _tiny_csv(tmp_path / "team_reviews.csv")
     cfg = _custom_config(tmp_path, data)
@@ -251,8 +251,8 @@ def test_train_on_custom_data_only(tmp_path: Path) -> None:
 
 
 def test_train_with_custom_taxonomy_records_it(tmp_path: Path) -> None:
-    from models.taxonomy import parse_taxonomy
-    from training.train import train
+    from voce.models.taxonomy import parse_taxonomy
+    from voce.training.train import train
 
     tax = _write(
         tmp_path / "tax.yaml",
@@ -273,9 +273,9 @@ def test_train_with_custom_taxonomy_records_it(tmp_path: Path) -> None:
 
 
 def test_custom_taxonomy_heads_are_used_when_serving(tmp_path: Path) -> None:
-    from models.factory import load_analyzer
-    from models.types import DocumentInput
-    from training.train import train
+    from voce.models.factory import load_analyzer
+    from voce.models.types import DocumentInput
+    from voce.training.train import train
 
     tax = _write(tmp_path / "tax.yaml", 'version: "shop-1"\ntopics:\n  - id: coffee\n    names: {it: "Caffè", en: "Coffee"}\n')
     cfg = _custom_config(tmp_path, _tiny_csv(tmp_path / "shop.csv", extra_topic="coffee"), taxonomy=tax)
@@ -287,7 +287,7 @@ def test_custom_taxonomy_heads_are_used_when_serving(tmp_path: Path) -> None:
 
 
 def test_training_on_labels_a_head_cannot_use_is_a_clear_error(tmp_path: Path) -> None:
-    from training.train import train
+    from voce.training.train import train
 
     data = _write(tmp_path / "only_sentiment.csv", "text,sentiment,language\n" + "".join(
         f"riga numero {i},{'positivo' if i % 2 else 'negativo'},it\n" for i in range(40)

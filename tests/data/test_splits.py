@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training import data, splits
-from training.data import Example
+from voce.data import datasets as data, splits
+from voce.data.datasets import Example
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 

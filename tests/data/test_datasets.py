@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training import data
-from training.data import Example
+from voce.data import datasets as data
+from voce.data.datasets import Example
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 

@@ -23,8 +23,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from models.files import sha256_file
-from training.data import Example, load_ate_absita
+from voce.models.files import sha256_file
+from voce.data.datasets import Example, load_ate_absita
 
 _HASH_SPACE = float(2**64)
 
@@ -97,7 +97,7 @@ def data_fingerprint(
 ) -> dict[str, str]:
     """sha256 hex digest per file, for bundle manifests ("trained on exactly this").
 
-    ``paths`` is a list of files (e.g. ``training.data.dataset_paths()``) or a single
+    ``paths`` is a list of files (e.g. ``voce.data.datasets.dataset_paths()``) or a single
     path; a single directory stands for every non-hidden file below it and becomes
     the ``root``.  Keys are POSIX paths relative to ``root`` when given (manifests
     must not depend on the machine's directory layout), else the paths as passed.

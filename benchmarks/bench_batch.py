@@ -6,7 +6,7 @@ Side by side in one run, on the same rows and the same loaded model:
 then the full file through the pipeline including topic discovery, recording wall time per phase,
 rows/s, peak memory (RSS) and the KPI query time.
 
-    python -m eval.bench_batch --file var/survey_20k.csv --out reports/batch_bench.json
+    python -m benchmarks.bench_batch --file var/survey_20k.csv --out reports/batch_bench.json
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
-from models.factory import load_analyzer
-from service.analytics import batch_kpis
-from service.batches_api import load_facts
-from service.db import open_database
-from service.jobs import BatchRunner, BatchStore, RunnerConfig, submit_upload
-from service.uploads import ColumnMapping, guess_mapping, open_table, prepare_row, preview_rows
+from voce.models.factory import load_analyzer
+from voce.service.analytics import batch_kpis
+from voce.service.batches_api import load_facts
+from voce.service.db import open_database
+from voce.service.jobs import BatchRunner, BatchStore, RunnerConfig, submit_upload
+from voce.service.uploads import ColumnMapping, guess_mapping, open_table, prepare_row, preview_rows
 
 
 def _rss_mb() -> float:
