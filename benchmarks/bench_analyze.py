@@ -15,10 +15,10 @@ import random
 import time
 from pathlib import Path
 
-from voce.models.factory import load_analyzer
+from voce.data.datasets import load_all
+from voce.models.spec import load_analyzer
 from voce.models.types import DocumentInput
 from voce.service.settings import Settings
-from voce.data.datasets import load_all
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,14 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     s = Settings()
     t0 = time.perf_counter()
-    analyzer = load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=s.bundle)
+    analyzer = load_analyzer(s.analyzer_spec())
     analyzer.warm_up()
     load_s = time.perf_counter() - t0
     baseline = None
     if args.baseline_bundle is not None:
-        baseline = load_analyzer(
-            backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=args.baseline_bundle
-        )
+        baseline = load_analyzer(s.analyzer_spec(bundle=args.baseline_bundle))
         baseline.warm_up()
     texts = [e.text for rows in load_all().values() for e in rows]
     random.Random(13).shuffle(texts)

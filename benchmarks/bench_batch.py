@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from voce.models.factory import load_analyzer
+from voce.models.spec import AnalyzerSpec, load_analyzer
 from voce.service.analytics import batch_kpis
 from voce.service.batches_api import load_facts
 from voce.service.db import open_database
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--side-by-side-only", action="store_true", help="skip the full-file run; update only that part")
     args = ap.parse_args()
 
-    analyzer = load_analyzer(backend="onnx", model="e5-small", cache_dir=args.cache_dir)
+    analyzer = load_analyzer(AnalyzerSpec(cache_dir=args.cache_dir))
     analyzer.warm_up()
     table = open_table(args.file, "csv")
     mapping = guess_mapping(table.columns, preview_rows(table, 20))

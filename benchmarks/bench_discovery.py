@@ -259,10 +259,10 @@ def analyze_cached(rows: list[dict[str, Any]], cache_dir: Path) -> tuple[list[di
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
     base = cache_dir / "bench_discovery" / f"analyzer-{digest}"
     if not base.with_suffix(".json").is_file():
-        from voce.models.factory import load_analyzer
+        from voce.models.spec import AnalyzerSpec, load_analyzer
         from voce.models.types import DocumentInput
 
-        analyzer = load_analyzer(cache_dir=cache_dir, progress=lambda m: print(f"  analyzer: {m}", file=sys.stderr))
+        analyzer = load_analyzer(AnalyzerSpec(cache_dir=cache_dir), progress=lambda m: print(f"  analyzer: {m}", file=sys.stderr))
         start = time.perf_counter()
         out_langs: list[str] = []
         out_topics: list[list[str]] = []

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from voce.models.language import LangidDetector, LinguaDetector, clean_for_detection
 from voce.data.datasets import load_all, resolve_data_dir
+from voce.models.language import LangidDetector, LinguaDetector, clean_for_detection
 
 DETECTORS = ("lingua", "lingua-low", "langid")
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from voce.models.language import LanguageDetector, default_detector
 from voce.data.datasets import ATE_DETRACTOR_MAX_STARS, Example, Language, Polarity, Sentiment
+from voce.models.language import LanguageDetector, default_detector
 
 #: ``Example.source`` of a custom file is this prefix plus the file's stem
 CUSTOM_PREFIX = "custom:"

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import asdict, dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from voce.models.files import sha256_file
 from voce.data.datasets import Example, load_ate_absita
+from voce.models.files import sha256_file
 
 _HASH_SPACE = float(2**64)
 
@@ -54,6 +56,45 @@ def split_examples(
         is_dev = group_hash(seed, ex.source, ex.group) < dev_fraction
         (dev if is_dev else train).append(ex)
     return train, dev
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The one definition of which rows are dev and which calibrate: saved in every manifest, read back by eval.
+
+    Training, fine-tuning and evaluation all split through this object, so the rows a bundle never saw are the
+    rows it is scored on.  A plain dataclass: the GPU fine-tuning machine runs without pydantic.
+    """
+
+    #: hash seed of the dev split; the calibration slice uses seed + 1
+    seed: int = 13
+    #: share of groups held out as the dev split
+    dev_fraction: float = 0.2
+    #: share of the training groups held out to fit temperatures and thresholds
+    calibration_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("dev_fraction", "calibration_fraction"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest stores under ``split``."""
+        return asdict(self)
+
+    def split(self, examples: Iterable[Example]) -> tuple[list[Example], list[Example]]:
+        """``(train, dev)``."""
+        return split_examples(examples, dev_fraction=self.dev_fraction, seed=self.seed)
+
+    def calibration(self, train: Iterable[Example]) -> tuple[list[Example], list[Example]]:
+        """``(fit, calibration)`` out of the training rows."""
+        return split_examples(train, dev_fraction=self.calibration_fraction, seed=self.seed + 1)
+
+    @classmethod
+    def from_manifest(cls, record: dict[str, Any] | None) -> SplitSpec:
+        """The spec a bundle recorded (older manifests lack ``calibration_fraction``: the default then)."""
+        record = record or {}
+        return cls(**{k: record[k] for k in ("seed", "dev_fraction", "calibration_fraction") if k in record})
 
 
 def assign_folds(examples: Iterable[Example], k: int = 5, seed: int = 13) -> dict[tuple[str, str], int]:

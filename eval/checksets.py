@@ -32,15 +32,6 @@ def analyze_all(analyzer: Analyzer, docs: list[DocumentInput], batch: int = 25) 
     return out
 
 
-def settings_analyzer(bundle: Path | None) -> Analyzer:
-    """The analyzer `voce serve` would build, on ``bundle`` when given."""
-    from voce.models.factory import load_analyzer
-    from voce.service.settings import Settings
-
-    s = Settings()
-    return load_analyzer(backend=s.encoder_backend, model=s.encoder, cache_dir=s.cache_dir, bundle=bundle)
-
-
 def write_report(out: Path, report: dict[str, Any], *, quiet: tuple[str, ...] = ()) -> None:
     """Write the JSON report and print it, less the (long) fields named in ``quiet``."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,15 +4,14 @@ The same comment written in Italian and in English should get the same label;
 ``eval/data/parallel_it_en.jsonl`` holds 40 hand-translated pairs (negation,
 sarcasm, mixed, neutral, short answers) with the label a person would give.
 
-    python -m voce.eval.consistency --out reports/consistency.json
+    voce check consistency --out reports/consistency.json [--bundle B]
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from voce.eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
+from voce.eval.checksets import analyze_all, read_jsonl
 from voce.models.analyzer import Analyzer
 from voce.models.types import DocumentInput
 
@@ -71,17 +70,3 @@ def run_consistency(analyzer: Analyzer, pairs: list[dict[str, str]]) -> dict[str
         "misspellings": typos,
         "disagreements": [r for r in rows if r["it_label"] != r["en_label"]],
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m voce.eval.consistency", description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("reports/consistency.json"))
-    ap.add_argument("--bundle", type=Path, default=None)
-    args = ap.parse_args(argv)
-    report = run_consistency(settings_analyzer(args.bundle), load_pairs())
-    report["command"] = "python -m voce.eval.consistency --out " + str(args.out)
-    write_report(args.out, report, quiet=("short_answers", "misspellings", "disagreements"))
-
-
-if __name__ == "__main__":
-    main()

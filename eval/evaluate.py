@@ -21,13 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voce.eval import metrics as M
-from voce.models.analyzer import Analyzer
-from voce.models.bundle import SENTIMENT_LABELS, VoceBundle, default_bundle_path
-from voce.models.encoders.base import Encoder
-from voce.models.language import default_detector
-from voce.models.taxonomy import Taxonomy, load_taxonomy, parse_taxonomy
-from voce.models.types import DocumentInput, DocumentResult
 from voce.data.custom import CustomData, is_custom_source, load_custom_file
 from voce.data.datasets import (
     ABSITA,
@@ -44,7 +37,15 @@ from voce.data.datasets import (
     load_all,
     load_ate_absita,
 )
-from voce.data.splits import split_examples
+from voce.data.splits import SplitSpec
+from voce.eval import metrics as M
+from voce.models.analyzer import Analyzer
+from voce.models.bundle import VoceBundle, default_bundle_path
+from voce.models.encoders.base import Encoder
+from voce.models.labels import SENTIMENT_LABELS, THREE_WAY_LABELS, three_way_label
+from voce.models.language import default_detector
+from voce.models.taxonomy import Taxonomy, load_taxonomy
+from voce.models.types import DocumentInput, DocumentResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-THREE = ["positive", "neutral", "negative"]
+THREE = THREE_WAY_LABELS
 
 
 def analyze_examples(
@@ -98,7 +99,7 @@ def evaluate_bundle(
     Each custom source (``custom:<file>``) among ``dev`` gets its own
     :func:`score_labelled` section, under its source name in both dicts.
     """
-    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy or bundle_taxonomy(bundle))
+    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy)
     dev = [e for e in dev if e.text.strip()]
     extra = [e for e in (ate_dev or []) if e.text.strip()]
     res = analyze_examples(analyzer, dev + extra, progress=progress)
@@ -134,8 +135,7 @@ def _semeval_opinion_predictions(
         topic = SEMEVAL_TOPIC_MAP[op["category"]]
         head = bundle.topic_polarity.get(topic, bundle.sentiment)
         p4 = head.predict_proba(emb[k : k + 1], lex[k : k + 1] if lex is not None else None)[0]
-        p3 = [p4[0] + p4[3] / 2, p4[1], p4[2] + p4[3] / 2]
-        out.setdefault(e.uid, []).append((op["polarity"], THREE[int(np.argmax(p3))]))
+        out.setdefault(e.uid, []).append((op["polarity"], three_way_label(p4)))
     return out
 
 
@@ -170,7 +170,7 @@ def _dev_metrics(
         details["sentiment_reliability"] = M.reliability_bins(probs, y)
     all_s = [e for e in dev if e.uid in res and e.sentiment]
     if all_s:
-        labels = ["positive", "neutral", "negative", "mixed"]
+        labels = list(SENTIMENT_LABELS)
         gold = [e.sentiment for e in all_s]
         pred = [res[e.uid].sentiment.label for e in all_s]
         m["sentiment_4way_macro_f1_all"] = round(M.macro_f1(gold, pred, labels), 4)
@@ -274,12 +274,6 @@ def bootstrap_spread(
     return out
 
 
-def bundle_taxonomy(bundle: VoceBundle) -> Taxonomy | None:
-    """The custom taxonomy a bundle's topic heads were trained for (``None``: the default one)."""
-    definition = bundle.manifest_extra.get("taxonomy", {}).get("definition")
-    return parse_taxonomy(definition) if definition else None
-
-
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     """Precision/recall/F1 with the conventions of :mod:`eval.metrics` (nothing to divide -> 0)."""
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -380,7 +374,7 @@ def evaluate_labelled(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Score ``bundle`` on every usable row of a team's labelled file (no split)."""
-    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy or bundle_taxonomy(bundle))
+    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy)
     res = analyze_examples(analyzer, data.examples, progress=progress)
     report = score_labelled(data.examples, res, topic_space=analyzer.taxonomy.topics.ids)
     report["data"] = {
@@ -402,21 +396,9 @@ def evaluate_labelled(
 def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> CachedEncoder:
     """The encoder a bundle was trained with, behind the on-disk embedding cache."""
     from voce.models.encoders.cache import CachedEncoder
-    from voce.models.encoders.factory import EncoderSpec, load_encoder
+    from voce.models.encoders.factory import load_encoder
 
-    enc_cfg = bundle.encoder
-    return CachedEncoder(
-        load_encoder(
-            EncoderSpec(
-                backend=enc_cfg.get("backend", "onnx"),
-                model=enc_cfg.get("model", "e5-small"),
-                cache_dir=cache_dir,
-                adapter=bundle.adapter,
-            ),
-            progress=progress,
-        ),
-        cache_dir,
-    )
+    return CachedEncoder(load_encoder(bundle.encoder_spec(cache_dir=cache_dir), progress=progress), cache_dir)
 
 
 def run_eval(
@@ -437,16 +419,15 @@ def run_eval(
     """
     bundle = VoceBundle.load(bundle_path or default_bundle_path())
     encoder = _bundle_encoder(bundle, cache_dir, progress)
-    tax = load_taxonomy(taxonomy) if taxonomy else None
+    tax = load_taxonomy(taxonomy, base=bundle.taxonomy()) if taxonomy else None
     if data is not None:
         labelled = load_custom_file(data)
         if progress:
             progress(f"{data}: {labelled.summary()}")
         report = evaluate_labelled(bundle, encoder, labelled, taxonomy=tax, progress=progress)
     else:
-        split = bundle.manifest_extra.get("split", {})
         examples = [e for rows in load_all(data_dir).values() for e in rows]
-        _, dev = split_examples(examples, dev_fraction=split.get("dev_fraction", 0.2), seed=split.get("seed", 13))
+        _, dev = SplitSpec.from_manifest(bundle.manifest_extra.get("split")).split(examples)
         report = evaluate_bundle(
             bundle, encoder, dev, ate_dev=load_ate_absita("dev", data_dir), taxonomy=tax, progress=progress
         )

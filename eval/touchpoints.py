@@ -11,15 +11,14 @@ Per language it reports recall (the gold touchpoint is among those reported),
 top-1 accuracy (it is the highest-scoring one), the share of texts with no
 touchpoint, and the mean number of other touchpoints reported::
 
-    python -m voce.eval.touchpoints --out reports/touchpoints.json [--bundle B]
+    voce check touchpoints --out reports/touchpoints.json [--bundle B]
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from voce.eval.checksets import analyze_all, read_jsonl, settings_analyzer, write_report
+from voce.eval.checksets import analyze_all, read_jsonl
 from voce.models.analyzer import Analyzer
 from voce.models.types import DocumentInput
 
@@ -53,19 +52,3 @@ def run_touchpoints(analyzer: Analyzer, checks: list[dict[str, str]]) -> dict[st
         if c["touchpoint"] not in found[f"{lang}-{i}"]
     ]
     return report
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m voce.eval.touchpoints", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("reports/touchpoints.json"))
-    ap.add_argument("--bundle", type=Path, default=None)
-    args = ap.parse_args(argv)
-    analyzer = settings_analyzer(args.bundle)
-    report = run_touchpoints(analyzer, load_checks())
-    report["bundle"] = analyzer.bundle.version
-    report["command"] = "python -m voce.eval.touchpoints --out " + str(args.out) + (f" --bundle {args.bundle}" if args.bundle else "")
-    write_report(args.out, report, quiet=("misses",))
-
-
-if __name__ == "__main__":
-    main()

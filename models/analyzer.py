@@ -8,19 +8,18 @@ each finding can point at the words that support it.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from voce.models.bundle import SENTIMENT_LABELS, VoceBundle
+from voce.models.bundle import VoceBundle
 from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
 from voce.models.encoders.base import Encoder
-from voce.models.heads import F32, Lexical, zero_shot_features
+from voce.models.heads import F32, Lexical
+from voce.models.labels import SENTIMENT_LABELS, fold_three_way
 from voce.models.language import LanguageDetector
 from voce.models.segment import Span, split_sentences, window_spans
-from voce.models.taxonomy import Taxonomy, TaxonomySection, default_taxonomy, parse_taxonomy
+from voce.models.taxonomy import Taxonomy, TaxonomySection
 from voce.models.types import (
     ChatResult,
     Detractor,
@@ -36,9 +35,9 @@ from voce.models.types import (
     TouchpointResult,
     TurnResult,
 )
+from voce.models.zeroshot import ZeroShotScorer
 
 SUPPORTED_LANGUAGES = ("it", "en")
-_POS, _NEU, _NEG, _MIX = (SENTIMENT_LABELS.index(x) for x in ("positive", "neutral", "negative", "mixed"))
 
 
 @dataclass(frozen=True)
@@ -68,28 +67,6 @@ class _Prepared:
     rendered: bool = False  # text was built from ``turns``
 
 
-class _PrototypeCache:
-    """Centred, normalised embeddings of taxonomy entries, per section fingerprint."""
-
-    def __init__(self, size: int = 16) -> None:
-        self._items: OrderedDict[str, list[F32]] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> list[F32] | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: str, value: list[F32]) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 class Analyzer:
     """Runs language detection, encoding and every head over a batch of documents."""
 
@@ -108,11 +85,10 @@ class Analyzer:
         self.bundle = bundle
         self.language_detector = language_detector
         # a bundle trained on a custom taxonomy carries it: its learned heads belong to that taxonomy
-        trained = bundle.manifest_extra.get("taxonomy", {}).get("definition")
-        base = parse_taxonomy(trained) if trained else default_taxonomy()
+        base = bundle.taxonomy()
         self.taxonomy = taxonomy or base
         self.config = config or AnalyzerConfig()
-        self._prototypes = _PrototypeCache()
+        self.zero_shot = ZeroShotScorer(encoder, bundle.center, bundle.zero_shot)
         self._learned_topics = set(bundle.topics.labels)
         self._default_topics_fp = base.topics.fingerprint()
 
@@ -120,7 +96,7 @@ class Analyzer:
     def with_config(self, config: AnalyzerConfig) -> Analyzer:
         """The same models and caches (taxonomy prototypes are encoded once) with other pipeline knobs."""
         other = Analyzer(self.encoder, self.bundle, self.language_detector, taxonomy=self.taxonomy, config=config)
-        other._prototypes = self._prototypes
+        other.zero_shot = self.zero_shot
         return other
 
     def analyze(
@@ -163,12 +139,12 @@ class Analyzer:
         emb = self.encoder.encode(list(units))
         lex = self.bundle.lexical_features(list(units))
         sent_p = self.bundle.sentiment.predict_proba(emb, lex)
-        centred = self._centre(emb)
+        centred = self.zero_shot.centre(emb)
 
         topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(
             emb, lex, centred, tax.topics
         )
-        tp_scores = self._zero_shot(centred, tax.touchpoints)
+        tp_scores = self.zero_shot.probability(centred, tax.touchpoints)
         det_p = self.bundle.detractor.predict_proba(emb, lex)[:, 0]
         channel_map = tax.channel_map()
 
@@ -286,32 +262,6 @@ class Analyzer:
         return lang
 
     # ---------------------------------------------------------------- scoring
-    def _centre(self, emb: F32) -> F32:
-        c = emb - self.bundle.center[None, :]
-        out: F32 = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-6)).astype(np.float32)
-        return out
-
-    def _prototypes_for(self, section: TaxonomySection) -> list[F32]:
-        key = f"{self.encoder.name}:{section.fingerprint()}"
-        cached = self._prototypes.get(key)
-        if cached is not None:
-            return cached
-        texts: list[str] = []
-        owners: list[int] = []
-        for i, e in enumerate(section.entries):
-            for t in e.prototype_texts():
-                texts.append(t)
-                owners.append(i)
-        emb = self._centre(self.encoder.encode(texts))
-        own = np.asarray(owners)
-        protos = [emb[own == i] for i in range(len(section.entries))]
-        self._prototypes.put(key, protos)
-        return protos
-
-    def _zero_shot(self, centred: F32, section: TaxonomySection) -> F32:
-        sims, margin = zero_shot_features(centred, self._prototypes_for(section))
-        return self.bundle.zero_shot.probability(sims, margin)
-
     def _topic_scores(
         self, emb: F32, lex: Lexical | None, centred: F32, section: TaxonomySection
     ) -> tuple[list[str], F32, F32, F32, list[bool]]:
@@ -323,7 +273,7 @@ class Analyzer:
         language only gets zero-shot help on documents in the other (see ``_topics``).
         """
         ids = section.ids
-        zero_shot = self._zero_shot(centred, section)
+        zero_shot = self.zero_shot.probability(centred, section)
         scores = zero_shot.copy()
         thresholds = np.full(len(ids), 0.5, np.float32)
         learned = [False] * len(ids)
@@ -430,7 +380,7 @@ class Analyzer:
         if s.label in ("mixed", "neutral") or len(sentence_probs) < 2:
             return s
         thr = self.config.mixed_sentence_threshold
-        three = [_three_way(x) for x in sentence_probs]
+        three = [fold_three_way(x) for x in sentence_probs]
         if any(t[0] >= thr for t in three) and any(t[2] >= thr for t in three):
             return Sentiment(label="mixed", scores=s.scores)
         return s
@@ -467,17 +417,8 @@ def _error(doc_id: str, code: str, message: str) -> DocumentError:
     return DocumentError(id=doc_id, error={"code": code, "message": message})
 
 
-def _three_way(p4: F32) -> tuple[float, float, float]:
-    """Fold the 4-way head into Azure-style positive/neutral/negative scores (mixed splits evenly)."""
-    pos = float(p4[_POS]) + float(p4[_MIX]) / 2
-    neg = float(p4[_NEG]) + float(p4[_MIX]) / 2
-    neu = float(p4[_NEU])
-    total = pos + neu + neg
-    return pos / total, neu / total, neg / total
-
-
 def _sentiment(p4: F32) -> Sentiment:
-    pos, neu, neg = _three_way(p4)
+    pos, neu, neg = (float(v) for v in fold_three_way(p4))
     pos, neu = round(pos, 6), round(neu, 6)
     neg = round(max(0.0, 1.0 - pos - neu), 6)
     label = SENTIMENT_LABELS[int(np.argmax(p4))]

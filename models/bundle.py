@@ -20,14 +20,17 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from voce.models.files import sha256_file
+from voce.models.encoders.base import Backend
+from voce.models.encoders.factory import E5_SMALL, EncoderSpec
+from voce.models.files import replace_dir, sha256_file
 from voce.models.heads import F32, LinearHead, ZeroShotCalibration
+from voce.models.labels import SENTIMENT_LABELS
 from voce.models.lexical import LexicalFeaturizer
+from voce.models.taxonomy import Taxonomy, default_taxonomy, parse_taxonomy
 
 SCHEMA_VERSION = 1
 ADAPTER_FILENAME = "encoder_adapter.safetensors"
 LEXICAL_FILENAME = "lexical.json"
-SENTIMENT_LABELS = ["positive", "neutral", "negative", "mixed"]
 
 
 class BundleError(RuntimeError):
@@ -81,6 +84,33 @@ class VoceBundle:
     def dim(self) -> int:
         return self.sentiment.dim
 
+    def encoder_spec(
+        self, *, cache_dir: Path, backend: Backend | None = None, model: str | None = None, threads: int | None = None
+    ) -> EncoderSpec:
+        """The encoder this bundle's heads read: its model with its adapter merged.
+
+        ``backend`` defaults to the one the bundle was trained with (any real backend gives the same vectors
+        within float error; ``fake`` is for tests and ignores the adapter).  A ``model`` other than the one the
+        bundle was trained on is refused: the heads would read vectors from another space.
+        """
+        backend = backend or self.encoder.get("backend", "onnx")
+        trained_with = self.encoder.get("model")
+        model = model or trained_with or E5_SMALL
+        if backend != "fake" and trained_with and trained_with != model:
+            raise BundleError(
+                f"bundle {self.version} was trained on encoder {trained_with!r}, but {model!r} is configured;"
+                " retrain with `voce train` for this encoder"
+            )
+        return EncoderSpec(
+            backend=backend, model=model, cache_dir=cache_dir, threads=threads,
+            adapter=self.adapter if backend != "fake" else None,
+        )
+
+    def taxonomy(self) -> Taxonomy:
+        """The taxonomy the learned heads belong to: the custom one saved at training time, else the default."""
+        trained = self.manifest_extra.get("taxonomy", {}).get("definition")
+        return parse_taxonomy(trained) if trained else default_taxonomy()
+
     def manifest(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -123,9 +153,8 @@ class VoceBundle:
             os.chmod(tmp, 0o755)  # mkdtemp makes private dirs; a bundle is meant to be shared
             for f in tmp.iterdir():
                 os.chmod(f, 0o644)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            # a reader never finds no bundle: the old folder is renamed away only once the new one is complete
+            replace_dir(tmp, path, is_current=lambda _: False)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

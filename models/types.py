@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SentimentLabel = Literal["positive", "neutral", "negative", "mixed"]
+from voce.models.labels import SentimentLabel
+
 DocumentKind = Literal["comment", "chat"]
 Role = Literal["customer", "agent", "bot", "system", "unknown"]
 

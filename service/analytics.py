@@ -64,8 +64,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.special import stdtrit
 
+from voce.models.labels import SENTIMENT_LABELS as LABELS_4
+
 Granularity = Literal["day", "week", "month"]
-SENTIMENT_LABELS: tuple[str, ...] = ("positive", "neutral", "negative", "mixed")
+SENTIMENT_LABELS: tuple[str, ...] = tuple(LABELS_4)
 UNKNOWN = "unknown"
 SIGNIFICANCE_LEVEL = 0.05  # BH q for themes, plain alpha for trend changes
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile

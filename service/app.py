@@ -21,9 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, Field
 
 from voce.models import __version__
-from voce.models.analyzer import Analyzer, AnalyzerConfig
-from voce.models.bundle import SENTIMENT_LABELS
-from voce.models.factory import load_analyzer
+from voce.models.analyzer import Analyzer
+from voce.models.labels import SENTIMENT_LABELS
+from voce.models.spec import load_analyzer
 from voce.models.taxonomy import TaxonomyError, parse_taxonomy
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.batches_api import FactsCache, build_router
@@ -149,16 +149,7 @@ def _load(app: FastAPI, settings: Settings) -> None:
     engine: Engine = app.state.engine
     try:
         t0 = time.time()
-        analyzer = load_analyzer(
-            backend=settings.encoder_backend,
-            model=settings.encoder,
-            cache_dir=settings.cache_dir,
-            bundle=settings.bundle,
-            taxonomy=settings.taxonomy,
-            threads=settings.threads,
-            config=AnalyzerConfig(max_chars=settings.max_chars),
-            progress=lambda m: log.info("%s", m),
-        )
+        analyzer = load_analyzer(settings.analyzer_spec(), progress=lambda m: log.info("%s", m))
         analyzer.warm_up()
         engine.analyzer = analyzer
         log.info("model ready in %.1fs (%s, %s)", time.time() - t0, analyzer.bundle.version, analyzer.encoder.name)

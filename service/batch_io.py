@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from voce.models.spec import AnalyzerSpec
 from voce.models.types import DocumentError, DocumentInput
-from voce.service.settings import Settings
 from voce.service.uploads import JsonLineProblem, json_objects, open_text, sniff_dialect, validation_message
 
 _FIELDS = set(DocumentInput.model_fields)
@@ -70,28 +70,17 @@ def analyze_file(
     input_path: Path,
     output: Path,
     *,
-    settings: Settings,
-    taxonomy: Path | None = None,
+    spec: AnalyzerSpec,
     batch_size: int = 32,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[int, int]:
     """Analyse ``input_path`` into ``output`` (JSONL); returns (documents ok, errors)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from voce.models.analyzer import AnalyzerConfig
-    from voce.models.factory import load_analyzer
+    from voce.models.spec import load_analyzer
 
     docs = list(iter_documents(input_path))  # typed rows are small; the analysis streams below
-    analyzer = load_analyzer(
-        backend=settings.encoder_backend,
-        model=settings.encoder,
-        cache_dir=settings.cache_dir,
-        bundle=settings.bundle,
-        taxonomy=taxonomy or settings.taxonomy,
-        threads=settings.threads,
-        config=AnalyzerConfig(max_chars=settings.max_chars),
-        progress=progress,
-    )
+    analyzer = load_analyzer(spec, progress=progress)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_ok = n_err = 0
     with output.open("w", encoding="utf-8") as out, Progress(

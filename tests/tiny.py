@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voce.training.config import TrainConfig
 from voce.data.datasets import Example
+from voce.training.config import TrainConfig
 
 _ROWS: list[tuple[str, str, str, dict[str, str] | None, int | None]] = [
     # text, language, sentiment, topics, detractor

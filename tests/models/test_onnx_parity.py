@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from voce.eval.consistency import load_pairs
-from voce.models.factory import load_analyzer
+from voce.models.spec import AnalyzerSpec, load_analyzer
 from voce.models.types import DocumentInput
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
 
 def test_onnx_predictions_match_torch(real_analyzer, voce_cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    torch_analyzer = load_analyzer(backend="torch", model="e5-small", cache_dir=voce_cache_dir)
+    torch_analyzer = load_analyzer(AnalyzerSpec(backend="torch", encoder="e5-small", cache_dir=voce_cache_dir))
     pairs = load_pairs()
     docs = [DocumentInput(id=f"{i}-{lang}", text=p[lang]) for i, p in enumerate(pairs) for lang in ("it", "en")]
     onnx_res, torch_res = [], []

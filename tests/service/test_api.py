@@ -152,9 +152,9 @@ def test_not_ready_is_503_then_ready(tiny_bundle_dir: Path, tmp_path: Path, monk
     gate = __import__("threading").Event()
     real = app_module.load_analyzer
 
-    def slow(**kw: object):  # type: ignore[no-untyped-def]
+    def slow(spec, **kw: object):  # type: ignore[no-untyped-def]
         gate.wait(10)
-        return real(**kw)  # type: ignore[arg-type]
+        return real(spec, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(app_module, "load_analyzer", slow)
     s = Settings(encoder_backend="fake", encoder="fake", bundle=tiny_bundle_dir, cache_dir=tmp_path)

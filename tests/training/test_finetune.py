@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from voce.models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
 from voce.data.datasets import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
+from voce.models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
 from voce.training.finetune import (
     FinetuneConfig,
     LowerStack,

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from voce.data.datasets import Example, annotated_topics
 from voce.models.taxonomy import default_taxonomy
 from voce.training.config import TrainConfig
-from voce.data.datasets import Example, annotated_topics
 from voce.training.train import _learns_topic, train_heads
 
 DIM = 8

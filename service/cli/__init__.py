@@ -1,0 +1,30 @@
+"""The ``voce`` command line: one Typer app; each command is a few lines over an importable function.
+
+Commands are grouped by role, one module each: :mod:`.analysis` (serve, setup, analyze, check),
+:mod:`.batches` (batch ..., worker) and :mod:`.modelling` (train, eval).  Heavy imports happen inside
+the commands, so ``voce --help`` stays fast.
+"""
+from __future__ import annotations
+
+import typer
+
+from voce.service.cli import analysis, batches, modelling
+
+app = typer.Typer(
+    name="voce",
+    help="Voce: offline Italian/English customer-feedback analysis (sentiment, topics, touchpoints, detractors).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(analysis.serve)
+app.command()(analysis.setup)
+app.command()(analysis.analyze)
+app.add_typer(analysis.check_app, name="check")
+app.command()(modelling.train)
+app.command("eval")(modelling.evaluate)
+app.command()(batches.worker)
+app.add_typer(batches.batch_app, name="batch")
+
+
+def main() -> None:  # console-script entry point
+    app()

