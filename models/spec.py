@@ -17,7 +17,7 @@ from voce.models.bundle import VoceBundle, default_bundle_path
 from voce.models.encoders.base import Backend
 from voce.models.encoders.factory import E5_SMALL, load_encoder
 from voce.models.language import default_detector
-from voce.models.taxonomy import load_taxonomy
+from voce.models.taxonomy import Taxonomy, load_taxonomy
 
 
 class AnalyzerSpec(BaseModel):
@@ -42,6 +42,12 @@ class AnalyzerSpec(BaseModel):
 
     def bundle_path(self) -> Path:
         return self.bundle or default_bundle_path()
+
+
+def load_taxonomy_for(spec: AnalyzerSpec) -> Taxonomy:
+    """The taxonomy an analyzer built from ``spec`` uses, without loading the encoder (for labels in reports)."""
+    bundle = VoceBundle.load(spec.bundle_path())
+    return load_taxonomy(spec.taxonomy, base=bundle.taxonomy()) if spec.taxonomy else bundle.taxonomy()
 
 
 def load_analyzer(spec: AnalyzerSpec, progress: Callable[[str], None] | None = None) -> Analyzer:
