@@ -1,25 +1,55 @@
-"""Typed training configuration, saved verbatim into every bundle it produces."""
+"""Typed training configurations, and the one loader that reads them from YAML or JSON.
+
+Both training steps are configured the same way: a pydantic model with ``extra="forbid"`` (a misspelt field is an
+error, not a silently ignored default) and a comment on every field, loaded by :func:`load_config` and saved into
+what the step produces (:class:`TrainConfig` into the bundle's manifest,
+:class:`~voce.training.finetune.config.FinetuneConfig` into ``finetune_config.json``).  This module stays light
+(pydantic, pyyaml, the data layer's split): the fine-tuning machine imports it too.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voce.data.splits import SplitSpec
 from voce.models.encoders.base import Backend
-from voce.models.lexical import LexicalSpec
+
+if TYPE_CHECKING:
+    from voce.models.lexical import LexicalSpec
+
+
+class StrictConfig(BaseModel):
+    """Base of every training configuration: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+C = TypeVar("C", bound=StrictConfig)
+
+
+def load_config(cls: type[C], path: Path | None, **overrides: Any) -> C:
+    """``cls`` from a YAML or JSON file (JSON is YAML; no file = the defaults), with the non-None ``overrides`` on top.
+
+    The overrides are the command line's options, so an option left unset keeps the file's value.
+    """
+    import yaml
+
+    raw = yaml.safe_load(path.read_text("utf-8")) if path else {}
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of {cls.__name__} fields, got {type(raw).__name__}")
+    return cls(**{**(raw or {}), **{k: v for k, v in overrides.items() if v is not None}})
+
 
 LexicalHead = Literal["sentiment", "topics", "topic_polarity", "detractor"]
 DEFAULT_LEXICAL_HEADS: tuple[LexicalHead, ...] = ("topics", "topic_polarity")
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictConfig):
     """Everything that determines a trained bundle; its hash goes into the manifest."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # where the labelled public data lives (read-only; never copied into the repo);
     # None = $VOCE_TRAIN_DATA_DIR, else ../shared/data next to the repository
@@ -41,9 +71,12 @@ class TrainConfig(BaseModel):
     dev_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     # share of the training groups held out to fit temperatures and thresholds
     calibration_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
-    # inverse L2 strength of the logistic-regression heads (embeddings are unit-norm, so this is large)
+    # inverse L2 strength of the logistic-regression heads (embeddings are unit-norm, so this is large):
+    # the sentiment head and every topic-polarity head
     C_sentiment: float = 4.0
+    # each topic's binary head
     C_topics: float = 8.0
+    # the detractor head
     C_detractor: float = 2.0
     # a topic needs at least this many positive training sentences for a learned head
     min_topic_examples: int = 40
@@ -71,8 +104,9 @@ class TrainConfig(BaseModel):
     # n-grams name aspects exactly ("wifi", "colazione"); sentiment and detractor stay embedding-only by default
     # because n-grams learned on one language do not carry over to the other
     lexical_heads: list[LexicalHead] = Field(default_factory=lambda: list(DEFAULT_LEXICAL_HEADS))
-    # n-gram vocabulary kept by document frequency: word 1-2-grams, character 2-5-grams (within words)
+    # n-gram vocabulary kept by document frequency: word 1-2-grams ...
     lexical_word_features: int = Field(default=20000, ge=0)
+    # ... and character 2-5-grams (within words)
     lexical_char_features: int = Field(default=50000, ge=0)
     # an n-gram must occur in at least this many training texts
     lexical_min_df: int = Field(default=3, ge=1)
@@ -92,6 +126,8 @@ class TrainConfig(BaseModel):
         return SplitSpec(seed=self.seed, dev_fraction=self.dev_fraction, calibration_fraction=self.calibration_fraction)
 
     def lexical_spec(self) -> LexicalSpec:
+        from voce.models.lexical import LexicalSpec  # scikit-learn: imported when a lexical head is fitted
+
         return LexicalSpec(
             word_features=self.lexical_word_features, char_features=self.lexical_char_features,
             min_df=self.lexical_min_df,
@@ -109,12 +145,4 @@ class TrainConfig(BaseModel):
 
 def load_train_config(path: Path | None, *, data_dir: Path | None = None, output: Path | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML/JSON file (or the defaults), with the command line's paths on top."""
-    import yaml
-
-    raw = yaml.safe_load(path.read_text("utf-8")) if path else {}
-    cfg = TrainConfig(**(raw or {}))
-    if data_dir:
-        cfg.data_dir = data_dir
-    if output:
-        cfg.output = output
-    return cfg
+    return load_config(TrainConfig, path, data_dir=data_dir, output=output)

@@ -16,116 +16,34 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from voce.data.custom import CustomData, load_custom_file
-from voce.data.datasets import Example, annotated_topics, dataset_paths, load_all, load_ate_absita, resolve_data_dir
+from voce.data.datasets import Example, dataset_paths, load_all, load_ate_absita, resolve_data_dir
 from voce.data.splits import data_fingerprint
 from voce.models.bundle import VoceBundle
 from voce.models.encoders.base import Encoder
-from voce.models.heads import F32, Lexical, LinearHead, ZeroShotCalibration
-from voce.models.labels import SENTIMENT_LABELS
-from voce.models.lexical import LexicalFeaturizer
+from voce.models.heads import F32, ZeroShotCalibration
 from voce.models.taxonomy import Taxonomy, default_taxonomy, load_taxonomy
 from voce.models.zeroshot import ZeroShotScorer
 from voce.training.config import TrainConfig
+from voce.training.fit import best_threshold, fit_binary_head, fit_softmax_head, fit_temperature
+from voce.training.heads import HEAD_FITTERS, HeadContext, each_head
+
+#: the fitting primitives, importable from here as before (tests/models)
+__all__ = [
+    "best_threshold", "fit_binary_head", "fit_softmax_head", "fit_temperature", "fit_zero_shot_calibration",
+    "load_training_data", "train", "train_from_config", "train_heads", "training_taxonomy",
+]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-def fit_temperature(logits: F32, y: np.ndarray) -> float:
-    """Temperature minimising the negative log-likelihood (grid + golden refinement)."""
-    def nll(t: float) -> float:
-        z = logits / t
-        z = z - z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(y)), y].mean())
-
-    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 41))
-    best = float(grid[np.argmin([nll(float(t)) for t in grid])])
-    lo, hi = best / 1.2, best * 1.2
-    for _ in range(30):
-        a, b = lo + (hi - lo) * 0.382, lo + (hi - lo) * 0.618
-        if nll(a) < nll(b):
-            hi = b
-        else:
-            lo = a
-    return float((lo + hi) / 2)
-
-
-def _design(x: F32, lex: Lexical | None) -> Any:
-    """The LR design matrix: the embedding, then (for hybrid heads) the sparse n-gram block."""
-    return x if lex is None else sparse.hstack([sparse.csr_matrix(x), lex], format="csr")
-
-
-def _split_coef(coef: np.ndarray, dim: int, hybrid: bool) -> tuple[F32, F32 | None]:
-    """Embedding weights, and the lexical ones rounded to float16 as the bundle stores them."""
-    w = np.asarray(coef[:, :dim], np.float32)
-    return w, (np.asarray(coef[:, dim:], np.float16).astype(np.float32) if hybrid else None)
-
-
-def fit_softmax_head(
-    x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str],
-    lex: Lexical | None = None, lex_cal: Lexical | None = None,
-) -> LinearHead:
-    """Multinomial LR over ``label_space``; classes absent from voce.training get a -inf-like bias.
-
-    With ``lex`` (and ``lex_cal``) the head is hybrid: it also reads those n-gram features.
-    """
-    idx = {lab: i for i, lab in enumerate(label_space)}
-    y = np.asarray([idx[v] for v in labels])
-    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    clf.fit(_design(x, lex), y)
-    width = x.shape[1] + (lex.shape[1] if lex is not None else 0)
-    coef_all = np.zeros((len(label_space), width), np.float32)
-    b = np.full(len(label_space), -30.0, np.float32)
-    coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
-    icpt = clf.intercept_ if len(clf.classes_) > 2 else np.asarray([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
-    for row, cls in enumerate(clf.classes_):
-        coef_all[cls], b[cls] = coef[row], icpt[row]
-    w, w_lex = _split_coef(coef_all, x.shape[1], lex is not None)
-    head = LinearHead(kind="softmax", labels=list(label_space), weight=w, bias=b, lex_weight=w_lex)
-    if len(y_cal) >= 20:
-        y_c = np.asarray([idx[v] for v in y_cal])
-        head.temperature = np.asarray([fit_temperature(head.logits(x_cal, lex_cal), y_c)], np.float32)
-    return head
-
-
-def fit_binary_head(
-    x: F32, y: np.ndarray, C: float, seed: int, x_cal: F32, y_cal: np.ndarray, label: str,
-    lex: Lexical | None = None, lex_cal: Lexical | None = None, sample_weight: np.ndarray | None = None,
-) -> LinearHead:
-    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=None)
-    clf.fit(_design(x, lex), y, sample_weight=sample_weight)
-    w, w_lex = _split_coef(clf.coef_, x.shape[1], lex is not None)
-    head = LinearHead(kind="sigmoid", labels=[label], weight=w, bias=clf.intercept_, lex_weight=w_lex)
-    if len(y_cal) >= 20 and 0 < y_cal.sum() < len(y_cal):
-        z = head.logits(x_cal, lex_cal)[:, 0]
-        two = np.stack([np.zeros_like(z), z], axis=1)
-        head.temperature = np.asarray([fit_temperature(two, y_cal.astype(int))], np.float32)
-    return head
-
-
-def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """Decision threshold maximising F1 on calibration data (0.5 when too few positives)."""
-    if y.sum() < 5:
-        return 0.5
-    grid = np.linspace(0.15, 0.85, 29)
-    f1 = []
-    for t in grid:
-        pred = p >= t
-        tp = float((pred & (y == 1)).sum())
-        f1.append(2 * tp / max(float(pred.sum() + y.sum()), 1.0))
-    return float(grid[int(np.argmax(f1))])
 
 
 def training_taxonomy(cfg: TrainConfig) -> Taxonomy:
@@ -152,46 +70,6 @@ def taxonomy_record(taxonomy: Taxonomy, custom: bool) -> dict[str, Any]:
     return record
 
 
-@dataclass(frozen=True)
-class _TaxonomyRows:
-    """The taxonomy's topic examples as training rows: embeddings, n-grams (hybrid heads) and topic ids."""
-
-    x: F32
-    lex: Lexical | None
-    topic: np.ndarray
-
-
-def _taxonomy_rows(
-    taxonomy: Taxonomy, topic_ids: list[str], cfg: TrainConfig, encoder: Encoder, lexical: LexicalFeaturizer | None
-) -> _TaxonomyRows | None:
-    """Example sentences of the topics that get heads, or None when unused (weight 0 or no examples)."""
-    if cfg.taxonomy_example_weight <= 0:
-        return None
-    rows = [(text, e.id) for e in taxonomy.topics.entries if e.id in topic_ids for text in e.examples if text.strip()]
-    if not rows:
-        return None
-    texts = [t for t, _ in rows]
-    lex = lexical.transform(texts) if lexical is not None else None
-    return _TaxonomyRows(encoder.encode(texts), lex, np.asarray([tid for _, tid in rows]))
-
-
-def _learns_topic(rows: list[Example], tid: str, annotated: dict[str, frozenset[str]], cfg: TrainConfig) -> np.ndarray:
-    """Which topic-labelled rows the head of ``tid`` learns from (``cfg.topic_negatives``)."""
-    keep = np.asarray([tid in annotated.get(e.source, frozenset()) for e in rows], bool)
-    labels = {tid in (e.topics or {}) for e, k in zip(rows, keep, strict=True) if k}
-    if cfg.topic_negatives == "all" or len(labels) < 2:  # the annotating rows alone have no negatives
-        return np.ones(len(rows), bool)
-    return keep
-
-
-def _need_labels(what: str, rows: list[Example], values: Sequence[object], hint: str) -> None:
-    """Fail with a clear message instead of scikit-learn's when a head cannot be fitted."""
-    if not rows:
-        raise ValueError(f"no training rows with a {what} label; {hint}")
-    if len(set(values)) < 2:
-        raise ValueError(f"every training row has the same {what} label ({values[0]!r}); a head needs two classes; {hint}")
-
-
 def train_heads(
     cfg: TrainConfig,
     encoder: Encoder,
@@ -199,140 +77,34 @@ def train_heads(
     *,
     progress: Progress = log.info,
 ) -> VoceBundle:
-    """Fit every head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle."""
+    """Fit every registered head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle.
+
+    The heads come from :data:`~voce.training.heads.HEAD_FITTERS`, each under its bundle field; the zero-shot
+    calibration is its own step after them (it calibrates the taxonomy's prototypes, not a learned head).
+    """
     taxonomy = training_taxonomy(cfg)
-    hint = "add such labels to extra_data or set include_public_data: true"
-    fit, cal = cfg.split().calibration(train)
-    progress(f"embedding {len(train)} training texts with {encoder.name}")
-    texts = sorted({e.text for e in train})
-    vecs = encoder.encode(texts)
-    row = {t: i for i, t in enumerate(texts)}
-
-    def X(exs: list[Example]) -> F32:
-        return vecs[[row[e.text] for e in exs]] if exs else np.zeros((0, encoder.dim), np.float32)
-
-    lexical = None
-    if cfg.lexical_heads:
-        lexical = LexicalFeaturizer.fit(texts, cfg.lexical_spec())
-        if lexical.dim:
-            progress(f"lexical n-grams for {', '.join(cfg.lexical_heads)}: {lexical.dim} features")
-            lex_all = lexical.transform(texts)
-        else:
-            progress(f"no n-gram occurs in {cfg.lexical_min_df} training texts: every head stays embedding-only")
-            lexical = None
-
-    def Lx(exs: list[Example], head: str) -> Lexical | None:
-        """The rows' n-gram features when ``head`` is one of ``cfg.lexical_heads``."""
-        if lexical is None or head not in cfg.lexical_heads:
-            return None
-        return lex_all[[row[e.text] for e in exs]]
-
-    center = vecs.mean(axis=0).astype(np.float32)
-
-    # --- sentiment (document/sentence, 4-way)
-    s_fit = [e for e in fit if e.sentiment is not None]
-    s_cal = [e for e in cal if e.sentiment is not None]
-    progress(f"sentiment head on {len(s_fit)} texts")
-    _need_labels("sentiment", s_fit, [e.sentiment for e in s_fit], hint)
-    sentiment = fit_softmax_head(
-        X(s_fit), [e.sentiment for e in s_fit if e.sentiment], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
-        X(s_cal), [e.sentiment for e in s_cal if e.sentiment], Lx(s_fit, "sentiment"), Lx(s_cal, "sentiment"),
-    )
-
-    # --- topics (multi-label, one binary LR per labelled topic)
-    t_fit = [e for e in fit if e.topics is not None]
-    t_cal = [e for e in cal if e.topics is not None]
-    counts: dict[str, int] = {}
-    for e in t_fit:
-        for k in e.topics or {}:
-            counts[k] = counts.get(k, 0) + 1
-    # a topic on every annotated row has no negatives to learn from
-    topic_ids = [t for t in taxonomy.topics.ids if cfg.min_topic_examples <= counts.get(t, 0) < len(t_fit)]
-    progress(f"topic heads for {len(topic_ids)} topics on {len(t_fit)} texts: {', '.join(topic_ids)}")
-    undeclared = sorted(set(counts) - set(taxonomy.topics.ids))
-    if undeclared:
-        progress(
-            f"no head for labelled topics missing from taxonomy {taxonomy.version!r}: {', '.join(undeclared)}"
-            " (declare them in a taxonomy YAML and set taxonomy: in the train config)"
-        )
-    ws, ws_lex, bs, temps, thrs = [], [], [], [], []
-    xf, xc, lf, lc = X(t_fit), X(t_cal), Lx(t_fit, "topics"), Lx(t_cal, "topics")
-    tax = _taxonomy_rows(taxonomy, topic_ids, cfg, encoder, lexical if lf is not None else None)
-    if tax is not None:
-        progress(f"topic heads also learn from {len(tax.topic)} taxonomy example sentences "
-                 f"(weight {cfg.taxonomy_example_weight:g})")  # fmt: skip
-    annotated = annotated_topics([*t_fit, *t_cal])
-    for tid in topic_ids:
-        keep_f = _learns_topic(t_fit, tid, annotated, cfg)
-        keep_c = _learns_topic(t_cal, tid, annotated, cfg)
-        yf = np.asarray([tid in (e.topics or {}) for e in t_fit], int)[keep_f]
-        yc = np.asarray([tid in (e.topics or {}) for e in t_cal], int)[keep_c]
-        x_t, l_t, weight = xf[keep_f], (lf[keep_f] if lf is not None else None), None
-        if tax is not None:
-            x_t = np.vstack([x_t, tax.x])
-            l_t = sparse.vstack([l_t, tax.lex], format="csr") if l_t is not None else None
-            yf = np.concatenate([yf, (tax.topic == tid).astype(int)])
-            weight = np.concatenate([np.ones(int(keep_f.sum())), np.full(len(tax.topic), cfg.taxonomy_example_weight)])
-        x_c, l_c = xc[keep_c], (lc[keep_c] if lc is not None else None)
-        h = fit_binary_head(x_t, yf, cfg.C_topics, cfg.seed, x_c, yc, tid, l_t, l_c, weight)
-        ws.append(h.weight[0])
-        if h.lex_weight is not None:
-            ws_lex.append(h.lex_weight[0])
-        bs.append(h.bias[0])
-        temps.append(h.temperature[0])
-        thrs.append(best_threshold(h.predict_proba(x_c, l_c)[:, 0], yc))
-    topics = LinearHead(
-        kind="sigmoid", labels=topic_ids, weight=np.stack(ws) if ws else np.zeros((0, encoder.dim), np.float32),
-        bias=np.asarray(bs, np.float32), temperature=np.asarray(temps, np.float32), thresholds=np.asarray(thrs, np.float32),
-        lex_weight=(np.stack(ws_lex) if ws_lex else np.zeros((0, lf.shape[1]), np.float32)) if lf is not None else None,
-    )
-
-    # --- per-topic polarity (aspect sentiment)
-    polarity: dict[str, LinearHead] = {}
-    for tid in topic_ids:
-        pf = [e for e in fit if e.topics and tid in e.topics]
-        pc = [e for e in cal if e.topics and tid in e.topics]
-        classes = {e.topics[tid] for e in pf if e.topics}
-        if len(pf) < cfg.min_polarity_examples or len(classes) < 2:
-            continue
-        polarity[tid] = fit_softmax_head(
-            X(pf), [e.topics[tid] for e in pf if e.topics], SENTIMENT_LABELS, cfg.C_sentiment, cfg.seed,
-            X(pc), [e.topics[tid] for e in pc if e.topics], Lx(pf, "topic_polarity"), Lx(pc, "topic_polarity"),
-        )
-    progress(f"topic polarity heads: {', '.join(sorted(polarity))}")
-
-    # --- detractor
-    d_fit = [e for e in fit if e.nps_detractor is not None]
-    d_cal = [e for e in cal if e.nps_detractor is not None]
-    progress(f"detractor head on {len(d_fit)} texts")
-    _need_labels("detractor (nps/detractor/stars)", d_fit, [e.nps_detractor for e in d_fit], hint)
-    detractor = fit_binary_head(
-        X(d_fit), np.asarray([e.nps_detractor for e in d_fit]), cfg.C_detractor, cfg.seed,
-        X(d_cal), np.asarray([e.nps_detractor for e in d_cal]), "detractor", Lx(d_fit, "detractor"),
-        Lx(d_cal, "detractor"),
-    )
+    ctx = HeadContext.build(cfg, taxonomy, encoder, train, progress)
+    fitted = {name: fitter(ctx) for name, fitter in HEAD_FITTERS.items()}
 
     # --- zero-shot calibration, fitted on labelled topics and reused for the rest
+    t_fit, t_cal = ctx.topic_rows
     zero_shot = fit_zero_shot_calibration(
-        encoder, center, t_cal or t_fit, X(t_cal or t_fit), topic_ids, cfg.seed, taxonomy=taxonomy
+        encoder, ctx.center, t_cal or t_fit, ctx.X(t_cal or t_fit), ctx.topic_ids, cfg.seed, taxonomy=taxonomy
     )
     progress(f"zero-shot calibration: {zero_shot.config()}")
 
     return VoceBundle(
         encoder={"name": encoder.name, "dim": encoder.dim, "backend": cfg.encoder_backend, "model": cfg.encoder_model},
-        sentiment=sentiment,
-        topics=topics,
-        topic_polarity=polarity,
-        detractor=detractor,
+        **fitted,
         zero_shot=zero_shot,
-        center=center,
+        center=ctx.center,
         version=cfg.version,
         adapter=cfg.encoder_adapter,
         manifest_extra={"taxonomy": taxonomy_record(taxonomy, custom=cfg.taxonomy is not None)},
         topic_languages={
-            tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in topic_ids
+            tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in ctx.topic_ids
         },
-        lexical=lexical if any(h.lexical_dim for h in (sentiment, topics, detractor, *polarity.values())) else None,
+        lexical=ctx.lexical if any(h.lexical_dim for h in each_head(fitted)) else None,
     )
 
 

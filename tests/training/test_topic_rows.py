@@ -14,7 +14,8 @@ import pytest
 from voce.data.datasets import Example, annotated_topics
 from voce.models.taxonomy import default_taxonomy
 from voce.training.config import TrainConfig
-from voce.training.train import _learns_topic, train_heads
+from voce.training.heads import learns_topic
+from voce.training.train import train_heads
 
 DIM = 8
 # directions: 0 = Italian, 1 = English, 2 = staff, 3 = delays, 4.. = per-row noise
@@ -69,12 +70,12 @@ def test_rows_of_datasets_that_do_not_annotate_a_topic_are_not_its_negatives(tmp
     rows = _rows()
     annotated = annotated_topics(rows)
     assert annotated == {"hotels_it": frozenset({"staff"}), "airline_en": frozenset({"delays_cancellations"})}
-    keep = _learns_topic(rows, "delays_cancellations", annotated, _config(tmp_path))
+    keep = learns_topic(rows, "delays_cancellations", annotated, _config(tmp_path))
     assert {rows[i].source for i in np.flatnonzero(keep)} == {"airline_en"}
-    assert _learns_topic(rows, "delays_cancellations", annotated, _config(tmp_path, topic_negatives="all")).all()
+    assert learns_topic(rows, "delays_cancellations", annotated, _config(tmp_path, topic_negatives="all")).all()
     # a source whose every row has the topic gives no negatives: fall back to every row rather than fail
     only_pos = [r for r in rows if r.source == "hotels_it" or r.topics]
-    assert _learns_topic(only_pos, "delays_cancellations", annotated_topics(only_pos), _config(tmp_path)).all()
+    assert learns_topic(only_pos, "delays_cancellations", annotated_topics(only_pos), _config(tmp_path)).all()
 
 
 @pytest.mark.parametrize("weight", [0.0, 5.0])
