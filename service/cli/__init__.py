@@ -1,7 +1,7 @@
 """The ``voce`` command line: one Typer app; each command is a few lines over an importable function.
 
 Commands are grouped by role, one module each: :mod:`.analysis` (serve, setup, analyze, check),
-:mod:`.batches` (batch ..., worker) and :mod:`.modelling` (train, eval).  Heavy imports happen inside
+:mod:`.batches` (batch ..., worker) and :mod:`.modelling` (finetune, train, eval).  Heavy imports happen inside
 the commands, so ``voce --help`` stays fast.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ app.command()(analysis.serve)
 app.command()(analysis.setup)
 app.command()(analysis.analyze)
 app.add_typer(analysis.check_app, name="check")
+app.command()(modelling.finetune)
 app.command()(modelling.train)
 app.command("eval")(modelling.evaluate)
 app.command()(batches.worker)

