@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,12 +61,22 @@ class TaxonomyEntry(BaseModel):
         return out
 
 
+SectionMode = Literal["multi", "single"]
+
+
 class TaxonomySection(BaseModel):
-    """The topics or the touchpoints of one taxonomy."""
+    """The topics or the touchpoints of one taxonomy.
+
+    ``multi`` (the default): a text may belong to any number of entries, or to none.
+    ``single``: the entries are exclusive and exhaustive (journey stages: every comment
+    belongs to exactly one), so the best entry is always returned with a calibrated
+    confidence, and flagged as uncertain when that confidence is low.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     entries: list[TaxonomyEntry]
+    mode: SectionMode = "multi"
 
     @model_validator(mode="after")
     def _unique(self) -> TaxonomySection:
@@ -87,7 +97,11 @@ class TaxonomySection(BaseModel):
         return next((e for e in self.entries if e.id == entry_id), None)
 
     def fingerprint(self) -> str:
-        payload = json.dumps([e.model_dump() for e in self.entries], sort_keys=True, ensure_ascii=False)
+        """Identity of the section's content (entries, and the mode when it is not the default)."""
+        content: Any = [e.model_dump() for e in self.entries]
+        if self.mode != "multi":
+            content = {"mode": self.mode, "entries": content}
+        payload = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -115,12 +129,28 @@ class Taxonomy(BaseModel):
         return out
 
 
+class _SectionFile(BaseModel):
+    """A section written as a mapping, to set its mode: ``{mode: single, entries: [...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: SectionMode = "multi"
+    entries: list[TaxonomyEntry]
+
+
 class _TaxonomyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1, max_length=64)
-    topics: list[TaxonomyEntry] | None = None
-    touchpoints: list[TaxonomyEntry] | None = None
+    # a section is a list of entries (multi-label) or {mode, entries}
+    topics: list[TaxonomyEntry] | _SectionFile | None = None
+    touchpoints: list[TaxonomyEntry] | _SectionFile | None = None
+
+    @staticmethod
+    def section(raw: list[TaxonomyEntry] | _SectionFile) -> TaxonomySection:
+        if isinstance(raw, _SectionFile):
+            return TaxonomySection(entries=raw.entries, mode=raw.mode)
+        return TaxonomySection(entries=raw)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -135,8 +165,8 @@ def parse_taxonomy(data: Any, *, base: Taxonomy | None = None) -> Taxonomy:
         if raw.topics is None and raw.touchpoints is None:
             raise TaxonomyError("taxonomy must contain 'topics' and/or 'touchpoints'")
         base = base if base is not None else default_taxonomy()
-        topics = TaxonomySection(entries=raw.topics) if raw.topics is not None else base.topics
-        touchpoints = TaxonomySection(entries=raw.touchpoints) if raw.touchpoints is not None else base.touchpoints
+        topics = _TaxonomyFile.section(raw.topics) if raw.topics is not None else base.topics
+        touchpoints = _TaxonomyFile.section(raw.touchpoints) if raw.touchpoints is not None else base.touchpoints
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -169,7 +199,5 @@ def default_taxonomy() -> Taxonomy:
     raw = _TaxonomyFile.model_validate(yaml.safe_load(text))
     assert raw.topics is not None and raw.touchpoints is not None
     return Taxonomy(
-        version=raw.version,
-        topics=TaxonomySection(entries=raw.topics),
-        touchpoints=TaxonomySection(entries=raw.touchpoints),
+        version=raw.version, topics=_TaxonomyFile.section(raw.topics), touchpoints=_TaxonomyFile.section(raw.touchpoints)
     )
