@@ -22,9 +22,11 @@ from pathlib import Path
 
 from voce.models.spec import AnalyzerSpec, load_analyzer
 from voce.service.analytics import batch_kpis
-from voce.service.batches_api import load_facts
+from voce.service.batches.rows import load_facts
+from voce.service.batches.runner import BatchRunner, RunnerConfig
+from voce.service.batches.service import register_upload
+from voce.service.batches.store import BatchStore
 from voce.service.db import open_database
-from voce.service.jobs import BatchRunner, BatchStore, RunnerConfig, submit_upload
 from voce.service.uploads import ColumnMapping, guess_mapping, open_table, prepare_row, preview_rows
 
 
@@ -49,7 +51,7 @@ def _run(store: BatchStore, analyzer: object, data_dir: Path, src: Path, mapping
     dest = data_dir / "uploads" / bid
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
-    submit_upload(store, dest, filename=src.name, mapping=mapping, batch_id=bid)
+    register_upload(store, dest, filename=src.name, mapping=mapping, batch_id=bid)
     batch = store.claim("bench", cfg.lease_seconds, batch_id=bid)
     assert batch is not None
     marks: dict[str, float] = {}

@@ -256,7 +256,8 @@ def agreement_markdown(folder: Path | None = None) -> str:
         lines.append(f"| {k.replace('_', ' ')} | {a[k]['n']} | {a[k]['agreement']} | {a[k]['kappa']} |")
     lines.append("\n| touchpoint present | pass 1 | pass 2 | κ |\n|---|---|---|---|")
     lines += [f"| `{t}` | {v['pass1']} | {v['pass2']} | {v['kappa']} |" for t, v in a["touchpoint_presence"].items()]
-    lines.append(f"\nThe pass-2 primary is among the pass-1 touchpoints for {a['pass2_primary_in_pass1_set']:.1%} of the texts.\n")
+    share = a["pass2_primary_in_pass1_set"]
+    lines.append(f"\nThe pass-2 primary is among the pass-1 touchpoints for {share:.1%} of the texts.\n")
     lines.append(
         "**Read these numbers with care.** Both passes and the adjudication were made by instances of the same language "
         "model working from the same written guideline, not by independent people. Their errors are correlated, so this κ "

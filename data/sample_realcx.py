@@ -34,7 +34,8 @@ RARE = {
     "mobile_app": r"\bapps?\b|\bapplicazion",
     "store_staff": r"commess|cassier|\baddett|\bclerks?\b|cashier|sales ?(?:person|man|woman|assistant|associate)"
                    r"|shop assistant|store (?:staff|employee|manager)",
-    "store": r"\bnegozi|punt[oi] vendita|\bfilial|\bsportell|supermercat|\bin[- ]store\b|\bstores?\b|\bbranch(?:es)?\b|\bshops?\b",
+    "store": r"\bnegozi|punt[oi] vendita|\bfilial|\bsportell|supermercat|\bin[- ]store\b|\bstores?\b"
+             r"|\bbranch(?:es)?\b|\bshops?\b",
     "packaging": r"imballag|imballo|confezion|scatol|packaging|\bbox(?:es)?\b|wrapping",
 }  # fmt: skip
 #: random texts per source, and the cap on rare-keyword texts per (source, touchpoint)

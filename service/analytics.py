@@ -84,7 +84,7 @@ _NPS_METHOD = (
 
 @dataclass(frozen=True, slots=True)
 class RowFacts:
-    """What analytics needs from one analysed upload row; built by the batch layer from stored results."""
+    """What analytics needs from one analysed upload row; built from a stored row by :func:`voce.service.batches.rows.facts`."""
 
     row: int  # row index in the upload
     date: datetime.date | None
@@ -802,6 +802,65 @@ def _group_stats(keys: list[str], cols: _Columns) -> list[GroupStat]:
 # --------------------------------------------------------------------------------------------------- report
 
 
+def _nps_stat(cols: _Columns) -> NpsStat:
+    """NPS from the answers."""
+    promoters, passives, detractors = (int((cols.nps_cat == c).sum()) for c in (2, 1, 0))
+    responses = promoters + passives + detractors
+    lo, hi = _nps_ci(promoters, detractors, responses)
+    return NpsStat(
+        value=_pts(100.0 * (promoters - detractors) / responses) if responses else None,
+        ci_low=_pts(lo),
+        ci_high=_pts(hi),
+        promoters=promoters,
+        passives=passives,
+        detractors=detractors,
+        responses=responses,
+    )
+
+
+def _nps_estimate(cols: _Columns) -> NpsEstimate | None:
+    """The predicted detractor share where no answer exists."""
+    unscored = cols.ok & (cols.nps_cat < 0) & ~np.isnan(cols.det)
+    if not unscored.any():
+        return None
+    k = int(unscored.sum())
+    share = float(cols.det[unscored].mean())
+    e_lo, e_hi = _wilson(share * k, k)
+    return NpsEstimate(detractor_share=_prob_f(share), ci_low=_prob_f(e_lo), ci_high=_prob_f(e_hi), rows=k)
+
+
+def _csat_stat(cols: _Columns) -> CsatStat | None:
+    answers = cols.csat[~np.isnan(cols.csat)]
+    if not answers.size:
+        return None
+    n = int(answers.size)
+    satisfied = int((answers >= 4).sum())
+    c_lo, c_hi = _wilson(satisfied, n)
+    return CsatStat(value=_pts_f(100.0 * satisfied / n), ci_low=_pts_f(100 * c_lo), ci_high=_pts_f(100 * c_hi), responses=n)
+
+
+def _ces_stat(cols: _Columns) -> CesStat | None:
+    answers = cols.ces[~np.isnan(cols.ces)]
+    if not answers.size:
+        return None
+    n = int(answers.size)
+    mean = float(answers.mean())
+    t_lo = t_hi = None
+    if n >= 2:
+        half = float(stdtrit(n - 1, 0.975)) * float(answers.std(ddof=1)) / math.sqrt(n)
+        t_lo, t_hi = mean - half, mean + half
+    return CesStat(mean=_pts_f(mean), ci_low=_pts(t_lo), ci_high=_pts(t_hi), responses=n)
+
+
+def _sentiment_stat(cols: _Columns) -> SentimentStat:
+    known = cols.sent[cols.sent >= 0]
+    counts = np.bincount(known.astype(np.int64), minlength=4)
+    return SentimentStat(
+        **{label: int(counts[i]) for i, label in enumerate(SENTIMENT_LABELS)},
+        net=_pts(100.0 * (counts[_POS] - counts[_NEG]) / known.size) if known.size else None,
+    )
+
+
 def batch_kpis(
     rows: Iterable[RowFacts],
     filters: Filters | None = None,
@@ -821,57 +880,9 @@ def batch_kpis(
     selected = apply_filters(rows, filters)
     cols = _columns(selected)
     analysed = int(cols.ok.sum())
+    nps = _nps_stat(cols)
 
-    # NPS from answers
-    promoters, passives, detractors = (int((cols.nps_cat == c).sum()) for c in (2, 1, 0))
-    responses = promoters + passives + detractors
-    lo, hi = _nps_ci(promoters, detractors, responses)
-    nps = NpsStat(
-        value=_pts(100.0 * (promoters - detractors) / responses) if responses else None,
-        ci_low=_pts(lo),
-        ci_high=_pts(hi),
-        promoters=promoters,
-        passives=passives,
-        detractors=detractors,
-        responses=responses,
-    )
-
-    # predicted detractor share where no answer exists
-    unscored = cols.ok & (cols.nps_cat < 0) & ~np.isnan(cols.det)
-    nps_estimate = None
-    if unscored.any():
-        k = int(unscored.sum())
-        share = float(cols.det[unscored].mean())
-        e_lo, e_hi = _wilson(share * k, k)
-        nps_estimate = NpsEstimate(detractor_share=_prob_f(share), ci_low=_prob_f(e_lo), ci_high=_prob_f(e_hi), rows=k)
-
-    csat = None
-    csat_answers = cols.csat[~np.isnan(cols.csat)]
-    if csat_answers.size:
-        n = int(csat_answers.size)
-        satisfied = int((csat_answers >= 4).sum())
-        c_lo, c_hi = _wilson(satisfied, n)
-        csat = CsatStat(value=_pts_f(100.0 * satisfied / n), ci_low=_pts_f(100 * c_lo), ci_high=_pts_f(100 * c_hi), responses=n)
-
-    ces = None
-    ces_answers = cols.ces[~np.isnan(cols.ces)]
-    if ces_answers.size:
-        n = int(ces_answers.size)
-        mean = float(ces_answers.mean())
-        t_lo = t_hi = None
-        if n >= 2:
-            half = float(stdtrit(n - 1, 0.975)) * float(ces_answers.std(ddof=1)) / math.sqrt(n)
-            t_lo, t_hi = mean - half, mean + half
-        ces = CesStat(mean=_pts_f(mean), ci_low=_pts(t_lo), ci_high=_pts(t_hi), responses=n)
-
-    known = cols.sent[cols.sent >= 0]
-    sent_counts = np.bincount(known.astype(np.int64), minlength=4)
-    sentiment = SentimentStat(
-        **{label: int(sent_counts[i]) for i, label in enumerate(SENTIMENT_LABELS)},
-        net=_pts(100.0 * (sent_counts[_POS] - sent_counts[_NEG]) / known.size) if known.size else None,
-    )
-
-    overall = (promoters, detractors, responses)
+    overall = (nps.promoters, nps.detractors, nps.responses)
     topic_ids, t_idx, t_rows, t_codes = _topic_pairs(selected)
     topics = _theme_stats(
         topic_ids, _aggregate(t_idx, t_rows, len(topic_ids), cols, sent=t_codes), overall, analysed, labels, min_theme_count
@@ -885,10 +896,10 @@ def batch_kpis(
         count=len(selected),
         analysed=analysed,
         nps=nps,
-        nps_estimate=nps_estimate,
-        csat=csat,
-        ces=ces,
-        sentiment=sentiment,
+        nps_estimate=_nps_estimate(cols),
+        csat=_csat_stat(cols),
+        ces=_ces_stat(cols),
+        sentiment=_sentiment_stat(cols),
         topics=topics,
         touchpoints=touchpoints,
         trend=_trend(cols, granularity),

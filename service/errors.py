@@ -2,6 +2,9 @@
 
 Every error body is ``{"error": {"code", "message", "details"?}}``; a 500 never
 echoes internals (the traceback goes to the log with a request id instead).
+The batch layer raises its domain errors (:mod:`voce.service.batches.errors`) and
+the routers their few own (below); :data:`STATUS` is the only place either
+becomes an HTTP status.
 """
 from __future__ import annotations
 
@@ -14,6 +17,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voce.service.batches.errors import (
+    BatchBusy,
+    BatchError,
+    BatchNotFound,
+    InvalidFilter,
+    InvalidUpload,
+    TopicNotFound,
+    UploadTooLarge,
+)
 
 log = logging.getLogger("voce.service")
 
@@ -28,11 +41,8 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-class ApiError(Exception):
-    """An error with a stable code and HTTP status, safe to show to the client."""
-
-    status = 400
-    code = "BadRequest"
+class ServiceError(Exception):
+    """An error of the service's own (not of a batch), whose message is safe to show to the client."""
 
     def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -40,20 +50,46 @@ class ApiError(Exception):
         self.details = details
 
 
-class InvalidInput(ApiError):
-    status, code = 422, "InvalidInput"
+class InvalidInput(ServiceError):
+    """The request is well-formed JSON but asks for something we refuse (duplicate ids, a bad inline taxonomy)."""
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "PayloadTooLarge"
+class PayloadTooLarge(ServiceError):
+    """More documents than one request may carry."""
 
 
-class Overloaded(ApiError):
-    status, code = 429, "TooManyRequests"
+class Overloaded(ServiceError):
+    """Every analysis slot and waiting place is taken."""
 
 
-class NotReady(ApiError):
-    status, code = 503, "NotReady"
+class NotReady(ServiceError):
+    """The model (or the batch store) is still loading, or failed to load."""
+
+
+#: The one exception -> (HTTP status, error code) map.  The layers below raise their own errors and never an HTTP
+#: status; a subclass without an entry gets its nearest mapped base's (so a new batch error is a 400, never a 500).
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    ServiceError: (400, "BadRequest"),
+    InvalidInput: (422, "InvalidInput"),
+    PayloadTooLarge: (413, "PayloadTooLarge"),
+    Overloaded: (429, "TooManyRequests"),
+    NotReady: (503, "NotReady"),
+    BatchError: (400, "BadRequest"),
+    InvalidUpload: (422, "InvalidInput"),
+    InvalidFilter: (422, "InvalidInput"),
+    UploadTooLarge: (413, "PayloadTooLarge"),
+    BatchNotFound: (404, "NotFound"),
+    TopicNotFound: (404, "NotFound"),
+    BatchBusy: (409, "Conflict"),
+}
+
+
+def status_of(exc: BaseException) -> tuple[int, str] | None:
+    """(status, code) of a known error, from the most specific class in the map; None for anything else."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return None
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -70,9 +106,12 @@ def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        status, code = status_of(exc) or (500, "InternalError")
+        return error_response(status, code, getattr(exc, "message", str(exc)), getattr(exc, "details", None))
+
+    for cls in STATUS:
+        app.add_exception_handler(cls, _known)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

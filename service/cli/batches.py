@@ -1,31 +1,52 @@
-"""Batch commands: the same jobs as ``/v1/batches``, on the same database."""
+"""Batch commands: the same jobs as ``/v1/batches``, on the same database, through the same service
+(:class:`voce.service.batches.service.BatchService`), so the CLI and the API cannot give different answers."""
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from voce.service.cli.common import say, settings
+from voce.service.cli.common import fail, say, settings
+
+if TYPE_CHECKING:
+    from voce.models.analyzer import Analyzer
+    from voce.service.batches.service import BatchService
+    from voce.service.batches.store import BatchStore
+    from voce.service.settings import Settings
 
 batch_app = typer.Typer(help="Batches of comments stored in the database (same jobs as /v1/batches).", no_args_is_help=True)
 
 
-def _store(s):  # noqa: ANN001, ANN202 - lazily imported types
-    from voce.service.db import open_database
-    from voce.service.jobs import BatchStore
+def _service(s: Settings) -> BatchService:
+    from voce.service.batches.service import BatchService
 
-    return BatchStore(open_database(s.resolved_database_url()))
+    return BatchService.from_settings(s)
 
 
-def _analyzer(s):  # noqa: ANN001, ANN202
+def _analyzer(s: Settings) -> Analyzer:
     from voce.models.spec import load_analyzer
 
     a = load_analyzer(s.analyzer_spec(), progress=say)
     a.warm_up()
     return a
+
+
+@contextmanager
+def _batch_errors(batch_id: str | None = None) -> Iterator[None]:
+    """The service's domain errors as ``error: ...`` and exit code 2."""
+    from voce.service.batches.errors import BatchError, BatchNotFound
+
+    try:
+        yield
+    except BatchNotFound as exc:
+        raise fail(f"no batch {batch_id}" if batch_id else str(exc)) from exc
+    except BatchError as exc:
+        raise fail(str(exc)) from exc
 
 
 def worker(
@@ -36,14 +57,14 @@ def worker(
     import signal
     import threading
 
-    from voce.service.app import runner_config
-    from voce.service.jobs import LocalExecutor
+    from voce.service.batches.executor import LocalExecutor
+    from voce.service.batches.runner import RunnerConfig
 
     s = settings()
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = _store(s)
+    store = _service(s).store
     analyzer = _analyzer(s)
-    ex = LocalExecutor(store, lambda: analyzer, runner_config(s), threads=threads, name="worker")
+    ex = LocalExecutor(store, lambda: analyzer, RunnerConfig.from_settings(s), threads=threads, name="worker")
     if once:
         n = ex.run_until_idle()
         say(f"{n} batch(es) processed")
@@ -65,45 +86,27 @@ def batch_submit(
     wait: Annotated[bool, typer.Option(help="analyse it now in this process and wait for the end")] = False,
 ) -> None:
     """Queue a file for analysis (a running API or `voce worker` picks it up; --wait analyses it here)."""
-    import shutil
-    import uuid
-
-    from voce.service.jobs import submit_upload
-    from voce.service.uploads import ColumnMapping, UploadError
+    from voce.service.batches.service import parse_mapping
 
     s = settings()
-    store = _store(s)
-    if not file.is_file():
-        say(f"error: {file} does not exist")
-        raise typer.Exit(2)
-    try:
-        cols = ColumnMapping.model_validate_json(mapping) if mapping else None
-    except ValueError as exc:
-        say(f"error: mapping: {exc}")
-        raise typer.Exit(2) from exc
-    batch_id = uuid.uuid4().hex
-    dest = s.data_dir / "uploads" / batch_id
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(file, dest)
-    try:
-        batch, _ = submit_upload(store, dest, filename=file.name, mapping=cols, batch_id=batch_id, name=name)
-    except UploadError as exc:
-        say(f"error: {exc}")
-        raise typer.Exit(2) from exc
-    typer.echo(batch.id)
+    batches = _service(s)
+    with _batch_errors():
+        created = batches.submit_file(file, mapping=parse_mapping(mapping), name=name)
+    typer.echo(created.id)
     if wait:
-        _run_here(s, store, batch.id)
+        _run_here(s, batches.store, created.id)
 
 
-def _run_here(s, store, batch_id: str) -> None:  # noqa: ANN001
+def _run_here(s: Settings, store: BatchStore, batch_id: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from voce.service.app import runner_config
-    from voce.service.jobs import BatchRunner, new_worker_name
+    from voce.service.batches.executor import new_worker_name
+    from voce.service.batches.runner import BatchRunner, RunnerConfig
 
+    config = RunnerConfig.from_settings(s)
     analyzer = _analyzer(s)
     wid = new_worker_name()
-    batch = store.claim(wid, s.worker_lease_seconds, batch_id=batch_id)
+    batch = store.claim(wid, config.lease_seconds, batch_id=batch_id)
     if batch is None:
         say("another worker holds this batch; follow it with `voce batch status`")
         return
@@ -114,30 +117,23 @@ def _run_here(s, store, batch_id: str) -> None:  # noqa: ANN001
             b = store.get(batch_id)
             bar.update(task, completed=done, total=b.total_rows if b else None)
 
-        status = BatchRunner(store, analyzer, wid, runner_config(s), on_chunk=tick).run(batch)
+        status = BatchRunner(store, analyzer, wid, config, on_chunk=tick).run(batch)
     say(f"batch {batch_id}: {status}")
 
 
 @batch_app.command("list")
 def batch_list() -> None:
     """Batches, newest first."""
-    from voce.service.batches_api import batch_status
-
-    for b in _store(settings()).list_batches():
-        st = batch_status(b)
+    for st in _service(settings()).list_batches().batches:
         typer.echo(f"{st.id}  {st.status:8} {st.rows_done:>7}/{st.rows_total or '?':<7} errors {st.rows_error:<5} {st.name}")
 
 
 @batch_app.command("status")
 def batch_status_cmd(batch_id: str) -> None:
     """Status, progress and ETA of one batch (JSON)."""
-    from voce.service.batches_api import batch_status
-
-    b = _store(settings()).get(batch_id)
-    if b is None:
-        say(f"error: no batch {batch_id}")
-        raise typer.Exit(2)
-    typer.echo(batch_status(b).model_dump_json(indent=2))
+    with _batch_errors(batch_id):
+        status = _service(settings()).status(batch_id)
+    typer.echo(status.model_dump_json(indent=2))
 
 
 @batch_app.command("export")
@@ -147,29 +143,21 @@ def batch_export(
     format: Annotated[str, typer.Option(help="jsonl | csv | xlsx (default: from the output's extension)")] = "",
 ) -> None:
     """Write a batch's results with the original columns."""
-    from voce.service import exports
-    from voce.service.batches_api import _original_columns
+    from voce.service.batches.service import ExportFormat
 
-    s = settings()
-    store = _store(s)
-    b = store.get(batch_id)
-    if b is None:
-        say(f"error: no batch {batch_id}")
-        raise typer.Exit(2)
+    batches = _service(settings())
+    with _batch_errors(batch_id):
+        batches.get(batch_id)
     fmt = format or output.suffix.lstrip(".").lower()
     if fmt not in ("jsonl", "csv", "xlsx"):
-        say("error: --format must be jsonl, csv or xlsx")
-        raise typer.Exit(2)
-    if fmt == "xlsx":
-        tmp = exports.write_xlsx(store, batch_id, _original_columns(b), output.parent)
-        tmp.replace(output)
+        raise fail("--format must be jsonl, csv or xlsx")
+    export = batches.export(batch_id, cast(ExportFormat, fmt), folder=output.parent)
+    if export.path is not None:
+        export.path.replace(output)
     else:
-        chunks = exports.jsonl_lines(store, batch_id) if fmt == "jsonl" else exports.csv_chunks(
-            store, batch_id, _original_columns(b)
-        )
         with output.open("wb") as fh:
-            for c in chunks:
-                fh.write(c)
+            for chunk in export.chunks or ():
+                fh.write(chunk)
     say(f"{output} written")
 
 
@@ -183,19 +171,10 @@ def batch_kpis_cmd(
     period: Annotated[str | None, typer.Option(help="2026-03, 2026-W09 or 2026-03-05")] = None,
 ) -> None:
     """NPS/CSAT/CES, drivers and trends of a batch (JSON, same as GET /v1/batches/{id}/kpis)."""
-    from voce.models.taxonomy import default_taxonomy
-    from voce.service import analytics
-    from voce.service.batches_api import _filters, load_facts
+    from voce.service.batches.service import make_filters
 
-    s = settings()
-    store = _store(s)
-    if store.get(batch_id) is None:
-        say(f"error: no batch {batch_id}")
-        raise typer.Exit(2)
-    report = analytics.batch_kpis(
-        load_facts(store, batch_id), _filters(touchpoint, topic, language, segment, period, None, None),
-        labels=default_taxonomy().labels(),
-    )
-    typer.echo(json.dumps({"batch_id": batch_id, **report.model_dump(mode="json")}, indent=2, ensure_ascii=False))
-
-
+    batches = _service(settings())
+    with _batch_errors(batch_id):
+        filters = make_filters(touchpoint=touchpoint, topic=topic, language=language, segment=segment, period=period)
+        report = batches.kpis(batch_id, filters)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
