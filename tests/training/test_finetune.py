@@ -371,3 +371,19 @@ def test_top_layer_finetune_runs_end_to_end(pack: Path) -> None:
     assert result.log["total_steps"] == 2 and "topic_micro_f1" in result.log["epochs"][0]["dev"]
     trained = {n for n, p in result.model.named_parameters() if p.requires_grad}
     assert trained and all(".layer.10." in n or ".layer.11." in n for n in trained)
+
+
+def test_command_refuses_a_bad_config_before_loading_anything(tmp_path: Path) -> None:
+    """`voce finetune` / `python -m voce.training.finetune`: a misspelt field is a clear error (exit 2), not a run."""
+    import typer
+    from typer.testing import CliRunner
+
+    from voce.training.finetune.cli import finetune as command
+
+    app = typer.Typer()
+    app.command()(command)
+    (tmp_path / "typo.yaml").write_text("lora_rank: 8\n")
+    result = CliRunner().invoke(app, ["--pack", str(tmp_path), "--out", str(tmp_path / "o"), "--config",
+                                      str(tmp_path / "typo.yaml")])  # fmt: skip
+    assert result.exit_code == 2 and "lora_rank" in result.output
+    assert not (tmp_path / "o").exists()
