@@ -1,0 +1,156 @@
+"""``/v1/batches``: upload a file, follow its job, read results, KPIs, drivers and discovered topics.
+
+Each route is an adapter: parameters in, one :class:`~voce.service.batches.service.BatchService` call, the
+answer out.  Errors are the service's domain errors, turned into statuses by :mod:`voce.service.errors`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
+from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
+from voce.service.deps import BatchesDep, CallerDep, FiltersDep
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+
+
+def _attachment(stem: str, ext: str) -> dict[str, str]:
+    """Content-Disposition for any batch name: an ASCII fallback plus the RFC 5987 UTF-8 name."""
+    name = "".join(ch for ch in f"{stem}-voce.{ext}" if ch.isprintable())
+    ascii_name = "".join(ch if ch.isascii() and ch not in '"\\' else "_" for ch in name)
+    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"}
+
+
+@router.post("/batches/preview", response_model=PreviewResponse, operation_id="preview_batch_file")
+async def preview(
+    batches: BatchesDep, file: Annotated[UploadFile, File(description="CSV, XLSX or JSONL (the first rows are enough)")]
+) -> PreviewResponse:
+    """Columns, the first rows and a guessed column mapping, for the upload page."""
+    tmp = batches.scratch_path("preview")
+    try:
+        await batches.receive(file.read, tmp)
+        # parsing (an XLSX takes seconds) runs off the event loop
+        return await run_in_threadpool(batches.preview, tmp, file.filename or "")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@router.post("/batches", response_model=BatchCreated, status_code=202, operation_id="create_batch")
+async def create_batch(
+    batches: BatchesDep,
+    caller: CallerDep,
+    file: Annotated[UploadFile, File(description="CSV (any delimiter; UTF-8/BOM/Latin-1/UTF-16), XLSX or JSONL")],
+    mapping: Annotated[
+        str | None,
+        Form(description='JSON: {"text": "comment", "nps": "score", "date": "date", "segments": ["region"], ...};'
+                         " omitted = guessed from the column names"),
+    ] = None,
+    name: Annotated[str | None, Form(max_length=256)] = None,
+) -> BatchCreated:
+    """Upload a file and queue its analysis; poll `GET /v1/batches/{id}` for progress."""
+    columns = parse_mapping(mapping)
+    batch_id, dest = batches.new_upload()
+    await batches.receive(file.read, dest)
+    # format checks and the database write run off the event loop
+    return await run_in_threadpool(
+        batches.submit, dest, batch_id=batch_id, filename=file.filename or "", mapping=columns, caller=caller, name=name
+    )
+
+
+@router.get("/batches", response_model=BatchList, operation_id="list_batches")
+def list_batches(
+    batches: BatchesDep, limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+) -> BatchList:
+    """Batches, newest first."""
+    return batches.list_batches(limit, offset)
+
+
+@router.get("/batches/{batch_id}", response_model=BatchStatus, operation_id="get_batch")
+def get_batch(batch_id: str, batches: BatchesDep) -> BatchStatus:
+    """Status, progress (rows done / total) and ETA."""
+    return batches.status(batch_id)
+
+
+@router.delete("/batches/{batch_id}", status_code=204, operation_id="delete_batch")
+def delete_batch(batch_id: str, batches: BatchesDep) -> None:
+    """Delete a finished batch, its rows and its uploaded file."""
+    batches.delete(batch_id)
+
+
+@router.get(
+    "/batches/{batch_id}/results", operation_id="get_batch_results",
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}, "application/vnd.openxmlformats-"
+                                 "officedocument.spreadsheetml.sheet": {}}}},
+)
+def results(
+    batch_id: str, batches: BatchesDep,
+    format: Annotated[Literal["jsonl", "csv", "xlsx"], Query(description="jsonl | csv | xlsx")] = "jsonl",
+) -> Any:
+    """Every row: the `/v1/analyze` object (or its error) plus the original columns.  Rows analysed so far
+    while the batch runs; all of them once it is done."""
+    export = batches.export(batch_id, format)
+    if export.path is not None:
+        return FileResponse(
+            export.path, filename=export.filename, media_type=export.media_type,
+            background=BackgroundTask(export.path.unlink, missing_ok=True),
+        )
+    return StreamingResponse(
+        export.chunks, media_type=export.media_type, headers=_attachment(export.stem, export.extension)
+    )
+
+
+@router.get("/batches/{batch_id}/kpis", operation_id="get_batch_kpis")
+def kpis(
+    batch_id: str,
+    batches: BatchesDep,
+    filters: FiltersDep,
+    granularity: Granularity = "auto",
+) -> dict[str, Any]:
+    """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns."""
+    return batches.kpis(batch_id, filters, granularity)
+
+
+@router.get("/batches/{batch_id}/topics", operation_id="get_batch_topics")
+def topics(batch_id: str, batches: BatchesDep) -> dict[str, Any]:
+    """Topics discovered in this batch (BERTopic on its embeddings), mapped to the taxonomy where one fits."""
+    return batches.discovered_topics(batch_id)
+
+
+@router.get(
+    "/batches/{batch_id}/topics/{topic_id}/taxonomy-entry", operation_id="get_discovered_topic_as_taxonomy_entry",
+    responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
+)
+def taxonomy_entry(
+    batch_id: str, topic_id: int, batches: BatchesDep,
+    format: Annotated[Literal["yaml", "json"], Query(description="yaml (paste into a taxonomy file) | json")] = "yaml",
+) -> Any:
+    """A discovered theme as a taxonomy entry (names from its IT/EN keywords, its comments as examples), ready to
+    edit and add to a custom taxonomy (`VOCE_TAXONOMY`), so a new theme becomes a tracked topic."""
+    entry = batches.discovered_topic_entry(batch_id, topic_id)
+    if format == "json":
+        return entry
+    return Response(entry_yaml(entry), media_type="application/yaml; charset=utf-8")
+
+
+@router.get("/batches/{batch_id}/rows", response_model=RowPage, operation_id="get_batch_rows")
+def rows(
+    batch_id: str,
+    batches: BatchesDep,
+    filters: FiltersDep,
+    sentiment: Sentiment | None = None,
+    discovered: int | None = None,
+    errors: bool = False,
+    q: Annotated[str | None, Query(max_length=200, description="text contains (case-insensitive)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RowPage:
+    """The comments behind a number: filter like the KPIs, then page through them with evidence spans."""
+    return batches.rows_page(
+        batch_id, filters, sentiment=sentiment, discovered=discovered, errors=errors, q=q, limit=limit, offset=offset
+    )

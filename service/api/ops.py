@@ -1,0 +1,93 @@
+"""Operations: liveness, readiness, model and limits, Prometheus metrics; and the taxonomy in use."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from voce.models import __version__
+from voce.models.labels import SENTIMENT_LABELS
+from voce.service.deps import AnalyzerDep, EngineDep, MetricsDep, SettingsDep
+
+router = APIRouter()
+
+
+class InfoResponse(BaseModel):
+    service_version: str
+    model_version: str | None
+    encoder: str | None
+    ready: bool
+    sentiment_labels: list[str]
+    topics: list[str]
+    learned_topics: list[str]
+    touchpoints: list[str]
+    taxonomy_version: str | None
+    limits: dict[str, int]
+    bundle_metrics: dict[str, Any] | None
+
+
+class StatusResponse(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+@router.get("/health", response_model=StatusResponse, operation_id="health", tags=["ops"])
+def health() -> StatusResponse:
+    """Liveness: the process answers."""
+    return StatusResponse(status="ok")
+
+
+@router.get(
+    "/ready", response_model=StatusResponse, operation_id="ready", tags=["ops"],
+    responses={503: {"model": StatusResponse}},
+)
+def ready(engine: EngineDep, response: Response) -> StatusResponse:
+    """Readiness: 200 once the model is loaded and warmed up, 503 before (or if loading failed)."""
+    if engine.analyzer is not None:
+        return StatusResponse(status="ready")
+    response.status_code = 503
+    if engine.error:
+        return StatusResponse(status="failed", detail=engine.error)
+    return StatusResponse(status="loading")
+
+
+@router.get("/info", response_model=InfoResponse, operation_id="info", tags=["ops"])
+def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
+    """Model versions, label sets and request limits."""
+    a = engine.analyzer
+    return InfoResponse(
+        service_version=__version__,
+        model_version=a.bundle.version if a else None,
+        encoder=a.encoder.name if a else None,
+        ready=a is not None,
+        sentiment_labels=SENTIMENT_LABELS,
+        topics=a.taxonomy.topics.ids if a else [],
+        learned_topics=a.bundle.topics.labels if a else [],
+        touchpoints=a.taxonomy.touchpoints.ids if a else [],
+        taxonomy_version=a.taxonomy.version if a else None,
+        limits={
+            "max_documents": s.max_documents,
+            "max_chars": s.max_chars,
+            "max_request_bytes": s.max_request_bytes,
+        },
+        bundle_metrics=a.bundle.manifest_extra.get("metrics") if a else None,
+    )
+
+
+@router.get("/metrics", operation_id="metrics", tags=["ops"], response_class=Response)
+def metrics(m: MetricsDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"])
+def taxonomy(analyzer: AnalyzerDep) -> dict[str, Any]:
+    """The taxonomy in use: topic and touchpoint ids with their Italian/English names."""
+    t = analyzer.taxonomy
+    return {
+        "version": t.version,
+        "topics": [{"id": e.id, "names": e.names} for e in t.topics.entries],
+        "touchpoints": [{"id": e.id, "names": e.names} for e in t.touchpoints.entries],
+    }

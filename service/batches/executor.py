@@ -1,0 +1,104 @@
+"""Who runs queued batches.
+
+:class:`BatchExecutor` is the seam a distributed engine takes over: a Ray executor would implement its three
+methods and ship :func:`~voce.service.batches.runner.analyze_chunk` calls to its cluster, while the store and the
+pipeline stay as they are.  :class:`LocalExecutor` is the one we ship: N threads polling the store, in-process
+inside the API (the embedded default) or in ``voce worker`` processes beside it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from voce.models.analyzer import Analyzer
+from voce.service.batches.runner import BatchRunner, RunnerConfig
+from voce.service.batches.store import BatchStore
+
+log = logging.getLogger("voce.jobs")
+
+
+class BatchExecutor(Protocol):
+    """Runs queued batches: started with the API (or a worker process), told when a batch arrives, stopped."""
+
+    def start(self) -> None: ...
+
+    def notify(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+
+def new_worker_name() -> str:
+    """A worker id for a one-off run in the calling process (``voce batch submit --wait``)."""
+    return f"worker-{uuid.uuid4().hex[:8]}"
+
+
+class LocalExecutor:
+    """``threads`` workers in this process, polling the store (woken at once by :meth:`notify`)."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        analyzer: Callable[[], Analyzer | None],
+        config: RunnerConfig,
+        threads: int = 1,
+        poll_seconds: float = 2.0,
+        name: str = "api",
+    ) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.config = config
+        self.threads = threads
+        self.poll_seconds = poll_seconds
+        self.worker_prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._loop, args=(f"{self.worker_prefix}-{i}",), daemon=True, name=f"voce-worker-{i}")
+            t.start()
+            self._threads.append(t)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=timeout)
+
+    def run_until_idle(self, worker_id: str | None = None) -> int:
+        """Process batches in the calling thread until none is claimable (CLI, tests); returns how many ran."""
+        n = 0
+        wid = worker_id or f"{self.worker_prefix}-fg"
+        while not self._stop.is_set() and self._once(wid):
+            n += 1
+        return n
+
+    def _once(self, wid: str) -> bool:
+        analyzer = self.analyzer()
+        if analyzer is None:
+            return False
+        batch = self.store.claim(wid, self.config.lease_seconds)
+        if batch is None:
+            return False
+        log.info("worker %s: batch %s (%s), from row %d", wid, batch.id, batch.name, batch.rows_done)
+        status = BatchRunner(self.store, analyzer, wid, self.config, stop=self._stop).run(batch)
+        log.info("worker %s: batch %s -> %s", wid, batch.id, status)
+        return True
+
+    def _loop(self, wid: str) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self._once(wid)
+            except Exception:  # a database hiccup must not kill the worker thread
+                log.exception("worker %s: polling failed", wid)
+                worked = False
+            if not worked:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()

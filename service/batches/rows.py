@@ -1,0 +1,166 @@
+"""One stored batch row, owned here: every place that writes or reads a ``batch_rows`` record goes through this module.
+
+A row is written once, from an analysis (:func:`record`), and read back four ways: as the slim facts the KPIs
+aggregate (:func:`facts`), as export lines and columns (:func:`export_item`, :func:`flat_values`), as the API's
+row item (:func:`row_item`) and as the input of topic discovery (:func:`embedding`).  Adding a per-row fact
+means editing this module plus the table (``service/db.py``) and its Alembic migration, nothing else.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from voce.models.types import DocumentError, DocumentInput, DocumentResult
+from voce.service.analytics import RowFacts
+from voce.service.batches.store import BatchStore
+from voce.service.uploads import PreparedRow
+
+#: what an error row holds where an analysed row holds predictions
+_NO_PREDICTION: dict[str, Any] = {
+    "language": None, "sentiment": None, "positive": 0.0, "negative": 0.0, "detractor": None, "topics": None,
+    "touchpoints": None,
+}
+#: stored embeddings are float16: half the bytes, and topic discovery needs no more precision
+_EMBEDDING_DTYPE = np.float16
+
+
+# ------------------------------------------------------------------- writing
+def record(p: PreparedRow, item: DocumentResult | DocumentError, vec: np.ndarray | None) -> dict[str, Any]:
+    """The ``batch_rows`` record of one upload row: its input facts, and its analysis or its per-row error."""
+    text = p.doc.text if isinstance(p.doc, DocumentInput) and not p.doc.turns else None
+    rec: dict[str, Any] = {
+        "row": p.row, "doc_id": item.id, "original": p.original, "warnings": p.warnings or None, "date": p.date,
+        "channel": p.channel, "segments": p.segments or None, "nps": p.nps, "csat": p.csat, "ces": p.ces,
+        "discovered": None,
+    }
+    if isinstance(item, DocumentError):
+        return rec | _NO_PREDICTION | {
+            "ok": False, "text": text, "result": item.model_dump(mode="json"), "embedding": None,
+        }
+    return rec | {
+        "ok": True,
+        "text": item.text or text,
+        "result": item.model_dump(mode="json", exclude_none=True),
+        "embedding": None if vec is None else vec.astype(_EMBEDDING_DTYPE).tobytes(),
+        "language": item.language,
+        "sentiment": item.sentiment.label,
+        "positive": item.sentiment.scores.positive,
+        "negative": item.sentiment.scores.negative,
+        "detractor": item.detractor.probability,
+        "topics": [[t.id, t.sentiment.label] for t in item.topics],
+        "touchpoints": [t.id for t in item.touchpoints],
+    }
+
+
+def unstorable(rec: dict[str, Any]) -> dict[str, Any]:
+    """The row as a per-row error when the database refused one of its values (nothing of it is kept)."""
+    doc_id = str(rec.get("doc_id") or f"row-{rec['row'] + 1}")[:128]
+    error = DocumentError(id=doc_id, error={"code": "UnstorableRow", "message": "a value of this row could not be stored"})
+    return record(PreparedRow(rec["row"], error, {}, []), error, None)
+
+
+# ------------------------------------------------------------------- reading
+#: what topic discovery reads of each row
+DISCOVERY_COLUMNS = ("row", "ok", "text", "language", "topics", "embedding")
+#: what the KPIs read of each row (no result JSON, no embeddings)
+FACT_COLUMNS = ("row", "ok", "date", "language", "channel", "segments", "nps", "csat", "ces", "sentiment",
+                "positive", "negative", "detractor", "topics", "touchpoints")
+#: what a text search or a discovered-topic lookup reads of each row
+SEARCH_COLUMNS = ("row", "discovered", "text")
+#: what the exports read of each row
+EXPORT_COLUMNS = ("row", "ok", "original", "result", "warnings", "discovered")
+
+
+def embedding(r: Any) -> np.ndarray:
+    """The stored document embedding of an analysed row (``r.embedding`` is not None)."""
+    return np.frombuffer(r.embedding, dtype=_EMBEDDING_DTYPE)
+
+
+def facts(r: Any) -> RowFacts:
+    """The slim per-row facts :mod:`voce.service.analytics` aggregates, from a row read with ``FACT_COLUMNS``."""
+    return RowFacts(
+        row=r.row, date=r.date, language=r.language, channel=r.channel, segments=r.segments or {},
+        nps=r.nps, csat=r.csat, ces=r.ces, sentiment=r.sentiment, positive=r.positive or 0.0,
+        negative=r.negative or 0.0, detractor=r.detractor,
+        topics=tuple((t[0], t[1]) for t in (r.topics or [])), touchpoints=tuple(r.touchpoints or ()), ok=r.ok,
+    )
+
+
+def load_facts(store: BatchStore, batch_id: str) -> list[RowFacts]:
+    """The facts of every stored row of a batch, in upload order."""
+    return [facts(r) for r in store.iter_rows(batch_id, page=5000, columns=FACT_COLUMNS)]
+
+
+# ------------------------------------------------------------------- exports
+#: flat columns appended after the original ones (prefixed so they never clash with a customer's column)
+FLAT_COLUMNS = [
+    "voce_row", "voce_id", "voce_status", "voce_language", "voce_sentiment", "voce_positive", "voce_neutral",
+    "voce_negative", "voce_detractor_probability", "voce_topics", "voce_touchpoints", "voce_discovered_topic",
+    "voce_warnings", "voce_error",
+]
+
+
+def export_item(r: Any) -> dict[str, Any]:
+    """One JSONL export line: the ``/v1/analyze`` object (or its error) plus the original columns."""
+    item = {"row": r.row, **r.result, "columns": r.original}
+    if r.warnings:
+        item["input_warnings"] = r.warnings
+    if r.discovered is not None:
+        item["discovered_topic"] = r.discovered
+    return item
+
+
+def flat_values(r: Any) -> list[Any]:
+    """The values under ``FLAT_COLUMNS`` for one row (CSV and XLSX exports)."""
+    res = r.result
+    warnings = list(res.get("warnings", [])) + list(r.warnings or [])
+    if not r.ok:
+        err = res.get("error", {})
+        return [r.row, res.get("id"), "error", None, None, None, None, None, None, None, None, None,
+                "; ".join(warnings), f"{err.get('code')}: {err.get('message')}"]
+    scores = res["sentiment"]["scores"]
+    topics = "; ".join(f"{t['id']} ({t['sentiment']['label']})" for t in res.get("topics", []))
+    touchpoints = "; ".join(t["id"] for t in res.get("touchpoints", []))
+    return [
+        r.row, res["id"], "ok", res["language"], res["sentiment"]["label"], scores["positive"], scores["neutral"],
+        scores["negative"], res["detractor"]["probability"], topics, touchpoints, r.discovered, "; ".join(warnings), None,
+    ]
+
+
+# ------------------------------------------------------------------- the API's row
+class RowItem(BaseModel):
+    row: int
+    id: str
+    ok: bool
+    text: str | None
+    language: str | None
+    date: dt.date | None
+    nps: int | None
+    sentiment: str | None
+    detractor: float | None
+    discovered: int | None
+    topics: list[dict[str, Any]]
+    touchpoints: list[dict[str, Any]]
+    sentences: list[dict[str, Any]]
+    error: dict[str, str] | None
+    warnings: list[str]
+    columns: dict[str, Any]
+
+
+def row_item(r: Any) -> RowItem:
+    """A full stored row (ORM object) as the comment list shows it: labels with their evidence spans."""
+    res = r.result
+    return RowItem(
+        row=r.row, id=r.doc_id, ok=r.ok, text=r.text, language=r.language, date=r.date, nps=r.nps,
+        sentiment=r.sentiment, detractor=r.detractor, discovered=r.discovered,
+        topics=[{"id": t["id"], "sentiment": t["sentiment"]["label"], "score": t["score"], "evidence": t["evidence"]}
+                for t in res.get("topics", [])],
+        touchpoints=[{"id": t["id"], "score": t["score"], "evidence": t["evidence"]} for t in res.get("touchpoints", [])],
+        sentences=[{"offset": x["offset"], "length": x["length"], "sentiment": x["sentiment"]["label"]}
+                   for x in res.get("sentences", [])],
+        error=res.get("error"), warnings=list(res.get("warnings", [])) + list(r.warnings or []),
+        columns=r.original or {},
+    )

@@ -1,0 +1,254 @@
+"""The pipeline that analyses one claimed batch: read the file in chunks, analyse, commit, discover topics.
+
+* :func:`analyze_chunk` is pure: prepared rows in, row records out.  It is the unit a remote executor (Ray)
+  would ship to its workers.
+* :class:`BatchRunner` drives one claimed batch: count, read in chunks, analyse, commit each chunk *and* the
+  progress in one transaction (a crash loses at most the chunk in flight, which is redone, never duplicated),
+  then discover topics on the stored embeddings.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+
+from voce.models.analyzer import Analyzer
+from voce.models.types import DocumentError, DocumentInput, DocumentResult
+from voce.service.batches import rows
+from voce.service.batches.store import BatchStore, LeaseLost
+from voce.service.db import Batch
+from voce.service.uploads import ColumnMapping, PreparedRow, UploadError, open_table, prepare_row
+
+if TYPE_CHECKING:
+    from voce.service.settings import Settings
+
+log = logging.getLogger("voce.jobs")
+
+#: characters per document in batches: long chat transcripts are windowed, not rejected
+BATCH_MAX_CHARS = 100_000
+
+
+def analyze_chunk(analyzer: Analyzer, prepared: list[PreparedRow]) -> list[dict[str, Any]]:
+    """Analyse prepared rows into ``batch_rows`` records (pure: no database, no globals).
+
+    Rows may repeat a caller id, so documents go through under positional ids
+    and get their own id back afterwards.
+    """
+    docs = [p.doc.model_copy(update={"id": f"#{i}"}) for i, p in enumerate(prepared) if isinstance(p.doc, DocumentInput)]
+    results, errors, vecs = analyzer.analyze_with_embeddings(docs) if docs else ([], [], np.zeros((0, 0), np.float32))
+    by_pos: dict[str, tuple[DocumentResult | DocumentError, np.ndarray | None]] = {}
+    for k, r in enumerate(results):
+        by_pos[r.id] = (r, vecs[k])
+    for e in errors:
+        by_pos[e.id] = (e, None)
+    out = []
+    for i, p in enumerate(prepared):
+        if isinstance(p.doc, DocumentError):
+            item: DocumentResult | DocumentError = p.doc
+            vec = None
+        else:
+            found, vec = by_pos[f"#{i}"]
+            item = found.model_copy(update={"id": p.doc.id})
+        out.append(rows.record(p, item, vec))
+    return out
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    chunk_rows: int = 64
+    lease_seconds: float = 60.0
+    discovery: bool = True
+    discovery_seed: int = 13
+    # a batch claimed more often than this took its worker down each time: it fails instead of looping
+    max_attempts: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerConfig:
+        """The runner every entry point uses (API workers, ``voce worker``, ``voce batch submit --wait``)."""
+        return cls(
+            chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
+            discovery=settings.discovery, discovery_seed=settings.discovery_seed,
+        )
+
+
+class BatchInputMissing(RuntimeError):
+    """The upload is gone (deleted, or this worker does not share the data folder)."""
+
+
+def public_error(exc: Exception, ref: str) -> str:
+    """What a client may read about a failure: our own messages verbatim, anything else by reference only
+    (a database error would echo SQL and customer text)."""
+    if isinstance(exc, UploadError | BatchInputMissing):
+        return f"{exc} (reference {ref})"
+    return f"internal error while analysing the batch; reference {ref} in the service log"
+
+
+class BatchRunner:
+    """Runs one claimed batch to the end (or until stopped / the lease is lost)."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        analyzer: Analyzer,
+        worker_id: str,
+        config: RunnerConfig,
+        stop: threading.Event | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        # batches window long documents (chat transcripts) instead of rejecting them like the sync API
+        self.analyzer = analyzer.with_config(replace(analyzer.config, max_chars=BATCH_MAX_CHARS))
+        self.worker_id = worker_id
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.on_chunk = on_chunk
+
+    def run(self, batch: Batch) -> str:
+        """Returns the final status: done, failed, or 'paused' (stopped/lease lost; another run resumes)."""
+        if batch.attempts > self.config.max_attempts:
+            # the batch took its worker down every time (out of memory, a crash): stop retrying it
+            msg = f"the batch stopped its worker {batch.attempts - 1} times; giving up (rows analysed so far are kept)"
+            self.store.finish(batch.id, self.worker_id, "failed", error=msg)
+            return "failed"
+        # the lease stays fresh while a long step runs (counting a big file, a chunk of long transcripts, discovery)
+        beat = Heartbeat(self.store, batch.id, self.worker_id, self.config.lease_seconds / 4)
+        try:
+            with beat:
+                return self._run(batch)
+        except LeaseLost:
+            log.warning("batch %s: lease lost; another worker continues it", batch.id)
+            return "paused"
+        except Exception as exc:  # the job fails with a clear message; rows already stored stay
+            ref = uuid.uuid4().hex[:12]
+            log.exception("batch %s failed (reference %s)", batch.id, ref)
+            try:
+                self.store.finish(batch.id, self.worker_id, "failed", error=public_error(exc, ref))
+            except LeaseLost:
+                return "paused"
+            return "failed"
+
+    def _run(self, batch: Batch) -> str:
+        bid, wid = batch.id, self.worker_id
+        mapping = ColumnMapping.model_validate(batch.mapping)
+        path = Path(batch.file_path)
+        if not path.is_file():
+            raise BatchInputMissing("the uploaded file is no longer in the data folder")
+        table = open_table(path, batch.file_format)  # type: ignore[arg-type]
+        version = self.analyzer.bundle.version
+        if batch.rows_done and batch.model_version and batch.model_version != version:
+            # one batch, one model: rows from two versions would not be comparable
+            log.warning("batch %s: started with model %s, resuming with %s; analysing it again from the start",
+                        bid, batch.model_version, version)
+            self.store.restart_rows(bid, wid)
+            batch.rows_done = 0
+        total = batch.total_rows
+        if total is None:
+            self.store.heartbeat(bid, wid, phase="reading")
+            total = table.count()
+        self.store.heartbeat(
+            bid, wid, phase="analysing", total_rows=total, model_version=self.analyzer.bundle.version,
+            taxonomy_version=self.analyzer.taxonomy.version,
+        )
+        start = batch.rows_done
+        chunk: list[PreparedRow] = []
+        row = -1
+        for row, rec in enumerate(table.records()):
+            if row < start:
+                continue
+            chunk.append(prepare_row(row, rec, mapping))
+            if len(chunk) >= self.config.chunk_rows:
+                self._commit(bid, chunk)
+                chunk = []
+                if self.stop.is_set():
+                    self.store.release(bid, wid)
+                    return "paused"
+        if chunk:
+            self._commit(bid, chunk)
+        if row + 1 != total:  # the file changed under us; report instead of guessing
+            self.store.heartbeat(bid, wid, total_rows=max(row + 1, 0))
+        if self.config.discovery:
+            self._discover(bid)
+        self.store.finish(bid, wid, "done")
+        return "done"
+
+    def _commit(self, bid: str, chunk: list[PreparedRow]) -> None:
+        records = analyze_chunk(self.analyzer, chunk)
+        try:
+            self.store.commit_chunk(bid, self.worker_id, records, next_row=chunk[-1].row + 1)
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | IntegrityError):
+                raise
+            # one value the database refuses must not fail the batch: find it, store it as a per-row error
+            log.warning("batch %s: chunk at row %d refused by the database (%s); storing row by row",
+                        bid, chunk[0].row, type(exc).__name__)
+            for rec in records:
+                try:
+                    self.store.commit_chunk(bid, self.worker_id, [rec], next_row=rec["row"] + 1)
+                except StatementError as row_exc:
+                    if isinstance(row_exc, OperationalError | IntegrityError):
+                        raise
+                    self.store.commit_chunk(bid, self.worker_id, [rows.unstorable(rec)], next_row=rec["row"] + 1)
+        if self.on_chunk:
+            self.on_chunk(chunk[-1].row + 1)
+
+    def _discover(self, bid: str) -> None:
+        """BERTopic on the stored embeddings; a failure here is recorded, the analysis stays usable."""
+        self.store.heartbeat(bid, self.worker_id, phase="discovering")
+        row_ids, texts, langs, assigned, vecs = [], [], [], [], []
+        for r in self.store.iter_rows(bid, columns=rows.DISCOVERY_COLUMNS):
+            if not r.ok or r.embedding is None:
+                continue
+            row_ids.append(r.row)
+            texts.append(r.text or "")
+            langs.append(r.language)
+            assigned.append([t[0] for t in (r.topics or [])])
+            vecs.append(rows.embedding(r))
+        try:
+            from voce.models.discovery import discover_topics, taxonomy_topic_labels
+
+            emb = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, self.analyzer.encoder.dim), np.float32)
+            labels = taxonomy_topic_labels(self.analyzer.taxonomy)
+            result = discover_topics(
+                texts, emb, langs, assigned_topics=assigned, topic_labels=labels, seed=self.config.discovery_seed
+            )
+            payload = result.model_dump(mode="json")
+            assignments = payload.pop("assignments", [])
+            self.store.set_discovered(bid, self.worker_id, row_ids, assignments)
+            self.store.heartbeat(bid, self.worker_id, discovery=payload, discovery_error=None)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            ref = uuid.uuid4().hex[:12]
+            log.exception("batch %s: topic discovery failed (reference %s)", bid, ref)
+            self.store.heartbeat(bid, self.worker_id, discovery_error=public_error(exc, ref))
+
+
+class Heartbeat:
+    """Keeps the lease fresh while a long step (topic discovery) runs."""
+
+    def __init__(self, store: BatchStore, bid: str, wid: str, every: float) -> None:
+        self.store, self.bid, self.wid, self.every = store, bid, wid, every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"voce-heartbeat-{bid[:8]}")
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                self.store.heartbeat(self.bid, self.wid)
+            except LeaseLost:
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)

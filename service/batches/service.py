@@ -1,0 +1,408 @@
+"""What the routers, the page and the CLI do with batches: one method each, raising the domain errors of
+:mod:`voce.service.batches.errors` (never HTTP errors), so every entry point gives the same answers.
+
+:class:`BatchService` holds what the calls share: the store, where uploads go, the upload limit, where topic
+labels come from (the loaded analyzer's taxonomy in the API, the configured taxonomy in the CLI: the same one),
+who to tell when a batch is queued, and the facts of recently viewed batches.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from voce.models.caches import LRUCache
+from voce.service import analytics
+from voce.service.analytics import Filters, RowFacts
+from voce.service.batches import exports, rows
+from voce.service.batches.errors import (
+    BatchBusy,
+    BatchNotFound,
+    InvalidFilter,
+    InvalidUpload,
+    TopicNotFound,
+    UploadTooLarge,
+)
+from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage, batch_status
+from voce.service.batches.store import BatchStore
+from voce.service.db import Batch
+from voce.service.uploads import (
+    ColumnMapping,
+    UploadError,
+    check_mapping,
+    detect_format,
+    guess_mapping,
+    open_table,
+    preview_rows,
+    validation_message,
+)
+
+if TYPE_CHECKING:
+    from voce.service.settings import Settings
+
+ExportFormat = Literal["jsonl", "csv", "xlsx"]
+Granularity = Literal["auto", "day", "week", "month"]
+Sentiment = Literal["positive", "neutral", "negative", "mixed"]
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: a discovered theme as a taxonomy entry: up to this many example comments, each at most this long
+_ENTRY_EXAMPLES, _ENTRY_EXAMPLE_CHARS = 12, 300
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a call: recorded on the batches it creates now; access control will check it later."""
+
+    tenant: str = "default"
+    api_key_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Export:
+    """A batch's results in one format: streamed ``chunks`` (JSONL, CSV) or a written temporary ``path`` (XLSX,
+    which the caller moves or deletes)."""
+
+    stem: str
+    extension: ExportFormat
+    media_type: str
+    chunks: Iterator[bytes] | None = None
+    path: Path | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.stem}-voce.{self.extension}"
+
+
+# ------------------------------------------------------------------ inputs
+def parse_mapping(raw: str | None) -> ColumnMapping | None:
+    """A column mapping sent as JSON text (form field, CLI option); blank means: guess it from the file."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return ColumnMapping.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise InvalidUpload(f"mapping: not valid JSON ({exc.msg})") from exc
+    except ValidationError as exc:
+        raise InvalidUpload(f"mapping.{validation_message(exc)}") from exc
+
+
+def make_filters(
+    *,
+    touchpoint: str | None = None,
+    topic: str | None = None,
+    language: str | None = None,
+    segment: list[str] | None = None,
+    period: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+) -> Filters:
+    """The filters shared by the KPI report and the comments behind it (so the numbers and the list agree)."""
+    try:
+        seg: dict[str, str] = {}
+        for item in segment or []:
+            seg.update(analytics.parse_segment(item))
+        return Filters(
+            touchpoint=touchpoint, topic=topic, language=language, segment=seg or None, period=period,
+            date_from=date_from, date_to=date_to,
+        )
+    except (ValueError, ValidationError) as exc:
+        raise InvalidFilter(f"invalid filter: {exc}") from exc
+
+
+def register_upload(
+    store: BatchStore,
+    path: Path,
+    *,
+    filename: str,
+    mapping: ColumnMapping | None,
+    batch_id: str,
+    caller: Caller = Caller(),
+    name: str | None = None,
+) -> tuple[Batch, list[str]]:
+    """Register a stored upload as a queued batch: detect its format, check (or guess) the mapping.
+
+    ``path`` is already under the data folder; on a bad file it is removed and :class:`InvalidUpload` raised.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        fmt = detect_format(filename, head)
+        final = path.with_suffix(f".{fmt}")
+        path.rename(final)
+        path = final
+        table = open_table(path, fmt)
+        if mapping is None:
+            mapping = guess_mapping(table.columns, preview_rows(table, 20))
+            if mapping is None:
+                raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
+        check_mapping(mapping, table.columns)
+    except UploadError as exc:
+        path.unlink(missing_ok=True)
+        raise InvalidUpload(str(exc)) from exc
+    except (csv.Error, OSError, ValueError) as exc:  # a file no reader can make sense of: a clear 422, no orphan
+        path.unlink(missing_ok=True)
+        raise InvalidUpload(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}") from exc
+    clean_name = "".join(ch for ch in (name or filename or batch_id) if ch.isprintable())[:256] or batch_id
+    batch = store.create(
+        id=batch_id, tenant=caller.tenant, api_key_hash=caller.api_key_hash, name=clean_name,
+        file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
+    )
+    return batch, table.columns
+
+
+# ------------------------------------------------------------------ discovered topics
+def discovered_entry(topic: dict[str, Any], examples: list[str]) -> dict[str, Any]:
+    """Taxonomy-entry draft for a discovered topic; validated against the taxonomy format."""
+    from voce.models.taxonomy import TaxonomyEntry
+
+    keywords: dict[str, list[str]] = topic.get("keywords", {})
+    words = [w for lang in ("en", "it") for w in keywords.get(lang, [])][:3] or [f"topic {topic.get('id')}"]
+    slug = re.sub(r"[^a-z0-9]+", "_", "_".join(words).lower()).strip("_") or f"topic_{topic.get('id')}"
+    names = {lang: ", ".join(kw[:3]) for lang, kw in keywords.items() if kw and lang in ("it", "en")}
+    descriptions = {
+        lang: ("Commenti su: " if lang == "it" else "Comments about: ") + ", ".join(kw[:8])
+        for lang, kw in keywords.items() if kw and lang in ("it", "en")
+    }
+    entry = TaxonomyEntry(
+        id=f"new_{slug}"[:60], names=names or {"en": ", ".join(words)}, descriptions=descriptions, examples=examples[:200]
+    )
+    return entry.model_dump(exclude_defaults=True)
+
+
+def entry_yaml(entry: dict[str, Any]) -> str:
+    """A taxonomy entry as YAML to paste under ``topics:`` of a taxonomy file."""
+    import yaml
+
+    body = "# a discovered theme as a taxonomy entry: edit the id and names, then add it under `topics:`\n"
+    return body + yaml.safe_dump([entry], allow_unicode=True, sort_keys=False, width=120)
+
+
+# ------------------------------------------------------------------ the service
+class BatchService:
+    """Submit, follow, read back and delete batches; the one layer under the routers, the page and the CLI."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        *,
+        data_dir: Path,
+        max_upload_bytes: int,
+        labels: Callable[[], dict[str, str]],
+        notify: Callable[[], None] | None = None,
+        facts_cache_size: int = 4,
+    ) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.max_upload_bytes = max_upload_bytes
+        self.labels = labels  # topic/touchpoint id -> display name, for the KPI report
+        self.notify = notify  # told when a batch is queued (wakes the in-process executor)
+        # a dashboard asks for KPIs and comment pages many times with different filters, and a finished batch
+        # never changes: keep the facts of the last few, keyed by the batch's progress (a running one is re-read)
+        self._facts: LRUCache[str, tuple[tuple[Any, ...], list[RowFacts]]] = LRUCache(facts_cache_size)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: BatchStore | None = None,
+        labels: Callable[[], dict[str, str]] | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> BatchService:
+        """The service on the configured database; labels default to the configured taxonomy's (read once)."""
+        if labels is None:
+            spec = settings.analyzer_spec()
+
+            @functools.cache
+            def configured_labels() -> dict[str, str]:
+                from voce.models.spec import load_taxonomy_for
+
+                return load_taxonomy_for(spec).labels()
+
+            labels = configured_labels
+        return cls(
+            store or BatchStore.open(settings.resolved_database_url()), data_dir=settings.data_dir,
+            max_upload_bytes=settings.max_upload_bytes, labels=labels, notify=notify,
+        )
+
+    # -- uploads
+    def new_upload(self) -> tuple[str, Path]:
+        """A fresh batch id and where its upload is kept."""
+        batch_id = uuid.uuid4().hex
+        return batch_id, self.data_dir / "uploads" / batch_id
+
+    def scratch_path(self, prefix: str) -> Path:
+        """A temporary file in the data folder (the caller removes it)."""
+        return self.data_dir / "tmp" / f"{prefix}-{uuid.uuid4().hex}"
+
+    async def receive(self, read: Callable[[int], Awaitable[bytes]], dest: Path) -> int:
+        """Write an upload to ``dest`` a megabyte at a time, refusing it past the limit or when it is empty."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with dest.open("wb") as out:
+            while chunk := await read(1 << 20):
+                size += len(chunk)
+                if size > self.max_upload_bytes:
+                    out.close()
+                    dest.unlink(missing_ok=True)
+                    raise UploadTooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
+                out.write(chunk)
+        if size == 0:
+            dest.unlink(missing_ok=True)
+            raise InvalidUpload("the uploaded file is empty")
+        return size
+
+    def preview(self, path: Path, filename: str) -> PreviewResponse:
+        """Columns, the first rows and a guessed column mapping of an upload (slow for an XLSX: run off the loop)."""
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(8)
+            fmt = detect_format(filename, head)
+            table = open_table(path, fmt)
+            first = preview_rows(table, 5)
+        except (UploadError, csv.Error) as exc:
+            raise InvalidUpload(str(exc)) from exc
+        guess = guess_mapping(table.columns, first)
+        return PreviewResponse(
+            format=fmt, encoding=table.encoding, delimiter=table.delimiter, columns=table.columns, rows=first,
+            guessed_mapping=guess.model_dump() if guess else None,
+        )
+
+    def submit(
+        self, path: Path, *, batch_id: str, filename: str, mapping: ColumnMapping | None, caller: Caller,
+        name: str | None = None,
+    ) -> BatchCreated:
+        """Queue a received upload (its format checked, its mapping checked or guessed) and wake the executor."""
+        batch, columns = register_upload(
+            self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name
+        )
+        if self.notify is not None:
+            self.notify()
+        return BatchCreated(id=batch.id, status="queued", mapping=batch.mapping, columns=columns)
+
+    def submit_file(
+        self, src: Path, *, mapping: ColumnMapping | None, caller: Caller = Caller(), name: str | None = None
+    ) -> BatchCreated:
+        """Queue a local file: copied into the data folder first, so the batch outlives the original."""
+        if not src.is_file():
+            raise InvalidUpload(f"{src} does not exist")
+        batch_id, dest = self.new_upload()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return self.submit(dest, batch_id=batch_id, filename=src.name, mapping=mapping, caller=caller, name=name)
+
+    # -- jobs
+    def get(self, batch_id: str) -> Batch:
+        b = self.store.get(batch_id)
+        if b is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        return b
+
+    def exists(self, batch_id: str) -> bool:
+        return self.store.get(batch_id) is not None
+
+    def status(self, batch_id: str) -> BatchStatus:
+        return batch_status(self.get(batch_id))
+
+    def list_batches(self, limit: int = 100, offset: int = 0) -> BatchList:
+        return BatchList(batches=[batch_status(b) for b in self.store.list_batches(limit, offset)])
+
+    def delete(self, batch_id: str) -> None:
+        """Delete a finished batch, its rows and its uploaded file."""
+        b = self.get(batch_id)
+        if b.status in ("queued", "running"):
+            raise BatchBusy("the batch is still being analysed; delete it when it has finished")
+        self.store.delete(batch_id)
+        Path(b.file_path).unlink(missing_ok=True)
+
+    # -- results
+    def facts(self, b: Batch) -> list[RowFacts]:
+        """The per-row facts of a batch, from memory while the batch has not moved."""
+        progress = (b.status, b.rows_done, b.rows_error, b.finished_at)
+        hit = self._facts.get(b.id)
+        if hit is not None and hit[0] == progress:
+            return hit[1]
+        found = rows.load_facts(self.store, b.id)
+        self._facts.put(b.id, (progress, found))
+        return found
+
+    def kpis(self, batch_id: str, filters: Filters | None = None, granularity: Granularity = "auto") -> dict[str, Any]:
+        """The KPI report (see :mod:`voce.service.analytics`) with topics named by the configured taxonomy."""
+        facts = self.facts(self.get(batch_id))
+        report = analytics.batch_kpis(facts, filters, labels=self.labels(), granularity=granularity)
+        return {"batch_id": batch_id, **report.model_dump(mode="json")}
+
+    def rows_page(
+        self,
+        batch_id: str,
+        filters: Filters | None = None,
+        *,
+        sentiment: Sentiment | None = None,
+        discovered: int | None = None,
+        errors: bool = False,
+        q: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RowPage:
+        """The comments behind a number: the rows the KPIs counted under ``filters``, narrowed and paged."""
+        facts = analytics.apply_filters(self.facts(self.get(batch_id)), filters)
+        wanted = [f.row for f in facts if (not errors or not f.ok) and (sentiment is None or f.sentiment == sentiment)]
+        if discovered is not None or q:
+            extra = {r.row: r for r in self.store.iter_rows(batch_id, columns=rows.SEARCH_COLUMNS)}
+            needle = (q or "").lower()
+            wanted = [
+                i for i in wanted
+                if (discovered is None or extra[i].discovered == discovered)
+                and (not needle or needle in (extra[i].text or "").lower())
+            ]
+        page = wanted[offset : offset + limit]
+        full = self.store.rows_by_index(batch_id, page)
+        return RowPage(total=len(wanted), offset=offset, rows=[rows.row_item(full[i]) for i in page if i in full])
+
+    def export(self, batch_id: str, fmt: ExportFormat, folder: Path | None = None) -> Export:
+        """Every row so far with its original columns; an XLSX is written into ``folder`` (default: data exports)."""
+        b = self.get(batch_id)
+        stem = Path(b.name).stem or batch_id
+        if fmt == "jsonl":
+            return Export(stem, "jsonl", "application/x-ndjson", chunks=exports.jsonl_lines(self.store, batch_id))
+        columns = exports.original_columns(b)
+        if fmt == "csv":
+            chunks = exports.csv_chunks(self.store, batch_id, columns)
+            return Export(stem, "csv", "text/csv; charset=utf-8", chunks=chunks)
+        path = exports.write_xlsx(self.store, batch_id, columns, folder or self.data_dir / "exports")
+        return Export(stem, "xlsx", XLSX_MEDIA_TYPE, path=path)
+
+    # -- discovered topics
+    def discovered_topics(self, batch_id: str) -> dict[str, Any]:
+        """Topics discovered in the batch, or why there are none (yet)."""
+        b = self.get(batch_id)
+        if b.discovery is None:
+            if b.discovery_error:
+                return {"batch_id": batch_id, "status": "failed", "error": b.discovery_error, "topics": []}
+            return {"batch_id": batch_id, "status": "pending" if b.status in ("queued", "running") else "none",
+                    "topics": []}
+        return {"batch_id": batch_id, "status": "done", **b.discovery}
+
+    def discovered_topic_entry(self, batch_id: str, topic_id: int) -> dict[str, Any]:
+        """A discovered topic as a taxonomy entry: its representative comments first, then others it holds."""
+        b = self.get(batch_id)
+        topics = (b.discovery or {}).get("topics", [])
+        found = next((t for t in topics if t.get("id") == topic_id), None)
+        if found is None:
+            raise TopicNotFound(f"batch {batch_id!r} has no discovered topic {topic_id}")
+        examples = [r["text"] for r in found.get("representative", [])]
+        for r in self.store.iter_rows(batch_id, columns=rows.SEARCH_COLUMNS):
+            if len(examples) >= _ENTRY_EXAMPLES:
+                break
+            if r.discovered == topic_id and r.text and len(r.text) <= _ENTRY_EXAMPLE_CHARS and r.text not in examples:
+                examples.append(r.text)
+        return discovered_entry(found, examples)
