@@ -1,7 +1,9 @@
 """The web UI in a real browser: upload a CSV, follow the progress, read the dashboard, open the comments.
 
 Headless Debian Chromium (``apt-get install chromium``) driven by Playwright against the real app served by
-uvicorn (fake encoder, tiny bundle, one in-process worker).  Screenshots land in ``reports/screenshots/``.
+uvicorn (fake encoder, tiny bundle, one in-process worker).  Screenshots land in the test's temporary folder, so a
+test run never rewrites tracked files; to refresh the README's on purpose, point ``VOCE_SCREENSHOTS_DIR`` at
+``reports/screenshots``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from voce.service.app import create_app
 from voce.service.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -155,13 +156,21 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-def _shot(page: Any, name: str, full_page: bool = False) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+@pytest.fixture()
+def screenshots(tmp_path: Path) -> Path:
+    """Where the screenshots go: ``$VOCE_SCREENSHOTS_DIR`` when set (refreshing the README's), else a temporary folder."""
+    configured = os.environ.get("VOCE_SCREENSHOTS_DIR")
+    folder = Path(configured) if configured else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _shot(page: Any, folder: Path, name: str, full_page: bool = False) -> None:
+    page.screenshot(path=str(folder / name), full_page=full_page)
 
 
 # ------------------------------------------------------------------ the test
-def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_path: Path) -> None:
+def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screenshots: Path, tmp_path: Path) -> None:
     upload = tmp_path / "sondaggio_marzo.csv"
     upload.write_bytes(feedback_csv())
 
@@ -185,7 +194,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
     assert page.get_by_test_id("map-channel").input_value() == "canale"
     assert page.locator("[data-testid=segment-option][value=regione]").is_checked()
     assert page.get_by_test_id("dayfirst").is_checked()
-    _shot(page, "upload.png", full_page=True)
+    _shot(page, screenshots, "upload.png", full_page=True)
 
     # --- start: progress bar until done
     page.get_by_test_id("start-analysis").click()
@@ -198,7 +207,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
         timeout=30_000,
     )
     page.wait_for_timeout(500)  # the bar animates its width
-    _shot(page, "progress.png")
+    _shot(page, screenshots, "progress.png")
     page.locator("[data-testid=progress][data-status=done]").wait_for(timeout=120_000)
     assert page.get_by_test_id("progress-bar").get_attribute("aria-valuenow") == "100"
     assert "300" in page.get_by_test_id("progress-text").inner_text()
@@ -234,7 +243,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
         assert "estimate" in page.get_by_test_id("kpi-nps-estimate").inner_text().lower()
     assert page.get_by_test_id("heat-cell").count() > 0
     page.wait_for_timeout(400)  # let the chart animations settle for the screenshot
-    _shot(page, "dashboard.png", full_page=True)
+    _shot(page, screenshots, "dashboard.png", full_page=True)
 
     # --- click the strongest driver bar: its comments, evidence highlighted
     target = page.evaluate(
@@ -261,7 +270,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
     assert first.locator("mark").first.inner_text() in first.get_by_test_id("comment-text").inner_text()
     rows = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"topic": target["topic"], "limit": 1}).json()
     assert str(rows["total"]) in page.get_by_test_id("comments-count").inner_text().replace(",", "").replace(".", "")
-    _shot(page, "comments.png")
+    _shot(page, screenshots, "comments.png")
 
     page.get_by_test_id("comments-close").click()
 
@@ -298,7 +307,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, tmp_pat
     assert "Personale" in topics or "Prezzo e rapporto qualità-prezzo" in topics, topics
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(400)
-    _shot(page, "dashboard_it.png", full_page=True)
+    _shot(page, screenshots, "dashboard_it.png", full_page=True)
 
     # --- a filter reloads everything
     page.get_by_test_id("filter-language").select_option("en")

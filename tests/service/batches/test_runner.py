@@ -1,0 +1,182 @@
+"""The batch pipeline without HTTP: leases, restart-resume, concurrent workers, failures that must stay clear."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service.batch_data import batch_settings, queue, rows_file
+from voce.service.batches.executor import LocalExecutor
+from voce.service.batches.runner import BatchRunner, RunnerConfig
+from voce.service.batches.store import BatchStore, LeaseLost
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+class _Crash(BaseException):
+    """Stands for the process dying mid-batch (not an Exception: nothing marks the job failed)."""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_restart_resumes_without_losing_or_repeating_rows(
+    backend: str, request: pytest.FixtureRequest, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    settings = batch_settings(tmp_path, tiny_bundle_dir, database_url=url, worker_lease_seconds=1, discovery=False)
+    store = BatchStore.open(settings.resolved_database_url())
+    src = rows_file(tmp_path, 50)
+    queue(store, settings, src, f"crash{backend}")
+    queue(store, settings, src, f"clean{backend}")
+
+    def die_after_three_chunks(done: int) -> None:
+        if done >= 12:
+            raise _Crash
+
+    batch = store.claim("worker-a", 1, batch_id=f"crash{backend}")
+    assert batch is not None
+    config = RunnerConfig.from_settings(settings)
+    with pytest.raises(_Crash):
+        BatchRunner(store, fake_analyzer, "worker-a", config, on_chunk=die_after_three_chunks).run(batch)
+    crashed = store.get(f"crash{backend}")
+    assert crashed is not None and crashed.status == "running" and crashed.rows_done == 12
+    assert store.claim("worker-b", 1, batch_id=f"crash{backend}") is None  # the lease is still fresh
+    time.sleep(1.2)  # ... until the dead worker's lease runs out
+
+    ex = LocalExecutor(store, lambda: fake_analyzer, config, name="restarted")
+    ex.run_until_idle()  # resumes the crashed batch and runs the clean one (an API worker on the same database may help)
+    assert wait_for(lambda: all(store.get(f"{k}{backend}").status == "done" for k in ("crash", "clean")), 60)  # type: ignore[union-attr]
+    resumed, clean = store.get(f"crash{backend}"), store.get(f"clean{backend}")
+    assert resumed is not None and clean is not None
+    assert (resumed.status, resumed.rows_done, resumed.attempts) == ("done", 50, 2)
+    got = [(r.row, r.doc_id, r.result) for r in store.iter_rows(f"crash{backend}", columns=("row", "doc_id", "result"))]
+    want = [(r.row, r.doc_id, r.result) for r in store.iter_rows(f"clean{backend}", columns=("row", "doc_id", "result"))]
+    assert [g[0] for g in got] == list(range(50))  # every row exactly once
+    assert got == want  # and identical to an uninterrupted run
+
+
+def test_a_worker_that_lost_its_lease_cannot_write(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, worker_lease_seconds=1)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 8), "lease")
+    assert store.claim("slow", 1) is not None
+    time.sleep(1.1)
+    assert store.claim("fast", 1) is not None  # "slow" looks dead; "fast" takes over
+    with pytest.raises(LeaseLost):
+        store.commit_chunk("lease", "slow", [], next_row=4)
+    store.commit_chunk("lease", "fast", [], next_row=4)
+    b = store.get("lease")
+    assert b is not None and b.worker_id == "fast" and b.rows_done == 4
+
+
+def test_concurrent_workers_share_the_queue(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """Three workers, six batches: each batch is run once and completely."""
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False)
+    store = BatchStore.open(settings.resolved_database_url())
+    src = rows_file(tmp_path, 20)
+    for i in range(6):
+        queue(store, settings, src, f"q{i}")
+    config = RunnerConfig.from_settings(settings)
+    executors = [LocalExecutor(store, lambda: fake_analyzer, config, name=f"w{i}") for i in range(3)]
+    threads = [threading.Thread(target=e.run_until_idle) for e in executors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i in range(6):
+        b = store.get(f"q{i}")
+        assert b is not None and (b.status, b.rows_done, b.attempts) == ("done", 20, 1)
+        assert [r.row for r in store.iter_rows(f"q{i}", columns=("row",))] == list(range(20))
+
+
+def test_missing_upload_fails_clearly_without_internals(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 8), "gone")
+    b = store.get("gone")
+    assert b is not None
+    Path(b.file_path).unlink()
+    LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings)).run_until_idle()
+    b = store.get("gone")
+    assert b is not None and b.status == "failed" and "no longer in the data folder" in (b.error or "")
+    assert str(tmp_path) not in (b.error or "")
+
+
+def test_a_batch_that_keeps_killing_its_worker_stops_being_retried(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 8), "poison")
+    for i in range(3):  # three workers die holding it
+        assert store.claim(f"dead-{i}", 1) is not None
+        time.sleep(1.1)
+    LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings)).run_until_idle()
+    b = store.get("poison")
+    assert b is not None and b.status == "failed" and "3 times" in (b.error or "") and b.attempts == 4
+
+
+class _SlowAnalyzer:
+    """Each chunk takes longer than the lease: only the heartbeat keeps the batch with its worker."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+        self.bundle, self.taxonomy, self.encoder, self.config = inner.bundle, inner.taxonomy, inner.encoder, inner.config
+
+    def with_config(self, config: Any) -> _SlowAnalyzer:
+        return _SlowAnalyzer(self.inner.with_config(config), self.seconds)
+
+    def analyze_with_embeddings(self, docs: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.analyze_with_embeddings(docs)
+
+
+def test_slow_chunks_keep_their_lease_with_two_workers(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1, batch_chunk_rows=4)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 12), "slow")
+    slow = _SlowAnalyzer(fake_analyzer, 1.5)
+    executors = [LocalExecutor(store, lambda: slow, RunnerConfig.from_settings(settings), name=f"w{i}") for i in range(2)]  # type: ignore[arg-type,return-value]
+    threads = [threading.Thread(target=e.run_until_idle) for e in executors]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(timeout=60)
+    b = store.get("slow")
+    assert b is not None and (b.status, b.rows_done, b.attempts) == ("done", 12, 1)
+
+
+def test_a_batch_resumed_by_another_model_version_starts_over(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False, worker_lease_seconds=1)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 12), "upgrade")
+    batch = store.claim("old", 1)
+    assert batch is not None
+
+    def die(done: int) -> None:
+        if done >= 4:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        BatchRunner(store, fake_analyzer, "old", RunnerConfig.from_settings(settings), on_chunk=die).run(batch)
+    store.heartbeat("upgrade", "old", model_version="an-older-model")
+    time.sleep(1.1)
+    LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings)).run_until_idle()
+    b = store.get("upgrade")
+    assert b is not None and (b.status, b.rows_done, b.model_version) == ("done", 12, "tiny-test")
+    assert [r.row for r in store.iter_rows("upgrade", columns=("row",))] == list(range(12))
