@@ -169,20 +169,9 @@ def _shot(page: Any, folder: Path, name: str, full_page: bool = False) -> None:
     page.screenshot(path=str(folder / name), full_page=full_page)
 
 
-# ------------------------------------------------------------------ the test
-def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screenshots: Path, tmp_path: Path) -> None:
-    upload = tmp_path / "sondaggio_marzo.csv"
-    upload.write_bytes(feedback_csv())
-
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    local = (base_url, "data:", "blob:")
-    page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external: {r.url}"))
-
-    # --- upload page: preview + guessed mapping
+# ------------------------------------------------------------------ the steps
+def _upload_with_preview(page: Any, base_url: str, upload: Path, shots: Path) -> None:
+    """Upload page: the preview and the guessed mapping."""
     page.goto(base_url + "/ui/?lang=en")
     page.get_by_test_id("file-input").set_input_files(str(upload))
     page.get_by_test_id("preview-table").locator("th", has_text="commento").wait_for()
@@ -194,9 +183,11 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     assert page.get_by_test_id("map-channel").input_value() == "canale"
     assert page.locator("[data-testid=segment-option][value=regione]").is_checked()
     assert page.get_by_test_id("dayfirst").is_checked()
-    _shot(page, screenshots, "upload.png", full_page=True)
+    _shot(page, shots, "upload.png", full_page=True)
 
-    # --- start: progress bar until done
+
+def _follow_progress(page: Any, shots: Path) -> str:
+    """Start the analysis and follow the progress bar to the end; returns the batch id."""
     page.get_by_test_id("start-analysis").click()
     page.wait_for_function(
         """() => {
@@ -207,7 +198,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
         timeout=30_000,
     )
     page.wait_for_timeout(500)  # the bar animates its width
-    _shot(page, screenshots, "progress.png")
+    _shot(page, shots, "progress.png")
     page.locator("[data-testid=progress][data-status=done]").wait_for(timeout=120_000)
     assert page.get_by_test_id("progress-bar").get_attribute("aria-valuenow") == "100"
     assert "300" in page.get_by_test_id("progress-text").inner_text()
@@ -215,8 +206,11 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     row.first.wait_for()
     batch_id = row.first.get_attribute("data-batch-id")
     assert batch_id
+    return batch_id
 
-    # --- dashboard
+
+def _dashboard(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
+    """The dashboard: charts drawn, tiles equal to the API's KPIs."""
     page.get_by_test_id("open-dashboard").click()
     page.wait_for_url(f"**/ui/batches/{batch_id}**")
     page.locator("body[data-ready=true]").wait_for()
@@ -243,9 +237,11 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
         assert "estimate" in page.get_by_test_id("kpi-nps-estimate").inner_text().lower()
     assert page.get_by_test_id("heat-cell").count() > 0
     page.wait_for_timeout(400)  # let the chart animations settle for the screenshot
-    _shot(page, screenshots, "dashboard.png", full_page=True)
+    _shot(page, shots, "dashboard.png", full_page=True)
 
-    # --- click the strongest driver bar: its comments, evidence highlighted
+
+def _strongest_driver_comments(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
+    """Click the strongest driver bar: its comments, evidence highlighted."""
     target = page.evaluate(
         """() => {
             const chart = Chart.getChart(document.getElementById('chart-drivers'));
@@ -270,11 +266,13 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     assert first.locator("mark").first.inner_text() in first.get_by_test_id("comment-text").inner_text()
     rows = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"topic": target["topic"], "limit": 1}).json()
     assert str(rows["total"]) in page.get_by_test_id("comments-count").inner_text().replace(",", "").replace(".", "")
-    _shot(page, screenshots, "comments.png")
-
+    _shot(page, shots, "comments.png")
     page.get_by_test_id("comments-close").click()
 
-    # customer text is shown as text, never run as markup
+
+def _hostile_text_stays_text(page: Any) -> None:
+    """Customer text is shown as text, never run as markup."""
+    drawer = page.get_by_test_id("comments")
     page.get_by_test_id("kpi-count").click()
     drawer.locator("[data-testid=comment]").first.wait_for()
     page.get_by_test_id("comments-search").fill("onerror")
@@ -285,7 +283,10 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     assert page.evaluate("() => window.__pwned") is None
     page.get_by_test_id("comments-close").click()
 
-    # --- a discovered theme can be taken into the taxonomy, and opens its comments too
+
+def _discovered_theme(page: Any, base_url: str, batch_id: str) -> None:
+    """A discovered theme can be taken into the taxonomy, and opens its comments too."""
+    drawer = page.get_by_test_id("comments")
     href = page.get_by_test_id("theme-taxonomy").first.get_attribute("href")
     assert href and href.startswith(f"/v1/batches/{batch_id}/topics/")
     entry = httpx.get(base_url + href, timeout=30)
@@ -297,7 +298,9 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     page.keyboard.press("Escape")
     assert drawer.is_hidden()
 
-    # --- Italian labels, taxonomy names in Italian too
+
+def _italian(page: Any, shots: Path) -> None:
+    """Italian labels, taxonomy names in Italian too."""
     assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Topic impact on NPS"
     page.get_by_test_id("lang-it").click()
     assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Impatto dei temi sull'NPS"
@@ -307,13 +310,38 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     assert "Personale" in topics or "Prezzo e rapporto qualità-prezzo" in topics, topics
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(400)
-    _shot(page, screenshots, "dashboard_it.png", full_page=True)
+    _shot(page, shots, "dashboard_it.png", full_page=True)
 
-    # --- a filter reloads everything
+
+def _filter_reloads_everything(page: Any, base_url: str, batch_id: str) -> None:
+    """A filter reloads every number."""
     page.get_by_test_id("filter-language").select_option("en")
     page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('language=en')")
     filtered = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en"}).json()
     assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(filtered["count"])
+
+
+# ------------------------------------------------------------------ the test
+def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screenshots: Path, tmp_path: Path) -> None:
+    upload = tmp_path / "sondaggio_marzo.csv"
+    upload.write_bytes(feedback_csv())
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    local = (base_url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external: {r.url}"))
+
+    _upload_with_preview(page, base_url, upload, screenshots)
+    batch_id = _follow_progress(page, screenshots)
+    _dashboard(page, base_url, batch_id, screenshots)
+    _strongest_driver_comments(page, base_url, batch_id, screenshots)
+    _hostile_text_stays_text(page)
+    _discovered_theme(page, base_url, batch_id)
+    _italian(page, screenshots)
+    _filter_reloads_everything(page, base_url, batch_id)
 
     assert not problems, problems
     context.close()
