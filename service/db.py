@@ -82,7 +82,10 @@ class Batch(Base):
 
 
 class BatchRow(Base):
-    """One input row: original columns, result or error, embedding and KPI facts."""
+    """One input row: original columns, result or error, embedding and KPI facts.
+
+    Written and read only through :mod:`voce.service.batches.rows` (a new column is added there and in a migration).
+    """
 
     __tablename__ = "batch_rows"
 
