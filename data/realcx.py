@@ -280,3 +280,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def journey_path(name: str) -> Path:
+    """The YAML of one held-apart journey taxonomy (``mode: single`` touchpoints)."""
+    if name not in JOURNEYS:
+        raise KeyError(f"unknown journey {name!r}; known: {', '.join(JOURNEYS)}")
+    return labels_dir() / "journeys" / f"{name}.yaml"

@@ -37,6 +37,7 @@ from voce.data.datasets import (
     load_all,
     load_ate_absita,
 )
+from voce.data.realcx import CXText, load_realcx
 from voce.data.splits import SplitSpec
 from voce.eval import metrics as M
 from voce.models.analyzer import Analyzer
@@ -93,13 +94,17 @@ def evaluate_bundle(
     ate_dev: list[Example] | None = None,
     taxonomy: Taxonomy | None = None,
     progress: Progress | None = None,
+    realcx: list[CXText] | None = None,
+    base_encoder: Callable[[], Encoder] | None = None,
 ) -> dict[str, Any]:
     """Every dev metric for ``bundle``; returns ``{"metrics": {...}, "details": {...}}``.
 
     Each custom source (``custom:<file>``) among ``dev`` gets its own
-    :func:`score_labelled` section, under its source name in both dicts.
+    :func:`score_labelled` section, under its source name in both dicts.  With ``realcx`` (the annotated
+    real-text corpus) the touchpoint, primary-topic and journey-taxonomy figures of :mod:`voce.eval.realcx`
+    join them; ``base_encoder`` is the encoder without the adapter, which exclusive sections read.
     """
-    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy)
+    analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy, base_encoder=base_encoder)
     dev = [e for e in dev if e.text.strip()]
     extra = [e for e in (ate_dev or []) if e.text.strip()]
     res = analyze_examples(analyzer, dev + extra, progress=progress)
@@ -117,7 +122,30 @@ def evaluate_bundle(
         m[source] = section["metrics"]
         details[source] = section["details"]
     m["dev_examples"] = len(res)
+    if realcx:
+        _realcx_sections(analyzer, realcx, m, details, progress)
     return {"metrics": m, "spread": spread, "details": details}
+
+
+def _realcx_sections(
+    analyzer: Analyzer, rows: list[CXText], m: dict[str, Any], details: dict[str, Any], progress: Progress | None
+) -> None:
+    """The real-text corpus's figures, when the analyzer's touchpoints are the ones the corpus is labelled with."""
+    from voce.eval.realcx import evaluate_corpus, evaluate_journeys
+    from voce.models.taxonomy import default_taxonomy
+
+    if analyzer.taxonomy.touchpoints.fingerprint() != default_taxonomy().touchpoints.fingerprint():
+        details["realcx"] = {"skipped": "the taxonomy's touchpoints are not the ones the corpus is labelled with"}
+        return
+    metrics, corpus = evaluate_corpus(analyzer, rows, progress=progress)
+    journeys = evaluate_journeys(analyzer, rows, shots=(0,), progress=progress)
+    for name, part in journeys.items():
+        z = part["zero_shot"]
+        if z.get("texts"):
+            metrics[f"journey_{name}_accuracy"] = z["accuracy"]
+            metrics[f"journey_{name}_majority"] = z["baseline_majority"]["accuracy"]
+    m.update(metrics)
+    details["realcx"] = {**corpus, "journeys": journeys}
 
 
 def _semeval_opinion_predictions(
@@ -393,12 +421,25 @@ def evaluate_labelled(
     return report
 
 
-def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None) -> CachedEncoder:
-    """The encoder a bundle was trained with, behind the on-disk embedding cache."""
+def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None, adapter: bool = True) -> CachedEncoder:
+    """The encoder a bundle was trained with (or its base, without the adapter), behind the on-disk embedding cache."""
     from voce.models.encoders.cache import CachedEncoder
     from voce.models.encoders.factory import load_encoder
 
-    return CachedEncoder(load_encoder(bundle.encoder_spec(cache_dir=cache_dir), progress=progress), cache_dir)
+    spec = bundle.encoder_spec(cache_dir=cache_dir)
+    if not adapter:
+        spec = spec.model_copy(update={"adapter": None})
+    return CachedEncoder(load_encoder(spec, progress=progress), cache_dir)
+
+
+def realcx_corpus(data_dir: Path | None, progress: Progress | None = None) -> list[CXText] | None:
+    """The annotated real-text corpus, or None (said once) when its texts are not in the data folder."""
+    try:
+        return load_realcx(data_dir)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        if progress:
+            progress(f"real-text corpus not scored: {exc}")
+        return None
 
 
 def run_eval(
@@ -419,6 +460,7 @@ def run_eval(
     """
     bundle = VoceBundle.load(bundle_path or default_bundle_path())
     encoder = _bundle_encoder(bundle, cache_dir, progress)
+    base = _bundle_encoder(bundle, cache_dir, progress, adapter=False) if bundle.adapter is not None else encoder
     tax = load_taxonomy(taxonomy, base=bundle.taxonomy()) if taxonomy else None
     if data is not None:
         labelled = load_custom_file(data)
@@ -429,9 +471,12 @@ def run_eval(
         examples = [e for rows in load_all(data_dir).values() for e in rows]
         _, dev = SplitSpec.from_manifest(bundle.manifest_extra.get("split")).split(examples)
         report = evaluate_bundle(
-            bundle, encoder, dev, ate_dev=load_ate_absita("dev", data_dir), taxonomy=tax, progress=progress
+            bundle, encoder, dev, ate_dev=load_ate_absita("dev", data_dir), taxonomy=tax, progress=progress,
+            realcx=realcx_corpus(data_dir, progress), base_encoder=lambda: base,
         )
     encoder.save()
+    if base is not encoder:
+        base.save()
     report["bundle"] = {"version": bundle.version, "path": str(bundle_path or default_bundle_path())}
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

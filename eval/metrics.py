@@ -349,6 +349,23 @@ def expected_calibration_error(probs: npt.ArrayLike, labels: Labels, n_bins: int
     return float(reliability_bins(probs, labels, n_bins)["ece"])
 
 
+def confidence_ece(confidence: npt.ArrayLike, correct: npt.ArrayLike, n_bins: int = 10) -> float:
+    """ECE of a decision's stated confidence against whether it was right (any number of classes).
+
+    The same binning as :func:`reliability_bins`, for predictions whose confidence
+    is given directly (an exclusive section's choice among entries it chose from).
+    """
+    conf = np.asarray(confidence, dtype=float).ravel()
+    ok = np.asarray(correct, dtype=float).ravel()
+    _same_length(conf, ok, "confidence and correct")
+    if not len(conf):
+        raise ValueError("no predictions")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.digitize(conf, edges[1:-1], right=True)
+    return float(sum((idx == b).sum() / len(conf) * abs(ok[idx == b].mean() - conf[idx == b].mean())
+                     for b in range(n_bins) if (idx == b).any()))  # fmt: skip
+
+
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1) of e.g. per-fold scores; std 0 for one value.
 

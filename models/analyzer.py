@@ -8,6 +8,7 @@ each finding can point at the words that support it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,14 @@ from voce.models.labels import SENTIMENT_LABELS, fold_three_way
 from voce.models.language import LanguageDetector
 from voce.models.segment import Span, split_sentences, window_spans
 from voce.models.taxonomy import Taxonomy, TaxonomySection
+from voce.models.touchpoints import (
+    DocUnits,
+    ExclusiveChooser,
+    SectionScores,
+    TouchpointLinker,
+    pick_evidence,
+    softmax,
+)
 from voce.models.types import (
     ChatResult,
     Detractor,
@@ -78,6 +87,7 @@ class Analyzer:
         *,
         taxonomy: Taxonomy | None = None,
         config: AnalyzerConfig | None = None,
+        base_encoder: Callable[[], Encoder] | None = None,
     ) -> None:
         if encoder.dim != bundle.dim:
             raise ValueError(f"encoder {encoder.name} gives {encoder.dim}-d vectors, bundle expects {bundle.dim}-d")
@@ -89,14 +99,25 @@ class Analyzer:
         self.taxonomy = taxonomy or base
         self.config = config or AnalyzerConfig()
         self.zero_shot = ZeroShotScorer(encoder, bundle.center, bundle.zero_shot)
+        # the encoder without the fine-tuned adapter, loaded on first use (exclusive custom sections only)
+        self.base_encoder = base_encoder or (lambda: encoder)
+        self.touchpoint_linker = TouchpointLinker(
+            bundle, self.zero_shot, channel_prior_logit=self.config.channel_prior_logit, max_evidence=self.config.max_evidence
+        )
+        self.exclusive = ExclusiveChooser(bundle, encoder, self.base_encoder)
         self._learned_topics = set(bundle.topics.labels)
         self._default_topics_fp = base.topics.fingerprint()
 
     # ------------------------------------------------------------------ public
     def with_config(self, config: AnalyzerConfig) -> Analyzer:
         """The same models and caches (taxonomy prototypes are encoded once) with other pipeline knobs."""
-        other = Analyzer(self.encoder, self.bundle, self.language_detector, taxonomy=self.taxonomy, config=config)
+        other = Analyzer(
+            self.encoder, self.bundle, self.language_detector, taxonomy=self.taxonomy, config=config,
+            base_encoder=self.base_encoder,
+        )
         other.zero_shot = self.zero_shot
+        other.touchpoint_linker.zero_shot = self.zero_shot
+        other.exclusive = self.exclusive
         return other
 
     def analyze(
@@ -141,10 +162,12 @@ class Analyzer:
         sent_p = self.bundle.sentiment.predict_proba(emb, lex)
         centred = self.zero_shot.centre(emb)
 
-        topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(
-            emb, lex, centred, tax.topics
-        )
-        tp_scores = self.zero_shot.probability(centred, tax.touchpoints)
+        exclusive = self._exclusive_scores(prepared, units, emb, lex, centred, tax)
+        if tax.topics.mode == "multi":
+            topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(
+                emb, lex, centred, tax.topics
+            )
+        tp_scores = self.touchpoint_linker.unit_scores(emb, lex, centred, tax.touchpoints)
         det_p = self.bundle.detractor.predict_proba(emb, lex)[:, 0]
         channel_map = tax.channel_map()
 
@@ -164,10 +187,18 @@ class Analyzer:
             ]
             doc_sent = self._doc_sentiment(doc_probs, [sent_p[i] for i in sen_idx])
             all_idx = win_idx + sen_idx
-            topics = self._topics(
-                p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb, lex
-            )
-            touchpoints = self._touchpoints(p, tax.touchpoints.ids, tp_scores, all_idx, sen_idx, channel_map)
+            units_of = DocUnits(win_idx, weights, sen_idx, p.sentences)
+            channel = self._channel(p, channel_map)
+            if tax.topics.mode == "single":
+                topics = self._exclusive_topic(exclusive["topics"][row], tax.topics, units_of, tp_scores, sent_p, centred)
+            else:
+                topics = self._topics(
+                    p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb, lex
+                )
+            if tax.touchpoints.mode == "single":
+                touchpoints = self._exclusive_touchpoint(exclusive["touchpoints"][row], tp_scores, units_of, channel)
+            else:
+                touchpoints = self.touchpoint_linker.link(tp_scores, units_of, channel)
             detractor = float((det_p[win_idx] * weights).sum())
             chat = self._chat_result(p, units, sent_p) if p.turns else None
             results.append(
@@ -180,6 +211,7 @@ class Analyzer:
                     topics=topics,
                     touchpoints=touchpoints,
                     detractor=Detractor(probability=round(min(max(detractor, 0.0), 1.0), 6)),
+                    channel=channel,
                     chat=chat,
                     text=p.text if p.rendered else None,
                 )
@@ -331,42 +363,84 @@ class Analyzer:
         out.sort(key=lambda t: -t.score)
         return out
 
-    def _touchpoints(
-        self,
-        p: _Prepared,
-        ids: list[str],
-        scores: F32,
-        all_idx: list[int],
-        sen_idx: list[int],
-        channel_map: dict[str, str],
-    ) -> list[TouchpointResult]:
-        channel_tp = channel_map.get((p.doc.channel or "").strip().lower()) if p.doc.channel else None
-        if p.doc.channel and channel_tp is None:
-            p.warnings.append(f"channel '{p.doc.channel}' matches no touchpoint; no prior applied")
-        scores = scores.copy()
-        if channel_tp is not None:
-            j = ids.index(channel_tp)
-            scores[:, j] = _add_log_odds(scores[:, j], self.config.channel_prior_logit)
-        doc_scores = scores[all_idx].max(axis=0)
-        nothing_found = not bool((doc_scores >= 0.5).any())
-        out = []
-        for j, tid in enumerate(ids):
-            s = float(doc_scores[j])
-            boosted = tid == channel_tp
-            # the channel is the best guess when the text itself names no touchpoint
-            if s < 0.5 and not (boosted and nothing_found):
+    def _channel(self, p: _Prepared, channel_map: dict[str, str]) -> str | None:
+        """The request's channel as a touchpoint id of the section (None, with a warning, when it matches none)."""
+        if not p.doc.channel or not p.doc.channel.strip():
+            return None
+        found = channel_map.get(p.doc.channel.strip().lower())
+        if found is None:
+            p.warnings.append(f"channel '{p.doc.channel}' matches no touchpoint; recorded as unknown")
+        return found
+
+    # ------------------------------------------------------------ exclusive
+    def _exclusive_scores(
+        self, prepared: list[_Prepared], units: dict[str, int], emb: F32, lex: Lexical | None, centred: F32, tax: Taxonomy
+    ) -> dict[str, list[F32]]:
+        """Per document, the confidences of each exclusive (mode: single) section: window-weighted over windows."""
+        out: dict[str, list[F32]] = {}
+        for name, section in (("topics", tax.topics), ("touchpoints", tax.touchpoints)):
+            if section.mode != "single":
                 continue
-            ev = self._evidence(scores[sen_idx, j], p.sentences, 0.5)
-            out.append(
-                TouchpointResult(
-                    id=tid,
-                    score=round(s, 6),
-                    evidence=[Evidence(offset=p.sentences[k].offset, length=p.sentences[k].length) for k in ev],
-                    from_channel=boosted,
+            windows = sorted({units[t] for p in prepared for t in p.windows})
+            if self.exclusive.available:
+                wanted = set(windows)
+                texts = [t for t, i in sorted(units.items(), key=lambda kv: kv[1]) if i in wanted]
+                probs = self.exclusive.probabilities(
+                    texts, self.exclusive.concepts(emb[windows], lex[windows] if lex is not None else None), section
                 )
-            )
-        out.sort(key=lambda t: -t.score)
+            else:  # a bundle without the calibration: zero-shot on this encoder, normalised over the entries
+                z = self.zero_shot.probability(centred[windows], section)
+                probs = softmax(np.log(z / (1 - z + 1e-7) + 1e-7))
+            at = {u: k for k, u in enumerate(windows)}
+            docs = []
+            for p in prepared:
+                w = np.asarray(p.window_weights, np.float32)
+                docs.append((probs[[at[units[t]] for t in p.windows]] * (w / w.sum())[:, None]).sum(axis=0))
+            out[name] = docs
         return out
+
+    def _choice(self, probs: F32, section: TaxonomySection, channel: str | None) -> tuple[int, float, bool]:
+        """Best entry, its confidence, and whether the channel decided it (it may only settle a close call)."""
+        best = int(np.argmax(probs))
+        if channel in section.ids:
+            j = section.ids.index(channel)
+            boosted = probs.copy()
+            if probs[j] >= 0.5 * probs[best]:
+                boosted[j] *= float(np.exp(self.config.channel_prior_logit))
+                boosted /= boosted.sum()
+                if int(np.argmax(boosted)) != best:
+                    return int(np.argmax(boosted)), float(boosted.max()), True
+                return best, float(boosted[best]), False
+        return best, float(probs[best]), False
+
+    def _uncertain(self, confidence: float) -> bool:
+        cal = self.bundle.exclusive
+        return confidence < (cal.uncertain_below if cal is not None else 0.5)
+
+    def _exclusive_touchpoint(
+        self, probs: F32, scores: SectionScores, doc: DocUnits, channel: str | None
+    ) -> list[TouchpointResult]:
+        section = scores.section
+        j, conf, by_channel = self._choice(probs, section, channel)
+        ev = pick_evidence(scores.presence[doc.sentences, j], doc.spans, 1.1, 1)  # the best-matching sentence
+        return [TouchpointResult(
+            id=section.ids[j], score=round(conf, 6), primary=True, source="zero_shot", from_channel=by_channel,
+            uncertain=self._uncertain(conf),
+            evidence=[Evidence(offset=doc.spans[k].offset, length=doc.spans[k].length) for k in ev],
+        )]  # fmt: skip
+
+    def _exclusive_topic(
+        self, probs: F32, section: TaxonomySection, doc: DocUnits, tp: SectionScores, sent_p: F32, centred: F32
+    ) -> list[TopicResult]:
+        j, conf, _ = self._choice(probs, section, None)
+        sims = self.zero_shot.probability(centred[doc.sentences], section)[:, j]
+        ev = pick_evidence(sims, doc.spans, 1.1, 1)
+        probs4 = sent_p[[doc.sentences[k] for k in ev]].mean(axis=0)
+        return [TopicResult(
+            id=section.ids[j], score=round(conf, 6), sentiment=_sentiment(probs4), source="zero_shot",
+            uncertain=self._uncertain(conf),
+            evidence=[Evidence(offset=doc.spans[k].offset, length=doc.spans[k].length) for k in ev],
+        )]  # fmt: skip
 
     def _evidence(self, sentence_scores: F32, sentences: list[Span], threshold: float) -> list[int]:
         order = np.argsort(-sentence_scores, kind="stable")

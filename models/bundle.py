@@ -23,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 from voce.models.encoders.base import Backend
 from voce.models.encoders.factory import E5_SMALL, EncoderSpec
 from voce.models.files import replace_dir, sha256_file
-from voce.models.heads import F32, LinearHead, ZeroShotCalibration
+from voce.models.heads import F32, ExclusiveCalibration, LinearHead, ZeroShotCalibration
 from voce.models.labels import SENTIMENT_LABELS
 from voce.models.lexical import LexicalFeaturizer
 from voce.models.taxonomy import Taxonomy, default_taxonomy, parse_taxonomy
@@ -56,6 +56,14 @@ class VoceBundle:
     topic_languages: dict[str, list[str]] = field(default_factory=dict)
     # n-gram features read by the hybrid heads next to the embedding (None: every head reads the embedding only)
     lexical: LexicalFeaturizer | None = None
+    # learned touchpoints, trained on the annotated real-text corpus for one touchpoint section (its fingerprint in
+    # ``touchpoints_fingerprint``): presence of each touchpoint (sigmoid, thresholds) and the primary one (softmax
+    # over the learned touchpoints plus "none"); None = every touchpoint is scored zero-shot
+    touchpoints: LinearHead | None = None
+    touchpoint_primary: LinearHead | None = None
+    touchpoints_fingerprint: str | None = None
+    # exclusive (mode: single) sections of custom taxonomies; None = they fall back to zero-shot on this encoder
+    exclusive: ExclusiveCalibration | None = None
 
     def __post_init__(self) -> None:
         if self.sentiment.labels != SENTIMENT_LABELS:
@@ -64,6 +72,10 @@ class VoceBundle:
         dims |= {h.dim for h in self.topic_polarity.values()}
         if len(dims) != 1:
             raise BundleError(f"heads disagree on the embedding width: {sorted(dims)}")
+        if (self.touchpoints is None) != (self.touchpoint_primary is None):
+            raise BundleError("touchpoint presence and primary heads come together")
+        if self.touchpoint_primary is not None and self.touchpoint_primary.labels[-1] != "none":
+            raise BundleError("the primary touchpoint head's last label must be 'none'")
         lex_dim = self.lexical.dim if self.lexical is not None else 0
         for name, head in self.heads().items():
             if head.lexical_dim not in (0, lex_dim):
@@ -74,6 +86,8 @@ class VoceBundle:
     def heads(self) -> dict[str, LinearHead]:
         """Every learned head by its tensor prefix."""
         out = {"sentiment": self.sentiment, "topics": self.topics, "detractor": self.detractor}
+        if self.touchpoints is not None and self.touchpoint_primary is not None:
+            out |= {"touchpoints": self.touchpoints, "touchpoint_primary": self.touchpoint_primary}
         return out | {f"topic_polarity.{k}": h for k, h in self.topic_polarity.items()}
 
     def lexical_features(self, texts: list[str]) -> Any:
@@ -123,6 +137,12 @@ class VoceBundle:
                 "topic_polarity": {k: v.config() for k, v in sorted(self.topic_polarity.items())},
                 "zero_shot": self.zero_shot.config(),
                 **({"lexical": self.lexical.config()} if self.lexical is not None else {}),
+                **(
+                    {"touchpoints": {**self.touchpoints.config(), "section_fingerprint": self.touchpoints_fingerprint},
+                     "touchpoint_primary": self.touchpoint_primary.config()}
+                    if self.touchpoints is not None and self.touchpoint_primary is not None else {}
+                ),
+                **({"exclusive": self.exclusive.config()} if self.exclusive is not None else {}),
             },
             **self.manifest_extra,
         }
@@ -136,6 +156,8 @@ class VoceBundle:
             tensors |= head.tensors(prefix)
         if self.lexical is not None:
             tensors |= self.lexical.tensors("lexical")
+        if self.exclusive is not None:
+            tensors["exclusive.center"] = np.asarray(self.exclusive.center, np.float32)
         tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
         try:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / "heads.safetensors"))
@@ -199,6 +221,13 @@ class VoceBundle:
             manifest_extra={k: v for k, v in manifest.items() if k not in known},
             adapter=adapter,
             topic_languages=heads["topics"].get("languages", {}),
+            touchpoints=LinearHead.from_parts(heads["touchpoints"], t, "touchpoints") if "touchpoints" in heads else None,
+            touchpoint_primary=(
+                LinearHead.from_parts(heads["touchpoint_primary"], t, "touchpoint_primary")
+                if "touchpoint_primary" in heads else None
+            ),
+            touchpoints_fingerprint=heads.get("touchpoints", {}).get("section_fingerprint"),
+            exclusive=ExclusiveCalibration.from_parts(heads["exclusive"], t, "exclusive") if "exclusive" in heads else None,
             lexical=lexical,
         )
 

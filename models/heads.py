@@ -172,3 +172,50 @@ def zero_shot_features(x: F32, prototypes: list[F32]) -> tuple[F32, F32]:
     sims = np.stack([(x @ p.T).max(axis=1) for p in prototypes], axis=1).astype(np.float32)
     margin = (sims - sims.mean(axis=1, keepdims=True)).astype(np.float32)
     return sims, margin
+
+
+@dataclass
+class ExclusiveCalibration:
+    """How an exclusive (``mode: single``) section of a custom taxonomy picks its entry, and how sure it is.
+
+    Two signals per (text, entry): ``sim``, the best cosine between the text and the entry's names,
+    descriptions and examples, computed with the *base* e5 encoder (the fine-tuned one sharpens the labelled
+    tasks but blunts similarity to unseen descriptions), centred on ``center``; and ``concept``, the agreement
+    between the text's learned touchpoint and topic probabilities and the same heads run on the entry's texts
+    (a "pay" stage reads like billing to the heads; so does a complaint about a charge).  A softmax over the
+    section's entries of ``(w_sim * sim + w_concept * concept) / temperature`` gives the confidence; its three
+    coefficients are fitted on one journey taxonomy and checked on others it never saw (``voce eval``).
+    """
+
+    w_sim: float
+    w_concept: float
+    temperature: float
+    #: a choice below this confidence is flagged uncertain
+    uncertain_below: float
+    #: mean base-encoder embedding, removed before similarity
+    center: F32
+    #: the concept vector's layout: "touchpoint:<id>" and "topic:<id>" in head label order
+    concepts: list[str]
+
+    NAME: ClassVar[str] = "ExclusiveCalibration.v1"
+
+    def __post_init__(self) -> None:
+        self.center = np.asarray(self.center, np.float32)
+
+    def logits(self, sim: F32, concept: F32) -> F32:
+        out: F32 = ((np.float32(self.w_sim) * sim + np.float32(self.w_concept) * concept) / np.float32(self.temperature))
+        return out.astype(np.float32)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.NAME, "w_sim": self.w_sim, "w_concept": self.w_concept, "temperature": self.temperature,
+                "uncertain_below": self.uncertain_below, "concepts": list(self.concepts)}  # fmt: skip
+
+    @classmethod
+    def from_parts(cls, config: dict[str, Any], tensors: dict[str, F32], prefix: str) -> ExclusiveCalibration:
+        if config.get("type") != cls.NAME:
+            raise ValueError(f"unknown exclusive calibration {config.get('type')!r}")
+        return cls(
+            w_sim=float(config["w_sim"]), w_concept=float(config["w_concept"]),
+            temperature=float(config["temperature"]), uncertain_below=float(config["uncertain_below"]),
+            center=tensors[f"{prefix}.center"], concepts=list(config["concepts"]),
+        )  # fmt: skip

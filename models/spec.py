@@ -7,6 +7,7 @@ quietly run different encoders, bundles, taxonomies or limits.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voce.models.analyzer import Analyzer, AnalyzerConfig
 from voce.models.bundle import VoceBundle, default_bundle_path
-from voce.models.encoders.base import Backend
+from voce.models.encoders.base import Backend, Encoder
 from voce.models.encoders.factory import E5_SMALL, load_encoder
 from voce.models.language import default_detector
 from voce.models.taxonomy import Taxonomy, load_taxonomy
@@ -58,4 +59,28 @@ def load_analyzer(spec: AnalyzerSpec, progress: Callable[[str], None] | None = N
         progress=progress,
     )
     taxonomy = load_taxonomy(spec.taxonomy, base=bundle.taxonomy()) if spec.taxonomy else None
-    return Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy, config=spec.config)
+    return Analyzer(
+        encoder, bundle, default_detector(), taxonomy=taxonomy, config=spec.config,
+        base_encoder=_lazy_base_encoder(spec, bundle, encoder, progress),
+    )
+
+
+def _lazy_base_encoder(
+    spec: AnalyzerSpec, bundle: VoceBundle, encoder: Encoder, progress: Callable[[str], None] | None
+) -> Callable[[], Encoder]:
+    """The encoder without the bundle's adapter, loaded on first use: exclusive custom sections read it
+    (the fine-tuned encoder blunts similarity to descriptions it never saw; see ExclusiveCalibration)."""
+    if bundle.adapter is None or spec.backend == "fake":
+        return lambda: encoder
+    lock = threading.Lock()
+    loaded: list[Encoder] = []
+
+    def get() -> Encoder:
+        with lock:
+            if not loaded:
+                base = bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir,
+                                           threads=spec.threads).model_copy(update={"adapter": None})
+                loaded.append(load_encoder(base, progress=progress))
+            return loaded[0]
+
+    return get

@@ -82,13 +82,31 @@ class TopicResult(_Strict):
     source: Literal["learned", "zero_shot"] = Field(
         description="Whether a trained head or taxonomy similarity produced the score."
     )
+    uncertain: bool | None = Field(
+        default=None,
+        description="Exclusive (mode: single) sections only: the best entry's confidence is below the bundle's bar.",
+    )
 
 
 class TouchpointResult(_Strict):
     id: str
-    score: float = Field(ge=0.0, le=1.0)
+    score: float = Field(
+        ge=0.0, le=1.0,
+        description="Probability the text is about this touchpoint (exclusive sections: confidence of the choice).",
+    )
     evidence: list[Evidence]
-    from_channel: bool = Field(description="True when the request's channel raised this touchpoint.")
+    primary: bool = Field(default=False, description="The touchpoint the text is mainly about (listed first).")
+    source: Literal["learned", "zero_shot"] = Field(
+        default="zero_shot", description="Whether a trained head or taxonomy similarity produced the score."
+    )
+    from_channel: bool = Field(
+        description="True when the document's channel changed this result: the text supported the touchpoint, and "
+        "the channel raised it into the list or made it the primary one. A channel never creates a touchpoint alone."
+    )
+    uncertain: bool | None = Field(
+        default=None,
+        description="Exclusive (mode: single) sections only: the best entry's confidence is below the bundle's bar.",
+    )
 
 
 class Detractor(_Strict):
@@ -128,6 +146,12 @@ class DocumentResult(_Strict):
     topics: list[TopicResult]
     touchpoints: list[TouchpointResult]
     detractor: Detractor
+    channel: str | None = Field(
+        default=None,
+        description="Where the feedback was collected, as the request's channel normalised to the taxonomy's "
+        "touchpoint ids (null when none was given or it matches no touchpoint). A different fact from `touchpoints`, "
+        "which say what the text is about.",
+    )
     chat: ChatResult | None = None
     text: str | None = Field(
         default=None, description="The analysed text when it was built from `turns` (evidence offsets refer to it)."

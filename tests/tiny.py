@@ -58,4 +58,5 @@ def tiny_config(output: Path) -> TrainConfig:
     return TrainConfig(
         output=output, encoder_backend="fake", encoder_model="fake", min_topic_examples=4,
         min_polarity_examples=8, calibration_fraction=0.25, version="tiny-test",
+        touchpoint_data=False,  # the corpus-trained heads have their own tests (tests/training/test_touchpoints.py)
     )

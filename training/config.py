@@ -110,6 +110,18 @@ class TrainConfig(StrictConfig):
     lexical_char_features: int = Field(default=50000, ge=0)
     # an n-gram must occur in at least this many training texts
     lexical_min_df: int = Field(default=3, ge=1)
+    # learn touchpoint heads from the annotated real-text corpus (voce.data.realcx: labels in the repository, texts
+    # joined from data_dir); skipped, with a log line, when its texts are not in data_dir or the taxonomy's
+    # touchpoints are not the default ones the corpus is labelled with
+    touchpoint_data: bool = True
+    # a touchpoint needs this many texts about it (presence head) or mainly about it (primary class) to be learned;
+    # the rest stay zero-shot
+    min_touchpoint_examples: int = Field(default=8, ge=2)
+    # inverse L2 strength of the touchpoint heads
+    C_touchpoints: float = 4.0
+    # the journey taxonomy (voce.data.realcx.JOURNEYS) whose labelled stages fit the exclusive-section calibration;
+    # the other journeys stay held apart for `voce eval`; None = no calibration (exclusive sections use zero-shot)
+    exclusive_fit_journey: str | None = "airline"
 
     @model_validator(mode="after")
     def _has_data(self) -> TrainConfig:

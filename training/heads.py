@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeAlias
 
@@ -22,7 +22,7 @@ from scipy import sparse
 
 from voce.data.datasets import Example, annotated_topics
 from voce.models.encoders.base import Encoder
-from voce.models.heads import F32, Lexical, LinearHead
+from voce.models.heads import F32, ExclusiveCalibration, Lexical, LinearHead
 from voce.models.labels import SENTIMENT_LABELS
 from voce.models.lexical import LexicalFeaturizer
 from voce.models.taxonomy import Taxonomy
@@ -32,7 +32,7 @@ from voce.training.fit import best_threshold, fit_binary_head, fit_softmax_head
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 #: what a fitter returns: one head, or one head per key (topic polarity: per topic)
-FittedHead: TypeAlias = LinearHead | dict[str, LinearHead]
+FittedHead: TypeAlias = LinearHead | dict[str, LinearHead] | ExclusiveCalibration | None
 HeadFitter = Callable[["HeadContext"], FittedHead]
 
 _HINT = "add such labels to extra_data or set include_public_data: true"
@@ -58,10 +58,22 @@ class HeadContext:
     lexical: LexicalFeaturizer | None
     lexical_rows: Lexical | None
     progress: Progress
+    # the encoder without the fine-tuned adapter (exclusive sections read it); defaults to ``encoder``
+    base_encoder: Callable[[], Encoder] | None = None
+    # what the fitters before this one returned, by bundle field (a later head may read an earlier one)
+    fitted: dict[str, object] = field(default_factory=dict)
+    # data a fitter loads once and another reuses (the annotated corpus)
+    memo: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.base_encoder is None:
+            encoder = self.encoder
+            self.base_encoder = lambda: encoder
 
     @classmethod
     def build(
-        cls, cfg: TrainConfig, taxonomy: Taxonomy, encoder: Encoder, train: list[Example], progress: Progress = log.info
+        cls, cfg: TrainConfig, taxonomy: Taxonomy, encoder: Encoder, train: list[Example], progress: Progress = log.info,
+        base_encoder: Callable[[], Encoder] | None = None,
     ) -> HeadContext:
         """Split ``train`` into fit and calibration rows, embed every text once, fit the n-gram featurizer."""
         fit, cal = cfg.split().calibration(train)
@@ -78,7 +90,7 @@ class HeadContext:
                 progress(f"no n-gram occurs in {cfg.lexical_min_df} training texts: every head stays embedding-only")
                 lexical = None
         rows = {t: i for i, t in enumerate(texts)}
-        return cls(cfg, taxonomy, encoder, fit, cal, vectors, rows, lexical, lexical_rows, progress)
+        return cls(cfg, taxonomy, encoder, fit, cal, vectors, rows, lexical, lexical_rows, progress, base_encoder)
 
     def X(self, examples: Sequence[Example]) -> F32:
         """The rows' embeddings (``(0, dim)`` for no rows)."""
@@ -282,15 +294,20 @@ def fit_detractor(ctx: HeadContext) -> LinearHead:
     )  # fmt: skip
 
 
+from voce.training.touchpoints import fit_exclusive, fit_touchpoint_primary, fit_touchpoints  # noqa: E402
+
 #: bundle field -> its fitter, in fitting order (the order of the progress lines)
 HEAD_FITTERS: dict[str, HeadFitter] = {
     "sentiment": fit_sentiment,
     "topics": fit_topics,
     "topic_polarity": fit_topic_polarity,
     "detractor": fit_detractor,
+    "touchpoints": fit_touchpoints,
+    "touchpoint_primary": fit_touchpoint_primary,
+    "exclusive": fit_exclusive,
 }
 
 
 def each_head(fitted: dict[str, FittedHead]) -> list[LinearHead]:
-    """Every fitted head, the per-key ones flattened."""
-    return [h for v in fitted.values() for h in (v.values() if isinstance(v, dict) else [v])]
+    """Every fitted linear head, the per-key ones flattened (calibrations and absent heads left out)."""
+    return [h for v in fitted.values() for h in (v.values() if isinstance(v, dict) else [v]) if isinstance(h, LinearHead)]

@@ -76,6 +76,7 @@ def train_heads(
     train: list[Example],
     *,
     progress: Progress = log.info,
+    base_encoder: Callable[[], Encoder] | None = None,
 ) -> VoceBundle:
     """Fit every registered head on ``train`` (embeddings via ``encoder``) and return an unsaved bundle.
 
@@ -83,8 +84,10 @@ def train_heads(
     calibration is its own step after them (it calibrates the taxonomy's prototypes, not a learned head).
     """
     taxonomy = training_taxonomy(cfg)
-    ctx = HeadContext.build(cfg, taxonomy, encoder, train, progress)
-    fitted = {name: fitter(ctx) for name, fitter in HEAD_FITTERS.items()}
+    ctx = HeadContext.build(cfg, taxonomy, encoder, train, progress, base_encoder)
+    for name, fitter in HEAD_FITTERS.items():
+        ctx.fitted[name] = fitter(ctx)
+    fitted = dict(ctx.fitted)
 
     # --- zero-shot calibration, fitted on labelled topics and reused for the rest
     t_fit, t_cal = ctx.topic_rows
@@ -105,6 +108,7 @@ def train_heads(
             tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in ctx.topic_ids
         },
         lexical=ctx.lexical if any(h.lexical_dim for h in each_head(fitted)) else None,
+        touchpoints_fingerprint=taxonomy.touchpoints.fingerprint() if fitted.get("touchpoints") is not None else None,
     )
 
 
@@ -172,19 +176,28 @@ _PUBLIC_LICENCES = (
 )
 
 
-def train(cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info) -> tuple[VoceBundle, dict[str, Any]]:
-    """Load data, split, fit, evaluate on dev, save the bundle; returns it with the dev report."""
-    from voce.eval.evaluate import evaluate_bundle  # eval depends on models only; imported late to keep CLI start fast
+def train(
+    cfg: TrainConfig, encoder: Encoder, *, progress: Progress = log.info, base_encoder: Callable[[], Encoder] | None = None
+) -> tuple[VoceBundle, dict[str, Any]]:
+    """Load data, split, fit, evaluate on dev, save the bundle; returns it with the dev report.
+
+    ``base_encoder`` is the encoder without the adapter (exclusive sections read it); default: ``encoder``.
+    """
+    from voce.eval.evaluate import (  # eval depends on models only; imported late to keep CLI start fast
+        evaluate_bundle,
+        realcx_corpus,
+    )
 
     t0 = time.time()
     examples, custom = load_training_data(cfg, progress=progress)
     train_ex, dev_ex = cfg.split().split(examples)
     progress(f"{len(examples)} examples: {len(train_ex)} train / {len(dev_ex)} dev")
-    bundle = train_heads(cfg, encoder, train_ex, progress=progress)
+    bundle = train_heads(cfg, encoder, train_ex, progress=progress, base_encoder=base_encoder)
     progress("evaluating on the dev split through the analyzer")
     ate_dev = load_ate_absita("dev", cfg.data_dir) if cfg.include_public_data else None
     report = evaluate_bundle(
-        bundle, encoder, dev_ex, ate_dev=ate_dev, taxonomy=training_taxonomy(cfg), progress=progress
+        bundle, encoder, dev_ex, ate_dev=ate_dev, taxonomy=training_taxonomy(cfg), progress=progress,
+        realcx=realcx_corpus(cfg.data_dir, progress) if cfg.touchpoint_data else None, base_encoder=base_encoder,
     )
     data: dict[str, str] = {}
     if cfg.include_public_data:
@@ -236,10 +249,23 @@ def train_from_config(
         parts = embedding_files(import_embeddings)
         n = cached.import_npz(parts)
         progress(f"reusing {n} embeddings from {len(parts)} file(s)")
+    bases: list[CachedEncoder] = []
+
+    def base_encoder() -> Encoder:
+        """The encoder without the adapter, loaded on first use and cached on disk like the other."""
+        if cfg.encoder_adapter is None:
+            return cached
+        if not bases:
+            bases.append(CachedEncoder(load_encoder(spec.model_copy(update={"adapter": None}), progress=progress),
+                                       cache_dir))
+        return bases[0]
+
     try:
-        return train(cfg, cached, progress=progress)
+        return train(cfg, cached, progress=progress, base_encoder=base_encoder)
     finally:
         cached.save()
+        for b in bases:
+            b.save()
 
 
 def _custom_record(data: CustomData, train_ex: list[Example], dev_ex: list[Example]) -> dict[str, Any]:

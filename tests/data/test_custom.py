@@ -210,7 +210,7 @@ def _custom_config(tmp_path: Path, data: Path, **extra: object) -> TrainConfig:
     return TrainConfig(
         output=tmp_path / "bundle", encoder_backend="fake", encoder_model="fake", include_public_data=False,
         extra_data=[data], min_topic_examples=4, min_polarity_examples=8, calibration_fraction=0.25,
-        version="custom-test", **extra,  # type: ignore[arg-type]
+        version="custom-test", touchpoint_data=False, **extra,  # type: ignore[arg-type]
     )
 
 

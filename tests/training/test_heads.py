@@ -35,10 +35,14 @@ class CountingEncoder(FakeEncoder):
 
 def test_registry_keys_are_the_bundles_head_fields(tmp_path: Path) -> None:
     fields = {f.name for f in dataclasses.fields(VoceBundle)}
-    assert list(HEAD_FITTERS) == ["sentiment", "topics", "topic_polarity", "detractor"]
+    assert list(HEAD_FITTERS) == [
+        "sentiment", "topics", "topic_polarity", "detractor", "touchpoints", "touchpoint_primary", "exclusive"
+    ]
     assert set(HEAD_FITTERS) <= fields
     bundle = train_heads(tiny_config(tmp_path / "b"), FakeEncoder(), tiny_examples(), progress=lambda _m: None)
-    assert {name.split(".")[0] for name in bundle.heads()} == set(HEAD_FITTERS)
+    # without the annotated corpus (touchpoint_data: false) the touchpoint heads and the calibration are absent
+    assert {name.split(".")[0] for name in bundle.heads()} == {"sentiment", "topics", "topic_polarity", "detractor"}
+    assert bundle.touchpoints is None and bundle.exclusive is None
 
 
 def test_each_training_text_is_embedded_once_for_every_head(tmp_path: Path) -> None:

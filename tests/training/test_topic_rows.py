@@ -63,6 +63,7 @@ def _rows() -> list[Example]:
 def _config(tmp_path: Path, **kw: object) -> TrainConfig:
     return TrainConfig(output=tmp_path / "b", encoder_backend="fake", encoder_model="fake", min_topic_examples=4,
                        min_polarity_examples=1000, calibration_fraction=0.25, lexical_heads=[], version="t",
+                       touchpoint_data=False,
                        **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
