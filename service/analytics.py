@@ -21,7 +21,7 @@ Definitions
 * **CSAT** = % of 4-5 answers on the 1-5 scale, Wilson 95% CI. **CES** = mean answer (1-7), t-based 95% CI.
 * **Net sentiment** = % positive - % negative in points (-100..100) over analysed rows with a sentiment label;
   neutral and mixed count in the denominator only. For a topic it uses that topic's own sentiment label in each
-  row; for a touchpoint, the row's sentiment.
+  row; for a touchpoint or a channel, the row's sentiment.
 * **Shares and probabilities** (``share``, ``detractor_share``, ``detractor_estimate``, ``p_value``) are
   fractions 0..1 rounded to 4 decimals; percent-like values (NPS, CSAT, net sentiment, impact, change) are points
   rounded to 2 decimals. Nothing is ever NaN: a value that cannot be computed is null.
@@ -31,7 +31,8 @@ Definitions
   ``impact = w x (NPS_T - NPS_notT)`` with ``w = n_T / n``; its 95% CI is the delta-method interval
   ``impact +/- 1.96 x w x sqrt(var_T / n_T + var_notT / n_notT)`` (w held fixed, variances from the NPS formula),
   clipped to [-200, 200]. Significance: a two-sided z-test of NPS_T vs NPS_notT with the same per-group variances,
-  then Benjamini-Hochberg at q = 0.05 across the tested topics (and, separately, across the tested touchpoints):
+  then Benjamini-Hochberg at q = 0.05 across the tested topics (and, separately, across the tested touchpoints and
+  across the tested channels):
   ``significant`` is the BH decision, ``p_value`` the raw p. Themes with fewer than ``min_theme_count`` scored rows,
   or mentioned by every scored row, are not tested: impact, CI and p-value are null and ``significant`` is false.
   Without any NPS answer, impact and theme NPS are null; ``detractor_estimate`` (mean predicted probability over
@@ -50,6 +51,15 @@ Definitions
 * **Groups.** ``by_language`` has one entry per language code (lower-cased; "unknown" when missing);
   ``by_segment`` one list per segment column present in any row, rows without that column under "unknown".
   The filters ``language="unknown"`` and ``segment="col:unknown"`` select those rows.
+* **Channel and touchpoint are different facts.** The *channel* is where the feedback was collected (the upload's
+  channel column, stored as the taxonomy's touchpoint id when it names one, else as the value itself, lower-cased);
+  *touchpoints* are what the text talks about. ``by_channel`` has the shape of ``touchpoints`` (sentiment, NPS
+  impact where answers exist), over the rows with a channel; since the channel is an input like the survey answers,
+  a channel's ``count`` and NPS include its error rows and its ``share`` is of all rows in the selection, so an
+  entry always equals the report filtered by that channel. A channel that is a touchpoint id is named like that
+  touchpoint, any other channel by its own value. The filter ``channel="unknown"`` selects the rows without one.
+  ``touchpoint_channel`` crosses the two ("complaints about the store, written in the app"): analysed rows per
+  (touchpoint found in the text, channel), with the net sentiment of those rows.
 """
 from __future__ import annotations
 
@@ -69,6 +79,7 @@ from voce.models.labels import SENTIMENT_LABELS as LABELS_4
 Granularity = Literal["day", "week", "month"]
 SENTIMENT_LABELS: tuple[str, ...] = tuple(LABELS_4)
 UNKNOWN = "unknown"
+CHANNEL_MAX_CHARS = 64  # the stored channel column's width
 SIGNIFICANCE_LEVEL = 0.05  # BH q for themes, plain alpha for trend changes
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 _SENT_CODE = {label: i for i, label in enumerate(SENTIMENT_LABELS)}
@@ -89,7 +100,7 @@ class RowFacts:
     row: int  # row index in the upload
     date: datetime.date | None
     language: str | None  # 'it', 'en', ...
-    channel: str | None
+    channel: str | None  # where the feedback was collected: a touchpoint id, else the raw value lower-cased
     segments: dict[str, str]  # segment column -> value
     nps: int | None  # 0..10 answer, None if missing
     csat: int | None  # 1..5
@@ -99,7 +110,7 @@ class RowFacts:
     negative: float  # calibrated P(negative)
     detractor: float | None  # predicted P(NPS 0-6) from text; None for error rows
     topics: tuple[tuple[str, str], ...]  # (topic id, that topic's sentiment label) for topics found in the row
-    touchpoints: tuple[str, ...]  # touchpoint ids found
+    touchpoints: tuple[str, ...]  # touchpoint ids found in the text, primary first
     ok: bool  # False when the row could not be analysed (error row)
 
 
@@ -150,7 +161,8 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    touchpoint: str | None = None  # rows where this touchpoint id was found
+    touchpoint: str | None = None  # rows where this touchpoint id was found in the text
+    channel: str | None = None  # rows collected through this channel (as in by_channel); "unknown" = rows without one
     topic: str | None = None  # rows where this topic id was found
     language: str | None = None  # language code (case-insensitive); "unknown" = rows without a language
     segment: dict[str, str] | None = None  # column -> value; a "col:value" string is accepted
@@ -164,6 +176,18 @@ class Filters(BaseModel):
         if isinstance(value, str):
             return parse_segment(value) if value.strip() else None
         return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_normalised(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        key = value.strip().lower()
+        if not key:
+            return None  # a blank query parameter filters nothing, like a blank segment
+        if len(key) > CHANNEL_MAX_CHARS:
+            raise ValueError(f"channel is at most {CHANNEL_MAX_CHARS} characters, got {len(key)}")
+        return key
 
     @field_validator("period")
     @classmethod
@@ -184,6 +208,10 @@ def _language_key(row: RowFacts) -> str:
     return (row.language or "").strip().lower() or UNKNOWN
 
 
+def _channel_key(row: RowFacts) -> str:
+    return (row.channel or "").strip().lower() or UNKNOWN
+
+
 def _segment_key(row: RowFacts, column: str) -> str:
     value = row.segments.get(column)
     return value if value not in (None, "") else UNKNOWN
@@ -201,6 +229,9 @@ def apply_filters(rows: Iterable[RowFacts], filters: Filters | None) -> list[Row
     if filters.touchpoint is not None:
         touchpoint = filters.touchpoint
         checks.append(lambda r: touchpoint in r.touchpoints)
+    if filters.channel is not None:
+        channel = filters.channel
+        checks.append(lambda r: _channel_key(r) == channel)
     if filters.language is not None:
         language = filters.language.strip().lower()
         checks.append(lambda r: _language_key(r) == language)
@@ -275,12 +306,12 @@ class SentimentCounts(BaseModel):
 
 
 class ThemeStat(BaseModel):
-    """One topic or touchpoint: how often, how people feel, and how much it moves NPS."""
+    """One topic, touchpoint or channel: how often, how people feel, and how much it moves NPS."""
 
     id: str
     label: str
-    count: int  # analysed rows mentioning it
-    share: float  # count / analysed rows, 0..1
+    count: int  # analysed rows mentioning it (a channel: every row collected through it, error rows included)
+    share: float  # count / analysed rows (a channel: / all rows), 0..1
     sentiment: SentimentCounts
     net_sentiment: float | None
     nps: float | None
@@ -356,6 +387,43 @@ def topic_touchpoint_matrix(rows: Iterable[RowFacts]) -> list[MatrixCell]:
     ]
 
 
+class ChannelCell(BaseModel):
+    """Analysed rows whose text is about a touchpoint and that came through a channel; net sentiment of those rows."""
+
+    touchpoint: str
+    channel: str
+    count: int
+    net_sentiment: float | None
+    detractor_estimate: float | None
+
+
+def touchpoint_channel_matrix(rows: Iterable[RowFacts]) -> list[ChannelCell]:
+    """Touchpoint (from the text) x channel (where it was collected) over analysed rows with both; biggest first."""
+    acc: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        channel = _channel_key(r)
+        if not r.ok or not r.touchpoints or channel == UNKNOWN:
+            continue
+        code = _SENT_CODE.get(r.sentiment or "", -1)
+        for tp in dict.fromkeys(r.touchpoints):
+            # count, rows with a sentiment, positive - negative, detractor sum, detractor n
+            a = acc.setdefault((tp, channel), [0.0, 0.0, 0.0, 0.0, 0.0])
+            a[0] += 1
+            if code >= 0:
+                a[1] += 1
+                a[2] += 1.0 if code == _POS else -1.0 if code == _NEG else 0.0
+            if r.detractor is not None:
+                a[3] += r.detractor
+                a[4] += 1
+    return [
+        ChannelCell(
+            touchpoint=tp, channel=ch, count=int(a[0]), net_sentiment=_pts(100.0 * a[2] / a[1]) if a[1] else None,
+            detractor_estimate=_prob(a[3] / a[4]) if a[4] else None,
+        )
+        for (tp, ch), a in sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
+
+
 class KpiReport(BaseModel):
     """Everything the batch dashboard shows for one filter selection; ``model_dump(mode="json")`` is NaN-free."""
 
@@ -373,6 +441,12 @@ class KpiReport(BaseModel):
     by_language: list[GroupStat]
     by_segment: dict[str, list[GroupStat]]
     matrix: list[MatrixCell] = Field(default_factory=list, description="Topic x touchpoint co-mentions (heat map).")
+    by_channel: list[ThemeStat] = Field(
+        default_factory=list, description="Where the feedback was collected (the upload's channel), like touchpoints."
+    )
+    touchpoint_channel: list[ChannelCell] = Field(
+        default_factory=list, description="Touchpoint found in the text x channel it came through (heat map)."
+    )
 
 
 # --------------------------------------------------------------------------------------------------- statistics
@@ -624,6 +698,20 @@ def _touchpoint_pairs(rows: list[RowFacts]) -> tuple[list[str], np.ndarray, np.n
     return list(ids), np.asarray(t_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64)
 
 
+def _channel_pairs(rows: list[RowFacts]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every row with a channel, error rows included (the channel is an input, not a text result)."""
+    ids: dict[str, int] = {}
+    c_idx: list[int] = []
+    r_idx: list[int] = []
+    for i, r in enumerate(rows):
+        channel = _channel_key(r)
+        if channel == UNKNOWN:
+            continue
+        c_idx.append(ids.setdefault(channel, len(ids)))
+        r_idx.append(i)
+    return list(ids), np.asarray(c_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64)
+
+
 def _theme_stats(
     ids: list[str],
     agg: _Agg,
@@ -632,7 +720,9 @@ def _theme_stats(
     labels: dict[str, str],
     min_theme_count: int,
 ) -> list[ThemeStat]:
-    """Theme rows with impact; BH runs over the themes that were tested (enough scored rows on both sides)."""
+    """Theme rows with impact; BH runs over the themes that were tested (enough scored rows on both sides).
+
+    ``analysed`` is the denominator of ``share``: analysed rows for text results, all rows for channels."""
     p_all, d_all, n_all = overall
     nps_all = 100.0 * (p_all - d_all) / n_all if n_all else None
     tested: list[int] = []
@@ -866,11 +956,14 @@ def batch_kpis(
     filters: Filters | None = None,
     *,
     labels: dict[str, str] | None = None,
+    channel_labels: dict[str, str] | None = None,
     min_theme_count: int = 5,
     granularity: Granularity | Literal["auto"] = "auto",
 ) -> KpiReport:
     """The full KPI report for the rows of a batch that match ``filters`` (see the module docstring for definitions).
 
+    ``labels`` names topics and touchpoints by id; ``channel_labels`` (default: ``labels``) names the channels that
+    are touchpoint ids, so pass the touchpoint names alone when a topic may share an id with a raw channel value.
     Deterministic (no sampling) and vectorised over rows, so a 100k-row batch is summarised in about a second.
     """
     if granularity not in ("auto", "day", "week", "month"):
@@ -889,6 +982,11 @@ def batch_kpis(
     )
     tp_ids, tp_idx, tp_rows = _touchpoint_pairs(selected)
     touchpoints = _theme_stats(tp_ids, _aggregate(tp_idx, tp_rows, len(tp_ids), cols), overall, analysed, labels, min_theme_count)
+    ch_ids, ch_idx, ch_rows = _channel_pairs(selected)
+    by_channel = _theme_stats(
+        ch_ids, _aggregate(ch_idx, ch_rows, len(ch_ids), cols), overall, cols.n,
+        labels if channel_labels is None else channel_labels, min_theme_count,
+    )
 
     segment_columns = sorted({c for r in selected for c in r.segments})
     return KpiReport(
@@ -906,4 +1004,6 @@ def batch_kpis(
         by_language=_group_stats([_language_key(r) for r in selected], cols),
         by_segment={c: _group_stats([_segment_key(r, c) for r in selected], cols) for c in segment_columns},
         matrix=topic_touchpoint_matrix(selected),
+        by_channel=by_channel,
+        touchpoint_channel=touchpoint_channel_matrix(selected),
     )

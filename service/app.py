@@ -46,7 +46,8 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             executor.start()
         app.state.store, app.state.executor = store, executor
         app.state.batches = BatchService.from_settings(
-            settings, store=store, labels=engine.labels, notify=executor.notify if executor else None
+            settings, store=store, labels=engine.labels, touchpoint_labels=engine.touchpoint_labels,
+            notify=executor.notify if executor else None,
         )
         try:
             yield

@@ -100,6 +100,7 @@ class BatchRow(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     date: Mapped[dt.date | None] = mapped_column(Date)
     language: Mapped[str | None] = mapped_column(String(8))
+    # where it was collected: the taxonomy's touchpoint id when the channel names one, else the value lower-cased
     channel: Mapped[str | None] = mapped_column(String(64))
     segments: Mapped[dict | None] = mapped_column(JSON)
     nps: Mapped[int | None] = mapped_column(Integer)

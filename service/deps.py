@@ -80,7 +80,10 @@ def get_caller(request: Request) -> Caller:
 
 
 def filter_params(
-    touchpoint: str | None = None,
+    touchpoint: Annotated[str | None, Query(description="a touchpoint id found in the text")] = None,
+    channel: Annotated[
+        str | None, Query(description="where the feedback was collected, as in by_channel; 'unknown': rows without one")
+    ] = None,
     topic: str | None = None,
     language: str | None = None,
     segment: Annotated[list[str] | None, Query(description="column:value; repeatable")] = None,
@@ -90,7 +93,7 @@ def filter_params(
 ) -> Filters:
     """The filters shared by the KPI report and the comments behind it (so the numbers and the list agree)."""
     return make_filters(
-        touchpoint=touchpoint, topic=topic, language=language, segment=segment, period=period,
+        touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=segment, period=period,
         date_from=date_from, date_to=date_to,
     )
 

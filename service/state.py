@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from voce.models.analyzer import Analyzer
 from voce.models.spec import AnalyzerSpec, load_analyzer
+from voce.service.batches.service import touchpoint_names
 from voce.service.errors import Overloaded
 
 log = logging.getLogger("voce.service")
@@ -68,6 +69,10 @@ class Engine:
     def labels(self) -> dict[str, str]:
         """Topic and touchpoint names of the taxonomy in use (ids only while the model is loading)."""
         return self.analyzer.taxonomy.labels() if self.analyzer is not None else {}
+
+    def touchpoint_labels(self) -> dict[str, str]:
+        """Touchpoint names alone: what names a channel that is a touchpoint id (empty while the model is loading)."""
+        return touchpoint_names(self.analyzer.taxonomy) if self.analyzer is not None else {}
 
 
 @dataclass

@@ -45,7 +45,11 @@ class ColumnMapping(BaseModel):
     text: str = Field(min_length=1, description="Column with the comment or chat transcript.")
     id: str | None = Field(default=None, description="Column with the row's own id (default: row number).")
     date: str | None = Field(default=None, description="Date of the answer (ISO, dd/mm/yyyy or an Excel date).")
-    channel: str | None = Field(default=None, description="Channel the feedback came from; a prior for touchpoints.")
+    channel: str | None = Field(
+        default=None,
+        description="Where the feedback was collected (web, app, store…): its own breakdown, apart from the "
+        "touchpoints read from the text; it may confirm a touchpoint the text supports, never create one.",
+    )
     nps: str | None = Field(default=None, description="'How likely to recommend' answer, 0–10.")
     csat: str | None = Field(default=None, description="Satisfaction answer, 1–5.")
     ces: str | None = Field(default=None, description="Customer-effort answer, 1–7.")

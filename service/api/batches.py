@@ -112,7 +112,10 @@ def kpis(
     filters: FiltersDep,
     granularity: Granularity = "auto",
 ) -> dict[str, Any]:
-    """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns."""
+    """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns.
+
+    Touchpoints are what the comments are about (from the text); `by_channel` is where they were collected (the
+    upload's channel column), and `touchpoint_channel` crosses the two."""
     return batches.kpis(batch_id, filters, granularity)
 
 

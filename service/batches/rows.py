@@ -8,13 +8,14 @@ means editing this module plus the table (``service/db.py``) and its Alembic mig
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
-from voce.service.analytics import RowFacts
+from voce.service.analytics import CHANNEL_MAX_CHARS, RowFacts
 from voce.service.batches.store import BatchStore
 from voce.service.uploads import PreparedRow
 
@@ -28,13 +29,35 @@ _EMBEDDING_DTYPE = np.float16
 
 
 # ------------------------------------------------------------------- writing
-def record(p: PreparedRow, item: DocumentResult | DocumentError, vec: np.ndarray | None) -> dict[str, Any]:
-    """The ``batch_rows`` record of one upload row: its input facts, and its analysis or its per-row error."""
+def stored_channel(raw: str | None, resolved: str | None) -> str | None:
+    """What the ``channel`` column holds: the taxonomy's touchpoint id the channel was resolved to, else the raw
+    value lower-cased and stripped (an unknown channel still groups: "Fax" and "fax " are one channel), else None.
+    The raw value itself stays in the row's original columns."""
+    if resolved:
+        return resolved
+    key = (raw or "").strip().lower()[:CHANNEL_MAX_CHARS]
+    return key or None
+
+
+def record(
+    p: PreparedRow,
+    item: DocumentResult | DocumentError,
+    vec: np.ndarray | None,
+    channels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``batch_rows`` record of one upload row: its input facts, and its analysis or its per-row error.
+
+    An analysed row's channel is the one the analyzer resolved (``item.channel``); ``channels`` (the taxonomy's
+    :meth:`~voce.models.taxonomy.Taxonomy.channel_map`) resolves it the same way for a row that could not be
+    analysed, so its survey answers count under the same channel.
+    """
     text = p.doc.text if isinstance(p.doc, DocumentInput) and not p.doc.turns else None
+    raw_key = (p.channel or "").strip().lower()
+    resolved = item.channel if isinstance(item, DocumentResult) else (channels or {}).get(raw_key)
     rec: dict[str, Any] = {
         "row": p.row, "doc_id": item.id, "original": p.original, "warnings": p.warnings or None, "date": p.date,
-        "channel": p.channel, "segments": p.segments or None, "nps": p.nps, "csat": p.csat, "ces": p.ces,
-        "discovered": None,
+        "channel": stored_channel(p.channel, resolved), "segments": p.segments or None, "nps": p.nps,
+        "csat": p.csat, "ces": p.ces, "discovered": None,
     }
     if isinstance(item, DocumentError):
         return rec | _NO_PREDICTION | {
@@ -71,7 +94,7 @@ FACT_COLUMNS = ("row", "ok", "date", "language", "channel", "segments", "nps", "
 #: what a text search or a discovered-topic lookup reads of each row
 SEARCH_COLUMNS = ("row", "discovered", "text")
 #: what the exports read of each row
-EXPORT_COLUMNS = ("row", "ok", "original", "result", "warnings", "discovered")
+EXPORT_COLUMNS = ("row", "ok", "channel", "original", "result", "warnings", "discovered")
 
 
 def embedding(r: Any) -> np.ndarray:
@@ -95,12 +118,24 @@ def load_facts(store: BatchStore, batch_id: str) -> list[RowFacts]:
 
 
 # ------------------------------------------------------------------- exports
-#: flat columns appended after the original ones (prefixed so they never clash with a customer's column)
+#: flat columns appended after the original ones (prefixed so they never clash with a customer's column).
+#: ``voce_channel`` is where the feedback was collected (the stored channel: a touchpoint id, else the value
+#: lower-cased); ``voce_touchpoints`` what the text is about, primary first, and ``voce_primary_touchpoint`` that one.
 FLAT_COLUMNS = [
     "voce_row", "voce_id", "voce_status", "voce_language", "voce_sentiment", "voce_positive", "voce_neutral",
-    "voce_negative", "voce_detractor_probability", "voce_topics", "voce_touchpoints", "voce_discovered_topic",
-    "voce_warnings", "voce_error",
+    "voce_negative", "voce_detractor_probability", "voce_topics", "voce_channel", "voce_touchpoints",
+    "voce_primary_touchpoint", "voce_discovered_topic", "voce_warnings", "voce_error",
 ]
+
+
+def _touchpoints(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored result's touchpoints, the primary one first (results stored before touchpoints had a primary keep
+    their order)."""
+    return sorted(res.get("touchpoints", []), key=lambda t: not t.get("primary", False))
+
+
+def _primary_touchpoint(res: dict[str, Any]) -> str | None:
+    return next((t["id"] for t in res.get("touchpoints", []) if t.get("primary")), None)
 
 
 def export_item(r: Any) -> dict[str, Any]:
@@ -117,17 +152,23 @@ def flat_values(r: Any) -> list[Any]:
     """The values under ``FLAT_COLUMNS`` for one row (CSV and XLSX exports)."""
     res = r.result
     warnings = list(res.get("warnings", [])) + list(r.warnings or [])
+    values: dict[str, Any] = {
+        "voce_row": r.row, "voce_id": res.get("id"), "voce_channel": r.channel, "voce_warnings": "; ".join(warnings),
+    }
     if not r.ok:
         err = res.get("error", {})
-        return [r.row, res.get("id"), "error", None, None, None, None, None, None, None, None, None,
-                "; ".join(warnings), f"{err.get('code')}: {err.get('message')}"]
-    scores = res["sentiment"]["scores"]
-    topics = "; ".join(f"{t['id']} ({t['sentiment']['label']})" for t in res.get("topics", []))
-    touchpoints = "; ".join(t["id"] for t in res.get("touchpoints", []))
-    return [
-        r.row, res["id"], "ok", res["language"], res["sentiment"]["label"], scores["positive"], scores["neutral"],
-        scores["negative"], res["detractor"]["probability"], topics, touchpoints, r.discovered, "; ".join(warnings), None,
-    ]
+        values |= {"voce_status": "error", "voce_error": f"{err.get('code')}: {err.get('message')}"}
+    else:
+        scores = res["sentiment"]["scores"]
+        values |= {
+            "voce_status": "ok", "voce_language": res["language"], "voce_sentiment": res["sentiment"]["label"],
+            "voce_positive": scores["positive"], "voce_neutral": scores["neutral"], "voce_negative": scores["negative"],
+            "voce_detractor_probability": res["detractor"]["probability"],
+            "voce_topics": "; ".join(f"{t['id']} ({t['sentiment']['label']})" for t in res.get("topics", [])),
+            "voce_touchpoints": "; ".join(t["id"] for t in _touchpoints(res)),
+            "voce_primary_touchpoint": _primary_touchpoint(res), "voce_discovered_topic": r.discovered,
+        }
+    return [values.get(c) for c in FLAT_COLUMNS]
 
 
 # ------------------------------------------------------------------- the API's row
@@ -139,11 +180,12 @@ class RowItem(BaseModel):
     language: str | None
     date: dt.date | None
     nps: int | None
+    channel: str | None = Field(description="Where the feedback was collected (a touchpoint id, else the value).")
     sentiment: str | None
     detractor: float | None
     discovered: int | None
     topics: list[dict[str, Any]]
-    touchpoints: list[dict[str, Any]]
+    touchpoints: list[dict[str, Any]] = Field(description="What the text is about, the primary one first.")
     sentences: list[dict[str, Any]]
     error: dict[str, str] | None
     warnings: list[str]
@@ -155,10 +197,14 @@ def row_item(r: Any) -> RowItem:
     res = r.result
     return RowItem(
         row=r.row, id=r.doc_id, ok=r.ok, text=r.text, language=r.language, date=r.date, nps=r.nps,
-        sentiment=r.sentiment, detractor=r.detractor, discovered=r.discovered,
+        channel=r.channel, sentiment=r.sentiment, detractor=r.detractor, discovered=r.discovered,
         topics=[{"id": t["id"], "sentiment": t["sentiment"]["label"], "score": t["score"], "evidence": t["evidence"]}
                 for t in res.get("topics", [])],
-        touchpoints=[{"id": t["id"], "score": t["score"], "evidence": t["evidence"]} for t in res.get("touchpoints", [])],
+        touchpoints=[
+            {"id": t["id"], "score": t["score"], "evidence": t["evidence"], "primary": t.get("primary", False),
+             "from_channel": t.get("from_channel", False)}
+            for t in _touchpoints(res)
+        ],
         sentences=[{"offset": x["offset"], "length": x["length"], "sentiment": x["sentiment"]["label"]}
                    for x in res.get("sentences", [])],
         error=res.get("error"), warnings=list(res.get("warnings", [])) + list(r.warnings or []),

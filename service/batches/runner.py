@@ -48,6 +48,7 @@ def analyze_chunk(analyzer: Analyzer, prepared: list[PreparedRow]) -> list[dict[
         by_pos[r.id] = (r, vecs[k])
     for e in errors:
         by_pos[e.id] = (e, None)
+    channels = analyzer.taxonomy.channel_map()  # rows that could not be analysed get their channel resolved too
     out = []
     for i, p in enumerate(prepared):
         if isinstance(p.doc, DocumentError):
@@ -56,7 +57,7 @@ def analyze_chunk(analyzer: Analyzer, prepared: list[PreparedRow]) -> list[dict[
         else:
             found, vec = by_pos[f"#{i}"]
             item = found.model_copy(update={"id": p.doc.id})
-        out.append(rows.record(p, item, vec))
+        out.append(rows.record(p, item, vec, channels))
     return out
 
 

@@ -48,6 +48,7 @@ from voce.service.uploads import (
 )
 
 if TYPE_CHECKING:
+    from voce.models.taxonomy import Taxonomy
     from voce.service.settings import Settings
 
 ExportFormat = Literal["jsonl", "csv", "xlsx"]
@@ -95,9 +96,15 @@ def parse_mapping(raw: str | None) -> ColumnMapping | None:
         raise InvalidUpload(f"mapping.{validation_message(exc)}") from exc
 
 
+def touchpoint_names(taxonomy: Taxonomy, language: str = "en") -> dict[str, str]:
+    """Touchpoint id -> display name: what names a channel that is a touchpoint id (topic ids may be raw channels)."""
+    return {e.id: e.names.get(language) or next(iter(e.names.values())) for e in taxonomy.touchpoints.entries}
+
+
 def make_filters(
     *,
     touchpoint: str | None = None,
+    channel: str | None = None,
     topic: str | None = None,
     language: str | None = None,
     segment: list[str] | None = None,
@@ -111,7 +118,7 @@ def make_filters(
         for item in segment or []:
             seg.update(analytics.parse_segment(item))
         return Filters(
-            touchpoint=touchpoint, topic=topic, language=language, segment=seg or None, period=period,
+            touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=seg or None, period=period,
             date_from=date_from, date_to=date_to,
         )
     except (ValueError, ValidationError) as exc:
@@ -197,6 +204,7 @@ class BatchService:
         data_dir: Path,
         max_upload_bytes: int,
         labels: Callable[[], dict[str, str]],
+        touchpoint_labels: Callable[[], dict[str, str]] | None = None,
         notify: Callable[[], None] | None = None,
         facts_cache_size: int = 4,
     ) -> None:
@@ -204,6 +212,8 @@ class BatchService:
         self.data_dir = data_dir
         self.max_upload_bytes = max_upload_bytes
         self.labels = labels  # topic/touchpoint id -> display name, for the KPI report
+        # touchpoint id -> display name, for the channels that are touchpoint ids (None: the labels above)
+        self.touchpoint_labels = touchpoint_labels
         self.notify = notify  # told when a batch is queued (wakes the in-process executor)
         # a dashboard asks for KPIs and comment pages many times with different filters, and a finished batch
         # never changes: keep the facts of the last few, keyed by the batch's progress (a running one is re-read)
@@ -216,22 +226,24 @@ class BatchService:
         *,
         store: BatchStore | None = None,
         labels: Callable[[], dict[str, str]] | None = None,
+        touchpoint_labels: Callable[[], dict[str, str]] | None = None,
         notify: Callable[[], None] | None = None,
     ) -> BatchService:
         """The service on the configured database; labels default to the configured taxonomy's (read once)."""
-        if labels is None:
-            spec = settings.analyzer_spec()
+        spec = settings.analyzer_spec()
 
-            @functools.cache
-            def configured_labels() -> dict[str, str]:
-                from voce.models.spec import load_taxonomy_for
+        @functools.cache
+        def configured() -> Taxonomy:
+            from voce.models.spec import load_taxonomy_for
 
-                return load_taxonomy_for(spec).labels()
+            return load_taxonomy_for(spec)
 
-            labels = configured_labels
         return cls(
             store or BatchStore.open(settings.resolved_database_url()), data_dir=settings.data_dir,
-            max_upload_bytes=settings.max_upload_bytes, labels=labels, notify=notify,
+            max_upload_bytes=settings.max_upload_bytes,
+            labels=labels or (lambda: configured().labels()),
+            touchpoint_labels=touchpoint_labels or (lambda: touchpoint_names(configured())),
+            notify=notify,
         )
 
     # -- uploads
@@ -336,9 +348,13 @@ class BatchService:
         return found
 
     def kpis(self, batch_id: str, filters: Filters | None = None, granularity: Granularity = "auto") -> dict[str, Any]:
-        """The KPI report (see :mod:`voce.service.analytics`) with topics named by the configured taxonomy."""
+        """The KPI report (see :mod:`voce.service.analytics`) with topics, touchpoints and channels named by the
+        configured taxonomy."""
         facts = self.facts(self.get(batch_id))
-        report = analytics.batch_kpis(facts, filters, labels=self.labels(), granularity=granularity)
+        channel_labels = self.touchpoint_labels() if self.touchpoint_labels is not None else None
+        report = analytics.batch_kpis(
+            facts, filters, labels=self.labels(), channel_labels=channel_labels, granularity=granularity
+        )
         return {"batch_id": batch_id, **report.model_dump(mode="json")}
 
     def rows_page(

@@ -165,7 +165,8 @@ def batch_export(
 def batch_kpis_cmd(
     batch_id: str,
     topic: Annotated[str | None, typer.Option()] = None,
-    touchpoint: Annotated[str | None, typer.Option()] = None,
+    touchpoint: Annotated[str | None, typer.Option(help="a touchpoint id found in the text")] = None,
+    channel: Annotated[str | None, typer.Option(help="where the feedback was collected (as in by_channel)")] = None,
     language: Annotated[str | None, typer.Option()] = None,
     segment: Annotated[list[str] | None, typer.Option(help="column:value (repeatable)")] = None,
     period: Annotated[str | None, typer.Option(help="2026-03, 2026-W09 or 2026-03-05")] = None,
@@ -175,6 +176,8 @@ def batch_kpis_cmd(
 
     batches = _service(settings())
     with _batch_errors(batch_id):
-        filters = make_filters(touchpoint=touchpoint, topic=topic, language=language, segment=segment, period=period)
+        filters = make_filters(
+            touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=segment, period=period
+        )
         report = batches.kpis(batch_id, filters)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))

@@ -1,5 +1,7 @@
-/* Batch dashboard: KPI tiles, trend / driver / touchpoint charts (Chart.js), topic x touchpoint heat map,
- * discovered themes, breakdowns, filters, and the comments behind any number with evidence highlighted.
+/* Batch dashboard: KPI tiles, trend / driver / touchpoint / channel charts (Chart.js), topic x touchpoint and
+ * touchpoint x channel heat maps, discovered themes, breakdowns, filters, and the comments behind any number with
+ * evidence highlighted.  Touchpoints are what a comment is about (from its text); the channel is where it was
+ * collected (the upload's channel column): two facts, shown apart.
  * Everything comes from the /v1/batches/{id}/... API; customer text goes in through textContent only. */
 "use strict";
 
@@ -9,7 +11,7 @@ const COLORS = {
   grid: "rgba(0, 0, 0, 0.07)", text: "#3b4450",
 };
 const SENTIMENTS = ["positive", "neutral", "mixed", "negative"];
-const FILTER_KEYS = ["topic", "touchpoint", "language", "segment", "date_from", "date_to", "granularity"];
+const FILTER_KEYS = ["topic", "touchpoint", "channel", "language", "segment", "date_from", "date_to", "granularity"];
 const PAGE_SIZE = 20;
 const THEMES_SHOWN = 8;
 
@@ -22,6 +24,7 @@ const dash = {
   base: null, // unfiltered KPIs: the filter options
   kpis: null,
   heat: null,
+  channelHeat: null,
   themes: null,
   themesShowAll: false,
   charts: {},
@@ -39,6 +42,8 @@ function themeName(kind, id, fallback) {
 }
 const topicName = (id, fallback) => themeName("topics", id, fallback);
 const touchpointName = (id, fallback) => themeName("touchpoints", id, fallback);
+/** A channel that is a touchpoint id is named like the touchpoint; any other by its own (lower-cased) value. */
+const channelName = (id, fallback) => (dash.taxonomy.touchpoints[id] ? touchpointName(id) : fallback || id);
 
 function periodLabel(p, granularity) {
   if (granularity === "month") {
@@ -102,6 +107,12 @@ function renderFilterOptions() {
   clear($("f-touchpoint")).append(option("", t("filter.all")),
     ...tps.map((id) => option(id, touchpointName(id), id === f.touchpoint)));
 
+  const channels = present(base && base.by_channel);
+  if (f.channel && !channels.includes(f.channel)) channels.push(f.channel);
+  channels.sort((a, b) => channelName(a).localeCompare(channelName(b), locale()));
+  clear($("f-channel")).append(option("", t("filter.all")),
+    ...channels.map((id) => option(id, channelName(id), id === f.channel)));
+
   const langs = ((base && base.by_language) || []).map((g) => g.key);
   if (f.language && !langs.includes(f.language)) langs.push(f.language);
   clear($("f-language")).append(option("", t("filter.all")),
@@ -122,7 +133,7 @@ function renderFilterOptions() {
 
 function onFilterChange() {
   const f = {};
-  const read = { topic: "f-topic", touchpoint: "f-touchpoint", language: "f-language", segment: "f-segment",
+  const read = { topic: "f-topic", touchpoint: "f-touchpoint", channel: "f-channel", language: "f-language", segment: "f-segment",
     date_from: "f-date-from", date_to: "f-date-to", granularity: "f-granularity" };
   for (const [k, id] of Object.entries(read)) if ($(id).value) f[k] = $(id).value;
   if (f.granularity === "auto") delete f.granularity;
@@ -294,6 +305,7 @@ function renderKpis() {
   renderTrend();
   renderDrivers();
   renderTouchpoints();
+  renderChannels();
   renderBreakdowns();
 }
 
@@ -487,18 +499,20 @@ function renderDrivers() {
   chart.canvas.dataset.topics = topics.map((x) => x.id).join(",");
 }
 
-function renderTouchpoints() {
-  const tps = dash.kpis.touchpoints.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
-  show($("touchpoints-empty"), tps.length === 0);
-  show($("touchpoints-box"), tps.length > 0);
-  if (!tps.length) return dropChart("touchpoints");
-  $("touchpoints-box").style.height = Math.max(180, 34 * tps.length + 80) + "px";
-  const chart = replaceChart("touchpoints", $("chart-touchpoints"), {
+/** Comments per theme by sentiment, one stacked bar each (touchpoints, channels); a click opens its comments.
+ *  ``name`` picks the elements: chart-<name>, <name>-box, <name>-empty. */
+function renderSentimentBars(name, items, nameOf, toParams, toChip) {
+  const list = (items || []).filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
+  show($(name + "-empty"), list.length === 0);
+  show($(name + "-box"), list.length > 0);
+  if (!list.length) return dropChart(name);
+  $(name + "-box").style.height = Math.max(180, 34 * list.length + 80) + "px";
+  const chart = replaceChart(name, $("chart-" + name), {
     type: "bar",
     data: {
-      labels: tps.map((x) => touchpointName(x.id, x.label)),
+      labels: list.map(nameOf),
       datasets: SENTIMENTS.map((s) => ({
-        label: t("sentiment." + s), data: tps.map((x) => x.sentiment[s]), backgroundColor: COLORS[s], barPercentage: 0.75,
+        label: t("sentiment." + s), data: list.map((x) => x.sentiment[s]), backgroundColor: COLORS[s], barPercentage: 0.75,
       })),
     },
     options: {
@@ -510,7 +524,7 @@ function renderTouchpoints() {
         tooltip: {
           callbacks: {
             footer: (items) => {
-              const x = tps[items[0].dataIndex];
+              const x = list[items[0].dataIndex];
               return t("series.net") + " " + fmtSigned(x.net_sentiment, 1) + (x.nps !== null ? " · NPS " + fmtNumber(x.nps, 1) : "");
             },
           },
@@ -518,25 +532,45 @@ function renderTouchpoints() {
       },
       onClick: (_e, items) => {
         if (!items.length) return;
-        const x = tps[items[0].index];
-        const s = SENTIMENTS[items[0].datasetIndex];
-        openComments({ touchpoint: x.id, sentiment: s }, [t("chip.touchpoint", { v: touchpointName(x.id, x.label) })]);
+        const x = list[items[0].index];
+        openComments(Object.assign(toParams(x), { sentiment: SENTIMENTS[items[0].datasetIndex] }), [toChip(x)]);
       },
       onHover: (e, items) => { e.native.target.style.cursor = items.length ? "pointer" : "default"; },
     },
   });
-  chart.canvas.dataset.bars = String(tps.length);
+  // what a screen reader says for the canvas: each bar's name, size and net sentiment
+  chart.canvas.setAttribute("aria-label", list.map((x) => nameOf(x) + ": " + fmtInt(x.count) + ", " + t("series.net") + " " +
+    fmtSigned(x.net_sentiment, 0)).join("; "));
+  chart.canvas.dataset.bars = String(list.length);
+  chart.canvas.dataset.ids = list.map((x) => x.id).join(",");
+}
+
+function renderTouchpoints() {
+  renderSentimentBars("touchpoints", dash.kpis.touchpoints, (x) => touchpointName(x.id, x.label),
+    (x) => ({ touchpoint: x.id }), (x) => t("chip.touchpoint", { v: touchpointName(x.id, x.label) }));
+}
+
+function renderChannels() {
+  renderSentimentBars("channels", dash.kpis.by_channel, (x) => channelName(x.id, x.label),
+    (x) => ({ channel: x.id }), (x) => t("chip.channel", { v: channelName(x.id, x.label) }));
 }
 
 // ------------------------------------------------------------------ heat map
-/** Topic x touchpoint co-mentions: the `matrix` of the same /kpis answer (no extra requests). */
+/** Topic x touchpoint co-mentions and touchpoint x channel: the `matrix` and `touchpoint_channel` of the same
+ *  /kpis answer (no extra requests). */
 async function loadHeatmap(gen) {
   const tps = dash.kpis.touchpoints.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
   const topics = dash.kpis.topics.filter((x) => x.count > 0).sort((a, b) => b.count - a.count);
   const cells = {};
   for (const c of dash.kpis.matrix || []) if (c.count > 0) cells[c.topic + "|" + c.touchpoint] = c;
+  const byChannel = {};
+  for (const c of dash.kpis.touchpoint_channel || []) if (c.count > 0) byChannel[c.touchpoint + "|" + c.channel] = c;
+  const pairs = Object.values(byChannel);
+  const channels = (dash.kpis.by_channel || []).filter((x) => pairs.some((c) => c.channel === x.id))
+    .sort((a, b) => b.count - a.count);
   if (gen !== dash.generation) return;
   dash.heat = { tps, topics, cells };
+  dash.channelHeat = { tps: tps.filter((x) => pairs.some((c) => c.touchpoint === x.id)), channels, cells: byChannel };
   renderHeatmap();
 }
 
@@ -551,41 +585,63 @@ function heatColor(net, count) {
   return { bg: "rgb(" + mix.join(",") + ")", fg: a > 0.55 ? "#fff" : COLORS.text };
 }
 
-function renderHeatmap() {
-  const box = clear($("heatmap"));
-  const h = dash.heat;
-  if (!h) return;
-  if (!h.tps.length || !h.topics.length) {
-    box.append(el("p", { class: "muted" }, t("chart.heatmap.empty")));
+/** One heat map: a table of rows x columns whose cells are buttons opening their comments.
+ *  spec: {box, empty, testid, cellTestid, label, rows, cols, cell(r, c), rowName(r), colName(c), params(r, c), chips(r, c), data(r, c)} */
+function heatTable(spec) {
+  const box = clear($(spec.box));
+  if (!spec.rows.length || !spec.cols.length) {
+    box.append(el("p", { class: "muted" }, t(spec.empty)));
     return;
   }
-  const max = Math.max(1, ...Object.values(h.cells).map((c) => c.count));
-  const table = el("table", { class: "heat", dataset: { testid: "heatmap-table" } },
-    el("thead", {}, el("tr", {}, el("th", {}, ""),
-      h.tps.map((tp) => el("th", { scope: "col" }, touchpointName(tp.id, tp.label))))),
-    el("tbody", {}, h.topics.map((topic) => el("tr", {},
-      el("th", { scope: "row" }, topicName(topic.id, topic.label)),
-      h.tps.map((tp) => {
-        const c = h.cells[topic.id + "|" + tp.id];
+  const counts = spec.rows.flatMap((r) => spec.cols.map((c) => spec.cell(r, c))).filter(Boolean).map((c) => c.count);
+  const max = Math.max(1, ...counts);
+  box.append(el("table", { class: "heat", "aria-label": t(spec.label), dataset: { testid: spec.testid } },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), spec.cols.map((c) => el("th", { scope: "col" }, spec.colName(c))))),
+    el("tbody", {}, spec.rows.map((r) => el("tr", {},
+      el("th", { scope: "row" }, spec.rowName(r)),
+      spec.cols.map((col) => {
+        const c = spec.cell(r, col);
         if (!c) return el("td", { class: "heat-empty" }, "");
-        const col = heatColor(c.net_sentiment, c.count);
+        const colours = heatColor(c.net_sentiment, c.count);
+        const title = spec.rowName(r) + " × " + spec.colName(col) + ": " + c.count + " · " + t("series.net") + " " +
+          fmtSigned(c.net_sentiment, 0) + (c.nps !== undefined && c.nps !== null ? " · NPS " + fmtNumber(c.nps, 1) : "");
         const td = el("td", {
-          class: "heat-cell", tabindex: "0", role: "button",
-          title: topicName(topic.id, topic.label) + " × " + touchpointName(tp.id, tp.label) + ": " + c.count + " · " +
-            t("series.net") + " " + fmtSigned(c.net_sentiment, 0) + (c.nps !== null ? " · NPS " + fmtNumber(c.nps, 1) : ""),
-          dataset: { testid: "heat-cell", topic: topic.id, touchpoint: tp.id, count: String(c.count) },
+          class: "heat-cell", tabindex: "0", role: "button", title, "aria-label": title,
+          dataset: Object.assign({ testid: spec.cellTestid, count: String(c.count) }, spec.data(r, col)),
         }, el("span", { class: "heat-count" }, fmtInt(c.count)));
-        td.style.backgroundColor = col.bg;
-        td.style.color = col.fg;
+        td.style.backgroundColor = colours.bg;
+        td.style.color = colours.fg;
         td.style.fontWeight = c.count / max > 0.5 ? "700" : "500";
-        const open = () => openComments({ topic: topic.id, touchpoint: tp.id }, [
-          t("chip.topic", { v: topicName(topic.id, topic.label) }), t("chip.touchpoint", { v: touchpointName(tp.id, tp.label) }),
-        ]);
+        const open = () => openComments(spec.params(r, col), spec.chips(r, col));
         td.addEventListener("click", open);
         td.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
         return td;
-      })))));
-  box.append(table);
+      }))))));
+}
+
+function renderHeatmap() {
+  const h = dash.heat;
+  if (h) {
+    heatTable({
+      box: "heatmap", empty: "chart.heatmap.empty", label: "chart.heatmap", testid: "heatmap-table", cellTestid: "heat-cell",
+      rows: h.topics, cols: h.tps, cell: (topic, tp) => h.cells[topic.id + "|" + tp.id],
+      rowName: (topic) => topicName(topic.id, topic.label), colName: (tp) => touchpointName(tp.id, tp.label),
+      params: (topic, tp) => ({ topic: topic.id, touchpoint: tp.id }),
+      chips: (topic, tp) => [t("chip.topic", { v: topicName(topic.id, topic.label) }), t("chip.touchpoint", { v: touchpointName(tp.id, tp.label) })],
+      data: (topic, tp) => ({ topic: topic.id, touchpoint: tp.id }),
+    });
+  }
+  const ch = dash.channelHeat;
+  if (ch) {
+    heatTable({
+      box: "channel-heatmap", empty: "chart.tp_channel.empty", label: "chart.tp_channel", testid: "channel-heatmap-table",
+      cellTestid: "channel-heat-cell", rows: ch.tps, cols: ch.channels, cell: (tp, c) => ch.cells[tp.id + "|" + c.id],
+      rowName: (tp) => touchpointName(tp.id, tp.label), colName: (c) => channelName(c.id, c.label),
+      params: (tp, c) => ({ touchpoint: tp.id, channel: c.id }),
+      chips: (tp, c) => [t("chip.touchpoint", { v: touchpointName(tp.id, tp.label) }), t("chip.channel", { v: channelName(c.id, c.label) })],
+      data: (tp, c) => ({ touchpoint: tp.id, channel: c.id }),
+    });
+  }
 }
 
 // ------------------------------------------------------------------- themes
@@ -740,6 +796,7 @@ function renderChips() {
   const add = (key, text) => { if (p[key] && !chips.some((x) => x === text)) chips.push(text); };
   if (f.topic) add("topic", t("chip.topic", { v: topicName(f.topic) }));
   if (f.touchpoint) add("touchpoint", t("chip.touchpoint", { v: touchpointName(f.touchpoint) }));
+  if (f.channel) add("channel", t("chip.channel", { v: channelName(f.channel) }));
   if (f.language && p.language === f.language) add("language", t("chip.language", { v: languageName(f.language) }));
   if (f.segment && p.segment === f.segment) {
     const [col, ...rest] = f.segment.split(":");
@@ -794,6 +851,18 @@ function evidenceFor(row, params) {
   return spans;
 }
 
+/** A comment's touchpoints, the primary one first and marked (also for screen readers). */
+function touchpointTags(touchpoints) {
+  const ordered = touchpoints.slice().sort((a, b) => Number(Boolean(b.primary)) - Number(Boolean(a.primary)));
+  return ordered.map((x) => {
+    const notes = [x.primary ? t("comments.primary") : null, x.from_channel ? t("comments.from_channel") : null].filter(Boolean);
+    return el("span", {
+      class: "tag tag-touchpoint" + (x.primary ? " tag-primary" : ""), title: notes.join(" · ") || null,
+      dataset: { testid: "touchpoint-tag", primary: x.primary ? "true" : null },
+    }, x.primary ? el("span", { class: "sr-only" }, t("comments.primary") + ": ") : null, touchpointName(x.id));
+  });
+}
+
 function renderComments() {
   const c = dash.comments;
   renderChips();
@@ -806,6 +875,7 @@ function renderComments() {
       el("span", { class: "strong" }, "#" + row.id),
       row.date ? el("span", {}, fmtDate(row.date)) : null,
       row.language ? el("span", {}, languageName(row.language)) : null,
+      row.channel ? el("span", { dataset: { testid: "comment-channel" } }, t("comments.channel", { v: channelName(row.channel) })) : null,
       row.nps !== null ? el("span", { class: "badge badge-nps-" + (row.nps >= 9 ? "p" : row.nps >= 7 ? "pa" : "d") }, t("comments.nps", { nps: row.nps })) : null,
       row.sentiment ? el("span", { class: "badge badge-" + row.sentiment }, t("sentiment." + row.sentiment)) : null,
       row.detractor !== null ? el("span", { class: "muted" }, t("comments.detractor", { p: fmtPercent(row.detractor) })) : null);
@@ -814,7 +884,7 @@ function renderComments() {
       : el("p", { class: "comment-text error-text" }, text, el("br"), t("comments.error", { message: (row.error && row.error.message) || "?" }));
     const tags = el("div", { class: "tags" },
       row.topics.map((x) => el("span", { class: "tag tag-" + x.sentiment, title: t("sentiment." + x.sentiment) }, topicName(x.id))),
-      row.touchpoints.map((x) => el("span", { class: "tag tag-touchpoint" }, touchpointName(x.id))));
+      touchpointTags(row.touchpoints));
     list.append(el("li", { class: "comment", dataset: { testid: "comment", row: String(row.row) } }, meta, body, tags));
   }
   const from = c.total ? c.offset + 1 : 0;

@@ -38,9 +38,10 @@ def _row(
     topics: tuple[tuple[str, str], ...] = (),
     touchpoints: tuple[str, ...] = (),
     ok: bool = True,
+    channel: str | None = "email",
 ) -> RowFacts:
     return RowFacts(
-        row=i, date=day, language=language, channel="email", segments={"region": region} if region else {},
+        row=i, date=day, language=language, channel=channel, segments={"region": region} if region else {},
         nps=nps, csat=csat, ces=ces, sentiment=sentiment if ok else None,
         positive=0.5 if ok else 0.0, negative=0.2 if ok else 0.0, detractor=detractor if ok else None,
         topics=topics, touchpoints=touchpoints, ok=ok,
@@ -384,7 +385,7 @@ def test_report_is_json_safe_without_nan() -> None:
         text = json.dumps(dumped, allow_nan=False)
         assert set(json.loads(text)) == {
             "filters", "count", "analysed", "nps", "nps_estimate", "csat", "ces", "sentiment",
-            "topics", "touchpoints", "trend", "by_language", "by_segment", "matrix",
+            "topics", "touchpoints", "trend", "by_language", "by_segment", "matrix", "by_channel", "touchpoint_channel",
         }
     empty = batch_kpis([], None)
     assert (empty.count, empty.nps.value, empty.sentiment.net, empty.trend.periods) == (0, None, None, [])
@@ -423,3 +424,86 @@ def test_topic_touchpoint_matrix_counts_co_mentions() -> None:
     web = by[("delivery", "web")]
     assert web.count == 2 and web.net_sentiment == 0.0 and web.detractor_estimate == 0.55  # (+1 - 1) / 2; (0.5 + 0.6) / 2
     assert by[("price", "web")].net_sentiment == -100.0 and cells[0].topic == "delivery" and cells[0].touchpoint == "web"
+
+
+# --------------------------------------------------------------------------------------------------- channels
+
+
+def _channel_rows() -> list[RowFacts]:
+    """8 rows: where the feedback was collected (channel) apart from what the text is about (touchpoints).
+
+    Row 6 has no channel; row 7 is an error row collected through the app (its NPS answer still counts there).
+    """
+    return [
+        _row(0, channel="mobile_app", touchpoints=("store",), sentiment="negative", nps=2, detractor=0.8),
+        _row(1, channel="mobile_app", touchpoints=("store", "mobile_app"), sentiment="positive", nps=10, detractor=0.1),
+        _row(2, channel="mobile_app", sentiment="negative", nps=4, detractor=0.7),
+        _row(3, channel="store", touchpoints=("store",), sentiment="positive", nps=9, detractor=0.2),
+        _row(4, channel="store", touchpoints=("store",), sentiment="neutral", nps=7, detractor=0.4),
+        _row(5, channel="fax", touchpoints=("billing",), sentiment="negative", detractor=0.9),
+        _row(6, channel=None, touchpoints=("store",), sentiment="mixed", nps=8, detractor=0.5),
+        _row(7, channel="mobile_app", nps=0, ok=False),
+    ]
+
+
+CHANNEL_NAMES = {"mobile_app": "Mobile app", "store": "Store"}
+
+
+def test_by_channel_by_hand() -> None:
+    r = batch_kpis(_channel_rows(), None, labels={"fax": "Fax (a topic id)"}, channel_labels=CHANNEL_NAMES,
+                   min_theme_count=2)
+    # a channel that is a touchpoint id is named like it; any other by its own value (never by a topic's name)
+    assert [(c.id, c.label, c.count) for c in r.by_channel] == [
+        ("mobile_app", "Mobile app", 4), ("store", "Store", 2), ("fax", "fax", 1)
+    ]
+    app, store, fax = r.by_channel
+    # mobile_app: rows 0 1 2 7 (the error row counts: the channel is an input); sentiment of analysed rows 0 1 2
+    assert (app.share, app.sentiment.positive, app.sentiment.negative, app.net_sentiment) == (0.5, 1, 2, -33.33)
+    # answers 2 10 4 0 -> 1 promoter, 3 detractors of 4
+    assert (app.nps, app.nps_responses, app.detractor_estimate) == (-50.0, 4, round((0.8 + 0.1 + 0.7) / 3, 4))
+    # overall: 2 10 4 9 7 8 0 -> 100 * (2 - 3) / 7; without the app: 9 7 8 -> 100 * 1 / 3
+    assert app.impact == round(100 * (2 - 3) / 7 - 100 / 3, 2)
+    # store: rows 3 4, positive + neutral -> net +50; answers 9 7 -> 50; without it: 2 10 4 8 0 -> 100 * (1 - 3) / 5
+    assert (store.net_sentiment, store.nps, store.impact) == (50.0, 50.0, round(100 * (2 - 3) / 7 + 40, 2))
+    assert (fax.net_sentiment, fax.nps, fax.nps_responses, fax.impact, fax.significant) == (-100.0, None, 0, None, False)
+    # the text-derived touchpoints are their own breakdown: row 6 has no channel, yet it is about the store
+    assert [(t.id, t.count) for t in r.touchpoints] == [("store", 5), ("billing", 1), ("mobile_app", 1)]
+
+    assert batch_kpis(_channel_rows(), None, labels={"store": "Store"}).by_channel[1].label == "Store"  # default
+    assert batch_kpis([_row(0, channel=None)], None).by_channel == []  # no channel column: no breakdown
+
+
+def test_touchpoint_channel_matrix_by_hand() -> None:
+    cells = batch_kpis(_channel_rows(), None).touchpoint_channel
+    # analysed rows with a touchpoint and a channel: row 2 (no touchpoint), 6 (no channel) and 7 (error) are out
+    assert [(c.touchpoint, c.channel, c.count, c.net_sentiment, c.detractor_estimate) for c in cells] == [
+        ("store", "mobile_app", 2, 0.0, 0.45),  # "the store, written in the app": one negative, one positive
+        ("store", "store", 2, 50.0, 0.3),  # positive + neutral
+        ("billing", "fax", 1, -100.0, 0.9),
+        ("mobile_app", "mobile_app", 1, 100.0, 0.1),
+    ]
+
+
+def test_channel_filter_equals_its_breakdown_entry() -> None:
+    rows = _channel_rows()
+    assert [r.row for r in apply_filters(rows, Filters(channel=" Mobile_App "))] == [0, 1, 2, 7]
+    assert [r.row for r in apply_filters(rows, Filters(channel="unknown"))] == [6]
+    assert [r.row for r in apply_filters(rows, Filters(channel="fax", touchpoint="billing"))] == [5]
+    legacy = [_row(0, channel="App"), _row(1, channel=" app")]  # stored before channels were lower-cased
+    assert [r.row for r in apply_filters(legacy, Filters(channel="app"))] == [0, 1]
+
+    full = batch_kpis(rows, None, min_theme_count=2)
+    for entry in full.by_channel:
+        one = batch_kpis(rows, Filters(channel=entry.id))
+        assert (one.count, one.nps.value, one.nps.responses, one.sentiment.net) == (
+            entry.count, entry.nps, entry.nps_responses, entry.net_sentiment
+        )
+        assert [c.id for c in one.by_channel] == [entry.id]
+    assert batch_kpis(rows, Filters(channel="mobile_app")).filters.channel == "mobile_app"
+
+
+def test_channel_filter_validation() -> None:
+    assert Filters(channel="  ").channel is None  # a blank query parameter filters nothing
+    assert Filters(channel=" Negozio ").channel == "negozio"
+    with pytest.raises(ValidationError, match="at most 64"):
+        Filters(channel="x" * 65)

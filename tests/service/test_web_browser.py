@@ -217,7 +217,7 @@ def _dashboard(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
     page.get_by_test_id("heatmap-table").wait_for()
     page.get_by_test_id("theme").first.wait_for()
     charts = page.evaluate(
-        """() => ['chart-trend', 'chart-drivers', 'chart-touchpoints'].map((id) => {
+        """() => ['chart-trend', 'chart-drivers', 'chart-touchpoints', 'chart-channels'].map((id) => {
             const canvas = document.getElementById(id);
             const chart = Chart.getChart(canvas);
             return {id, chart: !!chart, width: canvas.width, height: canvas.height,
@@ -270,6 +270,57 @@ def _strongest_driver_comments(page: Any, base_url: str, batch_id: str, shots: P
     page.get_by_test_id("comments-close").click()
 
 
+def _drawer_total(page: Any) -> int:
+    page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
+    return int("".join(ch for ch in page.get_by_test_id("comments-count").inner_text() if ch.isdigit()))
+
+
+def _channels(page: Any, base_url: str, batch_id: str) -> None:
+    """Where the feedback was collected, apart from what it is about: the channel chart and the touchpoint x channel
+    heat map are drawn and open the comments behind them, filtered by channel (and touchpoint)."""
+    kpis = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", timeout=30).json()
+    assert {c["id"] for c in kpis["by_channel"]} == {"website", "store", "mobile_app", "call_center"}  # normalised
+    drawer = page.get_by_test_id("comments")
+    target = page.evaluate(
+        """() => {
+            const chart = Chart.getChart(document.getElementById('chart-channels'));
+            const d = chart.data.datasets.findIndex((ds) => ds.data[0] > 0);
+            const bar = chart.getDatasetMeta(d).data[0].getProps(['x', 'y', 'base'], true);
+            return {x: (bar.x + bar.base) / 2, y: bar.y, channel: chart.canvas.dataset.ids.split(',')[0],
+                    sentiment: ['positive', 'neutral', 'mixed', 'negative'][d], bars: chart.data.labels.length};
+        }"""
+    )
+    assert target["bars"] == len(kpis["by_channel"])
+    canvas = page.get_by_test_id("chart-channels")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    expected = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows",
+                         params={"channel": target["channel"], "sentiment": target["sentiment"], "limit": 1}).json()
+    assert _drawer_total(page) == expected["total"] > 0
+    assert "Channel:" in page.get_by_test_id("comments-chips").inner_text()
+    assert page.get_by_test_id("comment-channel").first.inner_text().startswith("via ")
+    page.get_by_test_id("comments-close").click()
+
+    cells = page.get_by_test_id("channel-heat-cell")
+    assert cells.count() == len(kpis["touchpoint_channel"]) > 0
+    cell = cells.first
+    tp, channel = cell.get_attribute("data-touchpoint"), cell.get_attribute("data-channel")
+    assert cell.get_attribute("role") == "button" and cell.get_attribute("aria-label")
+    cell.focus()
+    page.keyboard.press("Enter")  # a cell is a button: the keyboard opens it too
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    expected = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"touchpoint": tp, "channel": channel}).json()
+    assert _drawer_total(page) == expected["total"] == int(cell.get_attribute("data-count") or "0")
+    chips = page.get_by_test_id("comments-chips").inner_text()
+    assert "Touchpoint:" in chips and "Channel:" in chips
+    first = drawer.locator("[data-testid=comment]").first
+    assert first.locator("[data-testid=touchpoint-tag]").first.get_attribute("data-primary") == "true"
+    page.get_by_test_id("comments-close").click()
+
+
 def _hostile_text_stays_text(page: Any) -> None:
     """Customer text is shown as text, never run as markup."""
     drawer = page.get_by_test_id("comments")
@@ -304,6 +355,10 @@ def _italian(page: Any, shots: Path) -> None:
     assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Topic impact on NPS"
     page.get_by_test_id("lang-it").click()
     assert page.locator("[data-i18n='chart.drivers']").inner_text() == "Impatto dei temi sull'NPS"
+    assert page.locator("[data-i18n='chart.channels']").inner_text() == "Sentiment per canale"
+    assert page.locator("[data-i18n='chart.tp_channel']").inner_text() == "Punti di contatto × canali"
+    channels = page.get_by_test_id("filter-channel").locator("option").all_inner_texts()
+    assert {"Punto vendita", "Sito web", "App mobile"} <= set(channels), channels  # named like the touchpoints, in Italian
     assert page.evaluate("() => document.documentElement.lang") == "it"
     assert "lang=it" in page.url
     topics = page.get_by_test_id("filter-topic").locator("option").all_inner_texts()
@@ -319,6 +374,11 @@ def _filter_reloads_everything(page: Any, base_url: str, batch_id: str) -> None:
     page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('language=en')")
     filtered = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en"}).json()
     assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(filtered["count"])
+    page.get_by_test_id("filter-channel").select_option("mobile_app")
+    page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('channel=mobile_app')")
+    both = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en", "channel": "mobile_app"}).json()
+    assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(both["count"])
+    assert [c["id"] for c in both["by_channel"]] == ["mobile_app"]
 
 
 # ------------------------------------------------------------------ the test
@@ -338,6 +398,7 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
     batch_id = _follow_progress(page, screenshots)
     _dashboard(page, base_url, batch_id, screenshots)
     _strongest_driver_comments(page, base_url, batch_id, screenshots)
+    _channels(page, base_url, batch_id)
     _hostile_text_stays_text(page)
     _discovered_theme(page, base_url, batch_id)
     _italian(page, screenshots)

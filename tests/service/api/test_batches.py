@@ -226,6 +226,104 @@ def test_a_discovered_theme_becomes_a_taxonomy_entry(client: TestClient, done_ba
     assert client.get(f"/v1/batches/{bid}/topics/7/taxonomy-entry").status_code == 404
 
 
+# ------------------------------------------------------------------ channel and touchpoint
+#: texts with and without support for the touchpoint their channel names (fake encoder, tiny bundle: deterministic)
+CHANNEL_ROWS: list[dict[str, str]] = [
+    {"id": "c1", "commento": "The app is ok", "canale": "App", "nps": "9"},
+    {"id": "c2", "commento": "Un ascensore era fuori servizio", "canale": "App", "nps": "2"},
+    {"id": "c3", "commento": "L'app si blocca sempre al login", "canale": "app ", "nps": "3"},
+    {"id": "c4", "commento": "Il call center non risponde mai", "canale": "Negozio", "nps": "4"},
+    {"id": "c5", "commento": "Consegna velocissima!", "canale": "Telefono", "nps": "10"},
+    {"id": "c6", "commento": "Ottimo prezzo", "canale": "Fax", "nps": "8"},
+    {"id": "c7", "commento": "Delivery was late again", "canale": "", "nps": "6"},
+    {"id": "c8", "commento": "", "canale": "App", "nps": "0"},  # no text: an error row, collected through the app
+]
+
+
+@pytest.fixture(scope="module")
+def channel_batches(client: TestClient) -> tuple[str, str]:
+    """The same comments uploaded twice: with the channel column mapped, and without it."""
+    ids = []
+    for mapping in ({"text": "commento", "id": "id", "nps": "nps", "channel": "canale"},
+                    {"text": "commento", "id": "id", "nps": "nps"}):
+        r = client.post("/v1/batches", files={"file": ("canali.csv", csv_bytes(CHANNEL_ROWS))},
+                        data={"mapping": json.dumps(mapping)})
+        assert r.status_code == 202, r.text
+        assert _wait(client, r.json()["id"])["status"] == "done"
+        ids.append(r.json()["id"])
+    return ids[0], ids[1]
+
+
+def _results(client: TestClient, bid: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in client.get(f"/v1/batches/{bid}/results?format=jsonl").text.splitlines()]
+
+
+def test_a_channel_never_creates_a_touchpoint_on_its_own(client: TestClient, channel_batches: tuple[str, str]) -> None:
+    with_channel, text_only = (_results(client, bid) for bid in channel_batches)
+    assert [x.get("channel") for x in with_channel] == ["mobile_app"] * 3 + ["store", "call_center", None, None, None]
+    assert all("channel" not in x for x in text_only)
+    raised = 0
+    for w, t in zip(with_channel[:7], text_only[:7], strict=True):
+        from_text = {tp["id"] for tp in t["touchpoints"]}
+        for tp in w["touchpoints"]:
+            if tp["id"] not in from_text:  # only the channel's own touchpoint, flagged, and only where the text has it
+                assert tp["from_channel"] and tp["id"] == w["channel"], (w["columns"], tp)
+                raised += 1
+        assert [tp["id"] for tp in w["touchpoints"] if tp["primary"]] == [tp["id"] for tp in w["touchpoints"][:1]]
+    assert raised >= 1  # "The app is ok" through the app: the text supports the app, the channel raised it
+    assert with_channel[1]["touchpoints"] == []  # a lift out of order, sent through the app, is about no app
+    assert [tp["id"] for tp in with_channel[3]["touchpoints"]] == ["call_center"]  # written in the store, about the phone
+
+
+def test_kpis_by_channel_and_touchpoint_channel(client: TestClient, channel_batches: tuple[str, str]) -> None:
+    bid, text_only = channel_batches
+    k = client.get(f"/v1/batches/{bid}/kpis").json()
+    by = {c["id"]: c for c in k["by_channel"]}
+    # the app: c1 c2 c3 and the error row c8 (its answer counts: the channel is an input, not a text result)
+    assert {c: (by[c]["count"], by[c]["label"]) for c in by} == {
+        "mobile_app": (4, "Mobile app"), "store": (1, "Store"), "call_center": (1, "Call center"), "fax": (1, "fax")
+    }
+    assert (by["mobile_app"]["nps_responses"], by["mobile_app"]["nps"]) == (4, -50.0)  # 9 | 2 3 0
+    assert client.get(f"/v1/batches/{text_only}/kpis").json()["by_channel"] == []
+    cells = {(c["touchpoint"], c["channel"]): c["count"] for c in k["touchpoint_channel"]}
+    expected: dict[tuple[str, str], int] = {}
+    for x in _results(client, bid):  # every touchpoint found in the text of an analysed row with a channel
+        for tp in x.get("touchpoints", []) if x.get("channel") or x["columns"]["canale"] == "Fax" else []:
+            key = (tp["id"], x.get("channel") or "fax")
+            expected[key] = expected.get(key, 0) + 1
+    assert cells == expected and cells[("call_center", "store")] == 1  # about the call center, written in the store
+
+    app = client.get(f"/v1/batches/{bid}/kpis", params={"channel": "MOBILE_APP"}).json()
+    assert (app["count"], app["nps"]["value"], app["filters"]["channel"]) == (4, -50.0, "mobile_app")
+    page = client.get(f"/v1/batches/{bid}/rows", params={"channel": "mobile_app", "limit": 500}).json()
+    assert [r["id"] for r in page["rows"]] == ["c1", "c2", "c3", "c8"] and page["rows"][0]["channel"] == "mobile_app"
+    fax = client.get(f"/v1/batches/{bid}/rows", params={"channel": "fax"}).json()
+    assert [(r["id"], r["channel"], r["columns"]["canale"]) for r in fax["rows"]] == [("c6", "fax", "Fax")]
+    none = client.get(f"/v1/batches/{bid}/rows", params={"channel": "unknown"}).json()
+    assert [r["id"] for r in none["rows"]] == ["c7"]
+    bad = client.get(f"/v1/batches/{bid}/kpis", params={"channel": "x" * 65})
+    assert bad.status_code == 422 and "channel" in bad.json()["error"]["message"]
+
+
+def test_exports_carry_channel_and_touchpoints_apart(client: TestClient, channel_batches: tuple[str, str]) -> None:
+    bid = channel_batches[0]
+    lines = _results(client, bid)
+    text = client.get(f"/v1/batches/{bid}/results?format=csv").content.decode("utf-8-sig")
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [r["canale"] for r in table] == [r["canale"] for r in CHANNEL_ROWS]  # the raw value, as uploaded
+    assert [r["voce_channel"] for r in table] == ["mobile_app"] * 3 + ["store", "call_center", "fax", "", "mobile_app"]
+    for row, line in zip(table, lines, strict=True):
+        tps = [t["id"] for t in line.get("touchpoints", [])]
+        assert row["voce_touchpoints"] == "; ".join(tps)
+        assert row["voce_primary_touchpoint"] == (tps[0] if tps else "")
+    ws = openpyxl.load_workbook(io.BytesIO(client.get(f"/v1/batches/{bid}/results?format=xlsx").content)).worksheets[0]
+    sheet = list(ws.iter_rows(values_only=True))
+    header = list(sheet[0])
+    at = {c: header.index(c) for c in ("voce_channel", "voce_touchpoints", "voce_primary_touchpoint")}
+    assert [r[at["voce_channel"]] for r in sheet[1:]] == [r["voce_channel"] or None for r in table]
+    assert [r[at["voce_primary_touchpoint"]] for r in sheet[1:]] == [r["voce_primary_touchpoint"] or None for r in table]
+
+
 def test_chunked_upload_over_the_limit_is_refused(tiny_bundle_dir: Path, tmp_path: Path) -> None:
     """No Content-Length: the body is counted as it arrives and cut at the limit with a 413."""
     settings = batch_settings(tmp_path, tiny_bundle_dir, max_upload_bytes=200_000, workers=0)

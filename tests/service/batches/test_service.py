@@ -62,6 +62,9 @@ def test_domain_errors(service: BatchService, tmp_path: Path) -> None:
         make_filters(period="March")
     with pytest.raises(InvalidFilter):
         make_filters(segment=["no-colon"])
+    with pytest.raises(InvalidFilter, match="channel"):
+        make_filters(channel="x" * 65)
+    assert make_filters(channel=" App ").channel == "app"
     dest = tmp_path / "upload"
     with pytest.raises(UploadTooLarge, match="1024 bytes"):
         asyncio.run(service.receive(_reader(b"x" * 1000, b"x" * 1000), dest))
@@ -110,5 +113,9 @@ def test_kpis_name_topics_with_the_configured_taxonomy(
     LocalExecutor(service.store, lambda: fake_analyzer, RunnerConfig.from_settings(settings)).run_until_idle()
     with service.store.sessions() as s, s.begin():  # every row mentions the staff topic
         s.execute(update(BatchRow).where(BatchRow.batch_id == "crew").values(topics=[["staff", "negative"]]))
-    topics = service.kpis("crew")["topics"]
-    assert [(t["id"], t["label"], t["count"]) for t in topics] == [("staff", "Crew (custom)", 6)]
+        s.execute(update(BatchRow).where(BatchRow.batch_id == "crew", BatchRow.row < 2).values(channel="store"))
+        s.execute(update(BatchRow).where(BatchRow.batch_id == "crew", BatchRow.row >= 2).values(channel="staff"))
+    kpis = service.kpis("crew")
+    assert [(t["id"], t["label"], t["count"]) for t in kpis["topics"]] == [("staff", "Crew (custom)", 6)]
+    # a channel that is a touchpoint id is named like the touchpoint; a raw channel value is never a topic's name
+    assert [(c["id"], c["label"], c["count"]) for c in kpis["by_channel"]] == [("staff", "staff", 4), ("store", "Store", 2)]

@@ -82,9 +82,13 @@ def test_batch_kpis_name_topics_like_the_api(env: Path, monkeypatch: pytest.Monk
     store = BatchStore.open(Settings().resolved_database_url())
     with store.sessions() as s, s.begin():  # every row mentions the staff topic
         s.execute(update(BatchRow).where(BatchRow.batch_id == bid).values(topics=[["staff", "negative"]]))
+        s.execute(update(BatchRow).where(BatchRow.batch_id == bid, BatchRow.row < 2).values(channel="store"))
 
     cli = json.loads(runner.invoke(app, ["batch", "kpis", bid]).stdout)
     assert [(t["id"], t["label"], t["count"]) for t in cli["topics"]] == [("staff", "Crew", 6)]
+    assert [(c["id"], c["label"], c["count"]) for c in cli["by_channel"]] == [("store", "Store", 2)]
+    by_store = json.loads(runner.invoke(app, ["batch", "kpis", bid, "--channel", "Store"]).stdout)
+    assert (by_store["count"], by_store["filters"]["channel"]) == (2, "store")
     with TestClient(create_app(Settings(workers=0))) as client:
         wait_ready(client)
         assert client.get(f"/v1/batches/{bid}/kpis").json() == cli
