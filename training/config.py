@@ -119,6 +119,10 @@ class TrainConfig(StrictConfig):
     min_touchpoint_examples: int = Field(default=8, ge=2)
     # inverse L2 strength of the touchpoint heads
     C_touchpoints: float = 4.0
+    # the annotated corpus's topic labels (every text annotated for every default topic) as extra rows of the topic
+    # heads, each with this sample weight (0 = not used): the public topic data is hotels, restaurants and airline
+    # complaints only, and topics of other domains (utilities, shops, telcos) had nothing to learn from
+    corpus_topic_weight: float = Field(default=2.0, ge=0.0)
     # the journey taxonomy (voce.data.realcx.JOURNEYS) whose labelled stages fit the exclusive-section calibration;
     # the other journeys stay held apart for `voce eval`; None = no calibration (exclusive sections use zero-shot)
     exclusive_fit_journey: str | None = "airline"

@@ -133,8 +133,13 @@ class HeadContext:
         """Taxonomy topics with enough labelled rows for a learned head (and some rows without the topic)."""
         t_fit = self.topic_rows[0]
         counts = topic_counts(t_fit)
+        total = len(t_fit)
+        corpus = corpus_topics(self, with_lexical=False)
+        if corpus is not None:
+            counts.update(t for topics in corpus.fit_topics for t in topics)
+            total += len(corpus.fit_topics)
         lo = self.cfg.min_topic_examples
-        return [t for t in self.taxonomy.topics.ids if lo <= counts.get(t, 0) < len(t_fit)]
+        return [t for t in self.taxonomy.topics.ids if lo <= counts.get(t, 0) < total]
 
 
 def topic_counts(rows: Sequence[Example]) -> Counter[str]:
@@ -208,6 +213,7 @@ class _TopicData:
     lc: Lexical | None
     annotated: dict[str, frozenset[str]]
     tax: TaxonomyRows | None
+    corpus: CorpusTopics | None = None
 
 
 def _fit_topic(ctx: HeadContext, tid: str, d: _TopicData) -> tuple[LinearHead, float]:
@@ -224,6 +230,14 @@ def _fit_topic(ctx: HeadContext, tid: str, d: _TopicData) -> tuple[LinearHead, f
         yf = np.concatenate([yf, (d.tax.topic == tid).astype(int)])
         weight = np.concatenate([np.ones(int(keep_f.sum())), np.full(len(d.tax.topic), ctx.cfg.taxonomy_example_weight)])
     x_c, l_c = d.xc[keep_c], (d.lc[keep_c] if d.lc is not None else None)
+    if d.corpus is not None:  # the annotated real texts: every topic annotated, so negatives count for all
+        c = d.corpus
+        weight = np.concatenate([weight if weight is not None else np.ones(len(yf)),
+                                 np.full(len(c.fit_topics), ctx.cfg.corpus_topic_weight)])  # fmt: skip
+        x_t, yf = np.vstack([x_t, c.x_fit]), np.concatenate([yf, [tid in t for t in c.fit_topics]]).astype(int)
+        l_t = sparse.vstack([l_t, c.lex_fit], format="csr") if l_t is not None else None
+        x_c, yc = np.vstack([x_c, c.x_cal]), np.concatenate([yc, [tid in t for t in c.cal_topics]]).astype(int)
+        l_c = sparse.vstack([l_c, c.lex_cal], format="csr") if l_c is not None else None
     head = fit_binary_head(x_t, yf, ctx.cfg.C_topics, ctx.cfg.seed, x_c, yc, tid, l_t, l_c, weight)
     return head, best_threshold(head.predict_proba(x_c, l_c)[:, 0], yc)
 
@@ -244,7 +258,10 @@ def fit_topics(ctx: HeadContext) -> LinearHead:
     if tax is not None:
         ctx.progress(f"topic heads also learn from {len(tax.topic)} taxonomy example sentences "
                      f"(weight {ctx.cfg.taxonomy_example_weight:g})")  # fmt: skip
-    data = _TopicData(ctx.X(t_fit), ctx.X(t_cal), lf, ctx.lex(t_cal, "topics"), annotated_topics([*t_fit, *t_cal]), tax)
+    corpus = corpus_topics(ctx, with_lexical=lf is not None)
+    data = _TopicData(
+        ctx.X(t_fit), ctx.X(t_cal), lf, ctx.lex(t_cal, "topics"), annotated_topics([*t_fit, *t_cal]), tax, corpus
+    )
     fitted = [_fit_topic(ctx, tid, data) for tid in topic_ids]
     heads = [h for h, _ in fitted]
     ws_lex = [h.lex_weight[0] for h in heads if h.lex_weight is not None]
@@ -294,7 +311,13 @@ def fit_detractor(ctx: HeadContext) -> LinearHead:
     )  # fmt: skip
 
 
-from voce.training.touchpoints import fit_exclusive, fit_touchpoint_primary, fit_touchpoints  # noqa: E402
+from voce.training.touchpoints import (  # noqa: E402
+    CorpusTopics,
+    corpus_topics,
+    fit_exclusive,
+    fit_touchpoint_primary,
+    fit_touchpoints,
+)
 
 #: bundle field -> its fitter, in fitting order (the order of the progress lines)
 HEAD_FITTERS: dict[str, HeadFitter] = {

@@ -66,6 +66,39 @@ def corpus_rows(ctx) -> CorpusRows | None:  # type: ignore[no-untyped-def]
     return rows
 
 
+@dataclass(frozen=True)
+class CorpusTopics:
+    """The corpus's train split as extra rows of the topic heads (all topics annotated on every text)."""
+
+    x_fit: F32
+    lex_fit: object | None
+    fit_topics: list[frozenset[str]]
+    x_cal: F32
+    lex_cal: object | None
+    cal_topics: list[frozenset[str]]
+
+
+def corpus_topics(ctx, with_lexical: bool) -> CorpusTopics | None:  # type: ignore[no-untyped-def]
+    """The annotated corpus as topic rows (None when unused: weight 0, or the corpus is not available).
+
+    Only for the default topics the corpus is labelled with; a custom taxonomy's topic heads learn without it.
+    """
+    key = f"realcx_topics:{with_lexical}"
+    if key in ctx.memo:
+        return ctx.memo[key]  # type: ignore[no-any-return]
+    out = None
+    same = ctx.taxonomy.topics.fingerprint() == default_taxonomy().topics.fingerprint()
+    data = corpus_rows(ctx) if ctx.cfg.corpus_topic_weight > 0 and same else None
+    if data is not None:
+        lex = (lambda rows: ctx.lexical_features([r.text for r in rows], "topics")) if with_lexical else (lambda rows: None)
+        out = CorpusTopics(data.x_fit, lex(data.fit), [frozenset(r.topics) for r in data.fit],
+                           data.x_cal, lex(data.calibration), [frozenset(r.topics) for r in data.calibration])  # fmt: skip
+        ctx.progress(f"topic heads also learn from {len(data.fit)} annotated real texts "
+                     f"(weight {ctx.cfg.corpus_topic_weight:g})")  # fmt: skip
+    ctx.memo[key] = out
+    return out
+
+
 def _touchpoint_ids(ctx) -> list[str]:  # type: ignore[no-untyped-def]
     return list(ctx.taxonomy.touchpoints.ids)
 

@@ -104,12 +104,23 @@ def train_heads(
         version=cfg.version,
         adapter=cfg.encoder_adapter,
         manifest_extra={"taxonomy": taxonomy_record(taxonomy, custom=cfg.taxonomy is not None)},
-        topic_languages={
-            tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics}) for tid in ctx.topic_ids
-        },
+        topic_languages=_topic_languages(ctx),
         lexical=ctx.lexical if any(h.lexical_dim for h in each_head(fitted)) else None,
         touchpoints_fingerprint=taxonomy.touchpoints.fingerprint() if fitted.get("touchpoints") is not None else None,
     )
+
+
+def _topic_languages(ctx: HeadContext) -> dict[str, list[str]]:
+    """Languages each learned topic had labels in (public rows and the annotated corpus)."""
+    from voce.training.touchpoints import corpus_rows
+
+    t_fit = ctx.topic_rows[0]
+    corpus = corpus_rows(ctx) if ctx.cfg.corpus_topic_weight > 0 else None
+    extra = [(r.language, r.topics) for r in corpus.fit] if corpus is not None else []
+    return {
+        tid: sorted({e.language for e in t_fit if e.topics and tid in e.topics} | {lg for lg, ts in extra if tid in ts})
+        for tid in ctx.topic_ids
+    }
 
 
 def fit_zero_shot_calibration(
