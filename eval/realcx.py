@@ -85,6 +85,13 @@ def touchpoint_metrics(rows: Sequence[CXText], res: dict[str, DocumentResult], m
             "answer": majority, "top1_accuracy": round(float(np.mean([r.primary == majority for r in rows])), 4)
         },
     }  # fmt: skip
+    by_class: dict[str, list[int]] = {}
+    for ok, r in zip(correct, rows, strict=True):
+        by_class.setdefault(r.primary, []).append(ok)
+    common = {c: float(np.mean(v)) for c, v in by_class.items() if len(v) >= 5}
+    # every primary class (with 5+ texts) weighs the same: a figure that does not lean on this corpus's mix
+    out["top1_class_balanced"] = round(float(np.mean(list(common.values()))), 4) if common else None
+    out["top1_per_primary"] = {c: {"texts": len(by_class[c]), "accuracy": round(v, 4)} for c, v in sorted(common.items())}
     per: dict[str, dict[str, float]] = {}
     for tp in TOUCHPOINTS:
         tp_, fp, fn = 0, 0, 0
@@ -150,6 +157,7 @@ def evaluate_corpus(
         "realcx_touchpoint_hit_it": tp["it"]["hit_primary_or_secondary"],
         "realcx_touchpoint_hit_en": tp["en"]["hit_primary_or_secondary"],
         "realcx_touchpoint_none_precision": tp["all"]["none_precision"],
+        "realcx_touchpoint_top1_class_balanced": tp["all"]["top1_class_balanced"],
         "realcx_touchpoint_macro_f1": tp["all"]["macro_f1"],
         "realcx_primary_topic_accuracy_non_hotel": topics["outside_hotel_restaurant"]["primary_topic_accuracy"],
     }

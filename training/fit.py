@@ -50,7 +50,7 @@ def _split_coef(coef: np.ndarray, dim: int, hybrid: bool) -> tuple[F32, F32 | No
 
 def fit_softmax_head(
     x: F32, labels: Sequence[str], label_space: list[str], C: float, seed: int, x_cal: F32, y_cal: Sequence[str],
-    lex: Lexical | None = None, lex_cal: Lexical | None = None,
+    lex: Lexical | None = None, lex_cal: Lexical | None = None, sample_weight: np.ndarray | None = None,
 ) -> LinearHead:
     """Multinomial LR over ``label_space``; classes absent from the fit rows get a -inf-like bias.
 
@@ -59,7 +59,7 @@ def fit_softmax_head(
     idx = {lab: i for i, lab in enumerate(label_space)}
     y = np.asarray([idx[v] for v in labels])
     clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    clf.fit(_design(x, lex), y)
+    clf.fit(_design(x, lex), y, sample_weight=sample_weight)
     width = x.shape[1] + (lex.shape[1] if lex is not None else 0)
     coef_all = np.zeros((len(label_space), width), np.float32)
     b = np.full(len(label_space), -30.0, np.float32)

@@ -97,3 +97,29 @@ def check_consistency(bundle: BundleOpt = None, out: OutOpt = None, cache_dir: C
     out = out or Path("reports/consistency.json")
     report["command"] = f"voce check consistency --out {out}" + (f" --bundle {bundle}" if bundle else "")
     write_report(out, report, quiet=("short_answers", "misspellings", "disagreements"))
+
+
+@check_app.command("realcx")
+def check_realcx(
+    bundle: BundleOpt = None,
+    out: OutOpt = None,
+    cache_dir: CacheOpt = None,
+    shots: Annotated[str, typer.Option(help="examples per stage for the few-shot curve, comma-separated")] = "0,4,16,64",
+) -> None:
+    """Touchpoints, primary topics and the journey taxonomies on the annotated real texts' dev split (+ few-shot curve)."""
+    from voce.data.realcx import load_realcx
+    from voce.eval.checksets import write_report
+    from voce.eval.realcx import evaluate_corpus, evaluate_journeys
+    from voce.models.spec import load_analyzer
+
+    try:
+        rows = load_realcx()
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(f"the annotated corpus's texts are not available: {exc}") from exc
+    analyzer = load_analyzer(settings(bundle=bundle, cache_dir=cache_dir).analyzer_spec(), progress=say)
+    metrics, details = evaluate_corpus(analyzer, rows, progress=say)
+    journeys = evaluate_journeys(analyzer, rows, shots=[int(k) for k in shots.split(",") if k.strip()], progress=say)
+    out = out or Path("reports/realcx.json")
+    report = {"bundle": analyzer.bundle.version, "metrics": metrics, **details, "journeys": journeys,
+              "command": f"voce check realcx --out {out}" + (f" --bundle {bundle}" if bundle else "")}  # fmt: skip
+    write_report(out, report, quiet=("touchpoints", "primary_topic", "journeys"))
