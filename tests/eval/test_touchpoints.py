@@ -1,9 +1,12 @@
-"""Zero-shot touchpoints of the shipped bundle on the hand-written IT/EN check set.
+"""Touchpoints of the shipped bundle on the hand-written IT/EN check set: a regression guard.
 
-A guard for the next fine-tune: the 2026-11-23 candidate that sharpened the
-learned topics dropped recall here from 0.69/0.66 to 0.53/0.53
-(reports/finetune/README.md).  The floor sits a little under the shipped
-bundle's numbers (reports/touchpoints.json), so only a real regression trips it.
+The headline touchpoint figures come from real texts (tests/eval/test_realcx_real.py, README); these 32 short,
+unambiguous pairs, two per default touchpoint, stay as a guard for the rare touchpoints the real data barely holds
+(brochures, trade fairs, promoters). 2026.11.5 (zero-shot only) found the gold touchpoint for 0.69/0.66 of them;
+2026.12.1 (learned heads, a confident zero-shot match still listing a touchpoint) 0.78/0.84, with top-1
+0.47/0.59: the learned primary head prefers product/service on such one-line statements.  The learned heads also
+list the product or service beside the specific touchpoint (about one more touchpoint per text), which the guideline
+counts as a secondary touchpoint, so that bound is looser than when only zero-shot scored.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def test_check_set_covers_every_default_touchpoint_in_both_languages() -> None:
 def test_shipped_bundle_finds_touchpoints_in_both_languages(real_analyzer) -> None:  # type: ignore[no-untyped-def]
     report = run_touchpoints(real_analyzer, load_checks())
     for lang in LANGUAGES:
-        assert report[lang]["recall"] >= 0.6, (lang, report[lang], report["misses"])
-        assert report[lang]["other_touchpoints_per_text"] <= 0.3, (lang, report[lang])
+        assert report[lang]["recall"] >= 0.7, (lang, report[lang], report["misses"])
+        assert report[lang]["top1_accuracy"] >= 0.4, (lang, report[lang])
+        assert report[lang]["other_touchpoints_per_text"] <= 1.3, (lang, report[lang])
     assert report["top1_agreement_it_en"] >= 0.5
