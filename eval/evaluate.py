@@ -174,11 +174,19 @@ def _dev_metrics(
     semeval_pol: dict[str, list[tuple[str, str]]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The public-benchmark metrics over analysed examples grouped by source (pure: the bootstrap reruns it)."""
-    dev = [e for rows in by_src.values() for e in rows]
     m: dict[str, Any] = {}
     details: dict[str, Any] = {}
+    _sentiment_metrics(by_src, res, m, details)
+    _aspect_metrics(by_src, res, semeval_pol, m, details)
+    _detractor_metrics(by_src, extra, res, m, details)
+    return m, details
 
-    # sentiment
+
+def _sentiment_metrics(
+    by_src: dict[str, list[Example]], res: dict[str, DocumentResult], m: dict[str, Any], details: dict[str, Any]
+) -> None:
+    """SENTIPOLC polarity F, airline 3-way macro-F1, calibration and 4-way macro-F1 over every labelled row."""
+    dev = [e for rows in by_src.values() for e in rows]
     sp = [e for e in by_src.get(SENTIPOLC, []) if e.sentiment]
     if sp:
         gp, gn = M.sentiments_to_flags([e.sentiment for e in sp if e.sentiment])
@@ -204,7 +212,12 @@ def _dev_metrics(
         m["sentiment_4way_macro_f1_all"] = round(M.macro_f1(gold, pred, labels), 4)
         details["sentiment_per_class"] = M.per_class_report(gold, pred, labels)
 
-    # ABSITA aspects
+
+def _aspect_metrics(
+    by_src: dict[str, list[Example]], res: dict[str, DocumentResult], semeval_pol: dict[str, list[tuple[str, str]]],
+    m: dict[str, Any], details: dict[str, Any],
+) -> None:
+    """ABSITA aspects, SemEval categories (12 fold into 7 Voce topics) and polarity, airline complaint topics."""
     ab = by_src.get(ABSITA, [])
     if ab:
         gold_m = np.asarray(absita_flag_matrix(ab))
@@ -217,36 +230,34 @@ def _dev_metrics(
                     pred_m[i, j] = (1, pos, neg)
         m["absita_aspect_detection_micro_f1"] = round(M.absita_aspect_detection_f1(gold_m[..., 0], pred_m[..., 0])["f1"], 4)
         m["absita_aspect_polarity_micro_f1"] = round(M.absita_aspect_polarity_f1(gold_m, pred_m)["f1"], 4)
-
-    # SemEval restaurants (Voce topics: 12 categories fold into 7)
     se = by_src.get(SEMEVAL, [])
     if se:
         space = set(SEMEVAL_TOPIC_MAP.values())
         gold_sets = [{SEMEVAL_TOPIC_MAP[c] for c in e.raw.get("categories", [])} for e in se]
         pred_sets = [{t.id for t in res[e.uid].topics} & space for e in se]
         m["semeval_voce_topic_micro_f1"] = round(M.semeval_category_f1(gold_sets, pred_sets)["f1"], 4)
-        gold_pol, pred_pol = [], []
-        for e in se:
-            for gold_p, pred_p in semeval_pol.get(e.uid, []):
-                gold_pol.append(gold_p)
-                pred_pol.append(pred_p)
-        if gold_pol:
-            m["semeval_polarity_accuracy_gold_categories"] = round(M.semeval_polarity_accuracy(gold_pol, pred_pol), 4)
-
-    # airline complaint topic (negative tweets with a mapped reason)
+        pairs = [p for e in se for p in semeval_pol.get(e.uid, [])]
+        if pairs:
+            m["semeval_polarity_accuracy_gold_categories"] = round(
+                M.semeval_polarity_accuracy([g for g, _ in pairs], [p for _, p in pairs]), 4)
     complaints = [e for e in by_src.get(AIRLINE, []) if e.topics]
     if complaints:
         reasons = sorted({t for t in AIRLINE_TOPIC_MAP.values() if t})
-        gold_reason: list[str] = []
-        pred_reason: list[str] = []
+        gold_reason = [next(iter(e.topics or {})) for e in complaints]
+        pred_reason = []
         for e in complaints:
-            gold_reason.append(next(iter(e.topics or {})))
             found = [t for t in res[e.uid].topics if t.id in reasons]
             pred_reason.append(found[0].id if found else "none")
         m["airline_complaint_topic_macro_f1"] = round(M.macro_f1(gold_reason, pred_reason, reasons), 4)
         details["airline_complaint_topic_per_class"] = M.per_class_report(gold_reason, pred_reason, reasons)
 
-    # detractor ranking
+
+def _detractor_metrics(
+    by_src: dict[str, list[Example]], extra: list[Example], res: dict[str, DocumentResult], m: dict[str, Any],
+    details: dict[str, Any],
+) -> None:
+    """Detractor calibration over every proxy-labelled row, and ranking (ROC-AUC) per source."""
+    dev = [e for rows in by_src.values() for e in rows]
     det_rows = [e for e in dev + extra if e.uid in res and e.nps_detractor is not None]
     if det_rows:
         p_det = np.asarray([res[e.uid].detractor.probability for e in det_rows])
@@ -263,8 +274,6 @@ def _dev_metrics(
             m[name] = round(
                 M.roc_auc([e.nps_detractor for e in rows], [res[e.uid].detractor.probability for e in rows]), 4
             )
-
-    return m, details
 
 
 def bootstrap_spread(

@@ -76,6 +76,22 @@ class _Prepared:
     rendered: bool = False  # text was built from ``turns``
 
 
+@dataclass
+class _Scored:
+    """Every head's scores for every distinct unit of a batch (rows of ``emb``, keyed by ``units``)."""
+
+    units: dict[str, int]
+    emb: F32
+    lex: Lexical | None
+    centred: F32
+    sentiment: F32
+    detractor: F32
+    topics: tuple[list[str], F32, F32, F32, list[bool]] | None  # None: the topic section is exclusive
+    touchpoints: SectionScores
+    exclusive: dict[str, list[F32]]
+    channel_map: dict[str, str]
+
+
 class Analyzer:
     """Runs language detection, encoding and every head over a batch of documents."""
 
@@ -147,7 +163,16 @@ class Analyzer:
                 prepared.append(p)
         if not prepared:
             return [], errors, np.zeros((0, self.encoder.dim), np.float32)
+        batch = self._score_units(prepared, tax)
+        results = []
+        doc_vecs = np.zeros((len(prepared), batch.emb.shape[1]), np.float32)
+        for row, p in enumerate(prepared):
+            result, doc_vecs[row] = self._document(row, p, batch, tax)
+            results.append(result)
+        return results, errors, doc_vecs
 
+    def _score_units(self, prepared: list[_Prepared], tax: Taxonomy) -> _Scored:
+        """Encode every distinct unit of the batch once and run every head over the matrix."""
         units: dict[str, int] = {}
         for p in prepared:
             for t in p.windows:
@@ -159,64 +184,49 @@ class Analyzer:
                     units.setdefault(turn.text.strip(), len(units))
         emb = self.encoder.encode(list(units))
         lex = self.bundle.lexical_features(list(units))
-        sent_p = self.bundle.sentiment.predict_proba(emb, lex)
         centred = self.zero_shot.centre(emb)
+        return _Scored(
+            units=units, emb=emb, lex=lex, centred=centred,
+            sentiment=self.bundle.sentiment.predict_proba(emb, lex),
+            detractor=self.bundle.detractor.predict_proba(emb, lex)[:, 0],
+            topics=self._topic_scores(emb, lex, centred, tax.topics) if tax.topics.mode == "multi" else None,
+            touchpoints=self.touchpoint_linker.unit_scores(emb, lex, centred, tax.touchpoints),
+            exclusive=self._exclusive_scores(prepared, units, emb, lex, centred, tax),
+            channel_map=tax.channel_map(),
+        )  # fmt: skip
 
-        exclusive = self._exclusive_scores(prepared, units, emb, lex, centred, tax)
-        if tax.topics.mode == "multi":
-            topic_ids, topic_scores, topic_zs, topic_thr, topic_learned = self._topic_scores(
-                emb, lex, centred, tax.topics
-            )
-        tp_scores = self.touchpoint_linker.unit_scores(emb, lex, centred, tax.touchpoints)
-        det_p = self.bundle.detractor.predict_proba(emb, lex)[:, 0]
-        channel_map = tax.channel_map()
-
-        results = []
-        doc_vecs = np.zeros((len(prepared), emb.shape[1]), np.float32)
-        for row, p in enumerate(prepared):
-            win_idx = [units[t] for t in p.windows]
-            sen_idx = [units[s.text] for s in p.sentences]
-            weights = np.asarray(p.window_weights, np.float32)
-            weights /= weights.sum()
-            vec = (emb[win_idx] * weights[:, None]).sum(axis=0)
-            doc_vecs[row] = vec / max(float(np.linalg.norm(vec)), 1e-6)
-            doc_probs = (sent_p[win_idx] * weights[:, None]).sum(axis=0)
-            sentences = [
-                SentenceResult(offset=s.offset, length=s.length, text=s.text, sentiment=_sentiment(sent_p[i]))
-                for s, i in zip(p.sentences, sen_idx, strict=True)
-            ]
-            doc_sent = self._doc_sentiment(doc_probs, [sent_p[i] for i in sen_idx])
-            all_idx = win_idx + sen_idx
-            units_of = DocUnits(win_idx, weights, sen_idx, p.sentences)
-            channel = self._channel(p, channel_map)
-            if tax.topics.mode == "single":
-                topics = self._exclusive_topic(exclusive["topics"][row], tax.topics, units_of, tp_scores, sent_p, centred)
-            else:
-                topics = self._topics(
-                    p, topic_ids, topic_scores, topic_zs, topic_thr, topic_learned, all_idx, sen_idx, sent_p, emb, lex
-                )
-            if tax.touchpoints.mode == "single":
-                touchpoints = self._exclusive_touchpoint(exclusive["touchpoints"][row], tp_scores, units_of, channel)
-            else:
-                touchpoints = self.touchpoint_linker.link(tp_scores, units_of, channel)
-            detractor = float((det_p[win_idx] * weights).sum())
-            chat = self._chat_result(p, units, sent_p) if p.turns else None
-            results.append(
-                DocumentResult(
-                    id=p.doc.id,
-                    language=p.language,
-                    warnings=p.warnings,
-                    sentiment=doc_sent,
-                    sentences=sentences,
-                    topics=topics,
-                    touchpoints=touchpoints,
-                    detractor=Detractor(probability=round(min(max(detractor, 0.0), 1.0), 6)),
-                    channel=channel,
-                    chat=chat,
-                    text=p.text if p.rendered else None,
-                )
-            )
-        return results, errors, doc_vecs
+    def _document(self, row: int, p: _Prepared, b: _Scored, tax: Taxonomy) -> tuple[DocumentResult, F32]:
+        """One document's result (and its vector) from the batch's unit scores."""
+        win_idx = [b.units[t] for t in p.windows]
+        sen_idx = [b.units[s.text] for s in p.sentences]
+        weights = np.asarray(p.window_weights, np.float32)
+        weights /= weights.sum()
+        vec = (b.emb[win_idx] * weights[:, None]).sum(axis=0)
+        vec = vec / max(float(np.linalg.norm(vec)), 1e-6)
+        sent_p = b.sentiment
+        sentences = [
+            SentenceResult(offset=s.offset, length=s.length, text=s.text, sentiment=_sentiment(sent_p[i]))
+            for s, i in zip(p.sentences, sen_idx, strict=True)
+        ]
+        doc_sent = self._doc_sentiment((sent_p[win_idx] * weights[:, None]).sum(axis=0), [sent_p[i] for i in sen_idx])
+        units_of = DocUnits(win_idx, weights, sen_idx, p.sentences)
+        channel = self._channel(p, b.channel_map)
+        if b.topics is None:
+            topics = self._exclusive_topic(b.exclusive["topics"][row], tax.topics, units_of, b.touchpoints, sent_p, b.centred)
+        else:
+            topics = self._topics(p, *b.topics, win_idx + sen_idx, sen_idx, sent_p, b.emb, b.lex)
+        if tax.touchpoints.mode == "single":
+            touchpoints = self._exclusive_touchpoint(b.exclusive["touchpoints"][row], b.touchpoints, units_of, channel)
+        else:
+            touchpoints = self.touchpoint_linker.link(b.touchpoints, units_of, channel)
+        detractor = float((b.detractor[win_idx] * weights).sum())
+        result = DocumentResult(
+            id=p.doc.id, language=p.language, warnings=p.warnings, sentiment=doc_sent, sentences=sentences,
+            topics=topics, touchpoints=touchpoints,
+            detractor=Detractor(probability=round(min(max(detractor, 0.0), 1.0), 6)), channel=channel,
+            chat=self._chat_result(p, b.units, sent_p) if p.turns else None, text=p.text if p.rendered else None,
+        )  # fmt: skip
+        return result, vec.astype(np.float32)
 
     def warm_up(self) -> None:
         """Run every stage once so the first request does not pay for lazy loading."""
