@@ -11,7 +11,7 @@ primary one.  Its train split (the same group hash as the public datasets) teach
   similarity with the learned concept profile, fitted on one journey taxonomy's labelled stages.
 
 Touchpoint heads read the embedding only: n-grams learned on a few thousand texts did not carry over to sources
-left out of training (leave-one-source-out accuracy 0.713 with them, 0.719 without; ``reports/touchpoints/``).
+left out of training (leave-one-source-out accuracy 0.716 with them, 0.718 without; ``reports/touchpoints/``).
 """
 from __future__ import annotations
 
@@ -154,8 +154,8 @@ def class_balance_weights(labels: list[str], power: float) -> np.ndarray:
     """Sample weights ``(n / (k * count(class))) ** power``: 0 = none, 0.5 = square root, 1 = fully balanced.
 
     The corpus is half product/service; a team's feedback may be mostly delivery and billing.  With ``power``
-    0.5 the primary head keeps its accuracy on the corpus's own mix (dev top-1 0.767 -> 0.770 in the probe) and
-    gains where specific touchpoints are more common (0.586 -> 0.674 when the dev classes are reweighted to
+    0.5 the primary head keeps its accuracy on the corpus's own mix (dev top-1 0.769 -> 0.77 in the probe) and
+    gains where specific touchpoints are more common (0.603 -> 0.679 when the dev classes are reweighted to
     the issue's held-out mix); ``reports/touchpoints/README.md`` has the probe.
     """
     counts: dict[str, int] = {}
