@@ -79,6 +79,28 @@ class Batch(Base):
     taxonomy_version: Mapped[str | None] = mapped_column(String(128))
     discovery: Mapped[dict | None] = mapped_column(JSON)
     discovery_error: Mapped[str | None] = mapped_column(Text)
+    # redact | mask | keep: how personal data in this batch's texts was stored (None: before 0002)
+    pii_mode: Mapped[str | None] = mapped_column(String(8))
+    # when the uploaded file was deleted (or redacted) after parsing
+    file_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_batches_tenant_created", "tenant", "created_at"),)
+
+
+class ApiKey(Base):
+    """An API key: only a hash of it is stored, with its tenant and scopes (analyze, batches:read, batches:write, admin)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(256))
+    scopes: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class BatchRow(Base):
