@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from voce.models.analyzer import AnalyzerConfig
 from voce.models.encoders.base import Backend
@@ -61,6 +61,30 @@ class Settings(BaseSettings):
     # discovered topics (BERTopic) after each batch; seed makes them reproducible
     discovery: bool = True
     discovery_seed: int = 13
+
+    # ---- access (README: "Running Voce for several teams"; service/auth)
+    # API keys per tenant and scope; off = every request acts as tenant "default" with every scope (a laptop only)
+    auth: bool = True
+    # host names served besides 127.0.0.1, localhost, ::1 and `host` (comma-separated); "*.example.com" matches its
+    # subdomains, "*" any host (no DNS-rebinding protection); any other Host header gets 400
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # origins (https://voce.example.com) that may send state-changing requests besides the request's own host
+    # (behind a proxy that rewrites the Host header)
+    trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # the page's signed session cookie: its secret (empty = a random one kept in <data_dir>/session-secret; set it
+    # when several API hosts share the database), its lifetime, and Secure (unset = when the request came over https)
+    session_secret: SecretStr | None = None
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    session_cookie_secure: bool | None = None
+    # /metrics without a key (a scraper on a private network); by default it needs an admin key
+    metrics_public: bool = False
+
+    @field_validator("allowed_hosts", "trusted_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def analyzer_spec(self, **overrides: object) -> AnalyzerSpec:
         """The one place settings become an analyzer: API, CLI, workers and checks all load this spec."""
