@@ -83,6 +83,8 @@ class Batch(Base):
     pii_mode: Mapped[str | None] = mapped_column(String(8))
     # when the uploaded file was deleted (or redacted) after parsing
     file_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # the upload's columns in file order, so exports keep it once the file is deleted (None: before 0003)
+    columns: Mapped[list | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_batches_tenant_created", "tenant", "created_at"),)
 
