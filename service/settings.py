@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from voce.models.analyzer import AnalyzerConfig
 from voce.models.encoders.base import Backend
 from voce.models.spec import AnalyzerSpec
+from voce.service.privacy.modes import PiiMode
 
 
 def _default_cache() -> Path:
@@ -61,6 +62,16 @@ class Settings(BaseSettings):
     # discovered topics (BERTopic) after each batch; seed makes them reproducible
     discovery: bool = True
     discovery_seed: int = 13
+
+    # ---- personal data (README: "Personal data"; service/privacy)
+    # how personal data found in uploaded texts is stored: redact (<EMAIL>), mask (m****@e******.com, same length)
+    # or keep (verbatim); an upload may choose its own (form field pii_mode). The analysis always sees the original
+    pii_mode: PiiMode = "redact"
+    # keep each uploaded file once its batch is done (default: deleted then; a failed batch keeps it until deleted)
+    keep_uploads: bool = False
+    # batches created more than this many days ago are purged (rows, embeddings, files), at start and hourly;
+    # None = kept until deleted
+    retention_days: float | None = Field(default=None, gt=0)
 
     # ---- access (README: "Running Voce for several teams"; service/auth)
     # API keys per tenant and scope; off = every request acts as tenant "default" with every scope (a laptop only)
