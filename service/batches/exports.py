@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,10 @@ from voce.service.uploads import ColumnMapping, UploadError, open_table
 
 
 def original_columns(b: Batch) -> list[str]:
-    """The upload's own columns, in file order (the mapped ones if the file can no longer be read)."""
+    """The upload's own columns, in file order: as registered (the file itself is deleted once the batch is done),
+    else read from the file, else the mapped ones."""
+    if b.columns:
+        return list(b.columns)
     try:
         return open_table(Path(b.file_path), b.file_format).columns  # type: ignore[arg-type]
     except (UploadError, OSError):
@@ -92,6 +96,7 @@ def write_xlsx(store: BatchStore, batch_id: str, columns: list[str], folder: Pat
             [_xlsx_cell(ws, _plain(original.get(c))) for c in columns] + [_xlsx_cell(ws, v) for v in rows.flat_values(r)]
         )
     wb.save(name)
+    os.chmod(name, 0o600)  # stored results: the service's user only, like the uploads
     return name
 
 

@@ -7,6 +7,7 @@ means editing this module plus the table (``service/db.py``) and its Alembic mig
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.analytics import CHANNEL_MAX_CHARS, RowFacts
 from voce.service.batches.store import BatchStore
+from voce.service.privacy import Redacted, Redactor, column_kind
 from voce.service.uploads import PreparedRow
 
 #: what an error row holds where an analysed row holds predictions
@@ -44,13 +46,22 @@ def record(
     item: DocumentResult | DocumentError,
     vec: np.ndarray | None,
     channels: Mapping[str, str] | None = None,
+    redactor: Redactor | None = None,
 ) -> dict[str, Any]:
     """The ``batch_rows`` record of one upload row: its input facts, and its analysis or its per-row error.
 
     An analysed row's channel is the one the analyzer resolved (``item.channel``); ``channels`` (the taxonomy's
     :meth:`~voce.models.taxonomy.Taxonomy.channel_map`) resolves it the same way for a row that could not be
-    analysed, so its survey answers count under the same channel.
+    analysed, so its survey answers count under the same channel.  With a ``redactor`` the record holds no
+    personal data (see :func:`redact`); the analysis itself ran on the original text.
     """
+    rec = _record(p, item, vec, channels)
+    return redact(rec, redactor) if redactor is not None and redactor.active else rec
+
+
+def _record(
+    p: PreparedRow, item: DocumentResult | DocumentError, vec: np.ndarray | None, channels: Mapping[str, str] | None
+) -> dict[str, Any]:
     text = p.doc.text if isinstance(p.doc, DocumentInput) and not p.doc.turns else None
     raw_key = (p.channel or "").strip().lower()
     resolved = item.channel if isinstance(item, DocumentResult) else (channels or {}).get(raw_key)
@@ -76,6 +87,69 @@ def record(
         "topics": [[t.id, t.sentiment.label] for t in item.topics],
         "touchpoints": [t.id for t in item.touchpoints],
     }
+
+
+def redact(rec: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A record with its personal data redacted (or masked) everywhere a person's data can be: the text, every
+    string of the original cells (whole cells of columns named like "Email" or "Nome"), the id, segment values,
+    warnings and error messages, and the result's sentence texts and chat speakers.  Every evidence span
+    (sentences, topics, touchpoints, chat turns, escalation and effort signals) is moved onto the stored text, so
+    ``text[offset:offset + length]`` still shows what the evidence pointed at."""
+    language = rec.get("language")
+    text = rec.get("text")
+    red = redactor.text(text, language) if text else Redacted(text or "")
+    doc_id = _redact_id(rec["doc_id"], rec["original"], redactor)
+    original = {
+        # the text's own cell is the text: redacted once (a chat's turns arrive as a list and are searched)
+        c: red.text if text and v == text and column_kind(c) is None else redactor.cell(c, v, language)
+        for c, v in (rec["original"] or {}).items()
+    }
+    return rec | {
+        "text": red.text if text else text,
+        "doc_id": doc_id,
+        "original": original,
+        "segments": {c: redactor.cell(c, v, language) for c, v in rec["segments"].items()} if rec["segments"] else None,
+        "warnings": [redactor.string(w, language) for w in rec["warnings"]] if rec["warnings"] else rec["warnings"],
+        "result": _redact_result(rec["result"], red, redactor, language) | {"id": doc_id},
+    }
+
+
+def _redact_id(doc_id: str, original: dict[str, Any] | None, redactor: Redactor) -> str:
+    """The row's id, redacted like the cell it came from (an "email" id column is personal data as a whole)."""
+    for column, v in (original or {}).items():
+        if v == doc_id:
+            return str(redactor.cell(column, v))[:128]
+    return redactor.string(doc_id)[:128]
+
+
+def _redact_result(res: dict[str, Any], red: Redacted, redactor: Redactor, language: str | None) -> dict[str, Any]:
+    res = copy.deepcopy(res)
+
+    def move(ev: dict[str, Any]) -> None:
+        ev["offset"], ev["length"] = red.span(ev["offset"], ev["length"])
+
+    if "error" in res:
+        res["error"] = {k: redactor.string(v, language) for k, v in res["error"].items()}
+    if "warnings" in res:
+        res["warnings"] = [redactor.string(w, language) for w in res["warnings"]]
+    for s in res.get("sentences", []):
+        move(s)
+        s["text"] = red.text[s["offset"] : s["offset"] + s["length"]]
+    for item in res.get("topics", []) + res.get("touchpoints", []):
+        for ev in item.get("evidence", []):
+            move(ev)
+    chat = res.get("chat")
+    if chat:
+        for turn in chat.get("turns", []):
+            move(turn)
+            turn["speaker"] = redactor.string(turn["speaker"], language)
+        for ev in chat.get("escalation_evidence", []):
+            move(ev)
+        for sig in chat.get("effort_signals", []):
+            move(sig["evidence"])
+    if res.get("text") is not None:
+        res["text"] = red.text
+    return res
 
 
 def unstorable(rec: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from voce.models.analyzer import Analyzer
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
-from voce.service.batches import rows
+from voce.service.batches import retention, rows
 from voce.service.batches.store import BatchStore, LeaseLost
 from voce.service.db import Batch
+from voce.service.privacy import PiiMode, Redactor
 from voce.service.uploads import ColumnMapping, PreparedRow, UploadError, open_table, prepare_row
 
 if TYPE_CHECKING:
@@ -35,11 +36,14 @@ log = logging.getLogger("voce.jobs")
 BATCH_MAX_CHARS = 100_000
 
 
-def analyze_chunk(analyzer: Analyzer, prepared: list[PreparedRow]) -> list[dict[str, Any]]:
+def analyze_chunk(
+    analyzer: Analyzer, prepared: list[PreparedRow], redactor: Redactor | None = None
+) -> list[dict[str, Any]]:
     """Analyse prepared rows into ``batch_rows`` records (pure: no database, no globals).
 
     Rows may repeat a caller id, so documents go through under positional ids
-    and get their own id back afterwards.
+    and get their own id back afterwards.  The analysis reads the original text; the records come out through
+    ``redactor`` (personal data redacted or masked, evidence offsets moved onto the stored text).
     """
     docs = [p.doc.model_copy(update={"id": f"#{i}"}) for i, p in enumerate(prepared) if isinstance(p.doc, DocumentInput)]
     results, errors, vecs = analyzer.analyze_with_embeddings(docs) if docs else ([], [], np.zeros((0, 0), np.float32))
@@ -57,7 +61,7 @@ def analyze_chunk(analyzer: Analyzer, prepared: list[PreparedRow]) -> list[dict[
         else:
             found, vec = by_pos[f"#{i}"]
             item = found.model_copy(update={"id": p.doc.id})
-        out.append(rows.record(p, item, vec, channels))
+        out.append(rows.record(p, item, vec, channels, redactor))
     return out
 
 
@@ -69,13 +73,17 @@ class RunnerConfig:
     discovery_seed: int = 13
     # a batch claimed more often than this took its worker down each time: it fails instead of looping
     max_attempts: int = 3
+    # personal data in what is stored, for a batch that did not choose (batches.pii_mode); the upload once done
+    pii_mode: PiiMode = "redact"
+    keep_uploads: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
         """The runner every entry point uses (API workers, ``voce worker``, ``voce batch submit --wait``)."""
         return cls(
             chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
-            discovery=settings.discovery, discovery_seed=settings.discovery_seed,
+            discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
+            keep_uploads=settings.keep_uploads,
         )
 
 
@@ -110,6 +118,8 @@ class BatchRunner:
         self.config = config
         self.stop = stop or threading.Event()
         self.on_chunk = on_chunk
+        # set per batch from its pii_mode (see _run)
+        self.redactor = Redactor(config.pii_mode)
 
     def run(self, batch: Batch) -> str:
         """Returns the final status: done, failed, or 'paused' (stopped/lease lost; another run resumes)."""
@@ -153,9 +163,11 @@ class BatchRunner:
         if total is None:
             self.store.heartbeat(bid, wid, phase="reading")
             total = table.count()
+        mode: PiiMode = batch.pii_mode or self.config.pii_mode  # type: ignore[assignment]
+        self.redactor = Redactor(mode)
         self.store.heartbeat(
             bid, wid, phase="analysing", total_rows=total, model_version=self.analyzer.bundle.version,
-            taxonomy_version=self.analyzer.taxonomy.version,
+            taxonomy_version=self.analyzer.taxonomy.version, pii_mode=mode,
         )
         start = batch.rows_done
         chunk: list[PreparedRow] = []
@@ -177,10 +189,12 @@ class BatchRunner:
         if self.config.discovery:
             self._discover(bid)
         self.store.finish(bid, wid, "done")
+        if not self.config.keep_uploads:  # only now: until the batch is done, a resumed run reads the file again
+            retention.discard_upload(self.store, bid, path)
         return "done"
 
     def _commit(self, bid: str, chunk: list[PreparedRow]) -> None:
-        records = analyze_chunk(self.analyzer, chunk)
+        records = analyze_chunk(self.analyzer, chunk, self.redactor)
         try:
             self.store.commit_chunk(bid, self.worker_id, records, next_row=chunk[-1].row + 1)
         except StatementError as exc:
