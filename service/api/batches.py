@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
 from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
 from voce.service.deps import BatchesDep, CallerDep, FiltersDep
+from voce.service.privacy.modes import PiiMode
 
 router = APIRouter(prefix="/v1", tags=["batches"])
 
@@ -52,14 +53,22 @@ async def create_batch(
                          " omitted = guessed from the column names"),
     ] = None,
     name: Annotated[str | None, Form(max_length=256)] = None,
+    pii_mode: Annotated[
+        PiiMode | None,
+        Form(description="How personal data (e-mails, phones, IBANs, cards, codici fiscali, partite IVA, names after "
+                         "a cue) is stored: redact (<EMAIL>), mask (m****@e******.com) or keep; omitted = the "
+                         "deployment's VOCE_PII_MODE. The analysis always reads the original text."),
+    ] = None,
 ) -> BatchCreated:
-    """Upload a file and queue its analysis; poll `GET /v1/batches/{id}` for progress."""
+    """Upload a file and queue its analysis; poll `GET /v1/batches/{id}` for progress.  Personal data is redacted
+    before anything is stored, and the uploaded file is deleted once the batch is done."""
     columns = parse_mapping(mapping)
     batch_id, dest = batches.new_upload()
     await batches.receive(file.read, dest)
     # format checks and the database write run off the event loop
     return await run_in_threadpool(
-        batches.submit, dest, batch_id=batch_id, filename=file.filename or "", mapping=columns, caller=caller, name=name
+        batches.submit, dest, batch_id=batch_id, filename=file.filename or "", mapping=columns, caller=caller, name=name,
+        pii_mode=pii_mode,
     )
 
 

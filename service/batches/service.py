@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from voce.models.caches import LRUCache
 from voce.service import analytics
 from voce.service.analytics import Filters, RowFacts
-from voce.service.batches import exports, rows
+from voce.service.batches import exports, retention, rows
 from voce.service.batches.errors import (
     BatchBusy,
     BatchNotFound,
@@ -33,6 +33,7 @@ from voce.service.batches.errors import (
     TopicNotFound,
     UploadTooLarge,
 )
+from voce.service.batches.retention import private_file, private_folder
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage, batch_status
 from voce.service.batches.store import BatchStore
 from voce.service.db import Batch
@@ -49,6 +50,7 @@ from voce.service.uploads import (
 
 if TYPE_CHECKING:
     from voce.models.taxonomy import Taxonomy
+    from voce.service.privacy import PiiMode
     from voce.service.settings import Settings
 
 ExportFormat = Literal["jsonl", "csv", "xlsx"]
@@ -134,10 +136,12 @@ def register_upload(
     batch_id: str,
     caller: Caller = Caller(),
     name: str | None = None,
+    pii_mode: PiiMode | None = None,
 ) -> tuple[Batch, list[str]]:
     """Register a stored upload as a queued batch: detect its format, check (or guess) the mapping.
 
     ``path`` is already under the data folder; on a bad file it is removed and :class:`InvalidUpload` raised.
+    ``pii_mode`` is how the batch stores personal data (None: the worker's ``VOCE_PII_MODE``).
     """
     try:
         with path.open("rb") as fh:
@@ -162,6 +166,7 @@ def register_upload(
     batch = store.create(
         id=batch_id, tenant=caller.tenant, api_key_hash=caller.api_key_hash, name=clean_name,
         file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
+        pii_mode=pii_mode, columns=table.columns,
     )
     return batch, table.columns
 
@@ -207,8 +212,10 @@ class BatchService:
         touchpoint_labels: Callable[[], dict[str, str]] | None = None,
         notify: Callable[[], None] | None = None,
         facts_cache_size: int = 4,
+        pii_mode: PiiMode = "redact",
     ) -> None:
         self.store = store
+        self.pii_mode: PiiMode = pii_mode  # how a new batch stores personal data unless its upload says otherwise
         self.data_dir = data_dir
         self.max_upload_bytes = max_upload_bytes
         self.labels = labels  # topic/touchpoint id -> display name, for the KPI report
@@ -243,7 +250,7 @@ class BatchService:
             max_upload_bytes=settings.max_upload_bytes,
             labels=labels or (lambda: configured().labels()),
             touchpoint_labels=touchpoint_labels or (lambda: touchpoint_names(configured())),
-            notify=notify,
+            notify=notify, pii_mode=settings.pii_mode,
         )
 
     # -- uploads
@@ -258,9 +265,9 @@ class BatchService:
 
     async def receive(self, read: Callable[[int], Awaitable[bytes]], dest: Path) -> int:
         """Write an upload to ``dest`` a megabyte at a time, refusing it past the limit or when it is empty."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(dest.parent)
         size = 0
-        with dest.open("wb") as out:
+        with private_file(dest) as out:
             while chunk := await read(1 << 20):
                 size += len(chunk)
                 if size > self.max_upload_bytes:
@@ -291,26 +298,32 @@ class BatchService:
 
     def submit(
         self, path: Path, *, batch_id: str, filename: str, mapping: ColumnMapping | None, caller: Caller,
-        name: str | None = None,
+        name: str | None = None, pii_mode: PiiMode | None = None,
     ) -> BatchCreated:
-        """Queue a received upload (its format checked, its mapping checked or guessed) and wake the executor."""
+        """Queue a received upload (its format checked, its mapping checked or guessed) and wake the executor;
+        ``pii_mode`` (default: the deployment's) says how its personal data is stored."""
         batch, columns = register_upload(
-            self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name
+            self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name,
+            pii_mode=pii_mode or self.pii_mode,
         )
         if self.notify is not None:
             self.notify()
         return BatchCreated(id=batch.id, status="queued", mapping=batch.mapping, columns=columns)
 
     def submit_file(
-        self, src: Path, *, mapping: ColumnMapping | None, caller: Caller = Caller(), name: str | None = None
+        self, src: Path, *, mapping: ColumnMapping | None, caller: Caller = Caller(), name: str | None = None,
+        pii_mode: PiiMode | None = None,
     ) -> BatchCreated:
         """Queue a local file: copied into the data folder first, so the batch outlives the original."""
         if not src.is_file():
             raise InvalidUpload(f"{src} does not exist")
         batch_id, dest = self.new_upload()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        return self.submit(dest, batch_id=batch_id, filename=src.name, mapping=mapping, caller=caller, name=name)
+        private_folder(dest.parent)
+        with src.open("rb") as fh, private_file(dest) as out:
+            shutil.copyfileobj(fh, out)
+        return self.submit(
+            dest, batch_id=batch_id, filename=src.name, mapping=mapping, caller=caller, name=name, pii_mode=pii_mode
+        )
 
     # -- jobs
     def get(self, batch_id: str) -> Batch:
@@ -333,8 +346,7 @@ class BatchService:
         b = self.get(batch_id)
         if b.status in ("queued", "running"):
             raise BatchBusy("the batch is still being analysed; delete it when it has finished")
-        self.store.delete(batch_id)
-        Path(b.file_path).unlink(missing_ok=True)
+        retention.erase(self.store, b, self.data_dir)  # rows, embeddings, discovered topics, upload, exports
 
     # -- results
     def facts(self, b: Batch) -> list[RowFacts]:
