@@ -16,8 +16,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from voce.models import __version__
-from voce.service.api import analyze, batches, ops, pages
+from voce.service.api import analyze, batches, keys, ops, pages
+from voce.service.auth import install_access
 from voce.service.batches.executor import LocalExecutor
+from voce.service.batches.retention import RetentionTask
 from voce.service.batches.runner import RunnerConfig
 from voce.service.batches.service import BatchService
 from voce.service.batches.store import BatchStore
@@ -38,6 +40,9 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         )
         loader.start()
         store = BatchStore.open(settings.resolved_database_url())
+        # personal data: expired batches erased, finished uploads deleted, now and hourly (batches/retention.py)
+        retention = RetentionTask(store, settings.data_dir, settings.retention_days, keep_uploads=settings.keep_uploads)
+        retention.start()
         executor = None
         if settings.workers > 0:
             executor = LocalExecutor(
@@ -52,6 +57,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         try:
             yield
         finally:
+            retention.stop()
             if executor is not None:
                 executor.stop()
 
@@ -106,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics.create()
     install_error_handlers(app)
     _install_limits_and_metrics(app, settings)
-    for router in (ops.router, batches.router, pages.router, analyze.router):
+    install_access(app, settings)  # keys, sessions, Host/Origin guard (outermost): voce.service.auth
+    for router in (ops.router, batches.router, pages.router, analyze.router, keys.router):
         app.include_router(router)
     return app

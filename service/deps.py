@@ -1,19 +1,20 @@
 """Every FastAPI dependency of the routers: settings, the model, admission, metrics, the batch layer, the caller.
 
 Routers take what they need from here and nothing from ``app.state`` directly, so this is the one place where
-per-request policy goes: tenant checks will be added to :func:`get_caller` / :func:`get_batches` (a service scoped
-to the caller's tenant) without touching any route.
+per-request policy goes.  Access: every route declares one requirement from here (a scope, any valid key, or a
+page's sign-in) and the batch service it gets is scoped to the caller's tenant (another tenant's batch is a 404);
+``tests/service/auth`` walks ``app.routes`` and fails for a route that declares none.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from voce.models.analyzer import Analyzer
 from voce.service.analytics import Filters
+from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirement, Principal
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
 from voce.service.errors import NotReady
@@ -69,14 +70,58 @@ def get_batches(request: Request) -> BatchService:
     return service
 
 
-def get_caller(request: Request) -> Caller:
-    """Tenant and a hash of the API key that made the call (recorded now; enforced in a later release)."""
-    tenant = (request.headers.get("x-tenant") or "default").strip()[:128] or "default"
-    key = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
-    if not key and auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
-    return Caller(tenant=tenant, api_key_hash=hashlib.sha256(key.encode()).hexdigest() if key else None)
+def get_access(request: Request) -> AccessControl:
+    access: AccessControl = request.app.state.access
+    return access
+
+
+# ---- access: what each route requires (see voce.service.auth.access)
+#: any valid key (or session), whatever its scopes: /info, /v1/taxonomy
+require_key = KeyRequirement(None)
+require_analyze = KeyRequirement("analyze")
+require_read = KeyRequirement("batches:read")
+require_write = KeyRequirement("batches:write")
+require_admin = KeyRequirement("admin")
+#: /metrics: an admin key, unless VOCE_METRICS_PUBLIC opens it to a scraper
+require_metrics = KeyRequirement("admin", open_if="metrics_public")
+#: the pages: None (redirect to the sign-in page) without a session or key
+page_read = PageRequirement("batches:read")
+
+
+def get_principal(request: Request, principal: Annotated[Principal | None, Depends(require_key)]) -> Principal:
+    """The authenticated caller (401 without one)."""
+    assert principal is not None  # require_key raises rather than answer None
+    return principal
+
+
+def get_caller(principal: Annotated[Principal, Depends(get_principal)]) -> Caller:
+    """The caller's tenant and the hash of its key, recorded on the batches it creates."""
+    return principal.caller()
+
+
+def _read_batches(
+    principal: Annotated[Principal | None, Depends(require_read)], service: Annotated[BatchService, Depends(get_batches)]
+) -> BatchService:
+    assert principal is not None
+    return service.for_tenant(principal.tenant)
+
+
+def _write_batches(
+    principal: Annotated[Principal | None, Depends(require_write)], service: Annotated[BatchService, Depends(get_batches)]
+) -> BatchService:
+    assert principal is not None
+    return service.for_tenant(principal.tenant)
+
+
+def find_page_batches(
+    request: Request, principal: Annotated[Principal | None, Depends(page_read)]
+) -> tuple[Principal | None, BatchService | None]:
+    """A page's caller (None: send it to sign in) and the batch layer scoped to its tenant (None before the store
+    is open)."""
+    service = find_batches(request)
+    if principal is None or service is None:
+        return principal, None
+    return principal, service.for_tenant(principal.tenant)
 
 
 def filter_params(
@@ -104,7 +149,11 @@ AnalyzerDep = Annotated[Analyzer, Depends(get_analyzer)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 StoreDep = Annotated[BatchStore, Depends(get_store)]
-BatchesDep = Annotated[BatchService, Depends(get_batches)]
-MaybeBatchesDep = Annotated[BatchService | None, Depends(find_batches)]
+#: the batch layer scoped to the caller's tenant, for reading (batches:read) or changing (batches:write) batches
+ReadBatchesDep = Annotated[BatchService, Depends(_read_batches)]
+WriteBatchesDep = Annotated[BatchService, Depends(_write_batches)]
+PageDep = Annotated[tuple[Principal | None, BatchService | None], Depends(find_page_batches)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+AccessDep = Annotated[AccessControl, Depends(get_access)]
 FiltersDep = Annotated[Filters, Depends(filter_params)]

@@ -66,6 +66,22 @@ class NotReady(ServiceError):
     """The model (or the batch store) is still loading, or failed to load."""
 
 
+class Unauthenticated(ServiceError):
+    """No API key or session, or one that is unknown, revoked or expired (401 with ``WWW-Authenticate``)."""
+
+
+class Forbidden(ServiceError):
+    """The key is valid but lacks the scope, or a cookie request lacks its CSRF token or comes from another origin."""
+
+
+class NotFound(ServiceError):
+    """Something of the service's own (an API key) that does not exist for this caller."""
+
+
+class BadHost(ServiceError):
+    """The ``Host`` header names a host this service does not serve (DNS rebinding): see ``VOCE_ALLOWED_HOSTS``."""
+
+
 #: The one exception -> (HTTP status, error code) map.  The layers below raise their own errors and never an HTTP
 #: status; a subclass without an entry gets its nearest mapped base's (so a new batch error is a 400, never a 500).
 STATUS: dict[type[Exception], tuple[int, str]] = {
@@ -74,6 +90,10 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     PayloadTooLarge: (413, "PayloadTooLarge"),
     Overloaded: (429, "TooManyRequests"),
     NotReady: (503, "NotReady"),
+    Unauthenticated: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
+    NotFound: (404, "NotFound"),
+    BadHost: (400, "BadHost"),
     BatchError: (400, "BadRequest"),
     InvalidUpload: (422, "InvalidInput"),
     InvalidFilter: (422, "InvalidInput"),
@@ -95,6 +115,8 @@ def status_of(exc: BaseException) -> tuple[int, str] | None:
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
     body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details))
     headers = {"Retry-After": "1"} if status in (429, 503) else None
+    if status == 401:  # RFC 9110: a 401 names how to authenticate
+        headers = {"WWW-Authenticate": 'Bearer realm="voce"'}
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=headers)
 
 

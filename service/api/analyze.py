@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from voce.models.taxonomy import TaxonomyError, parse_taxonomy
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
-from voce.service.deps import AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep
+from voce.service.deps import AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep, require_analyze
 from voce.service.errors import InvalidInput, PayloadTooLarge
 
 router = APIRouter(tags=["analysis"])
@@ -76,8 +76,10 @@ def _analyze(
     )
 
 
-router.post("/v1/analyze", response_model=AnalyzeResponse, operation_id="analyze")(_analyze)
 router.post(
-    "/analyze", response_model=AnalyzeResponse, operation_id="analyze_legacy",
+    "/v1/analyze", response_model=AnalyzeResponse, operation_id="analyze", dependencies=[Depends(require_analyze)]
+)(_analyze)
+router.post(
+    "/analyze", response_model=AnalyzeResponse, operation_id="analyze_legacy", dependencies=[Depends(require_analyze)],
     description="Same as POST /v1/analyze (the path promised to early integrators).",
 )(_analyze)

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
 from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
-from voce.service.deps import BatchesDep, CallerDep, FiltersDep
+from voce.service.deps import CallerDep, FiltersDep, ReadBatchesDep, WriteBatchesDep
 from voce.service.privacy.modes import PiiMode
 
 router = APIRouter(prefix="/v1", tags=["batches"])
@@ -30,7 +30,7 @@ def _attachment(stem: str, ext: str) -> dict[str, str]:
 
 @router.post("/batches/preview", response_model=PreviewResponse, operation_id="preview_batch_file")
 async def preview(
-    batches: BatchesDep, file: Annotated[UploadFile, File(description="CSV, XLSX or JSONL (the first rows are enough)")]
+    batches: WriteBatchesDep, file: Annotated[UploadFile, File(description="CSV, XLSX or JSONL (the first rows are enough)")]
 ) -> PreviewResponse:
     """Columns, the first rows and a guessed column mapping, for the upload page."""
     tmp = batches.scratch_path("preview")
@@ -44,7 +44,7 @@ async def preview(
 
 @router.post("/batches", response_model=BatchCreated, status_code=202, operation_id="create_batch")
 async def create_batch(
-    batches: BatchesDep,
+    batches: WriteBatchesDep,
     caller: CallerDep,
     file: Annotated[UploadFile, File(description="CSV (any delimiter; UTF-8/BOM/Latin-1/UTF-16), XLSX or JSONL")],
     mapping: Annotated[
@@ -74,20 +74,20 @@ async def create_batch(
 
 @router.get("/batches", response_model=BatchList, operation_id="list_batches")
 def list_batches(
-    batches: BatchesDep, limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+    batches: ReadBatchesDep, limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0
 ) -> BatchList:
     """Batches, newest first."""
     return batches.list_batches(limit, offset)
 
 
 @router.get("/batches/{batch_id}", response_model=BatchStatus, operation_id="get_batch")
-def get_batch(batch_id: str, batches: BatchesDep) -> BatchStatus:
+def get_batch(batch_id: str, batches: ReadBatchesDep) -> BatchStatus:
     """Status, progress (rows done / total) and ETA."""
     return batches.status(batch_id)
 
 
 @router.delete("/batches/{batch_id}", status_code=204, operation_id="delete_batch")
-def delete_batch(batch_id: str, batches: BatchesDep) -> None:
+def delete_batch(batch_id: str, batches: WriteBatchesDep) -> None:
     """Delete a finished batch, its rows and its uploaded file."""
     batches.delete(batch_id)
 
@@ -98,7 +98,7 @@ def delete_batch(batch_id: str, batches: BatchesDep) -> None:
                                  "officedocument.spreadsheetml.sheet": {}}}},
 )
 def results(
-    batch_id: str, batches: BatchesDep,
+    batch_id: str, batches: ReadBatchesDep,
     format: Annotated[Literal["jsonl", "csv", "xlsx"], Query(description="jsonl | csv | xlsx")] = "jsonl",
 ) -> Any:
     """Every row: the `/v1/analyze` object (or its error) plus the original columns.  Rows analysed so far
@@ -117,7 +117,7 @@ def results(
 @router.get("/batches/{batch_id}/kpis", operation_id="get_batch_kpis")
 def kpis(
     batch_id: str,
-    batches: BatchesDep,
+    batches: ReadBatchesDep,
     filters: FiltersDep,
     granularity: Granularity = "auto",
 ) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def kpis(
 
 
 @router.get("/batches/{batch_id}/topics", operation_id="get_batch_topics")
-def topics(batch_id: str, batches: BatchesDep) -> dict[str, Any]:
+def topics(batch_id: str, batches: ReadBatchesDep) -> dict[str, Any]:
     """Topics discovered in this batch (BERTopic on its embeddings), mapped to the taxonomy where one fits."""
     return batches.discovered_topics(batch_id)
 
@@ -139,7 +139,7 @@ def topics(batch_id: str, batches: BatchesDep) -> dict[str, Any]:
     responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
 )
 def taxonomy_entry(
-    batch_id: str, topic_id: int, batches: BatchesDep,
+    batch_id: str, topic_id: int, batches: ReadBatchesDep,
     format: Annotated[Literal["yaml", "json"], Query(description="yaml (paste into a taxonomy file) | json")] = "yaml",
 ) -> Any:
     """A discovered theme as a taxonomy entry (names from its IT/EN keywords, its comments as examples), ready to
@@ -153,7 +153,7 @@ def taxonomy_entry(
 @router.get("/batches/{batch_id}/rows", response_model=RowPage, operation_id="get_batch_rows")
 def rows(
     batch_id: str,
-    batches: BatchesDep,
+    batches: ReadBatchesDep,
     filters: FiltersDep,
     sentiment: Sentiment | None = None,
     discovered: int | None = None,

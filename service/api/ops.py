@@ -1,15 +1,19 @@
-"""Operations: liveness, readiness, model and limits, Prometheus metrics; and the taxonomy in use."""
+"""Operations: liveness, readiness, model and limits, Prometheus metrics; and the taxonomy in use.
+
+``/health`` and ``/ready`` are open (probes carry no key); ``/info`` and ``/v1/taxonomy`` need any valid key;
+``/metrics`` needs an admin key unless ``VOCE_METRICS_PUBLIC`` opens it to a scraper.
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from voce.models import __version__
 from voce.models.labels import SENTIMENT_LABELS
-from voce.service.deps import AnalyzerDep, EngineDep, MetricsDep, SettingsDep
+from voce.service.deps import AnalyzerDep, EngineDep, MetricsDep, SettingsDep, require_key, require_metrics
 
 router = APIRouter()
 
@@ -53,7 +57,7 @@ def ready(engine: EngineDep, response: Response) -> StatusResponse:
     return StatusResponse(status="loading")
 
 
-@router.get("/info", response_model=InfoResponse, operation_id="info", tags=["ops"])
+@router.get("/info", response_model=InfoResponse, operation_id="info", tags=["ops"], dependencies=[Depends(require_key)])
 def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
     """Model versions, label sets and request limits."""
     a = engine.analyzer
@@ -76,13 +80,15 @@ def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
     )
 
 
-@router.get("/metrics", operation_id="metrics", tags=["ops"], response_class=Response)
+@router.get(
+    "/metrics", operation_id="metrics", tags=["ops"], response_class=Response, dependencies=[Depends(require_metrics)]
+)
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"])
+@router.get("/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"], dependencies=[Depends(require_key)])
 def taxonomy(analyzer: AnalyzerDep) -> dict[str, Any]:
     """The taxonomy in use: topic and touchpoint ids with their Italian/English names."""
     t = analyzer.taxonomy

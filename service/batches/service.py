@@ -7,6 +7,7 @@ who to tell when a batch is queued, and the facts of recently viewed batches.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import functools
@@ -63,7 +64,7 @@ _ENTRY_EXAMPLES, _ENTRY_EXAMPLE_CHARS = 12, 300
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made a call: recorded on the batches it creates now; access control will check it later."""
+    """Who made a call: its tenant (chosen by its API key) and the SHA-256 of that key, recorded on its batches."""
 
     tenant: str = "default"
     api_key_hash: str | None = None
@@ -225,6 +226,14 @@ class BatchService:
         # a dashboard asks for KPIs and comment pages many times with different filters, and a finished batch
         # never changes: keep the facts of the last few, keyed by the batch's progress (a running one is re-read)
         self._facts: LRUCache[str, tuple[tuple[Any, ...], list[RowFacts]]] = LRUCache(facts_cache_size)
+        # the one tenant this service sees (for_tenant); None: every tenant (the operator's CLI, the workers)
+        self.tenant: str | None = None
+
+    def for_tenant(self, tenant: str) -> BatchService:
+        """The same service seeing only ``tenant``'s batches: another tenant's batch is not found (never revealed)."""
+        scoped = copy.copy(self)
+        scoped.tenant = tenant
+        return scoped
 
     @classmethod
     def from_settings(
@@ -327,19 +336,21 @@ class BatchService:
 
     # -- jobs
     def get(self, batch_id: str) -> Batch:
+        """The batch, when it exists and belongs to this service's tenant (every read and delete goes through here)."""
         b = self.store.get(batch_id)
-        if b is None:
+        if b is None or (self.tenant is not None and b.tenant != self.tenant):
             raise BatchNotFound(f"no batch {batch_id!r}")
         return b
 
     def exists(self, batch_id: str) -> bool:
-        return self.store.get(batch_id) is not None
+        b = self.store.get(batch_id)
+        return b is not None and (self.tenant is None or b.tenant == self.tenant)
 
     def status(self, batch_id: str) -> BatchStatus:
         return batch_status(self.get(batch_id))
 
     def list_batches(self, limit: int = 100, offset: int = 0) -> BatchList:
-        return BatchList(batches=[batch_status(b) for b in self.store.list_batches(limit, offset)])
+        return BatchList(batches=[batch_status(b) for b in self.store.list_batches(limit, offset, tenant=self.tenant)])
 
     def delete(self, batch_id: str) -> None:
         """Delete a finished batch, its rows and its uploaded file."""

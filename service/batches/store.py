@@ -45,9 +45,13 @@ class BatchStore:
         with self.sessions() as s:
             return s.get(Batch, batch_id)
 
-    def list_batches(self, limit: int = 100, offset: int = 0) -> list[Batch]:
+    def list_batches(self, limit: int = 100, offset: int = 0, tenant: str | None = None) -> list[Batch]:
+        """Newest first; of one tenant (index on tenant, created_at), or of all of them when ``tenant`` is None."""
         with self.sessions() as s:
-            q = select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset)
+            q = select(Batch)
+            if tenant is not None:
+                q = q.where(Batch.tenant == tenant)
+            q = q.order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset)
             return list(s.scalars(q))
 
     def delete(self, batch_id: str) -> bool:

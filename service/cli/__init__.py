@@ -1,14 +1,15 @@
 """The ``voce`` command line: one Typer app; each command is a few lines over an importable function.
 
 Commands are grouped by role, one module each: :mod:`.analysis` (serve, setup, analyze, check),
-:mod:`.batches` (batch ..., worker) and :mod:`.modelling` (finetune, train, eval).  Heavy imports happen inside
+:mod:`.batches` (batch ..., worker), :mod:`.keys` (keys create|list|revoke) and :mod:`.modelling` (finetune, train,
+eval).  Heavy imports happen inside
 the commands, so ``voce --help`` stays fast.
 """
 from __future__ import annotations
 
 import typer
 
-from voce.service.cli import analysis, batches, modelling
+from voce.service.cli import analysis, batches, keys, modelling
 
 app = typer.Typer(
     name="voce",
@@ -25,6 +26,7 @@ app.command()(modelling.train)
 app.command("eval")(modelling.evaluate)
 app.command()(batches.worker)
 app.add_typer(batches.batch_app, name="batch")
+app.add_typer(keys.keys_app, name="keys")
 
 
 def main() -> None:  # console-script entry point

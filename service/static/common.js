@@ -24,13 +24,36 @@ async function apiErrorFrom(response) {
   return new ApiError(response.status, code, message);
 }
 
+/** The page's CSRF token (empty when access control is off): sent with every state-changing call. */
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
+/** Headers for a call: JSON wanted, and the CSRF token on anything but GET/HEAD. */
+function apiHeaders(method) {
+  const headers = { Accept: "application/json" };
+  const token = csrfToken();
+  if (token && !["GET", "HEAD"].includes((method || "GET").toUpperCase())) headers["X-CSRF-Token"] = token;
+  return headers;
+}
+
+/** The session ended (expired, key revoked): back to the sign-in page, then here again. */
+function toSignIn() {
+  location.assign("/ui/signin?next=" + encodeURIComponent(location.pathname + location.search));
+}
+
 async function api(path, options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign(apiHeaders(opts.method), opts.headers || {});
+  opts.credentials = "same-origin";
   let response;
   try {
-    response = await fetch(path, Object.assign({ headers: { Accept: "application/json" } }, options || {}));
+    response = await fetch(path, opts);
   } catch (_) {
     throw new ApiError(0, "NetworkError", t("error.network"));
   }
+  if (response.status === 401) toSignIn();
   if (!response.ok) throw await apiErrorFrom(response);
   if (response.status === 204) return null;
   return response.json();

@@ -111,7 +111,7 @@ function uploadBatch(file, mapping, name) {
     if (name) form.append("name", name);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/v1/batches");
-    xhr.setRequestHeader("Accept", "application/json");
+    for (const [header, value] of Object.entries(apiHeaders("POST"))) xhr.setRequestHeader(header, value);
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) setProgress(e.loaded / e.total, t("upload.uploading", { pct: Math.round((100 * e.loaded) / e.total) }));
     };

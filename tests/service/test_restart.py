@@ -46,8 +46,8 @@ def _ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> No
     raise AssertionError("service not ready")
 
 
-def _status(base: str, bid: str) -> dict[str, Any]:
-    return httpx.get(f"{base}/v1/batches/{bid}", timeout=10).json()
+def _status(base: str, bid: str, auth: dict[str, str]) -> dict[str, Any]:
+    return httpx.get(f"{base}/v1/batches/{bid}", headers=auth, timeout=10).json()
 
 
 def test_sigkill_mid_batch_then_restart(tiny_bundle_dir: Path, tmp_path: Path) -> None:
@@ -69,14 +69,17 @@ def test_sigkill_mid_batch_then_restart(tiny_bundle_dir: Path, tmp_path: Path) -
     proc = _serve(env, port, log)
     try:
         _ready(base, proc)
+        # the first start created an admin key (printed once, kept 0600 in the data folder); the restart keeps it
+        auth = {"Authorization": "Bearer " + (tmp_path / "data" / "initial-admin-key").read_text().strip()}
         r = httpx.post(f"{base}/v1/batches", files={"file": ("big.csv", data)},
-                       data={"mapping": json.dumps({"text": "commento", "id": "id", "nps": "nps"})}, timeout=60)
+                       data={"mapping": json.dumps({"text": "commento", "id": "id", "nps": "nps"})}, headers=auth,
+                       timeout=60)
         assert r.status_code == 202, r.text
         bid = r.json()["id"]
         deadline = time.time() + 120
-        while time.time() < deadline and _status(base, bid)["rows_done"] < 300:
+        while time.time() < deadline and _status(base, bid, auth)["rows_done"] < 300:
             time.sleep(0.05)
-        before = _status(base, bid)
+        before = _status(base, bid, auth)
         assert 0 < before["rows_done"] < n, before
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -88,17 +91,17 @@ def test_sigkill_mid_batch_then_restart(tiny_bundle_dir: Path, tmp_path: Path) -
     try:
         _ready(base, proc)
         deadline = time.time() + 300
-        st = _status(base, bid)
+        st = _status(base, bid, auth)
         while time.time() < deadline and st["status"] not in ("done", "failed"):
             time.sleep(0.2)
-            st = _status(base, bid)
+            st = _status(base, bid, auth)
         assert st["status"] == "done", (st, log.read_text()[-2000:])
         assert st["rows_done"] == n and st["attempts"] == 2 and st["rows_error"] == 0
-        lines = httpx.get(f"{base}/v1/batches/{bid}/results", timeout=60).text.splitlines()
+        lines = httpx.get(f"{base}/v1/batches/{bid}/results", headers=auth, timeout=60).text.splitlines()
         rows = [json.loads(x) for x in lines]
         assert [x["row"] for x in rows] == list(range(n))  # nothing lost, nothing twice
         assert [x["id"] for x in rows] == [f"c{i}" for i in range(n)]
-        k = httpx.get(f"{base}/v1/batches/{bid}/kpis", timeout=60).json()
+        k = httpx.get(f"{base}/v1/batches/{bid}/kpis", headers=auth, timeout=60).json()
         assert k["count"] == n and k["nps"]["responses"] == n
     finally:
         proc.terminate()

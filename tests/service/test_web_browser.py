@@ -114,8 +114,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app under uvicorn in a background thread (fake encoder, tiny bundle, one worker)."""
+def service(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The real app under uvicorn in a background thread (fake encoder, tiny bundle, one worker): its URL and data
+    folder (where the first start keeps its admin key)."""
     _require_chromium()  # before starting anything
     import uvicorn
 
@@ -140,9 +141,27 @@ def base_url(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             server.should_exit = True
             raise AssertionError("the service never became ready")
         time.sleep(0.1)
-    yield url
+    yield url, settings.data_dir
     server.should_exit = True
     thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def base_url(service: tuple[str, Path]) -> str:
+    return service[0]
+
+
+@pytest.fixture(scope="module")
+def admin_key(service: tuple[str, Path]) -> str:
+    """The admin key the first start printed (and kept in <data_dir>/initial-admin-key)."""
+    return (service[1] / "initial-admin-key").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def api(base_url: str, admin_key: str) -> Iterator[httpx.Client]:
+    """The API as a script would call it: the same key, sent as a bearer token."""
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +189,31 @@ def _shot(page: Any, folder: Path, name: str, full_page: bool = False) -> None:
 
 
 # ------------------------------------------------------------------ the steps
+def _sign_in(page: Any, context: Any, base_url: str, key: str) -> None:
+    """The page asks for a key first; a wrong one is refused, the right one sets an HttpOnly, SameSite=Strict
+    session cookie and leads back to the page that asked."""
+    page.goto(base_url + "/ui/?lang=en")
+    page.wait_for_url("**/ui/signin?next=*")
+    page.get_by_test_id("signin-key").fill("voce_" + "x" * 43)
+    page.get_by_test_id("signin-submit").click()
+    assert "unknown or has been revoked" in page.get_by_test_id("signin-error").inner_text()
+    page.get_by_test_id("signin-key").fill(key)
+    page.get_by_test_id("signin-submit").click()
+    page.wait_for_url("**/ui/?lang=en")
+    session = next(c for c in context.cookies() if c["name"] == "voce_session")
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and not session["secure"]  # http: not Secure
+    assert key not in session["value"] and "default" in page.get_by_test_id("session-who").inner_text()
+    assert page.evaluate("() => document.cookie").find("voce_session") < 0  # HttpOnly: no script can read it
+
+
+def _sign_out(page: Any, base_url: str) -> None:
+    """Sign out: the cookie is gone and the pages ask for a key again."""
+    page.get_by_test_id("signout").click()
+    page.wait_for_url("**/ui/signin")
+    page.goto(base_url + "/ui/")
+    page.wait_for_url("**/ui/signin?next=*")
+
+
 def _upload_with_preview(page: Any, base_url: str, upload: Path, shots: Path) -> None:
     """Upload page: the preview and the guessed mapping."""
     page.goto(base_url + "/ui/?lang=en")
@@ -209,7 +253,7 @@ def _follow_progress(page: Any, shots: Path) -> str:
     return batch_id
 
 
-def _dashboard(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
+def _dashboard(page: Any, api: httpx.Client, batch_id: str, shots: Path) -> None:
     """The dashboard: charts drawn, tiles equal to the API's KPIs."""
     page.get_by_test_id("open-dashboard").click()
     page.wait_for_url(f"**/ui/batches/{batch_id}**")
@@ -227,7 +271,7 @@ def _dashboard(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
     for c in charts:
         assert c["chart"] and c["width"] > 100 and c["height"] > 100 and c["points"] > 0, c
 
-    kpis = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", timeout=30).json()
+    kpis = api.get(f"/v1/batches/{batch_id}/kpis", timeout=30).json()
     nps = kpis["nps"]["value"]
     tile = page.get_by_test_id("kpi-nps-value")
     assert float(tile.get_attribute("data-value") or "nan") == nps
@@ -240,7 +284,7 @@ def _dashboard(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
     _shot(page, shots, "dashboard.png", full_page=True)
 
 
-def _strongest_driver_comments(page: Any, base_url: str, batch_id: str, shots: Path) -> None:
+def _strongest_driver_comments(page: Any, api: httpx.Client, batch_id: str, shots: Path) -> None:
     """Click the strongest driver bar: its comments, evidence highlighted."""
     target = page.evaluate(
         """() => {
@@ -264,7 +308,7 @@ def _strongest_driver_comments(page: Any, base_url: str, batch_id: str, shots: P
     assert marks.count() > 0
     first = drawer.locator("[data-testid=comment]").first
     assert first.locator("mark").first.inner_text() in first.get_by_test_id("comment-text").inner_text()
-    rows = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"topic": target["topic"], "limit": 1}).json()
+    rows = api.get(f"/v1/batches/{batch_id}/rows", params={"topic": target["topic"], "limit": 1}).json()
     assert str(rows["total"]) in page.get_by_test_id("comments-count").inner_text().replace(",", "").replace(".", "")
     _shot(page, shots, "comments.png")
     page.get_by_test_id("comments-close").click()
@@ -275,10 +319,10 @@ def _drawer_total(page: Any) -> int:
     return int("".join(ch for ch in page.get_by_test_id("comments-count").inner_text() if ch.isdigit()))
 
 
-def _channels(page: Any, base_url: str, batch_id: str) -> None:
+def _channels(page: Any, api: httpx.Client, batch_id: str) -> None:
     """Where the feedback was collected, apart from what it is about: the channel chart and the touchpoint x channel
     heat map are drawn and open the comments behind them, filtered by channel (and touchpoint)."""
-    kpis = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", timeout=30).json()
+    kpis = api.get(f"/v1/batches/{batch_id}/kpis", timeout=30).json()
     assert {c["id"] for c in kpis["by_channel"]} == {"website", "store", "mobile_app", "call_center"}  # normalised
     drawer = page.get_by_test_id("comments")
     target = page.evaluate(
@@ -297,7 +341,7 @@ def _channels(page: Any, base_url: str, batch_id: str) -> None:
     assert box is not None
     page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
     drawer.locator("[data-testid=comment]").first.wait_for()
-    expected = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows",
+    expected = api.get(f"/v1/batches/{batch_id}/rows",
                          params={"channel": target["channel"], "sentiment": target["sentiment"], "limit": 1}).json()
     assert _drawer_total(page) == expected["total"] > 0
     assert "Channel:" in page.get_by_test_id("comments-chips").inner_text()
@@ -312,7 +356,7 @@ def _channels(page: Any, base_url: str, batch_id: str) -> None:
     cell.focus()
     page.keyboard.press("Enter")  # a cell is a button: the keyboard opens it too
     drawer.locator("[data-testid=comment]").first.wait_for()
-    expected = httpx.get(f"{base_url}/v1/batches/{batch_id}/rows", params={"touchpoint": tp, "channel": channel}).json()
+    expected = api.get(f"/v1/batches/{batch_id}/rows", params={"touchpoint": tp, "channel": channel}).json()
     assert _drawer_total(page) == expected["total"] == int(cell.get_attribute("data-count") or "0")
     chips = page.get_by_test_id("comments-chips").inner_text()
     assert "Touchpoint:" in chips and "Channel:" in chips
@@ -335,12 +379,12 @@ def _hostile_text_stays_text(page: Any) -> None:
     page.get_by_test_id("comments-close").click()
 
 
-def _discovered_theme(page: Any, base_url: str, batch_id: str) -> None:
+def _discovered_theme(page: Any, api: httpx.Client, batch_id: str) -> None:
     """A discovered theme can be taken into the taxonomy, and opens its comments too."""
     drawer = page.get_by_test_id("comments")
     href = page.get_by_test_id("theme-taxonomy").first.get_attribute("href")
     assert href and href.startswith(f"/v1/batches/{batch_id}/topics/")
-    entry = httpx.get(base_url + href, timeout=30)
+    entry = api.get(href)
     assert entry.status_code == 200 and "names:" in entry.text and "examples:" in entry.text
     page.get_by_test_id("theme-open").first.click()
     drawer.locator("[data-testid=comment]").first.wait_for()
@@ -368,26 +412,29 @@ def _italian(page: Any, shots: Path) -> None:
     _shot(page, shots, "dashboard_it.png", full_page=True)
 
 
-def _filter_reloads_everything(page: Any, base_url: str, batch_id: str) -> None:
+def _filter_reloads_everything(page: Any, api: httpx.Client, batch_id: str) -> None:
     """A filter reloads every number."""
     page.get_by_test_id("filter-language").select_option("en")
     page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('language=en')")
-    filtered = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en"}).json()
+    filtered = api.get(f"/v1/batches/{batch_id}/kpis", params={"language": "en"}).json()
     assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(filtered["count"])
     page.get_by_test_id("filter-channel").select_option("mobile_app")
     page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('channel=mobile_app')")
-    both = httpx.get(f"{base_url}/v1/batches/{batch_id}/kpis", params={"language": "en", "channel": "mobile_app"}).json()
+    both = api.get(f"/v1/batches/{batch_id}/kpis", params={"language": "en", "channel": "mobile_app"}).json()
     assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(both["count"])
     assert [c["id"] for c in both["by_channel"]] == ["mobile_app"]
 
 
 # ------------------------------------------------------------------ the test
-def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screenshots: Path, tmp_path: Path) -> None:
+def test_upload_progress_dashboard_comments(
+    base_url: str, admin_key: str, api: httpx.Client, browser: Any, screenshots: Path, tmp_path: Path
+) -> None:
     upload = tmp_path / "sondaggio_marzo.csv"
     upload.write_bytes(feedback_csv())
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
     page = context.new_page()
+    _sign_in(page, context, base_url, admin_key)  # before the console watch: the refused key's page is a 401
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
@@ -396,13 +443,14 @@ def test_upload_progress_dashboard_comments(base_url: str, browser: Any, screens
 
     _upload_with_preview(page, base_url, upload, screenshots)
     batch_id = _follow_progress(page, screenshots)
-    _dashboard(page, base_url, batch_id, screenshots)
-    _strongest_driver_comments(page, base_url, batch_id, screenshots)
-    _channels(page, base_url, batch_id)
+    _dashboard(page, api, batch_id, screenshots)
+    _strongest_driver_comments(page, api, batch_id, screenshots)
+    _channels(page, api, batch_id)
     _hostile_text_stays_text(page)
-    _discovered_theme(page, base_url, batch_id)
+    _discovered_theme(page, api, batch_id)
     _italian(page, screenshots)
-    _filter_reloads_everything(page, base_url, batch_id)
+    _filter_reloads_everything(page, api, batch_id)
+    _sign_out(page, base_url)
 
     assert not problems, problems
     context.close()

@@ -1,9 +1,15 @@
-"""What the API tests share besides fixtures."""
+"""What the API tests share besides fixtures: waiting for readiness, and calling the service as a keyed client."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+#: the Host tests call: loopback is served by default (any other name needs VOCE_ALLOWED_HOSTS)
+LOOPBACK = "http://127.0.0.1"
 
 
 def wait_ready(client: TestClient, timeout: float = 60) -> None:
@@ -15,3 +21,29 @@ def wait_ready(client: TestClient, timeout: float = 60) -> None:
         assert r.json()["status"] in ("loading",), r.json()
         time.sleep(0.05)
     raise AssertionError("service never became ready")
+
+
+def local_client(app: FastAPI, **kwargs: object) -> TestClient:
+    """A TestClient that calls the app on loopback (the Host check refuses TestClient's default 'testserver')."""
+    return TestClient(app, base_url=LOOPBACK, **kwargs)  # type: ignore[arg-type]
+
+
+def initial_admin_key(data_dir: Path) -> str:
+    """The admin key the first start created and printed (kept in ``<data_dir>/initial-admin-key``)."""
+    return (data_dir / "initial-admin-key").read_text("ascii").strip()
+
+
+def sign_in(client: TestClient, key: str | None = None) -> str:
+    """Send ``key`` (default: the first admin key of tenant 'default') with every request of ``client``."""
+    key = key or initial_admin_key(client.app.state.settings.data_dir)  # type: ignore[attr-defined]
+    client.headers["Authorization"] = f"Bearer {key}"
+    return key
+
+
+def new_key(client: TestClient, tenant: str, scopes: Iterable[str] | str, name: str | None = None) -> str:
+    """A fresh key of ``tenant`` in the running app's database (as `voce keys create` would make it)."""
+    return client.app.state.access.keys.create(tenant, scopes, name=name).secret  # type: ignore[attr-defined]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

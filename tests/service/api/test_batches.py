@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
@@ -13,6 +14,7 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.service.api.helpers import local_client, new_key, sign_in
 from tests.service.batch_data import MAPPING, ROWS, batch_settings, csv_bytes
 from voce.service.app import create_app
 from voce.service.batches.store import BatchStore
@@ -40,9 +42,10 @@ def client(
 ) -> Iterator[TestClient]:
     tmp = tmp_path_factory.mktemp(f"batches-{request.param}")
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    with TestClient(create_app(batch_settings(tmp, tiny_bundle_dir, database_url=url)), raise_server_exceptions=False) as c:
+    with local_client(create_app(batch_settings(tmp, tiny_bundle_dir, database_url=url)), raise_server_exceptions=False) as c:
         while c.get("/ready").status_code != 200:
             time.sleep(0.05)
+        sign_in(c, new_key(c, "acme", ["batches:read", "batches:write"]))  # tenant acme's key, on every call
         yield c
 
 
@@ -50,7 +53,7 @@ def client(
 def done_batch(client: TestClient) -> dict[str, Any]:
     r = client.post(
         "/v1/batches", files={"file": ("survey.csv", csv_bytes(ROWS))}, data={"mapping": json.dumps(MAPPING)},
-        headers={"X-Tenant": "acme", "X-API-Key": "secret-key"},
+        headers={"X-Tenant": "acme"},  # may be sent, but only the key chooses the tenant
     )
     assert r.status_code == 202, r.text
     st = _wait(client, r.json()["id"])
@@ -67,7 +70,8 @@ def test_status_progress_and_tenant(client: TestClient, done_batch: dict[str, An
     assert done_batch["id"] in [b["id"] for b in listed]
     store: BatchStore = client.app.state.store  # type: ignore[attr-defined]
     b = store.get(done_batch["id"])
-    assert b is not None and b.api_key_hash and b.api_key_hash != "secret-key" and len(b.api_key_hash) == 64
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    assert b is not None and b.api_key_hash == hashlib.sha256(key.encode()).hexdigest()  # the key's hash, never the key
 
 
 def test_results_in_three_formats(client: TestClient, done_batch: dict[str, Any]) -> None:
@@ -337,7 +341,8 @@ def test_chunked_upload_over_the_limit_is_refused(tiny_bundle_dir: Path, tmp_pat
             yield b"una riga di commento abbastanza lunga\n" * 262
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with local_client(create_app(settings), raise_server_exceptions=False) as c:
+        sign_in(c)
         r = c.post("/v1/batches", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "PayloadTooLarge"
         assert c.get("/v1/batches").json()["batches"] == []

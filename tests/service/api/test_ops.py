@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.helpers import wait_ready
+from tests.service.api.helpers import local_client, sign_in, wait_ready
 from voce.service.app import create_app
 from voce.service.settings import Settings
 
@@ -48,7 +48,8 @@ def test_not_ready_is_503_then_ready(tiny_bundle_dir: Path, tmp_path: Path, monk
 
     monkeypatch.setattr(state_module, "load_analyzer", slow)
     s = Settings(encoder_backend="fake", encoder="fake", bundle=tiny_bundle_dir, cache_dir=tmp_path, data_dir=tmp_path)
-    with TestClient(create_app(s)) as c:
+    with local_client(create_app(s)) as c:
+        sign_in(c)
         assert c.get("/ready").status_code == 503
         r = c.post("/v1/analyze", json={"documents": [{"id": "1", "text": "ciao"}]})
         assert r.status_code == 503 and r.json()["error"]["code"] == "NotReady"
@@ -60,7 +61,7 @@ def test_not_ready_is_503_then_ready(tiny_bundle_dir: Path, tmp_path: Path, monk
 
 def test_failed_load_is_reported_not_crashed(tmp_path: Path) -> None:
     s = Settings(encoder_backend="fake", encoder="fake", bundle=tmp_path / "missing", cache_dir=tmp_path, data_dir=tmp_path)
-    with TestClient(create_app(s)) as c:
+    with local_client(create_app(s)) as c:
         deadline = time.time() + 10
         while c.get("/ready").json()["status"] == "loading" and time.time() < deadline:
             time.sleep(0.02)

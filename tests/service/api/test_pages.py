@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.service.api.helpers import local_client, sign_in
 from tests.service.test_web import ALLOWED_URLS, URL
 from voce.service import web
 from voce.service.app import create_app
@@ -21,11 +22,12 @@ def client(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         encoder_backend="fake", encoder="fake", bundle=tiny_bundle_dir, cache_dir=tmp / "cache", data_dir=tmp / "data",
         workers=0,  # batches stay queued: these tests only need them to exist
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with local_client(create_app(settings), raise_server_exceptions=False) as c:
         deadline = time.time() + 60
         while c.get("/ready").status_code != 200:
             assert time.time() < deadline, "service never became ready"
             time.sleep(0.05)
+        sign_in(c)  # the pages accept a key as well as the session cookie (tests/service/auth sign in through the form)
         yield c
 
 

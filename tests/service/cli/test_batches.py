@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from tests.service.api.helpers import wait_ready
+from tests.service.api.helpers import local_client, sign_in, wait_ready
 from voce.service.app import create_app
 from voce.service.batches.store import BatchStore
 from voce.service.cli import app
@@ -89,8 +88,9 @@ def test_batch_kpis_name_topics_like_the_api(env: Path, monkeypatch: pytest.Monk
     assert [(c["id"], c["label"], c["count"]) for c in cli["by_channel"]] == [("store", "Store", 2)]
     by_store = json.loads(runner.invoke(app, ["batch", "kpis", bid, "--channel", "Store"]).stdout)
     assert (by_store["count"], by_store["filters"]["channel"]) == (2, "store")
-    with TestClient(create_app(Settings(workers=0))) as client:
+    with local_client(create_app(Settings(workers=0))) as client:
         wait_ready(client)
+        sign_in(client)  # the first admin key is of tenant 'default', as batches submitted through the CLI are
         assert client.get(f"/v1/batches/{bid}/kpis").json() == cli
 
     missing = runner.invoke(app, ["batch", "kpis", "nope"])
