@@ -1,7 +1,6 @@
 """Analysis commands: run the API, prepare the model, analyse a file, run the check sets."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -25,13 +24,15 @@ def serve(
     import uvicorn
 
     from voce.service.app import create_app
+    from voce.service.privacy.logs import install as install_logging
 
     s = settings(
         host=host, port=port, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
         taxonomy=taxonomy, cache_dir=cache_dir,
     )
-    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level)
+    # logs never hold personal data: records redacted, access lines without their query string (privacy.logs)
+    config = install_logging(s.log_level)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=s.log_level, log_config=config)
 
 
 def setup(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from voce.models.analyzer import Analyzer
     from voce.service.batches.service import BatchService
     from voce.service.batches.store import BatchStore
+    from voce.service.privacy import PiiMode
     from voce.service.settings import Settings
 
 batch_app = typer.Typer(help="Batches of comments stored in the database (same jobs as /v1/batches).", no_args_is_help=True)
@@ -58,24 +58,30 @@ def worker(
     import threading
 
     from voce.service.batches.executor import LocalExecutor
+    from voce.service.batches.retention import RetentionTask
     from voce.service.batches.runner import RunnerConfig
+    from voce.service.privacy.logs import install as install_logging
 
     s = settings()
-    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_logging(s.log_level)  # records redacted: no personal data in the worker's log either
     store = _service(s).store
     analyzer = _analyzer(s)
     ex = LocalExecutor(store, lambda: analyzer, RunnerConfig.from_settings(s), threads=threads, name="worker")
+    retention = RetentionTask(store, s.data_dir, s.retention_days, keep_uploads=s.keep_uploads)
     if once:
         n = ex.run_until_idle()
+        retention.run_once()
         say(f"{n} batch(es) processed")
         return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ex.start()
+    retention.start()
     say(f"worker {ex.worker_prefix}: polling {s.resolved_database_url().split('@')[-1]} (Ctrl-C stops after the current chunk)")
     stop.wait()
     ex.stop()
+    retention.stop()
 
 
 @batch_app.command("submit")
@@ -84,14 +90,24 @@ def batch_submit(
     mapping: Annotated[str | None, typer.Option(help='JSON roles -> columns, e.g. {"text": "comment", "nps": "score"}')] = None,
     name: Annotated[str | None, typer.Option(help="batch name (default: file name)")] = None,
     wait: Annotated[bool, typer.Option(help="analyse it now in this process and wait for the end")] = False,
+    pii_mode: Annotated[
+        str | None,
+        typer.Option(help="personal data stored as: redact (<EMAIL>), mask (m****@e******.com) or keep "
+                          "(default: VOCE_PII_MODE)"),
+    ] = None,
 ) -> None:
     """Queue a file for analysis (a running API or `voce worker` picks it up; --wait analyses it here)."""
     from voce.service.batches.service import parse_mapping
+    from voce.service.privacy import PII_MODES
 
+    if pii_mode is not None and pii_mode not in PII_MODES:
+        raise fail(f"--pii-mode must be one of {', '.join(PII_MODES)}")
     s = settings()
     batches = _service(s)
     with _batch_errors():
-        created = batches.submit_file(file, mapping=parse_mapping(mapping), name=name)
+        created = batches.submit_file(
+            file, mapping=parse_mapping(mapping), name=name, pii_mode=cast("PiiMode | None", pii_mode)
+        )
     typer.echo(created.id)
     if wait:
         _run_here(s, batches.store, created.id)
@@ -181,3 +197,26 @@ def batch_kpis_cmd(
         )
         report = batches.kpis(batch_id, filters)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+@batch_app.command("purge")
+def batch_purge(
+    older_than: Annotated[
+        float | None, typer.Option(help="days; default VOCE_RETENTION_DAYS (the setting the API and workers apply hourly)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="list what would be erased, erase nothing")] = False,
+) -> None:
+    """Erase finished batches created more than N days ago: rows, embeddings, discovered topics, files."""
+    from voce.service.batches.retention import erase, expired
+
+    s = settings()
+    days = older_than if older_than is not None else s.retention_days
+    if days is None or days <= 0:
+        raise fail("give --older-than DAYS or set VOCE_RETENTION_DAYS")
+    store = _service(s).store
+    found = expired(store, days)
+    for b in found:
+        typer.echo(f"{b.id}  {b.created_at:%Y-%m-%d %H:%M}  {b.status:8} {b.name}")
+        if not dry_run:
+            erase(store, b, s.data_dir)
+    say(f"{len(found)} batch(es) older than {days:g} days {'would be ' if dry_run else ''}erased")

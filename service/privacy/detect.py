@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -206,7 +207,16 @@ def merge(findings: Iterable[Finding]) -> list[Finding]:
     return out
 
 
+_BUILD = threading.Lock()
+
+
 @functools.cache
-def default_detector() -> PiiDetector:
-    """The detector every redactor shares (built once per process: the recognizers compile their patterns)."""
+def _detector() -> PiiDetector:
     return PiiDetector()
+
+
+def default_detector() -> PiiDetector:
+    """The detector every redactor shares, built once per process (seconds: Presidio, spaCy's tokenizers and the
+    recognizers' patterns), by whichever thread asks first while the others wait."""
+    with _BUILD:
+        return _detector()
