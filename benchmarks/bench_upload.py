@@ -53,9 +53,10 @@ def main() -> None:
     settings = Settings(encoder_backend="fake", encoder="fake", bundle=_tiny_bundle(work), cache_dir=work / "cache",
                         data_dir=work / "data", discovery=False, batch_chunk_rows=256)
     out: dict[str, object] = {"rows": args.rows, "file_mb": round(size_mb, 1)}
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:  # loopback: an allowed host
         while c.get("/ready").status_code != 200:
             time.sleep(0.1)
+        c.headers["Authorization"] = "Bearer " + (settings.data_dir / "initial-admin-key").read_text().strip()
         out["rss_ready_mb"] = round(_rss_mb(), 1)
         t0 = time.perf_counter()
         with src.open("rb") as fh:

@@ -52,12 +52,14 @@ def main() -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.5)
+    # the first start made an admin key (tenant default); the API calls and the pages send it
+    auth = {"Authorization": "Bearer " + (settings.data_dir / "initial-admin-key").read_text().strip()}
     with sample.open("rb") as fh:
-        r = httpx.post(base + "/v1/batches", files={"file": (sample.name, fh)}, timeout=120)
+        r = httpx.post(base + "/v1/batches", files={"file": (sample.name, fh)}, headers=auth, timeout=120)
     bid = r.json()["id"]
     print("batch", bid, json.dumps(r.json()["mapping"]))
     t0 = time.time()
-    while (st := httpx.get(f"{base}/v1/batches/{bid}").json())["status"] not in ("done", "failed"):
+    while (st := httpx.get(f"{base}/v1/batches/{bid}", headers=auth).json())["status"] not in ("done", "failed"):
         print(f"  {st['phase']}: {st['rows_done']}/{st['rows_total']} eta {st['eta_seconds']}s", flush=True)
         time.sleep(15)
     print(f"{st['status']} in {time.time() - t0:.0f}s")
@@ -67,7 +69,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, extra_http_headers=auth)
         page.goto(f"{base}/ui/batches/{bid}?lang=en")
         page.locator("body[data-ready=true]").wait_for(timeout=120_000)
         page.get_by_test_id("theme").first.wait_for()
