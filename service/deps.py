@@ -17,7 +17,7 @@ from voce.service.analytics import Filters
 from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirement, Principal
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
-from voce.service.errors import NotReady
+from voce.service.errors import ErrorEnvelope, NotReady
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
 
@@ -86,6 +86,12 @@ require_admin = KeyRequirement("admin")
 require_metrics = KeyRequirement("admin", open_if="metrics_public")
 #: the pages: None (redirect to the sign-in page) without a session or key
 page_read = PageRequirement("batches:read")
+#: what every keyed route may answer besides its own statuses (for the OpenAPI document)
+AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorEnvelope, "description": "no key or session, or an unknown, revoked or expired one"},
+    403: {"model": ErrorEnvelope, "description": "the key lacks the scope, or a cookie request lacks its CSRF token "
+                                                 "or comes from another origin"},
+}
 
 
 def get_principal(request: Request, principal: Annotated[Principal | None, Depends(require_key)]) -> Principal:

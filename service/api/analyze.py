@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 
 from voce.models.taxonomy import TaxonomyError, parse_taxonomy
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
-from voce.service.deps import AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep, require_analyze
+from voce.service.deps import AUTH_RESPONSES, AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep, require_analyze
 from voce.service.errors import InvalidInput, PayloadTooLarge
 
-router = APIRouter(tags=["analysis"])
+router = APIRouter(tags=["analysis"], responses=AUTH_RESPONSES)
 
 
 class AnalyzeRequest(BaseModel):

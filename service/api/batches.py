@@ -15,10 +15,10 @@ from starlette.background import BackgroundTask
 
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
 from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
-from voce.service.deps import CallerDep, FiltersDep, ReadBatchesDep, WriteBatchesDep
+from voce.service.deps import AUTH_RESPONSES, CallerDep, FiltersDep, ReadBatchesDep, WriteBatchesDep
 from voce.service.privacy.modes import PiiMode
 
-router = APIRouter(prefix="/v1", tags=["batches"])
+router = APIRouter(prefix="/v1", tags=["batches"], responses=AUTH_RESPONSES)
 
 
 def _attachment(stem: str, ext: str) -> dict[str, str]:

@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 
 from voce.service.auth.access import Principal
 from voce.service.auth.keys import KeyInfo, KeyNotFound, KeySpecError
-from voce.service.deps import AccessDep, require_admin
-from voce.service.errors import InvalidInput, NotFound
+from voce.service.deps import AUTH_RESPONSES, AccessDep, require_admin
+from voce.service.errors import ErrorEnvelope, InvalidInput, NotFound
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses={**AUTH_RESPONSES, 404: {"model": ErrorEnvelope}})
 
 Scope = Literal["analyze", "batches:read", "batches:write", "admin"]
 AdminDep = Annotated[Principal | None, Depends(require_admin)]

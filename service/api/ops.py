@@ -13,7 +13,15 @@ from pydantic import BaseModel
 
 from voce.models import __version__
 from voce.models.labels import SENTIMENT_LABELS
-from voce.service.deps import AnalyzerDep, EngineDep, MetricsDep, SettingsDep, require_key, require_metrics
+from voce.service.deps import (
+    AUTH_RESPONSES,
+    AnalyzerDep,
+    EngineDep,
+    MetricsDep,
+    SettingsDep,
+    require_key,
+    require_metrics,
+)
 
 router = APIRouter()
 
@@ -57,7 +65,10 @@ def ready(engine: EngineDep, response: Response) -> StatusResponse:
     return StatusResponse(status="loading")
 
 
-@router.get("/info", response_model=InfoResponse, operation_id="info", tags=["ops"], dependencies=[Depends(require_key)])
+@router.get(
+    "/info", response_model=InfoResponse, operation_id="info", tags=["ops"], dependencies=[Depends(require_key)],
+    responses=AUTH_RESPONSES,
+)
 def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
     """Model versions, label sets and request limits."""
     a = engine.analyzer
@@ -81,14 +92,18 @@ def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
 
 
 @router.get(
-    "/metrics", operation_id="metrics", tags=["ops"], response_class=Response, dependencies=[Depends(require_metrics)]
+    "/metrics", operation_id="metrics", tags=["ops"], response_class=Response, dependencies=[Depends(require_metrics)],
+    responses=AUTH_RESPONSES,
 )
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"], dependencies=[Depends(require_key)])
+@router.get(
+    "/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"], dependencies=[Depends(require_key)],
+    responses=AUTH_RESPONSES,
+)
 def taxonomy(analyzer: AnalyzerDep) -> dict[str, Any]:
     """The taxonomy in use: topic and touchpoint ids with their Italian/English names."""
     t = analyzer.taxonomy

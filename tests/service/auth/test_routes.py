@@ -276,7 +276,10 @@ def test_openapi_describes_the_credentials(tenants: Tenants) -> None:
     spec = tenants.client.get("/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
     assert schemes["bearer"]["scheme"] == "bearer" and schemes["apiKey"]["name"] == "X-API-Key"
-    assert spec["paths"]["/v1/batches"]["get"]["security"]
+    for path, op in (("/v1/batches", "get"), ("/v1/batches", "post"), ("/v1/analyze", "post"), ("/v1/keys", "get"),
+                     ("/metrics", "get"), ("/info", "get")):
+        assert spec["paths"][path][op]["security"], path
+        assert {"401", "403"} <= set(spec["paths"][path][op]["responses"]), path
     assert "security" not in spec["paths"]["/health"]["get"]
 
 
