@@ -188,7 +188,8 @@ class PiiDetector:
         if not text or (not _MAYBE.search(text) and not NameCueRecognizer.may_match(text)):
             return []
         lang = language if language in LANGUAGES else "it"
-        raw = self.engine.analyze(text, language=lang, score_threshold=self.threshold)
+        with _Inside():
+            raw = self.engine.analyze(text, language=lang, score_threshold=self.threshold)
         return merge(Finding(r.start, r.end, KIND_OF[r.entity_type], float(r.score)) for r in raw)
 
 
@@ -208,6 +209,22 @@ def merge(findings: Iterable[Finding]) -> list[Finding]:
 
 
 _BUILD = threading.Lock()
+#: set while this thread builds or runs a detector: a log record emitted from in there must not ask for a detector
+#: (the redacting log filter would wait for the lock this thread holds)
+_INSIDE = threading.local()
+
+
+def inside_detector() -> bool:
+    """Whether the calling thread is building or running a detector right now."""
+    return getattr(_INSIDE, "depth", 0) > 0
+
+
+class _Inside:
+    def __enter__(self) -> None:
+        _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
+
+    def __exit__(self, *_: object) -> None:
+        _INSIDE.depth -= 1
 
 
 @functools.cache
@@ -218,5 +235,5 @@ def _detector() -> PiiDetector:
 def default_detector() -> PiiDetector:
     """The detector every redactor shares, built once per process (seconds: Presidio, spaCy's tokenizers and the
     recognizers' patterns), by whichever thread asks first while the others wait."""
-    with _BUILD:
+    with _BUILD, _Inside():
         return _detector()

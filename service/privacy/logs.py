@@ -31,6 +31,12 @@ class RedactingFilter(logging.Filter):
         return self.redactor.string(_SQL_PARAMETERS.sub("[parameters: hidden]", text))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from voce.service.privacy.detect import inside_detector
+
+        if inside_detector():  # logged by Presidio or spaCy while they search a text: may quote it, never asked
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                f"({record.name}: a record logged while personal data was searched; withheld)", None, None, None)
+            return True
         try:
             message = record.getMessage()
             cleaned = self.clean(message)
@@ -83,6 +89,8 @@ def log_config(level: str = "info") -> dict[str, Any]:
                       "filters": ["pii"]},
         },
         "loggers": {
+            # Presidio's debug and info records quote the words around a match: warnings only
+            "presidio-analyzer": {"level": "WARNING"},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["access"], "level": level, "propagate": False},

@@ -68,3 +68,28 @@ def test_the_served_configuration(configured: tuple[io.StringIO, io.StringIO]) -
     assert '"GET /v1/batches/ab12/rows HTTP/1.1" 200' in out.getvalue() and "mario" not in out.getvalue()
     assert "batch ab12: row from <EMAIL>" in err.getvalue() and "client said IBAN <IBAN>" in err.getvalue()
     assert "anna@" not in err.getvalue() and "X054" not in err.getvalue()
+
+
+def test_records_logged_while_the_detector_is_built_do_not_wait_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presidio logs while its recognizers load; the filter on that record must not wait for the detector the same
+    thread is building (it did: `voce serve` hung at start)."""
+    import threading
+
+    from voce.service.privacy import detect
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    presidio = logging.getLogger("presidio-analyzer")
+    monkeypatch.setattr(presidio, "level", logging.INFO)
+    presidio.addHandler(handler)
+    detect._detector.cache_clear()
+    try:
+        builder = threading.Thread(target=detect.default_detector, daemon=True)
+        builder.start()
+        builder.join(timeout=120)
+        assert not builder.is_alive(), "building the detector waited for itself"
+    finally:
+        presidio.removeHandler(handler)
+    assert "withheld" in stream.getvalue()  # Presidio's own records, their words not searched and not written
+    assert detect.default_detector().find("a@example.com")
