@@ -48,6 +48,8 @@ SCORE_THRESHOLD = 0.4
 #: regions whose national formats are read without a "+": Italy first, then the ones Italian CX sees most;
 #: any number written with "+" is read whatever its country
 PHONE_REGIONS = ("IT", "GB", "US", "DE", "FR", "ES", "CH")
+#: the shortest personal phone number kept (Italian numbers have 6 to 11 digits); shorter matches are service codes
+MIN_PHONE_DIGITS = 6
 
 #: Presidio entity -> Voce kind (the placeholder ``redact`` writes)
 KIND_OF = {
@@ -70,7 +72,7 @@ _CONTEXT = {
     "fiscal": ["codice fiscale", "cf", "fiscal code", "tax code"],
     "vat": ["piva", "partita iva", "iva", "vat"],
     "identity": ["carta", "identità", "identita", "elettronica", "cie", "documento", "riconoscimento", "identity",
-                 "document", "id"],
+                 "document"],
     "passport": ["passaporto", "passport", "documento", "document"],
     "licence": ["patente", "licenza", "licence", "license", "driving"],
 }
@@ -190,7 +192,13 @@ class PiiDetector:
         lang = language if language in LANGUAGES else "it"
         with _Inside():
             raw = self.engine.analyze(text, language=lang, score_threshold=self.threshold)
-        return merge(Finding(r.start, r.end, KIND_OF[r.entity_type], float(r.score)) for r in raw)
+        found = (Finding(r.start, r.end, KIND_OF[r.entity_type], float(r.score)) for r in raw)
+        # libphonenumber accepts some regions' short codes ("flt 1687"): a person's number has at least 6 digits
+        return merge(f for f in found if f.kind != "PHONE" or _digits(text[f.start : f.end]) >= MIN_PHONE_DIGITS)
+
+
+def _digits(s: str) -> int:
+    return sum(ch.isdigit() for ch in s)
 
 
 def merge(findings: Iterable[Finding]) -> list[Finding]:

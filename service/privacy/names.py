@@ -40,6 +40,8 @@ _TITLE = (r"sig(?:\.|nor|nora|norina|\.ra\.?|\.na\.?|ra\.?)", r"sig", r"dott(?:\
 _ROLE = (r"(?:l['’]\s*)?operat(?:ore|rice)", r"(?:il|la)?\s*consulente", r"(?:l['’]\s*)?addett[oa]",
          r"(?:il|la)?\s*tecnic[oa]", r"(?:l['’]\s*)?agente", r"(?:the\s+)?agent", r"(?:the\s+)?representative",
          r"(?:the\s+)?advisor", r"(?:the\s+)?adviser", r"(?:the\s+)?technician", r"(?:the\s+)?driver",
+         r"attendant", r"steward", r"stewardess", r"hostess", r"receptionist", r"cashier", r"waiter", r"waitress",
+         r"manager", r"supervisor", r"cameriere", r"cameriera", r"commess[oa]", r"cassier[ea]", r"responsabile",
          r"(?:il|la)\s+corriere", r"(?:ho\s+)?parlato\s+con", r"(?:spoke|talked|spoken)\s+(?:to|with)",
          r"chiesto\s+di", r"a\s+nome\s+di", r"intestat[oa]\s+a", r"firmato", r"signed",
          r"grazie(?:\s+mille)?\s+a(?:l|lla)?", r"thanks\s+to", r"thank\s+you", r"marito", r"moglie", r"figli[oa]",
@@ -68,7 +70,8 @@ _ANY_CUE = re.compile(
     r"consulente|addett|tecnic|agent|represent|advis|technician|driver|corriere|parlato|spoke|talked|chiesto|intestat|"
     r"firmato|signed|salut|grazie|regards|thank|cheers|sincerely|best|marito|moglie|figli|collega|amic|fratell|"
     r"sorell|madre|padre|mamma|papà|compagn|husband|wife|son|daughter|colleague|friend|brother|sister|mother|"
-    r"father|mum|mom|dad|partner)"
+    r"father|mum|mom|dad|partner|attendant|steward|hostess|receptionist|cashier|waite|manager|supervisor|camerier|"
+    r"commess|cassier|responsabile)"
 )
 
 #: capitalised words a cue may be followed by that are not names (compared lower-cased), besides stop words
