@@ -113,10 +113,9 @@ class NameCueRecognizer(LocalRecognizer):
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
+        meta = {RecognizerResult.RECOGNIZER_NAME_KEY: "NameCueRecognizer", RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
         return [
-            RecognizerResult(entity_type="PERSON", start=s, end=e, score=self.SCORE,
-                             recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                   RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
+            RecognizerResult(entity_type="PERSON", start=s, end=e, score=self.SCORE, recognition_metadata=dict(meta))
             for s, e in find_cued_names(text)
         ]
 
