@@ -15,7 +15,7 @@ import numpy as np
 
 from voce.models.bundle import VoceBundle
 from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
-from voce.models.encoders.base import Encoder
+from voce.models.encoders.base import Encoder, TokenCounter, approximate_token_counts
 from voce.models.heads import F32, Lexical
 from voce.models.labels import SENTIMENT_LABELS, fold_three_way
 from voce.models.language import LanguageDetector
@@ -54,11 +54,19 @@ class AnalyzerConfig:
     """Behaviour knobs of the pipeline (not model weights)."""
 
     max_chars: int = 5120  # longer documents are rejected per document, never truncated silently
+    # tokens of one document the encoder reads; a document with more is cut there, with a warning (emoji or
+    # combining marks make ~1 token per character, ordinary text ~0.25).  None: max_chars // 2, which ordinary
+    # Italian or English text never reaches (the densest real texts measured: 0.55 tokens per character, in tweets)
+    max_tokens: int | None = None
     doc_window_chars: int = 1500  # document-level heads read sentence windows of at most this size
     channel_prior_logit: float = 1.5  # log-odds added to the touchpoint named by the request's channel
     mixed_sentence_threshold: float = 0.6  # a clear positive and a clear negative sentence make a text mixed
     max_evidence: int = 3
     default_language: str = "en"
+
+    def token_limit(self) -> int:
+        """Tokens of one document the encoder reads (see ``max_tokens``)."""
+        return self.max_tokens if self.max_tokens is not None else max(self.max_chars // 2, 16)
 
 
 @dataclass
@@ -135,6 +143,20 @@ class Analyzer:
         other.touchpoint_linker.zero_shot = self.zero_shot
         other.exclusive = self.exclusive
         return other
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens the encoder makes of each text: its tokenizer's count, or an estimate for an encoder without one."""
+        if isinstance(self.encoder, TokenCounter):
+            return self.encoder.token_counts(texts)
+        return approximate_token_counts(texts)
+
+    def document_tokens(self, docs: list[DocumentInput]) -> list[int]:
+        """Tokens of each document the encoder will read (after the cut at the token limit): what a request costs,
+        known before any encoding (a document refused for its length counts 0)."""
+        texts = [_document_text(d) for d in docs]
+        limit = self.config.token_limit()
+        counts = self.token_counts([t if len(t) <= self.config.max_chars else "" for t in texts])
+        return [min(n, limit) for n in counts]
 
     def analyze(
         self, docs: list[DocumentInput], taxonomy: Taxonomy | None = None
@@ -243,6 +265,11 @@ class Analyzer:
         warnings: list[str] = []
         turns: list[ChatTurn] = []
         rendered = False
+        if d.cleaned_fields:
+            warnings.append(
+                "invalid characters (NUL, lone surrogates or non-characters) were replaced by U+FFFD in "
+                + ", ".join(d.cleaned_fields)
+            )
         if d.turns:
             text, turns = render_turns([(t.speaker, t.text) for t in d.turns])
             rendered = True
@@ -256,6 +283,7 @@ class Analyzer:
             return _error(
                 d.id, "TextTooLong", f"document has {len(text)} characters; the limit is {self.config.max_chars}"
             )
+        text, turns = self._within_token_limit(text, turns, warnings)
         kind = "chat" if d.turns else d.kind
         if kind == "chat":
             if not turns:
@@ -290,6 +318,34 @@ class Analyzer:
         p = _Prepared(d, text, language, warnings, sentences, windows, weights, turns if kind == "chat" else [])
         p.rendered = rendered
         return p
+
+    def _within_token_limit(
+        self, text: str, turns: list[ChatTurn], warnings: list[str]
+    ) -> tuple[str, list[ChatTurn]]:
+        """``text`` (and its turns) cut where the encoder would pass the token limit, with a warning; unchanged
+        when it fits, which ordinary text of at most ``max_chars`` characters always does."""
+        limit = self.config.token_limit()
+        total = self.token_counts([text])[0]
+        if total <= limit:
+            return text, turns
+        lo, hi = 0, len(text)  # the longest prefix within the limit (counts grow with the prefix)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.token_counts([text[:mid]])[0] <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        space = max(text.rfind(ch, max(lo - 200, 0), lo) for ch in " \n\t")
+        keep = len(text[: space if space > 0 else lo].rstrip())
+        warnings.append(
+            f"the document was cut to its first {limit} tokens ({total} in all: emoji, symbols or combining marks "
+            f"make many); characters from {keep} on were not analysed"
+        )
+        kept = [
+            ChatTurn(t.speaker, t.text[: keep - t.offset], t.role, t.offset, min(t.length, keep - t.offset))
+            for t in turns if t.offset < keep
+        ]
+        return text[:keep], kept
 
     def _language(self, d: DocumentInput, text: str, warnings: list[str]) -> str:
         if d.language:
@@ -497,6 +553,13 @@ class Analyzer:
 
 
 # ------------------------------------------------------------------ helpers
+def _document_text(d: DocumentInput) -> str:
+    """The text a document is analysed as: its turns rendered as ``Speaker: message`` lines, else its text."""
+    if d.turns:
+        return render_turns([(t.speaker, t.text) for t in d.turns])[0]
+    return d.text or ""
+
+
 def _error(doc_id: str, code: str, message: str) -> DocumentError:
     return DocumentError(id=doc_id, error={"code": code, "message": message})
 

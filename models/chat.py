@@ -77,14 +77,16 @@ class ChatSignals:
 # --------------------------------------------------------------------- parsing
 _TIME = r"\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:\s?[AaPp]\.?[Mm]\.?)?"
 _DATE = r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+# The blank runs are possessive (``*+``): what follows each one cannot start with a blank, so giving blanks back
+# never finds a match, and without it a line of thousands of tabs took seconds (the two runs traded blanks).
 _HEADER_RE = re.compile(
-    r"[ \t]*(?:"
+    r"[ \t]*+(?:"
     rf"\[(?P<ts_bracket>[^\]\n]{{1,40}})\]"  # [10:32] / [2024-03-01 10:32:05]
     rf"|(?P<ts_plain>(?:{_DATE},?[ \t]+)?{_TIME})"  # 10:32 / 01/03/24, 10:32
-    r")?[ \t]*(?:[-–—|][ \t]*)?"
+    r")?[ \t]*+(?:[-–—|][ \t]*+)?"
     r"(?P<speaker>[^\W\d_][^:\n]{0,60}?)"
-    rf"[ \t]*(?:\((?P<ts_paren>{_TIME})\)|\[(?P<ts_after>{_TIME})\])?"  # Speaker (10:32):
-    r"[ \t]*:(?=[ \t]|$)"  # the colon must be followed by a space or end the line (not "https://")
+    rf"[ \t]*+(?:\((?P<ts_paren>{_TIME})\)|\[(?P<ts_after>{_TIME})\])?"  # Speaker (10:32):
+    r"[ \t]*+:(?=[ \t]|$)"  # the colon must be followed by a space or end the line (not "https://")
 )
 _BAD_SPEAKER_CHARS = frozenset(",;!?\"“”«»")
 

@@ -64,6 +64,14 @@ LANGUAGES: tuple[str, ...] = (
 PREFERRED: tuple[str, ...] = ("it", "en")
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
+# _URL_RE's e-mail half backtracks in cubic time on a run like "@.@.@." (5,120 characters: minutes), so
+# _strip_addresses computes the same replacement run by run in linear time; only runs that hold "@", "www." or
+# "http" can change
+_ADDRESS_HINT = re.compile(r"@|www\.|https?://", re.IGNORECASE)
+_URL_START = re.compile(r"(?:https?://|www\.)(?=\S)", re.IGNORECASE)
+_RUN_RE = re.compile(r"\S+")
+_WORD_RUN = re.compile(r"\w+")
+_LAST_MAIL_DOT = re.compile(r".*\.(?=\w)", re.DOTALL)  # up to the last "." followed by a word character
 _MENTION_RE = re.compile(r"@\w+")
 # everything that is not a letter, an apostrophe or whitespace: digits, "_", "#",
 # punctuation, emoji and other symbols
@@ -122,9 +130,46 @@ class DecisionRule:
         return LanguageGuess(top_code, top_conf, reliable)
 
 
+def _strip_run(run: str) -> str:
+    """``_URL_RE.sub(" ", run)`` for one whitespace-free run, in linear time.
+
+    From a scan position ``s``, a URL matches when its prefix starts there (it takes the rest of the run); an
+    e-mail when an "@" lies after ``s`` and at least two characters before the run's last "." that is followed
+    by a word character (the greedy ``\\S+`` pick exactly that "." and end after its word characters).  An e-mail
+    that fails at ``s`` fails further on too (fewer "@" remain), and after a match no e-mail is left.
+    """
+    dot = _LAST_MAIL_DOT.match(run)
+    last_dot = dot.end() - 1 if dot else -1
+    mail_end = _WORD_RUN.match(run, last_dot + 1).end() if dot else -1  # type: ignore[union-attr]
+    out: list[str] = []
+    s = 0
+    while s < len(run):
+        if _URL_START.match(run, s):
+            out.append(" ")
+            break
+        if run.find("@", s + 1, max(last_dot - 1, 0)) >= 0:
+            out.append(" ")
+            s = mail_end
+            continue
+        url = _URL_START.search(run, s + 1)
+        out.append(run[s : url.start()] if url else run[s:])
+        if url:
+            out.append(" ")
+        break
+    return "".join(out)
+
+
+def _strip_addresses(text: str) -> str:
+    """URLs and e-mail addresses replaced by a space, as ``_URL_RE.sub(" ", text)`` (matches never cross
+    whitespace, so each run is replaced on its own)."""
+    if not _ADDRESS_HINT.search(text):
+        return text
+    return _RUN_RE.sub(lambda m: _strip_run(m.group()) if _ADDRESS_HINT.search(m.group()) else m.group(), text)
+
+
 def clean_for_detection(text: str) -> str:
     """Keep only the words: URLs, mentions, digits, emoji and punctuation carry no language."""
-    text = _URL_RE.sub(" ", text)
+    text = _strip_addresses(text)
     text = _MENTION_RE.sub(" ", text)
     text = _NON_LETTER_RE.sub(" ", text)
     return _SPACES_RE.sub(" ", text).strip()

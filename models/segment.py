@@ -43,19 +43,26 @@ class Span:
         return self.offset + self.length
 
 
+_EMOJI_CHARS = r"\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\uFE0F\u200D\u20E3"
 _EMOJI = (
-    r"(?:[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\uFE0F\u200D\u20E3]"
+    rf"(?:[{_EMOJI_CHARS}]"
     r"|[:;]-?[()DPp/]|<3)"  # plain-text emoticons
 )
 _LINE_RE = re.compile(r"[^\n\r\v\f\x85\u2028\u2029]+")
 _BULLET_RE = re.compile(r"\s*(?:[-*•·▪►–—]|\d{1,2}[.)]|[a-zA-Z]\))\s+")
+# Linear time on any input.  The runs are possessive (``++``, ``*+``) and start only where a run starts (the
+# lookbehinds): with plain ``+`` and ``*``, a run of emoji followed by a letter made the engine try every split
+# of the run between ``term`` and the trailing emoji at every position (2,000 emoji + "x" took 76 s).  Neither
+# changes a match: a run given back could only end before another emoji or terminator, where no boundary can
+# end, and a match from inside a run ends where the one from its start does (checked on 400,000 random strings
+# and 7,500 real texts).
 _BOUNDARY_RE = re.compile(
-    rf"(?P<term>[.!?…]+|{_EMOJI}+)"  # terminator run, or emoji standing in for one
-    r"[\"'”’»)\]]*"  # closing quotes and brackets stay with the sentence
+    r"(?P<term>(?<![.!?…])[.!?…]++"  # terminator run,
+    rf"|(?<![{_EMOJI_CHARS}])(?<![:;][()DPp/])(?<![:;]-[()DPp/])(?<!<3){_EMOJI}++)"  # or emoji standing in for one
+    r"[\"'”’»)\]]*+"  # closing quotes and brackets stay with the sentence
     rf"(?:\s*{_EMOJI})*"  # so do emoji after the punctuation
     r"(?=\s+(?P<next>\S)|\s*$)"  # only before whitespace or the end of the line
 )
-_TOKEN_BEFORE_RE = re.compile(r"(\S+)$")
 _OPENERS = "([{\"'«“‘"
 
 #: never end a sentence (titles, "for example", "number", ...)
@@ -82,6 +89,15 @@ def _trimmed(text: str, start: int, end: int) -> Span | None:
     return Span(start, end - start, text[start:end]) if end > start else None
 
 
+def _token_before(text: str, start: int, end: int) -> str:
+    """The run of non-blank characters that ends at ``end`` (not before ``start``): what ``(\\S+)$`` finds, but
+    read backwards from ``end``, so a sentence of many "Sig." costs linear time, not quadratic."""
+    i = end
+    while i > start and not text[i - 1].isspace():
+        i -= 1
+    return text[i:end]
+
+
 def _ends_sentence(text: str, sent_start: int, m: re.Match[str]) -> bool:
     nxt = m.group("next")
     if nxt is None:  # end of the line: the line break ends it anyway
@@ -93,8 +109,7 @@ def _ends_sentence(text: str, sent_start: int, m: re.Match[str]) -> bool:
         return True
     if term != ".":  # "..", "...", "…": an ellipsis usually trails off mid-sentence
         return nxt.isupper()
-    tok = _TOKEN_BEFORE_RE.search(text, sent_start, m.start())
-    word = tok.group(1).lstrip(_OPENERS).lower() if tok else ""
+    word = _token_before(text, sent_start, m.start()).lstrip(_OPENERS).lower()
     if word in _ABBREV_ALWAYS:
         return False
     if word in _ABBREV_BEFORE_CAPITAL:

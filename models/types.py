@@ -5,10 +5,11 @@ the evaluation code, so a document analysed through any of them looks the same.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
+from voce.models.cleaning import clean_text
 from voce.models.labels import SentimentLabel
 
 DocumentKind = Literal["comment", "chat"]
@@ -19,11 +20,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _clean_fields(data: Any, names: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """``data`` (a mapping about to be validated) with invalid code points replaced in the ``names`` fields, and
+    the fields that had any; anything else (a model instance) is left to validation as it is."""
+    if not isinstance(data, dict):
+        return data, []
+    cleaned: list[str] = []
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str):
+            fixed, n = clean_text(value)
+            if n:
+                data = {**data, name: fixed}
+                cleaned.append(name)
+    return data, cleaned
+
+
 class Turn(_Strict):
     """One message of a chat transcript as an integrator sends it."""
 
     speaker: str = Field(min_length=1, max_length=100, description="Speaker name, e.g. 'Cliente', 'Agent'.")
     text: str = Field(max_length=5120, description="What the speaker wrote.")
+    _cleaned: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _clean_unicode(cls, data: Any, handler: ModelWrapValidatorHandler[Turn]) -> Turn:
+        """See :meth:`DocumentInput._clean_unicode`."""
+        data, cleaned = _clean_fields(data, ("speaker", "text"))
+        turn = handler(data)
+        if cleaned:
+            turn._cleaned = tuple(cleaned)
+        return turn
 
 
 class DocumentInput(_Strict):
@@ -47,6 +75,27 @@ class DocumentInput(_Strict):
         description="Where the feedback came from (e.g. 'app', 'phone', 'store'); a prior for touchpoints.",
     )
     turns: list[Turn] | None = Field(default=None, max_length=500, description="Chat turns, instead of `text`.")
+    # the fields whose invalid characters (NUL, lone surrogates, non-characters) were replaced by U+FFFD
+    _cleaned: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _clean_unicode(cls, data: Any, handler: ModelWrapValidatorHandler[DocumentInput]) -> DocumentInput:
+        """Invalid code points become U+FFFD (one for one: offsets hold) before anything else sees them: a lone
+        surrogate cannot be encoded as UTF-8 and PostgreSQL stores no NUL, so they used to fail the request (500)
+        or the whole batch; the analyzer warns about the fields it cleaned instead."""
+        data, cleaned = _clean_fields(data, ("id", "text", "channel", "language"))
+        doc = handler(data)
+        for i, turn in enumerate(doc.turns or []):
+            cleaned += [f"turns[{i}].{name}" for name in turn._cleaned]
+        if cleaned:
+            doc._cleaned = tuple(cleaned)
+        return doc
+
+    @property
+    def cleaned_fields(self) -> tuple[str, ...]:
+        """Fields in which invalid characters were replaced (empty for clean input)."""
+        return self._cleaned
 
 
 class SentimentScores(_Strict):

@@ -8,6 +8,7 @@ have to remember.
 """
 from __future__ import annotations
 
+import re
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -30,3 +31,26 @@ class Encoder(Protocol):
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
         """Return an ``(len(texts), dim)`` float32 matrix with unit-norm rows."""
         ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An encoder that can say how many tokens it makes of each text: what its time grows with.
+
+    Characters are a poor proxy: ordinary Italian or English is about 0.25 tokens per character, a text of emoji
+    or combining marks about 1, so a character limit alone lets one request cost four times what it should.
+    """
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the model reads it (prefix included, no special tokens, no truncation)."""
+        ...
+
+
+#: a word piece of at most four letters, or any other visible character: close to what a subword tokenizer
+#: makes of ordinary text (one token per 3-5 characters) and of emoji or combining marks (one each)
+_APPROXIMATE_TOKEN = re.compile(r"\w{1,4}|[^\w\s]")
+
+
+def approximate_token_counts(texts: list[str]) -> list[int]:
+    """A tokenizer-free estimate, for encoders without a tokenizer (the fake encoder of the tests)."""
+    return [sum(1 for _ in _APPROXIMATE_TOKEN.finditer(t)) for t in texts]

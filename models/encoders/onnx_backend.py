@@ -226,6 +226,10 @@ class OnnxEncoder:
         encoded = self._tokenizer.encode_batch([self.prefix + t for t in texts], add_special_tokens=False)
         return [e.ids for e in encoded]
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the model reads it (prefix included, specials and windows not)."""
+        return [len(ids) for ids in self.token_ids(texts)]
+
     def _run(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
         (hidden,) = self._session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
         return masked_mean(hidden, mask)
