@@ -140,7 +140,8 @@ class BatchRunner:
             ref = uuid.uuid4().hex[:12]
             log.exception("batch %s failed (reference %s)", batch.id, ref)
             try:
-                self.store.finish(batch.id, self.worker_id, "failed", error=public_error(exc, ref))
+                # our own messages may quote the file (a bad line): redacted like the rows
+                self.store.finish(batch.id, self.worker_id, "failed", error=self.redactor.string(public_error(exc, ref)))
             except LeaseLost:
                 return "paused"
             return "failed"
@@ -242,7 +243,7 @@ class BatchRunner:
         except Exception as exc:
             ref = uuid.uuid4().hex[:12]
             log.exception("batch %s: topic discovery failed (reference %s)", bid, ref)
-            self.store.heartbeat(bid, self.worker_id, discovery_error=public_error(exc, ref))
+            self.store.heartbeat(bid, self.worker_id, discovery_error=self.redactor.string(public_error(exc, ref)))
 
 
 class Heartbeat:

@@ -38,6 +38,7 @@ from voce.service.batches.retention import private_file, private_folder
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage, batch_status
 from voce.service.batches.store import BatchStore
 from voce.service.db import Batch
+from voce.service.privacy import Redactor
 from voce.service.uploads import (
     ColumnMapping,
     UploadError,
@@ -164,6 +165,7 @@ def register_upload(
         path.unlink(missing_ok=True)
         raise InvalidUpload(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}") from exc
     clean_name = "".join(ch for ch in (name or filename or batch_id) if ch.isprintable())[:256] or batch_id
+    clean_name = Redactor(pii_mode or "redact").string(clean_name)  # "richiami_3331234567.csv"
     batch = store.create(
         id=batch_id, tenant=caller.tenant, api_key_hash=caller.api_key_hash, name=clean_name,
         file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
