@@ -1,11 +1,13 @@
 """File in, JSONL out: the engine behind ``voce analyze``.
 
 Rows stream through in batches (never the whole file in memory); a bad row
-becomes an error line with its id, never a failed run.
+becomes an error line with its id, never a failed run.  The file is read as
+uploads are (:mod:`voce.service.uploads`): binary data is refused, a byte-order
+mark is dropped whatever the encoding, and a CSV row with a broken quote is
+read on its own line with a warning instead of swallowing the rows after it.
 """
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +16,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from voce.models.spec import AnalyzerSpec
-from voce.models.types import DocumentError, DocumentInput
-from voce.service.uploads import JsonLineProblem, json_objects, open_text, sniff_dialect, validation_message
+from voce.models.types import DocumentError, DocumentInput, DocumentResult
+from voce.service.uploads import (
+    JsonLineProblem,
+    UploadError,
+    check_text,
+    csv_rows,
+    json_objects,
+    open_text,
+    sniff_dialect,
+    validation_message,
+)
 
 _FIELDS = set(DocumentInput.model_fields)
 
@@ -26,16 +37,27 @@ class InputError(ValueError):
 
 def iter_documents(path: Path) -> Iterator[DocumentInput | DocumentError]:
     """Yield documents (or per-row errors) from a JSONL or CSV file."""
+    for doc, _ in iter_rows(path):
+        yield doc
+
+
+def iter_rows(path: Path) -> Iterator[tuple[DocumentInput | DocumentError, list[str]]]:
+    """Documents (or per-row errors) with the warnings reading their row gave (a broken quote)."""
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt"):
+        raise InputError(f"unsupported input type {suffix!r}: use .jsonl or .csv")
     with open_text(path) as fh:
+        try:
+            check_text(fh.read(1 << 15), "input file")
+        except UploadError as exc:
+            raise InputError(str(exc)) from exc
+        fh.seek(0)
         if suffix in (".jsonl", ".ndjson", ".json"):
-            yield from _jsonl(fh)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            yield from _csv(fh)
+            yield from ((doc, []) for doc in _jsonl(fh))
         else:
-            raise InputError(f"unsupported input type {suffix!r}: use .jsonl or .csv")
+            yield from _csv(fh)
 
 
 def _row_to_doc(row: dict[str, Any], default_id: str) -> DocumentInput | DocumentError:
@@ -55,15 +77,20 @@ def _jsonl(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
             yield _row_to_doc(row, f"line-{n}")
 
 
-def _csv(fh: io.TextIOWrapper) -> Iterator[DocumentInput | DocumentError]:
+def _csv(fh: io.TextIOWrapper) -> Iterator[tuple[DocumentInput | DocumentError, list[str]]]:
     dialect = sniff_dialect(fh.read(1 << 15))
     fh.seek(0)
-    reader = csv.DictReader(fh, dialect=dialect)
-    if not reader.fieldnames or "text" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise InputError(f"CSV needs a 'text' column; found {reader.fieldnames}")
-    for n, row in enumerate(reader, start=2):
-        clean = {(k or "").strip().lower(): v for k, v in row.items()}
-        yield _row_to_doc(clean, f"row-{n}")
+    rows = csv_rows(fh, dialect)
+    fieldnames: list[str] = next(rows, ([], None))[0]
+    names = [f.strip().lower() for f in fieldnames]
+    if "text" not in names:
+        raise InputError(f"CSV needs a 'text' column; found {fieldnames}")
+    n = 1
+    for values, note in rows:
+        if not values:  # a blank line is no row (as csv.DictReader reads it)
+            continue
+        n += 1
+        yield _row_to_doc(dict(zip(names, values, strict=False)), f"row-{n}"), [note] if note else []
 
 
 def analyze_file(
@@ -79,7 +106,8 @@ def analyze_file(
 
     from voce.models.spec import load_analyzer
 
-    docs = list(iter_documents(input_path))  # typed rows are small; the analysis streams below
+    rows = list(iter_rows(input_path))  # typed rows are small; the analysis streams below
+    docs = [doc for doc, _ in rows]
     analyzer = load_analyzer(spec, progress=progress)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_ok = n_err = 0
@@ -95,6 +123,9 @@ def analyze_file(
             by_pos = {r.id: r for r in results} | {e.id: e for e in errors}
             for i, d in enumerate(chunk):
                 item = d if isinstance(d, DocumentError) else by_pos[f"#{i}"].model_copy(update={"id": d.id})
+                notes = rows[start + i][1]
+                if notes and isinstance(item, DocumentResult):
+                    item = item.model_copy(update={"warnings": [*notes, *item.warnings]})
                 out.write(item.model_dump_json(exclude_none=True) + "\n")
                 if isinstance(item, DocumentError):
                     n_err += 1

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     # requests analysed concurrently and requests allowed to wait; beyond that: 429
     max_concurrency: int = Field(default=2, ge=1, le=64)
     max_waiting: int = Field(default=16, ge=0, le=10_000)
+    # work per request (the encoder's time grows with tokens, not characters): tokens of all documents of one
+    # /v1/analyze request (each document is cut at max_chars // 2 tokens first); beyond: 413 before any work
+    max_request_tokens: int = Field(default=40_000, ge=256)
+    # an inline taxonomy: entries per section, examples per entry, characters per name, description or example,
+    # and tokens of all its names, descriptions and examples (the default taxonomy: 24 + 16 entries, 10,619 tokens)
+    max_taxonomy_entries: int = Field(default=64, ge=1)
+    max_taxonomy_examples: int = Field(default=20, ge=0)
+    max_taxonomy_text_chars: int = Field(default=500, ge=16)
+    max_taxonomy_tokens: int = Field(default=16_384, ge=256)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # ---- batches (uploads, stored results, KPIs)
@@ -59,6 +68,14 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, ge=1.0)
     # largest upload accepted by POST /v1/batches
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # an XLSX upload, enforced while it is unzipped (service/xlsx.py): bytes of its parts inflated, cells of its
+    # first sheet (rows x columns), rows, shared strings and their characters, characters of one cell
+    xlsx_max_uncompressed_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    xlsx_max_cells: int = Field(default=5_000_000, ge=1)
+    xlsx_max_rows: int = Field(default=1_048_576, ge=1)
+    xlsx_max_shared_strings: int = Field(default=2_000_000, ge=0)
+    xlsx_max_shared_string_chars: int = Field(default=64_000_000, ge=0)
+    xlsx_max_cell_chars: int = Field(default=32_767, ge=1)
     # discovered topics (BERTopic) after each batch; seed makes them reproducible
     discovery: bool = True
     discovery_seed: int = 13

@@ -5,7 +5,10 @@ delimited, UTF-8 with or without BOM, Latin-1 from an old Excel, UTF-16 from
 another; dates as ``05/03/2026`` or Excel dates; scores as ``9`` or ``9.0``.
 Everything here streams (one record at a time), so a 100,000-row upload is
 never in memory, and a bad value becomes a warning or a per-row error, never a
-failed job.
+failed job.  Hostile files are refused with a clear error before anything is
+queued: binary data named ``.csv``, and XLSX files past their limits once
+unzipped (:mod:`voce.service.xlsx`), which are read once, at upload, into
+normalised rows (:func:`normalise_xlsx`) that the worker then streams.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import io
 import json
 import math
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +28,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voce.models.cleaning import clean_text
 from voce.models.types import DocumentError, DocumentInput
+from voce.service.xlsx import XlsxError, XlsxLimitExceeded, XlsxLimits, read_first_sheet
 
 FileFormat = Literal["csv", "xlsx", "jsonl"]
 ROLES = ("text", "id", "date", "channel", "nps", "csat", "ces", "kind", "language")
 csv.field_size_limit(16 * 1024 * 1024)
 #: key of a CSV record's note about extra fields (kept out of the original columns, reported as a warning)
 OVERFLOW = "\x00overflow"
+#: key of a CSV record's note about broken quoting (likewise)
+QUOTING = "\x00quoting"
+_NOTES = (OVERFLOW, QUOTING)
+#: first line of the normalised rows an XLSX upload is turned into (see :func:`normalise_xlsx`)
+_ROWS_MAGIC = b'{"voce_rows": 1'
 
 
 class UploadError(ValueError):
     """The file as a whole cannot be read (wrong type, no header, unknown column): a 422, never a job."""
+
+
+class UploadLimitExceeded(UploadError):
+    """The file holds more than a configured limit allows once read (an XLSX unzipped): a 413, never a job."""
 
 
 class ColumnMapping(BaseModel):
@@ -118,10 +133,66 @@ def _file_encoding(path: str, size: int, mtime: float) -> str:
     return enc
 
 
+class _AfterBom(io.RawIOBase):
+    """A file read from after its UTF-8 byte-order mark: an old Excel may write one before Windows-1252 text,
+    which no codec strips (it decoded as "ï»¿" in front of the first column's name)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("rb")
+        self._skip = len(codecs.BOM_UTF8)
+        self._fh.seek(self._skip)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._fh.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            offset += self._skip
+        return self._fh.seek(offset, whence) - self._skip
+
+    def tell(self) -> int:
+        return self._fh.tell() - self._skip
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def open_text(path: Path) -> io.TextIOWrapper:
     st = path.stat()
     enc = _file_encoding(str(path), st.st_size, st.st_mtime)
+    if enc != "utf-8-sig":
+        with path.open("rb") as fh:
+            if fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+                return io.TextIOWrapper(io.BufferedReader(_AfterBom(path)), encoding=enc, newline="", errors="replace")
     return io.TextIOWrapper(path.open("rb"), encoding=enc, newline="", errors="replace")
+
+
+#: NUL and the other C0 controls but tab, newline, vertical tab, form feed and carriage return; DEL; and what
+#: the decoder put for bytes no encoding of ours uses
+_NOT_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\ufffd]")
+#: share of such characters above which a file is taken for binary data (random bytes: ~13% as Windows-1252;
+#: real exports: a stray vertical tab or ^Z)
+_NOT_TEXT_SHARE = 0.05
+
+
+def check_text(sample: str, what: str = "file") -> None:
+    """Refuse binary data under a text name (an image, a zip, an encrypted export saved as ``.csv``): analysing
+    it would turn its bytes into rows of garbage."""
+    if not sample:
+        return
+    bad = len(_NOT_TEXT.findall(sample))
+    if bad > _NOT_TEXT_SHARE * len(sample):
+        raise UploadError(
+            f"the {what} is not text: {bad / len(sample):.0%} of its first {len(sample):,} characters are control "
+            "characters or bytes no text encoding uses; upload a CSV, XLSX or JSONL file"
+        )
 
 
 def sniff_dialect(sample: str) -> type[csv.Dialect]:
@@ -150,15 +221,20 @@ class Table:
     encoding: str | None = None
     delimiter: str | None = None
 
+    #: XLSX: the rows in the normalised rows file (known without reading them)
+    rows: int | None = None
+
     def records(self) -> Iterator[dict[str, Any] | UploadRowError]:
         if self.fmt == "csv":
             yield from _csv_records(self.path)
         elif self.fmt == "xlsx":
-            yield from _xlsx_records(self.path)
+            yield from _xlsx_records(self.path, self.columns)
         else:
             yield from _jsonl_records(self.path)
 
     def count(self) -> int:
+        if self.rows is not None:
+            return self.rows
         return sum(1 for _ in self.records())
 
 
@@ -169,21 +245,28 @@ class UploadRowError:
     message: str
 
 
-def open_table(path: Path, fmt: FileFormat) -> Table:
+def open_table(path: Path, fmt: FileFormat, xlsx_limits: XlsxLimits | None = None) -> Table:
+    """The file's columns and a record reader.  An XLSX file is either the normalised rows an upload was turned
+    into (cheap) or a workbook, read within ``xlsx_limits`` (default: :class:`XlsxLimits`'s)."""
     if fmt == "csv":
         with open_text(path) as fh:
             sample = fh.read(1 << 15)
             if not sample.strip():
                 raise UploadError("the file is empty")
+            check_text(sample)
             dialect = sniff_dialect(sample)
             fh.seek(0)
             header = next(csv.reader(fh, dialect=dialect), None)
             enc = fh.encoding
         if not header or not any(h.strip() for h in header):
             raise UploadError("the CSV has no header row")
-        return Table(path, fmt, _unique([h.strip() for h in header]), encoding=enc, delimiter=dialect.delimiter)
+        return Table(path, fmt, _unique([_name(h) for h in header]), encoding=enc, delimiter=dialect.delimiter)
     if fmt == "xlsx":
-        return Table(path, fmt, _xlsx_header(path))
+        if _is_rows_file(path):
+            head = _rows_header(path)
+            return Table(path, fmt, head["columns"], rows=head["rows"])
+        columns, rows = _xlsx_scan(path, xlsx_limits or XlsxLimits())
+        return Table(path, fmt, columns, rows=rows)
     cols: dict[str, None] = {}
     with open_text(path) as fh:
         for n, line in enumerate(fh):
@@ -194,10 +277,20 @@ def open_table(path: Path, fmt: FileFormat) -> Table:
             except json.JSONDecodeError:
                 continue
             if isinstance(obj, dict):
-                cols.update(dict.fromkeys(str(k) for k in obj))
+                cols.update(dict.fromkeys(_key(k) for k in obj))
     if not cols:
         raise UploadError("no JSON object found in the first lines: JSONL needs one object per line")
     return Table(path, fmt, list(cols), encoding="utf-8")
+
+
+def _name(header_cell: Any) -> str:
+    """A column name as read from a header cell: stripped, without invalid characters."""
+    return _cell(header_cell if isinstance(header_cell, str) else str(header_cell)).strip()
+
+
+def _key(key: Any) -> str:
+    """A record's key as a column name (JSON keys may carry NULs or lone surrogates too)."""
+    return _cell(str(key))
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -212,58 +305,204 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+class _Lines:
+    """The physical lines a CSV reader takes, kept until :meth:`take` (the reader never reads ahead)."""
+
+    def __init__(self, fh: io.TextIOWrapper) -> None:
+        self._fh = fh
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._fh)
+        self.taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        out, self.taken = self.taken, []
+        return out
+
+
+def csv_rows(fh: io.TextIOWrapper, dialect: type[csv.Dialect]) -> Iterator[tuple[list[str], str | None]]:
+    """The records of a CSV text, each with a note when its quoting was broken (None otherwise).
+
+    A quote that is never closed makes a CSV reader run on through the following lines, silently merging rows
+    (five rows read as two).  Each record's physical lines are kept and re-read strictly when they hold a quote:
+    a record of several lines that is not valid CSV is read again line by line, the line with the stray quote
+    taking it as a character, with a note; a single line with misplaced quotes is kept as read, with a note.
+    """
+    strict = type("Strict", (dialect,), {"strict": True})
+    literal = type("Literal", (dialect,), {"quoting": csv.QUOTE_NONE})
+    quote = dialect.quotechar or '"'
+    lines = _Lines(fh)
+    reader = csv.reader(lines, dialect=dialect)
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # e.g. a field past the size limit: the lines it took are re-read one by one
+            values = None
+        raw = lines.take()
+        if values is not None and (len(raw) <= 1 or not any(quote in line for line in raw)):
+            yield values, (_quote_note(raw[0], strict) if raw and quote in raw[0] else None)
+            continue
+        if values is not None and _strictly(raw, strict) is not None:
+            yield values, None  # a quoted field over several lines, as CSV allows
+            continue
+        for i, line in enumerate(raw):
+            alone = _strictly([line], strict)
+            if alone is not None:
+                yield alone, None
+            else:
+                lit = next(csv.reader([line], dialect=literal), [])
+                yield lit, (
+                    f"unbalanced quote: it would have merged the next {len(raw) - 1} line(s) into this row; read as "
+                    "a character, each line its own row" if i == 0 else "unbalanced quote; read as a character"
+                )
+
+
+def _strictly(raw: list[str], strict: type[csv.Dialect]) -> list[str] | None:
+    """The one record ``raw`` holds when it is valid CSV, else None."""
+    try:
+        records = list(csv.reader(raw, dialect=strict))
+    except csv.Error:
+        return None
+    return records[0] if len(records) == 1 else None
+
+
+def _quote_note(line: str, strict: type[csv.Dialect]) -> str | None:
+    if _strictly([line], strict) is not None or not line.strip():
+        return None
+    return "misplaced quote in this row (a quote inside a quoted field must be doubled); read as it stands"
+
+
 def _csv_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
     with open_text(path) as fh:
         dialect = sniff_dialect(fh.read(1 << 15))
         fh.seek(0)
-        reader = csv.reader(fh, dialect=dialect)
-        header = _unique([h.strip() for h in next(reader, [])])
-        for values in reader:
+        rows = csv_rows(fh, dialect)
+        header = _unique([_name(h) for h in next(rows, ([], None))[0]])
+        for values, note in rows:
             if not values or not any(v.strip() for v in values):
                 continue
+            rec: dict[str, Any]
             if len(values) > len(header) and header:
                 # an unquoted delimiter inside the free text (usually the last column): keep every character
                 extra = len(values) - len(header)
                 values = values[: len(header) - 1] + [dialect.delimiter.join(values[len(header) - 1 :])]
                 rec = dict(zip(header, values, strict=False))
                 rec[OVERFLOW] = f"{extra} more field(s) than the header; joined into the last column {header[-1]!r}"
-                yield rec
-                continue
-            yield dict(zip(header, values, strict=False))
+            else:
+                rec = dict(zip(header, values, strict=False))
+            if note:
+                rec[QUOTING] = note
+            yield rec
 
 
-def _xlsx_header(path: Path) -> list[str]:
-    import openpyxl
-
+def _sheet(path: Path, limits: XlsxLimits) -> Iterator[list[Any]]:
+    """The first sheet's rows (see :func:`voce.service.xlsx.read_first_sheet`), its errors as upload errors."""
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # zipfile/openpyxl raise many types for a damaged file
-        raise UploadError(f"cannot read the XLSX file: {type(exc).__name__}") from exc
+        yield from read_first_sheet(path, limits)
+    except XlsxLimitExceeded as exc:
+        raise UploadLimitExceeded(str(exc)) from exc
+    except XlsxError as exc:
+        raise UploadError(str(exc)) from exc
+
+
+def _filled(row: list[Any]) -> bool:
+    return any(v not in (None, "") for v in row)
+
+
+def _xlsx_header_row(row: list[Any], width: int) -> list[str]:
+    """Column names from the header row, as wide as the widest row (blank header cells get ``column_N``)."""
+    return _unique([_name("" if v is None else v) for v in row + [None] * (width - len(row))])
+
+
+def _xlsx_scan(path: Path, limits: XlsxLimits) -> tuple[list[str], int]:
+    """Columns and data rows of a workbook in one bounded pass (a workbook not normalised yet)."""
+    header: list[Any] | None = None
+    width = rows = 0
+    for row in _sheet(path, limits):
+        if header is None:
+            if _filled(row):
+                header = row
+                width = len(row)
+            continue
+        if _filled(row):
+            rows += 1
+            width = max(width, len(row))
+    if header is None:
+        raise UploadError("the first sheet of the XLSX file is empty")
+    return _xlsx_header_row(header, width), rows
+
+
+def _is_rows_file(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(_ROWS_MAGIC)) == _ROWS_MAGIC
+
+
+def _rows_header(path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        head: dict[str, Any] = json.loads(fh.readline())
+    return head
+
+
+def normalise_xlsx(path: Path, limits: XlsxLimits) -> Path:
+    """Read an uploaded workbook once, within ``limits``, into normalised rows: a JSON header line (columns, row
+    count) and one JSON array of cell values per data row, in ``<path>.rows``, which replaces the workbook.
+
+    Why: the workbook is read while it is registered (columns, mapping, and every limit, answered with a 413
+    or 422 at once); the worker and the exports then stream plain JSON lines instead of unzipping and parsing
+    the sheet again (twice: it is counted, then read).  Cell values are made JSON-safe as stored rows keep
+    them anyway (dates as ISO text, which the date and score parsers read the same).
+    """
+    out = path.with_name(path.name + ".rows")
+    body = path.with_name(path.name + ".rows-body")
+    header: list[Any] | None = None
+    width = rows = 0
     try:
-        for row in wb.worksheets[0].iter_rows(values_only=True):
-            if any(v not in (None, "") for v in row):
-                return _unique([("" if v is None else str(v)).strip() for v in row])
+        with body.open("w", encoding="utf-8") as fh:
+            for row in _sheet(path, limits):
+                if header is None:
+                    if _filled(row):
+                        header, width = row, len(row)
+                    continue
+                if _filled(row):
+                    rows += 1
+                    width = max(width, len(row))
+                    fh.write(json.dumps([_cell(v) for v in row], ensure_ascii=False) + "\n")
+        if header is None:
+            raise UploadError("the first sheet of the XLSX file is empty")
+        head = {"voce_rows": 1, "source": "xlsx", "columns": _xlsx_header_row(header, width), "rows": rows}
+        with out.open("w", encoding="utf-8") as dst, body.open("r", encoding="utf-8") as src:
+            dst.write(json.dumps(head, ensure_ascii=False) + "\n")
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     finally:
-        wb.close()
-    raise UploadError("the first sheet of the XLSX file is empty")
+        body.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    return out
 
 
-def _xlsx_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
-    import openpyxl
-
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        header: list[str] | None = None
-        for row in wb.worksheets[0].iter_rows(values_only=True):
-            if header is None:
-                if any(v not in (None, "") for v in row):
-                    header = _unique([("" if v is None else str(v)).strip() for v in row])
-                continue
-            if not any(v not in (None, "") for v in row):
-                continue
-            yield {h: v for h, v in zip(header, row, strict=False) if v is not None}
-    finally:
-        wb.close()
+def _xlsx_records(path: Path, columns: list[str]) -> Iterator[dict[str, Any] | UploadRowError]:
+    if _is_rows_file(path):
+        with path.open("r", encoding="utf-8") as fh:
+            next(fh, None)
+            for line in fh:
+                yield {h: v for h, v in zip(columns, json.loads(line), strict=False) if v is not None}
+        return
+    header_seen = False
+    for row in _sheet(path, XlsxLimits()):
+        if not header_seen:
+            header_seen = _filled(row)
+            continue
+        if _filled(row):
+            yield {h: v for h, v in zip(columns, row, strict=False) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -293,7 +532,7 @@ def json_objects(fh: io.TextIOWrapper) -> Iterator[tuple[int, dict[str, Any] | J
 def _jsonl_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
     with open_text(path) as fh:
         for _, obj in json_objects(fh):
-            yield UploadRowError(obj.message) if isinstance(obj, JsonLineProblem) else obj
+            yield UploadRowError(obj.message) if isinstance(obj, JsonLineProblem) else {_key(k): v for k, v in obj.items()}
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -305,7 +544,8 @@ def validation_message(exc: ValidationError) -> str:
 # ----------------------------------------------------------------- mapping
 _GUESSES: dict[str, tuple[str, ...]] = {
     "text": ("text", "comment", "comments", "commento", "commenti", "testo", "feedback", "verbatim", "message",
-             "messaggio", "review", "recensione", "answer", "risposta", "transcript", "trascrizione", "note", "body"),
+             "messaggio", "review", "recensione", "answer", "risposta", "transcript", "trascrizione", "note", "body",
+             "turns"),
     "id": ("id", "row_id", "response_id", "respondent_id", "ticket", "ticket_id", "codice", "code", "uid"),
     "date": ("date", "data", "created_at", "timestamp", "submitted_at", "datetime", "giorno", "day", "time"),
     "channel": ("channel", "canale", "source", "fonte", "touchpoint", "origin"),
@@ -383,9 +623,10 @@ class PreparedRow:
 
 
 def _cell(v: Any) -> Any:
-    """JSON-safe, database-safe copy of an original cell: no NUL characters, no NaN/Infinity."""
+    """JSON-safe, database-safe copy of an original cell: no NaN/Infinity, no NUL (dropped) nor lone surrogates
+    or non-characters (U+FFFD): PostgreSQL stores no NUL, and a lone surrogate cannot even be encoded."""
     if isinstance(v, str):
-        return v.replace("\x00", "")
+        return clean_text(v.replace("\x00", ""))[0]
     if isinstance(v, bool) or v is None or isinstance(v, int):
         return v
     if isinstance(v, float):
@@ -397,8 +638,19 @@ def _cell(v: Any) -> Any:
     if isinstance(v, list):
         return [_cell(x) for x in v]
     if isinstance(v, dict):
-        return {str(k).replace("\x00", ""): _cell(x) for k, x in v.items()}
-    return str(v).replace("\x00", "")
+        return {_cell(str(k)): _cell(x) for k, x in v.items()}
+    return _cell(str(v))
+
+
+def _dirty(v: Any) -> bool:
+    """Whether :func:`_cell` has invalid characters to drop or replace in ``v``."""
+    if isinstance(v, str):
+        return clean_text(v)[1] > 0
+    if isinstance(v, list):
+        return any(_dirty(x) for x in v)
+    if isinstance(v, dict):
+        return any(_dirty(k) or _dirty(x) for k, x in v.items())
+    return False
 
 
 def _text_of(v: Any) -> str:
@@ -409,7 +661,7 @@ def _text_of(v: Any) -> str:
             return ""
         if v.is_integer():
             return str(int(v))
-    return str(v).replace("\x00", "").strip()
+    return _cell(str(v)).strip()
 
 
 def parse_score(v: Any, lo: int, hi: int) -> int:
@@ -463,10 +715,13 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     if isinstance(record, UploadRowError):
         err = DocumentError(id=default_id, error={"code": "UnreadableRow", "message": record.message})
         return PreparedRow(row, err, {}, [])
-    warnings: list[str] = []
-    if OVERFLOW in record:
-        warnings.append(str(record[OVERFLOW]))
-    record = {str(k): _cell(v) for k, v in record.items() if k != OVERFLOW}
+    warnings: list[str] = [str(record[k]) for k in _NOTES if k in record]
+    dirty = [str(k) for k, v in record.items() if k not in _NOTES and (_dirty(v) or _dirty(str(k)))]
+    if dirty:
+        warnings.append(
+            f"invalid characters (NUL, lone surrogates or non-characters) removed or replaced in {_columns(dirty)}"
+        )
+    record = {_key(k): _cell(v) for k, v in record.items() if k not in _NOTES}
     original = record
     doc_id = _text_of(record.get(mapping.id)) if mapping.id else ""
     doc_id = (doc_id or default_id)[:128]
@@ -493,6 +748,8 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     out.segments = {c: _text_of(record.get(c))[:128] or "(empty)" for c in mapping.segments}
 
     raw_text = record.get(mapping.text)
+    if raw_text in (None, "") and isinstance(record.get("turns"), list):
+        raw_text = record["turns"]  # a JSONL chat row ({"turns": [...]}) among comment rows ({"text": ...})
     data: dict[str, Any] = {"id": doc_id, "channel": out.channel}
     if isinstance(raw_text, list):  # JSONL chats may carry turns
         data["turns"], data["kind"] = raw_text, "chat"
@@ -520,12 +777,17 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     return out
 
 
+def _columns(names: list[str]) -> str:
+    shown = ", ".join(repr(_cell(n)) for n in names[:5])
+    return f"column(s) {shown}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def preview_rows(table: Table, n: int = 5) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for rec in table.records():
         if isinstance(rec, UploadRowError):
             continue
-        rows.append({k: _cell(v) for k, v in rec.items()})
+        rows.append({_key(k): _cell(v) for k, v in rec.items() if k not in _NOTES})
         if len(rows) >= n:
             break
     return rows

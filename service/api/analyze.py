@@ -10,7 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from voce.models.taxonomy import TaxonomyError, parse_taxonomy
+from voce.models.analyzer import Analyzer
+from voce.models.cleaning import find_invalid
+from voce.models.taxonomy import Taxonomy, TaxonomyError, parse_taxonomy
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.deps import AUTH_RESPONSES, AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep, require_analyze
 from voce.service.errors import InvalidInput, PayloadTooLarge
@@ -60,10 +62,20 @@ def _analyze(
         raise InvalidInput("document ids must be unique within a request")
     taxonomy = None
     if body.taxonomy is not None:
+        where = _invalid_unicode(body.taxonomy, "taxonomy")
+        if where:
+            raise InvalidInput(f"{where[0]}: invalid character {where[1]} (NUL, lone surrogate or non-character)")
         try:
             taxonomy = parse_taxonomy(body.taxonomy, base=analyzer.taxonomy)
         except TaxonomyError as exc:
             raise InvalidInput(str(exc)) from exc
+        _check_taxonomy_work(taxonomy, analyzer, s)
+    tokens = sum(analyzer.document_tokens(body.documents))
+    if tokens > s.max_request_tokens:
+        raise PayloadTooLarge(
+            f"the documents come to {tokens:,} tokens (emoji, symbols and combining marks count about one each); the "
+            f"limit per request is {s.max_request_tokens:,} (VOCE_MAX_REQUEST_TOKENS): send fewer documents per request"
+        )
     with admission.slot():
         results, errors = analyzer.analyze(body.documents, taxonomy=taxonomy)
     metrics.documents.labels("ok").inc(len(results))
@@ -74,6 +86,54 @@ def _analyze(
         documents=results,
         errors=errors,
     )
+
+
+def _invalid_unicode(value: Any, where: str) -> tuple[str, str] | None:
+    """(path, code point) of the first invalid character in an inline taxonomy (keys included), or None: a
+    taxonomy is configuration, so it is refused rather than cleaned (its texts would fail the encoder)."""
+    if isinstance(value, str):
+        bad = find_invalid(value)
+        return (where, bad) if bad else None
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, item in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}"
+        found = _invalid_unicode(key, where) if isinstance(key, str) else None
+        found = found or _invalid_unicode(item, path)
+        if found:
+            return found
+    return None
+
+
+def _check_taxonomy_work(taxonomy: Taxonomy, analyzer: Analyzer, s: SettingsDep) -> None:
+    """An inline taxonomy's sections are encoded before any document (about 12 ms per example): bound them by
+    entries, examples, characters and tokens (the settings ``max_taxonomy_*``, listed in ``/info``)."""
+    texts: list[str] = []
+    for name in ("topics", "touchpoints"):
+        section = getattr(taxonomy, name)
+        if section is getattr(analyzer.taxonomy, name):
+            continue  # not in the request: the configured section, already encoded
+        if len(section.entries) > s.max_taxonomy_entries:
+            raise PayloadTooLarge(f"taxonomy.{name} has {len(section.entries)} entries; the limit is "
+                                  f"{s.max_taxonomy_entries} (VOCE_MAX_TAXONOMY_ENTRIES)")
+        for entry in section.entries:
+            if len(entry.examples) > s.max_taxonomy_examples:
+                raise PayloadTooLarge(f"taxonomy.{name} entry {entry.id!r} has {len(entry.examples)} examples; the "
+                                      f"limit is {s.max_taxonomy_examples} (VOCE_MAX_TAXONOMY_EXAMPLES)")
+            for text in entry.prototype_texts():
+                if len(text) > s.max_taxonomy_text_chars:
+                    raise PayloadTooLarge(
+                        f"taxonomy.{name} entry {entry.id!r} has a name, description or example of {len(text)} "
+                        f"characters; the limit is {s.max_taxonomy_text_chars} (VOCE_MAX_TAXONOMY_TEXT_CHARS)"
+                    )
+                texts.append(text)
+    tokens = sum(analyzer.token_counts(texts)) if texts else 0
+    if tokens > s.max_taxonomy_tokens:
+        raise PayloadTooLarge(f"the taxonomy's names, descriptions and examples come to {tokens:,} tokens; the limit "
+                              f"is {s.max_taxonomy_tokens:,} (VOCE_MAX_TAXONOMY_TOKENS)")
 
 
 router.post(

@@ -86,6 +86,22 @@ def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
             "max_documents": s.max_documents,
             "max_chars": s.max_chars,
             "max_request_bytes": s.max_request_bytes,
+            # work per request: a document is cut after max_document_tokens tokens (with a warning), a request of
+            # more than max_request_tokens is refused (413) before any work; an inline taxonomy is bounded too
+            "max_document_tokens": (a.config if a else s.analyzer_spec().config).token_limit(),
+            "max_request_tokens": s.max_request_tokens,
+            "max_taxonomy_entries": s.max_taxonomy_entries,
+            "max_taxonomy_examples": s.max_taxonomy_examples,
+            "max_taxonomy_text_chars": s.max_taxonomy_text_chars,
+            "max_taxonomy_tokens": s.max_taxonomy_tokens,
+            # uploads (POST /v1/batches); an XLSX is also bounded once unzipped
+            "max_upload_bytes": s.max_upload_bytes,
+            "xlsx_max_uncompressed_bytes": s.xlsx_max_uncompressed_bytes,
+            "xlsx_max_cells": s.xlsx_max_cells,
+            "xlsx_max_rows": s.xlsx_max_rows,
+            "xlsx_max_shared_strings": s.xlsx_max_shared_strings,
+            "xlsx_max_shared_string_chars": s.xlsx_max_shared_string_chars,
+            "xlsx_max_cell_chars": s.xlsx_max_cell_chars,
         },
         bundle_metrics=a.bundle.manifest_extra.get("metrics") if a else None,
     )

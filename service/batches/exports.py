@@ -51,7 +51,7 @@ def csv_chunks(store: BatchStore, batch_id: str, columns: list[str]) -> Iterator
     buf = io.StringIO()
     buf.write("\ufeff")  # so Excel reads accented Italian correctly
     w = csv.writer(buf)
-    w.writerow(columns + rows.FLAT_COLUMNS)
+    w.writerow([_csv_safe(c) for c in columns] + rows.FLAT_COLUMNS)  # a column name is customer data too
     for n, r in enumerate(_rows(store, batch_id), start=1):
         original = r.original or {}
         w.writerow([_csv_safe(_plain(original.get(c))) for c in columns] + [_csv_safe(v) for v in rows.flat_values(r)])
@@ -89,7 +89,7 @@ def write_xlsx(store: BatchStore, batch_id: str, columns: list[str], folder: Pat
     name = folder / f"{batch_id}-{uuid.uuid4().hex[:8]}.xlsx"
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("results")
-    ws.append([_xlsx_cell(ws, c) for c in columns] + rows.FLAT_COLUMNS)
+    ws.append([_xlsx_cell(ws, c) for c in columns] + rows.FLAT_COLUMNS)  # names as text cells, like values
     for r in _rows(store, batch_id):
         original = r.original or {}
         ws.append(

@@ -42,13 +42,16 @@ from voce.service.privacy import Redactor
 from voce.service.uploads import (
     ColumnMapping,
     UploadError,
+    UploadLimitExceeded,
     check_mapping,
     detect_format,
     guess_mapping,
+    normalise_xlsx,
     open_table,
     preview_rows,
     validation_message,
 )
+from voce.service.xlsx import XlsxLimits
 
 if TYPE_CHECKING:
     from voce.models.taxonomy import Taxonomy
@@ -139,6 +142,7 @@ def register_upload(
     caller: Caller = Caller(),
     name: str | None = None,
     pii_mode: PiiMode | None = None,
+    xlsx_limits: XlsxLimits | None = None,
 ) -> tuple[Batch, list[str]]:
     """Register a stored upload as a queued batch: detect its format, check (or guess) the mapping.
 
@@ -152,12 +156,17 @@ def register_upload(
         final = path.with_suffix(f".{fmt}")
         path.rename(final)
         path = final
+        if fmt == "xlsx":  # read once, within the limits, into rows the worker streams (uploads.normalise_xlsx)
+            path = normalise_xlsx(path, xlsx_limits or XlsxLimits())
         table = open_table(path, fmt)
         if mapping is None:
             mapping = guess_mapping(table.columns, preview_rows(table, 20))
             if mapping is None:
                 raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
         check_mapping(mapping, table.columns)
+    except UploadLimitExceeded as exc:  # an XLSX past a limit once unzipped: 413, naming the limit
+        path.unlink(missing_ok=True)
+        raise UploadTooLarge(str(exc)) from exc
     except UploadError as exc:
         path.unlink(missing_ok=True)
         raise InvalidUpload(str(exc)) from exc
@@ -216,8 +225,10 @@ class BatchService:
         notify: Callable[[], None] | None = None,
         facts_cache_size: int = 4,
         pii_mode: PiiMode = "redact",
+        xlsx_limits: XlsxLimits | None = None,
     ) -> None:
         self.store = store
+        self.xlsx_limits = xlsx_limits or XlsxLimits()  # what an XLSX upload may hold once unzipped
         self.pii_mode: PiiMode = pii_mode  # how a new batch stores personal data unless its upload says otherwise
         self.data_dir = data_dir
         self.max_upload_bytes = max_upload_bytes
@@ -261,7 +272,7 @@ class BatchService:
             max_upload_bytes=settings.max_upload_bytes,
             labels=labels or (lambda: configured().labels()),
             touchpoint_labels=touchpoint_labels or (lambda: touchpoint_names(configured())),
-            notify=notify, pii_mode=settings.pii_mode,
+            notify=notify, pii_mode=settings.pii_mode, xlsx_limits=XlsxLimits.from_settings(settings),
         )
 
     # -- uploads
@@ -292,15 +303,26 @@ class BatchService:
         return size
 
     def preview(self, path: Path, filename: str) -> PreviewResponse:
-        """Columns, the first rows and a guessed column mapping of an upload (slow for an XLSX: run off the loop)."""
+        """Columns, the first rows and a guessed column mapping of an upload (slow for an XLSX: run off the loop).
+
+        An XLSX is read as at upload (within the limits, into normalised rows, removed here): openpyxl needed an
+        ``.xlsx`` name, which the scratch file never had, so every XLSX preview used to fail."""
+        rows_file: Path | None = None
         try:
             with path.open("rb") as fh:
                 head = fh.read(8)
             fmt = detect_format(filename, head)
+            if fmt == "xlsx":
+                path = rows_file = normalise_xlsx(path, self.xlsx_limits)
             table = open_table(path, fmt)
             first = preview_rows(table, 5)
+        except UploadLimitExceeded as exc:
+            raise UploadTooLarge(str(exc)) from exc
         except (UploadError, csv.Error) as exc:
             raise InvalidUpload(str(exc)) from exc
+        finally:
+            if rows_file is not None:
+                rows_file.unlink(missing_ok=True)
         guess = guess_mapping(table.columns, first)
         return PreviewResponse(
             format=fmt, encoding=table.encoding, delimiter=table.delimiter, columns=table.columns, rows=first,
@@ -315,7 +337,7 @@ class BatchService:
         ``pii_mode`` (default: the deployment's) says how its personal data is stored."""
         batch, columns = register_upload(
             self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name,
-            pii_mode=pii_mode or self.pii_mode,
+            pii_mode=pii_mode or self.pii_mode, xlsx_limits=self.xlsx_limits,
         )
         if self.notify is not None:
             self.notify()

@@ -9,6 +9,7 @@ import pytest
 
 from voce.models.types import DocumentError, DocumentInput
 from voce.service.uploads import (
+    QUOTING,
     ColumnMapping,
     UploadError,
     check_mapping,
@@ -189,3 +190,101 @@ def test_windows_1252_accents_late_in_the_file(tmp_path: Path) -> None:
     assert len(body) > 1 << 16
     last = list(open_table(path, "csv").records())[-1]
     assert last["commento"] == "Perché l’attesa “infinita” costa 5 €?"
+
+
+# ------------------------------------------------------------------ hostile and careless files (issue 13)
+def test_an_unclosed_quote_is_reported_on_its_row_and_merges_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    path.write_text(
+        'id,comment,score\n1,"Great service,9\n2,Slow delivery,4\n3,Rude staff,2\n4,"ok",5\n5,fine,8\n'
+        '6,"Two lines,\nboth in the comment",7\n', encoding="utf-8",
+    )
+    table = open_table(path, "csv")
+    records = list(table.records())
+    assert [r["id"] for r in records] == ["1", "2", "3", "4", "5", "6"]  # read as two rows before: 1 swallowed 2-4
+    assert table.count() == 6
+    m = ColumnMapping(text="comment", nps="score", id="id")
+    rows = [prepare_row(i, r, m) for i, r in enumerate(records)]
+    assert any("unbalanced quote" in w and "3 line(s)" in w for w in rows[0].warnings)
+    assert rows[0].original["comment"] == '"Great service' and rows[0].nps == 9
+    assert [r.nps for r in rows[1:5]] == [4, 2, 5, 8] and not any(r.warnings for r in rows[1:5])
+    assert isinstance(rows[5].doc, DocumentInput) and rows[5].doc.text == "Two lines,\nboth in the comment"
+    assert not rows[5].warnings  # a quoted field over two lines is CSV, not an error
+
+    tail = tmp_path / "tail.csv"  # a quote left open at the end of the file swallowed every row after it
+    tail.write_text('id,comment\n1,ok\n2,"never closed\n3,x\n4,y\n', encoding="utf-8")
+    recs = list(open_table(tail, "csv").records())
+    assert [r["id"] for r in recs] == ["1", "2", "3", "4"]
+    assert "unbalanced quote" in recs[1][QUOTING] and QUOTING not in recs[2]
+
+    stray = tmp_path / "stray.csv"  # one line with a misplaced quote: kept as read, with a note
+    stray.write_text('id,comment\n1,"abc"def\n', encoding="utf-8")
+    rec = next(open_table(stray, "csv").records())
+    row = prepare_row(0, rec, ColumnMapping(text="comment"))
+    assert isinstance(row.doc, DocumentInput) and any("misplaced quote" in w for w in row.warnings)
+
+
+def test_binary_data_named_csv_is_refused(tmp_path: Path) -> None:
+    import random
+
+    garbage = tmp_path / "export.csv"
+    garbage.write_bytes(random.Random(13).randbytes(200_000))  # it was "analysed" as 1,580 rows
+    with pytest.raises(UploadError, match="not text"):
+        open_table(garbage, "csv")
+    zipped = tmp_path / "zipped.csv"
+    zipped.write_bytes(b"PK\x03\x04" + random.Random(1).randbytes(5000))
+    with pytest.raises(UploadError, match="not text"):
+        open_table(zipped, "csv")
+    # real exports carry the odd control character (a vertical tab for a line break, a ^Z at the end): still text
+    odd = tmp_path / "odd.csv"
+    odd.write_bytes(("commento\n" + "Riga con\x0b a capo e un\x01 carattere strano\n" * 20 + "\x1a").encode("utf-8"))
+    assert len(list(open_table(odd, "csv").records())) == 21
+
+
+def test_a_utf8_bom_before_windows_1252_text_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "id;commento\n1;Perché l’attesa?\n".encode("cp1252"))
+    table = open_table(path, "csv")
+    assert table.columns == ["id", "commento"] and table.encoding == "cp1252"  # was ['ï»¿id', 'commento']
+    assert [r["commento"] for r in table.records()] == ["Perché l’attesa?"]
+    jl = tmp_path / "excel.jsonl"
+    jl.write_bytes(b"\xef\xbb\xbf" + '{"text": "Perché"}\n'.encode("cp1252"))
+    assert list(open_table(jl, "jsonl").records()) == [{"text": "Perché"}]
+
+
+def test_jsonl_chat_rows_without_text_are_chats_under_the_guessed_mapping(tmp_path: Path) -> None:
+    jl = tmp_path / "mixed.jsonl"
+    jl.write_text(
+        json.dumps({"id": "c1", "text": "Consegna veloce, grazie"}) + "\n"
+        + json.dumps({"id": "t1", "turns": [{"speaker": "Cliente", "text": "Il pacco non arriva"},
+                                            {"speaker": "Operatore", "text": "Verifico subito"}]}) + "\n",
+        encoding="utf-8",
+    )
+    table = open_table(jl, "jsonl")
+    m = guess_mapping(table.columns, preview_rows(table, 20))
+    assert m is not None and m.text == "text" and m.id == "id"
+    comment, chat = [prepare_row(i, r, m) for i, r in enumerate(table.records())]
+    assert isinstance(comment.doc, DocumentInput) and comment.doc.kind == "comment"
+    assert isinstance(chat.doc, DocumentInput), chat.doc  # was EmptyText: the chat rows were lost
+    assert chat.doc.kind == "chat" and chat.doc.turns is not None and len(chat.doc.turns) == 2
+    only = tmp_path / "chats.jsonl"  # a file of chats only: "turns" is the text column
+    only.write_text(json.dumps({"turns": [{"speaker": "Cliente", "text": "ciao"}]}) + "\n", encoding="utf-8")
+    m2 = guess_mapping(open_table(only, "jsonl").columns)
+    assert m2 is not None and m2.text == "turns"
+
+
+def test_invalid_unicode_in_a_row_is_cleaned_with_a_warning(tmp_path: Path) -> None:
+    jl = tmp_path / "bad.jsonl"
+    jl.write_text(
+        '{"text": "pessimo \\ud800 servizio", "note\\udc00": "x\\u0000y", "extra": ["\\uffff"], "score": 3}\n'
+        '{"text": "tutto bene", "score": 9}\n', encoding="utf-8",
+    )
+    table = open_table(jl, "jsonl")
+    assert table.columns == ["text", "note\ufffd", "extra", "score"]
+    bad, good = [prepare_row(i, r, ColumnMapping(text="text", nps="score")) for i, r in enumerate(table.records())]
+    assert isinstance(bad.doc, DocumentInput) and bad.doc.text == "pessimo \ufffd servizio"
+    assert bad.original == {"text": "pessimo \ufffd servizio", "note\ufffd": "xy", "extra": ["\ufffd"], "score": 3}
+    json.dumps(bad.original, ensure_ascii=False).encode("utf-8")  # storable: this failed the whole batch before
+    assert any("invalid characters" in w and "'text'" in w and "'extra'" in w for w in bad.warnings)
+    assert not good.warnings
+    assert preview_rows(table, 1)[0]["note\ufffd"] == "xy"

@@ -17,7 +17,11 @@ def test_health_ready_info_metrics(client: TestClient) -> None:
     assert client.get("/ready").json()["status"] == "ready"
     info = client.get("/info").json()
     assert info["model_version"] == "tiny-test" and info["ready"] is True
-    assert info["limits"] == {"max_documents": 5, "max_chars": 300, "max_request_bytes": 20_000}
+    limits = info["limits"]
+    assert {k: limits[k] for k in ("max_documents", "max_chars", "max_request_bytes")} == {
+        "max_documents": 5, "max_chars": 300, "max_request_bytes": 20_000}
+    # the work bounds (tests/service/api/test_limits.py): a document's tokens follow its characters
+    assert limits["max_document_tokens"] == 150 and limits["max_taxonomy_entries"] == 64
     assert "call_center" in info["touchpoints"] and "staff" in info["learned_topics"]
     assert info["sentiment_labels"] == ["positive", "neutral", "negative", "mixed"]
     client.post("/v1/analyze", json={"documents": [{"id": "m", "text": "ciao"}]})
