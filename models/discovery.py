@@ -83,6 +83,8 @@ BILINGUAL_MIN_SHARE = 0.10
 OUTLIER_FLOOR_QUANTILE = 0.05
 #: keyword tokens: letters only, 3+ characters (drops numbers, elision stubs, "wi"/"fi" fragments)
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+#: what redaction writes in place of personal data (``<EMAIL>``, ``<NAME>``): a placeholder, never a keyword
+PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z_]*>")
 #: the languages that get keywords (the stopword list covers these two)
 KEYWORD_LANGUAGES = ("it", "en")
 
@@ -534,7 +536,10 @@ def _keywords_by_language(
     out: list[dict[str, list[str]]] = [{lang: [] for lang in KEYWORD_LANGUAGES} for _ in range(k)]
     codes = np.asarray(langs, dtype=object)
     for lang in KEYWORD_LANGUAGES:
-        per_topic = [" ".join(texts[int(i)] for i in np.flatnonzero((labels == t) & (codes == lang))) for t in range(k)]
+        per_topic = [
+            PLACEHOLDER_RE.sub(" ", " ".join(texts[int(i)] for i in np.flatnonzero((labels == t) & (codes == lang))))
+            for t in range(k)
+        ]
         if not any(per_topic):
             continue
         vectorizer = CountVectorizer(token_pattern=TOKEN_PATTERN, lowercase=True, stop_words=sorted(stopwords()))

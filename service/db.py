@@ -13,6 +13,7 @@ topics), denormalised so KPI queries never parse result JSON.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from sqlalchemy import (
@@ -141,13 +142,23 @@ class BatchRow(Base):
     __table_args__ = (Index("ix_batch_rows_batch_discovered", "batch_id", "discovered"),)
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (and its WAL/SHM companions) readable by the service's user only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p == path or p.exists():
+            os.close(os.open(p, os.O_CREAT | os.O_RDWR, 0o600))
+            os.chmod(p, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL + a busy timeout so readers and the writer coexist."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _private_file(Path(path))
+        # hide_parameters: an SQL error's message never quotes a row's (customer) values
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +169,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
 
 
 def upgrade(engine: Engine) -> None:

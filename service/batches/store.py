@@ -54,15 +54,6 @@ class BatchStore:
             q = q.order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset)
             return list(s.scalars(q))
 
-    def delete(self, batch_id: str) -> bool:
-        with self.sessions() as s, s.begin():
-            b = s.get(Batch, batch_id)
-            if b is None:
-                return False
-            s.execute(ROWS.delete().where(BatchRow.batch_id == batch_id))
-            s.delete(b)
-        return True
-
     # -- leases
     def claim(self, worker_id: str, lease_seconds: float, batch_id: str | None = None) -> Batch | None:
         """Take the oldest queued batch (or ``batch_id``), or a running one whose worker stopped reporting."""

@@ -348,3 +348,17 @@ def test_small_helpers() -> None:
     assert resolve_min_topic_size(30, 40) == 15
     assert {"della", "the", "dell"} <= stopwords()
     assert "bill" not in stopwords()
+
+
+def test_redaction_placeholders_never_become_keywords() -> None:
+    """A redacted batch stores ``<EMAIL>``/``<NAME>``; their letters must not turn into topic keywords."""
+    from voce.models.discovery import _keywords_by_language
+
+    texts = [f"scrivetemi a <EMAIL> o chiamate <PHONE>, consegna {i} in ritardo" for i in range(6)]
+    texts += [f"<NAME> del call center gentilissima, operatore {i} competente" for i in range(6)]
+    labels = np.asarray([0] * 6 + [1] * 6, dtype=np.int64)
+    keywords = _keywords_by_language(texts, labels, ["it"] * 12, 2)
+    words = {w for topic in keywords for w in topic["it"]}
+    assert words, "keywords were found"
+    assert not words & {"email", "phone", "name"}
+    assert "consegna" in keywords[0]["it"] and "operatore" in keywords[1]["it"]
