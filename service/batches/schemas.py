@@ -31,6 +31,12 @@ class BatchStatus(BaseModel):
     taxonomy_version: str | None
     mapping: dict[str, Any]
     discovery_error: str | None
+    pii_mode: str | None = Field(
+        default=None, description="How personal data in this batch is stored: redact, mask or keep."
+    )
+    file_deleted_at: dt.datetime | None = Field(
+        default=None, description="When the uploaded file was deleted after the analysis (None: still kept)."
+    )
 
 
 class BatchCreated(BaseModel):
@@ -85,5 +91,6 @@ def batch_status(b: Batch) -> BatchStatus:
         eta_seconds=eta_seconds(b), created_at=_utc(b.created_at), started_at=_utc(b.started_at),
         finished_at=_utc(b.finished_at),
         attempts=b.attempts, error=b.error, model_version=b.model_version, taxonomy_version=b.taxonomy_version,
-        mapping=b.mapping, discovery_error=b.discovery_error,
+        mapping=b.mapping, discovery_error=b.discovery_error, pii_mode=b.pii_mode,
+        file_deleted_at=_utc(b.file_deleted_at),
     )

@@ -95,9 +95,12 @@ def batch_submit(
         typer.Option(help="personal data stored as: redact (<EMAIL>), mask (m****@e******.com) or keep "
                           "(default: VOCE_PII_MODE)"),
     ] = None,
+    tenant: Annotated[str, typer.Option(help="the tenant the batch belongs to (who may read it through the API)")] = (
+        "default"
+    ),
 ) -> None:
     """Queue a file for analysis (a running API or `voce worker` picks it up; --wait analyses it here)."""
-    from voce.service.batches.service import parse_mapping
+    from voce.service.batches.service import Caller, parse_mapping
     from voce.service.privacy import PII_MODES
 
     if pii_mode is not None and pii_mode not in PII_MODES:
@@ -106,7 +109,8 @@ def batch_submit(
     batches = _service(s)
     with _batch_errors():
         created = batches.submit_file(
-            file, mapping=parse_mapping(mapping), name=name, pii_mode=cast("PiiMode | None", pii_mode)
+            file, mapping=parse_mapping(mapping), name=name, pii_mode=cast("PiiMode | None", pii_mode),
+            caller=Caller(tenant=tenant.strip()[:128] or "default"),
         )
     typer.echo(created.id)
     if wait:

@@ -97,3 +97,25 @@ def test_batch_kpis_name_topics_like_the_api(env: Path, monkeypatch: pytest.Monk
     assert missing.exit_code == 2 and "error: no batch nope" in missing.output
     bad = runner.invoke(app, ["batch", "kpis", bid, "--period", "March"])
     assert bad.exit_code == 2 and "invalid filter" in bad.output
+
+
+def test_batch_submit_for_a_tenant(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`voce batch submit --tenant T` files the batch under T: T's keys read it through the API, other tenants' don't."""
+    monkeypatch.setenv("VOCE_DATA_DIR", str(env / "data"))
+    monkeypatch.setenv("VOCE_DISCOVERY", "false")
+    r = runner.invoke(app, ["batch", "submit", str(_survey(env / "acme.csv", 5)), "--tenant", "acme", "--wait"])
+    assert r.exit_code == 0, r.output
+    bid = r.stdout.strip().splitlines()[0]
+    st = json.loads(runner.invoke(app, ["batch", "status", bid]).stdout)
+    assert (st["tenant"], st["status"], st["pii_mode"]) == ("acme", "done", "redact")
+    assert st["file_deleted_at"] is not None  # the upload is deleted once the batch is done
+    keys = {}
+    for tenant in ("acme", "other"):
+        made = runner.invoke(app, ["keys", "create", "--tenant", tenant, "--scopes", "batches:read"])
+        assert made.exit_code == 0, made.output
+        keys[tenant] = made.stdout.strip().splitlines()[-1]
+    with local_client(create_app(Settings(workers=0))) as client:
+        wait_ready(client)
+        own = client.get(f"/v1/batches/{bid}", headers={"Authorization": f"Bearer {keys['acme']}"})
+        assert own.status_code == 200 and own.json()["tenant"] == "acme"
+        assert client.get(f"/v1/batches/{bid}", headers={"Authorization": f"Bearer {keys['other']}"}).status_code == 404
