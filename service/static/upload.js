@@ -103,12 +103,13 @@ function readMapping() {
 }
 
 // ------------------------------------------------------------------- upload
-function uploadBatch(file, mapping, name) {
+function uploadBatch(file, mapping, name, piiMode) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     form.append("file", file, file.name);
     form.append("mapping", JSON.stringify(mapping));
     if (name) form.append("name", name);
+    if (piiMode) form.append("pii_mode", piiMode);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/v1/batches");
     for (const [header, value] of Object.entries(apiHeaders("POST"))) xhr.setRequestHeader(header, value);
@@ -144,7 +145,7 @@ async function startAnalysis(event) {
   $("progress-status").textContent = "";
   setProgress(0, t("upload.uploading", { pct: 0 }));
   try {
-    const created = await uploadBatch(state.file, mapping, $("batch-name").value.trim());
+    const created = await uploadBatch(state.file, mapping, $("batch-name").value.trim(), $("pii-mode").value);
     setProgress(0, t("upload.sent"));
     show($("preview"), false);
     pollBatch(created.id);

@@ -227,6 +227,8 @@ def _upload_with_preview(page: Any, base_url: str, upload: Path, shots: Path) ->
     assert page.get_by_test_id("map-channel").input_value() == "canale"
     assert page.locator("[data-testid=segment-option][value=regione]").is_checked()
     assert page.get_by_test_id("dayfirst").is_checked()
+    assert page.get_by_test_id("pii-mode").input_value() == ""  # the deployment's default unless chosen
+    page.get_by_test_id("pii-mode").select_option("mask")
     _shot(page, shots, "upload.png", full_page=True)
 
 
@@ -443,6 +445,7 @@ def test_upload_progress_dashboard_comments(
 
     _upload_with_preview(page, base_url, upload, screenshots)
     batch_id = _follow_progress(page, screenshots)
+    assert api.get(f"/v1/batches/{batch_id}", timeout=30).json()["pii_mode"] == "mask"  # chosen on the page
     _dashboard(page, api, batch_id, screenshots)
     _strongest_driver_comments(page, api, batch_id, screenshots)
     _channels(page, api, batch_id)
