@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 #: parts a workbook has are counted in tens; a directory of thousands of entries is a zip bomb of its own kind
 MAX_ZIP_ENTRIES = 10_000
 MAX_ZIP_DIRECTORY_BYTES = 16 * 1024 * 1024
-#: Excel's own limits: 16,384 columns (XFD) and 1,048,576 rows
+#: Excel's own limits: 16,384 columns (XFD), 64,000 cell formats (we allow 65,536), a few hundred number formats
 EXCEL_MAX_COLUMNS = 16_384
+MAX_CELL_FORMATS = 65_536
+#: relationships of the package and of the workbook (each names a part: a zip holds at most MAX_ZIP_ENTRIES)
+MAX_RELATIONSHIPS = MAX_ZIP_ENTRIES
 _CHUNK = 1 << 16
 
 
@@ -131,9 +134,12 @@ Start = Callable[[str, dict[str, str]], None]
 End = Callable[[str], None]
 
 
-def _parse(chunks: Iterator[bytes], part: str, start: Start, end: End, text: Callable[[str], None] | None) -> Iterator[None]:
+def _parse(
+    chunks: Iterator[bytes], part: str, start: Start, end: End, text: Callable[[str], None] | None, longest: int
+) -> Iterator[None]:
     """Feed ``chunks`` to expat (namespaces dropped from names); yields after each chunk so the caller can hand
-    on what the handlers collected.  A DTD (entity expansion) is refused outright."""
+    on what the handlers collected.  A DTD (entity expansion) is refused outright, and so is a stretch of more
+    than ``longest`` bytes without a ``>`` (expat holds a whole tag, attributes and all, before any handler sees it)."""
     parser = expat.ParserCreate(namespace_separator=" ")
 
     def refuse(*_: Any) -> None:
@@ -149,8 +155,14 @@ def _parse(chunks: Iterator[bytes], part: str, start: Start, end: End, text: Cal
     parser.EndElementHandler = lambda name: end(name.rpartition(" ")[2])
     if text is not None:
         parser.CharacterDataHandler = text
+    since_tag_end = 0
     try:
         for chunk in chunks:
+            last = chunk.rfind(b">")
+            since_tag_end = since_tag_end + len(chunk) if last < 0 else len(chunk) - last - 1
+            if since_tag_end > longest:
+                raise XlsxLimitExceeded(f"the XLSX file's {part} holds an XML tag or text of more than {longest:,} bytes",
+                                        "VOCE_XLSX_MAX_CELL_CHARS")
             parser.Parse(chunk, False)
             yield
         parser.Parse(b"", True)
@@ -164,7 +176,12 @@ def _drain(parse: Iterator[None]) -> None:
         pass
 
 
-def _relationships(zf: zipfile.ZipFile, part: str, budget: _Budget) -> dict[str, tuple[str, str]]:
+def _longest(limits: XlsxLimits) -> int:
+    """Bytes a tag or a text may run to: a cell's characters at their longest escape (``&#x1F600;``), at least 1 MB."""
+    return max(1 << 20, 10 * limits.max_cell_chars)
+
+
+def _relationships(zf: zipfile.ZipFile, part: str, budget: _Budget, longest: int) -> dict[str, tuple[str, str]]:
     """Id -> (type, target part name) of a part's relationships (``_rels/<name>.rels`` next to it)."""
     folder, name = posixpath.split(part)
     rels = posixpath.join(folder, "_rels", f"{name}.rels")
@@ -174,11 +191,14 @@ def _relationships(zf: zipfile.ZipFile, part: str, budget: _Budget) -> dict[str,
 
     def start(tag: str, a: dict[str, str]) -> None:
         if tag == "Relationship" and "Id" in a and "Target" in a and a.get("TargetMode") != "External":
+            if len(out) >= MAX_RELATIONSHIPS:
+                raise XlsxLimitExceeded(f"the XLSX file's {rels} lists more relationships than {MAX_RELATIONSHIPS:,}",
+                                        f"{MAX_RELATIONSHIPS:,} relationships")
             target = a["Target"]
             resolved = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
             out[a["Id"]] = (a.get("Type", ""), posixpath.normpath(resolved))
 
-    _drain(_parse(_chunks(zf, rels, budget), rels, start, lambda _t: None, None))
+    _drain(_parse(_chunks(zf, rels, budget), rels, start, lambda _t: None, None, longest))
     return out
 
 
@@ -190,35 +210,34 @@ class _Workbook:
     epoch_1904: bool
 
 
-def _workbook(zf: zipfile.ZipFile, budget: _Budget) -> _Workbook:
+def _workbook(zf: zipfile.ZipFile, budget: _Budget, longest: int) -> _Workbook:
     """The first worksheet's part (as openpyxl's ``worksheets[0]``), the shared strings, the styles, the epoch."""
-    office = next((t for kind, t in _relationships(zf, "", budget).values() if kind.endswith("/officeDocument")),
-                  "xl/workbook.xml")
+    package = _relationships(zf, "", budget, longest)
+    office = next((t for kind, t in package.values() if kind.endswith("/officeDocument")), "xl/workbook.xml")
     if office not in zf.NameToInfo:
         raise XlsxError("cannot read the XLSX file: it has no workbook part")
-    rels = _relationships(zf, office, budget)
-    sheets: list[str] = []
+    rels = _relationships(zf, office, budget, longest)
+    first: list[str] = []
     epoch_1904 = [False]
 
     def start(tag: str, a: dict[str, str]) -> None:
-        if tag == "sheet" and a.get("id") in rels:
-            sheets.append(a["id"])
+        if tag == "sheet" and not first and rels.get(a.get("id", ""), ("", ""))[0].endswith("/worksheet"):
+            first.append(rels[a["id"]][1])
         elif tag == "workbookPr":
             epoch_1904[0] = a.get("date1904", "").lower() in ("1", "true")
 
-    _drain(_parse(_chunks(zf, office, budget), office, start, lambda _t: None, None))
-    worksheets = [rels[r][1] for r in sheets if rels[r][0].endswith("/worksheet")]
-    if not worksheets or worksheets[0] not in zf.NameToInfo:
+    _drain(_parse(_chunks(zf, office, budget), office, start, lambda _t: None, None, longest))
+    if not first or first[0] not in zf.NameToInfo:
         raise XlsxError("the XLSX file has no worksheet")
     by_kind = {kind.rsplit("/", 1)[-1]: target for kind, target in rels.values()}
     strings, styles = by_kind.get("sharedStrings"), by_kind.get("styles")
     return _Workbook(
-        worksheets[0], strings if strings in zf.NameToInfo else None, styles if styles in zf.NameToInfo else None,
+        first[0], strings if strings in zf.NameToInfo else None, styles if styles in zf.NameToInfo else None,
         epoch_1904[0],
     )
 
 
-def _date_styles(zf: zipfile.ZipFile, part: str | None, budget: _Budget) -> tuple[set[int], set[int]]:
+def _date_styles(zf: zipfile.ZipFile, part: str | None, budget: _Budget, longest: int) -> tuple[set[int], set[int]]:
     """Indexes of the cell formats (``cellXfs``) that show a date, and those that show a duration."""
     from openpyxl.styles.numbers import builtin_format_code, is_date_format, is_timedelta_format
 
@@ -229,8 +248,11 @@ def _date_styles(zf: zipfile.ZipFile, part: str | None, budget: _Budget) -> tupl
     inside = [False]
 
     def start(tag: str, a: dict[str, str]) -> None:
+        if len(custom) >= MAX_CELL_FORMATS or len(xfs) >= MAX_CELL_FORMATS:
+            raise XlsxLimitExceeded(f"the XLSX file's styles hold more formats than {MAX_CELL_FORMATS:,}",
+                                    f"{MAX_CELL_FORMATS:,} formats")
         if tag == "numFmt" and a.get("numFmtId", "").isdigit():
-            custom[int(a["numFmtId"])] = a.get("formatCode", "")
+            custom[int(a["numFmtId"])] = a.get("formatCode", "")[:1000]
         elif tag == "cellXfs":
             inside[0] = True
         elif tag == "xf" and inside[0]:
@@ -241,7 +263,7 @@ def _date_styles(zf: zipfile.ZipFile, part: str | None, budget: _Budget) -> tupl
         if tag == "cellXfs":
             inside[0] = False
 
-    _drain(_parse(_chunks(zf, part, budget), part, start, end, None))
+    _drain(_parse(_chunks(zf, part, budget), part, start, end, None, longest))
     dates, durations = set(), set()
     for i, fmt_id in enumerate(xfs):
         fmt = custom[fmt_id] if fmt_id in custom else builtin_format_code(fmt_id)
@@ -253,7 +275,7 @@ def _date_styles(zf: zipfile.ZipFile, part: str | None, budget: _Budget) -> tupl
 
 
 class _Text:
-    """Character data of one element, refused past ``limit`` characters as it arrives."""
+    """Character data of one cell (its ``<t>`` runs together), refused past ``limit`` characters as it arrives."""
 
     def __init__(self, limit: int, setting: str) -> None:
         self.limit, self.setting = limit, setting
@@ -281,24 +303,23 @@ def _shared_strings(zf: zipfile.ZipFile, part: str | None, budget: _Budget, limi
     out: list[str] = []
     total = [0]
     text = _Text(limits.max_cell_chars, "xlsx_max_cell_chars")
-    current: list[str] = []
     phonetic = [False]
 
     def start(tag: str, _a: dict[str, str]) -> None:
         if tag == "si":
-            current.clear()
+            text.take()
         elif tag == "rPh":
             phonetic[0] = True
         elif tag == "t" and not phonetic[0]:
             text.on = True
 
     def end(tag: str) -> None:
-        if tag == "t" and text.on:
-            current.append(text.take())
+        if tag == "t":
+            text.on = False
         elif tag == "rPh":
             phonetic[0] = False
         elif tag == "si":
-            value = "".join(current).replace("x005F_", "")  # as openpyxl reads it
+            value = text.take().replace("x005F_", "")  # as openpyxl reads it
             if len(out) >= limits.max_shared_strings:
                 raise _exceeded("more shared strings", limits.max_shared_strings, "xlsx_max_shared_strings")
             total[0] += len(value)
@@ -310,7 +331,7 @@ def _shared_strings(zf: zipfile.ZipFile, part: str | None, budget: _Budget, limi
                 raise _exceeded("a cell with more characters", limits.max_cell_chars, "xlsx_max_cell_chars")
             out.append(value)
 
-    _drain(_parse(_chunks(zf, part, budget), part, start, end, text.add))
+    _drain(_parse(_chunks(zf, part, budget), part, start, end, text.add, _longest(limits)))
     return out
 
 
@@ -389,8 +410,9 @@ def read_first_sheet(path: Path, limits: XlsxLimits) -> Iterator[list[Any]]:
 
 def _sheet_rows(zf: zipfile.ZipFile, limits: XlsxLimits) -> Iterator[list[Any]]:
     budget = _Budget(limits.max_uncompressed_bytes)
-    book = _workbook(zf, budget)
-    dates, durations = _date_styles(zf, book.styles, budget)
+    longest = _longest(limits)
+    book = _workbook(zf, budget, longest)
+    dates, durations = _date_styles(zf, book.styles, budget, longest)
     cells = _Cells(_shared_strings(zf, book.shared_strings, budget, limits), dates, durations, book.epoch_1904)
     text = _Text(limits.max_cell_chars, "xlsx_max_cell_chars")
     done: list[list[Any]] = []
@@ -398,7 +420,7 @@ def _sheet_rows(zf: zipfile.ZipFile, limits: XlsxLimits) -> Iterator[list[Any]]:
     state: dict[str, Any] = {"rows": 0, "cells": 0, "area": 0, "col": 0, "kind": "n", "style": 0,
                              "in_sheet": False, "in_cell": False, "in_is": False, "phonetic": False}
     raw: list[str | None] = [None]
-    inline: list[str] = []
+    inline: list[str | None] = [None]
 
     def start(tag: str, a: dict[str, str]) -> None:
         if tag == "sheetData":
@@ -421,13 +443,14 @@ def _sheet_rows(zf: zipfile.ZipFile, limits: XlsxLimits) -> Iterator[list[Any]]:
             style = a.get("s", "0")
             state["style"] = int(style) if style.isdigit() else 0
             state["in_cell"] = True
-            raw[0] = None
-            inline.clear()
+            raw[0] = inline[0] = None
         elif not state["in_cell"]:
             return
         elif tag == "v":
+            text.take()
             text.on = True
         elif tag == "is":
+            text.take()
             state["in_is"] = True
         elif tag == "rPh":
             state["phonetic"] = True
@@ -439,18 +462,16 @@ def _sheet_rows(zf: zipfile.ZipFile, limits: XlsxLimits) -> Iterator[list[Any]]:
             return
         if tag == "v" and state["in_cell"]:
             raw[0] = text.take()
-        elif tag == "t" and state["in_is"] and text.on:
-            inline.append(text.take())
+        elif tag == "t" and state["in_is"]:
+            text.on = False
         elif tag == "rPh":
             state["phonetic"] = False
         elif tag == "is":
             state["in_is"] = False
+            inline[0] = text.take()
         elif tag == "c" and state["in_cell"]:
             state["in_cell"] = False
-            joined = "".join(inline) if state["kind"] == "inlineStr" and inline else None
-            if joined is not None and len(joined) > limits.max_cell_chars:
-                raise _exceeded("a cell with more characters", limits.max_cell_chars, "xlsx_max_cell_chars")
-            value = cells.value(state["kind"], state["style"], raw[0], joined)
+            value = cells.value(state["kind"], state["style"], raw[0], inline[0])
             if value is not None:
                 row[state["col"]] = value
         elif tag == "row" and row:
@@ -466,6 +487,6 @@ def _sheet_rows(zf: zipfile.ZipFile, limits: XlsxLimits) -> Iterator[list[Any]]:
         elif tag == "sheetData":
             state["in_sheet"] = False
 
-    for _ in _parse(_chunks(zf, book.sheet, budget), book.sheet, start, end, text.add):
+    for _ in _parse(_chunks(zf, book.sheet, budget), book.sheet, start, end, text.add, longest):
         yield from done
         done.clear()

@@ -34,18 +34,25 @@ _PARTS = {
     "xl/_rels/workbook.xml.rels": (
         '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
         f'<Relationship Id="rId1" Type="{_R}/worksheet" Target="worksheets/sheet1.xml"/>'
-        f'<Relationship Id="rId2" Type="{_R}/sharedStrings" Target="sharedStrings.xml"/></Relationships>'
+        f'<Relationship Id="rId2" Type="{_R}/sharedStrings" Target="sharedStrings.xml"/>'
+        f'<Relationship Id="rId3" Type="{_R}/styles" Target="styles.xml"/></Relationships>'
     ),
 }
 HEADER_ROW = b'<row><c t="inlineStr"><is><t>commento</t></is></c></row>'
 
 
-def workbook_zip(path: Path, sheet: Iterable[bytes], shared: Iterable[bytes] = (b"<sst " + _NS.encode() + b"/>",)) -> Path:
-    """A minimal workbook whose sheet and shared strings are streamed in from ``sheet`` and ``shared``."""
+def workbook_zip(
+    path: Path,
+    sheet: Iterable[bytes],
+    shared: Iterable[bytes] = (b"<sst " + _NS.encode() + b"/>",),
+    styles: Iterable[bytes] = (b"<styleSheet " + _NS.encode() + b"/>",),
+) -> Path:
+    """A minimal workbook whose sheet, shared strings and styles are streamed in from the arguments."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, body in _PARTS.items():
             zf.writestr(name, body)
-        for name, chunks in (("xl/worksheets/sheet1.xml", sheet), ("xl/sharedStrings.xml", shared)):
+        parts = (("xl/worksheets/sheet1.xml", sheet), ("xl/sharedStrings.xml", shared), ("xl/styles.xml", styles))
+        for name, chunks in parts:
             with zf.open(name, "w", force_zip64=True) as fh:
                 for chunk in chunks:
                     fh.write(chunk)
@@ -142,6 +149,20 @@ def test_zip_directories_of_many_entries_and_dtds_are_refused(tmp_path: Path) ->
         open_table(dtd, "xlsx")
     with pytest.raises(UploadError, match="not a zip"):
         open_table(_write(tmp_path / "fake.xlsx", b"PK\x03\x04 not really a zip"), "xlsx")
+
+
+def test_memory_bombs_inside_the_byte_budget_are_refused_too(tmp_path: Path) -> None:
+    """What fits the byte budget can still cost memory as Python objects: a styles part of a million formats, one
+    tag of megabytes (expat holds a whole tag before any handler sees it), a cell of a million empty runs."""
+    styles = [b"<styleSheet " + _NS.encode() + b"><cellXfs>" + b"<xf/>" * 1_000_000 + b"</cellXfs></styleSheet>"]
+    with pytest.raises(XlsxLimitExceeded, match="formats"):
+        list(read_first_sheet(workbook_zip(tmp_path / "styles.xlsx", sheet_xml([HEADER_ROW]), styles=styles), XlsxLimits()))
+    tag = b'<row><c r="A2" t="inlineStr" x="' + b"y" * 5_000_000 + b'"><is><t>x</t></is></c></row>'
+    with pytest.raises(XlsxLimitExceeded, match="XML tag or text of more than"):
+        list(read_first_sheet(workbook_zip(tmp_path / "tag.xlsx", sheet_xml([HEADER_ROW, tag])), XlsxLimits()))
+    runs = b'<row><c r="A2" t="inlineStr"><is>' + b"<r><t></t></r>" * 1_000_000 + b"<r><t>fine</t></r></is></c></row>"
+    rows = list(read_first_sheet(workbook_zip(tmp_path / "runs.xlsx", sheet_xml([HEADER_ROW, runs])), XlsxLimits()))
+    assert rows == [["commento"], ["fine"]]
 
 
 def _write(path: Path, data: bytes) -> Path:
