@@ -205,9 +205,11 @@ def sniff_dialect(sample: str) -> type[csv.Dialect]:
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
-        first = lines[0] if lines else ""
-        delimiter = max(",;\t|", key=first.count)
-        delimiter = delimiter if first.count(delimiter) else ","
+        delimiter = ""
+    if delimiter not in header or not delimiter:
+        # the Sniffer's guess from quotes can name a delimiter the header never uses ('0,00' + a quoted tab in a
+        # row gave a tab, so one column): the header's most frequent candidate then
+        delimiter = max(",;\t|", key=header.count)
     return type("Sniffed", (csv.excel,), {"delimiter": delimiter})
 
 

@@ -288,3 +288,11 @@ def test_invalid_unicode_in_a_row_is_cleaned_with_a_warning(tmp_path: Path) -> N
     assert any("invalid characters" in w and "'text'" in w and "'extra'" in w for w in bad.warnings)
     assert not good.warnings
     assert preview_rows(table, 1)[0]["note\ufffd"] == "xy"
+
+
+def test_the_delimiter_is_one_the_header_uses(tmp_path: Path) -> None:
+    """The Sniffer guessed a tab from a quoted tab in a row, though the header holds only commas."""
+    path = tmp_path / "sniff.csv"
+    path.write_text('0,00\r\n"""\t",\r\n', encoding="utf-8")
+    table = open_table(path, "csv")
+    assert table.columns == ["0", "00"] and list(table.records()) == [{"0": '"\t', "00": ""}]
