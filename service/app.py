@@ -16,14 +16,15 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from voce.models import __version__
-from voce.service.api import analyze, batches, keys, ops, pages
+from voce.service.api import analyze, batches, docs, keys, ops, pages
 from voce.service.auth import install_access
 from voce.service.batches.executor import LocalExecutor
 from voce.service.batches.retention import RetentionTask
 from voce.service.batches.runner import RunnerConfig
 from voce.service.batches.service import BatchService
 from voce.service.batches.store import BatchStore
-from voce.service.errors import BodyLimit, ErrorEnvelope, error_response, install_error_handlers
+from voce.service.errors import BodyLimit, error_response, install_error_handlers
+from voce.service.protocol import RouteLabels, SecurityHeaders, declare_error_responses
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
 
@@ -65,7 +66,8 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
 
 
 def _install_limits_and_metrics(app: FastAPI, settings: Settings) -> None:
-    """Body limits (per route, also for chunked bodies) and request counts/latency for Prometheus."""
+    """Body limits (per route, also for chunked bodies) and request counts/latency for Prometheus, labelled by
+    route template (``/v1/batches/{batch_id}``; ``<unmatched>`` for no route) so the series stay bounded."""
 
     def body_limit(path: str) -> int:
         if path.startswith("/v1/batches"):
@@ -73,21 +75,22 @@ def _install_limits_and_metrics(app: FastAPI, settings: Settings) -> None:
         return settings.max_request_bytes
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    route_of = RouteLabels(app)
 
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next: Any) -> Response:
         metrics: Metrics = request.app.state.metrics
-        route = request.url.path
+        path = request.url.path
         length = request.headers.get("content-length")
-        limit = body_limit(route)
+        limit = body_limit(path)
         if length and length.isdigit() and int(length) > limit:
-            metrics.requests.labels(route, "413").inc()
+            metrics.count(route_of(request.scope), 413)
             return error_response(413, "PayloadTooLarge", f"request body exceeds {limit} bytes")
         t0 = time.perf_counter()
         response: Response = await call_next(request)
-        if route.startswith(("/v1/", "/analyze")):
-            metrics.latency.labels(route).observe(time.perf_counter() - t0)
-        metrics.requests.labels(route, str(response.status_code)).inc()
+        timed = path.startswith(("/v1/", "/analyze"))
+        # the router has put the matched route on the scope by now
+        metrics.count(route_of(request.scope), response.status_code, time.perf_counter() - t0 if timed else None)
         return response
 
 
@@ -99,12 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Offline Italian/English customer-feedback analysis: sentiment, topics, touchpoints, "
         "NPS-detractor probability, chat transcripts.",
         lifespan=_lifespan(settings),
-        responses={
-            413: {"model": ErrorEnvelope},
-            422: {"model": ErrorEnvelope},
-            429: {"model": ErrorEnvelope},
-            503: {"model": ErrorEnvelope},
-        },
+        # served from vendored assets by voce.service.api.docs (FastAPI's own pages load them from a CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = Engine()
@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     _install_limits_and_metrics(app, settings)
     install_access(app, settings)  # keys, sessions, Host/Origin guard (outermost): voce.service.auth
-    for router in (ops.router, batches.router, pages.router, analyze.router, keys.router):
+    app.add_middleware(SecurityHeaders)  # nosniff & co. on every response, the guard's refusals included
+    for router in (ops.router, batches.router, pages.router, analyze.router, keys.router, docs.router):
         app.include_router(router)
+    declare_error_responses(app)  # every error status of every route in the OpenAPI, with the envelope
     return app

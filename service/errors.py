@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from voce.service.batches.errors import (
     BatchBusy,
@@ -112,12 +114,18 @@ def status_of(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details))
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    # nosniff here too: a 500 is answered by Starlette's outermost middleware, outside SecurityHeaders
+    out = {"X-Content-Type-Options": "nosniff", **(headers or {})}
+    if status in (429, 503):
+        out.setdefault("Retry-After", "1")
     if status == 401:  # RFC 9110: a 401 names how to authenticate
-        headers = {"WWW-Authenticate": 'Bearer realm="voce"'}
-    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=headers)
+        out["WWW-Authenticate"] = 'Bearer realm="voce"'
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True), headers=out)
 
 
 def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
@@ -137,21 +145,53 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _clean_validation(list(exc.errors()))
+        errors = list(exc.errors())
+        details = _clean_validation(errors)
+        if errors and errors[0].get("type") == "json_invalid":  # loc is ("body", <character offset>)
+            reason = (errors[0].get("ctx") or {}).get("error", "JSON decode error")
+            at = errors[0].get("loc", ("body", "?"))[-1]
+            details[0]["loc"] = ["body"]
+            return error_response(422, "InvalidInput", f"the body is not valid JSON: {reason} (character {at})", details)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body")
         return error_response(422, "InvalidInput", f"{where}: {first['msg']}" if where else str(first["msg"]), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:  # the README promises 422 for a malformed body, as for any invalid input
+            return error_response(422, "InvalidInput", unreadable, [{"loc": ["body"], "msg": unreadable,
+                                                                    "type": "body_invalid"}])
         codes = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "HttpError"), str(exc.detail))
+        # the exception's headers go out with it: 405 carries Allow (RFC 9110), 401 WWW-Authenticate
+        return error_response(exc.status_code, codes.get(exc.status_code, "HttpError"), str(exc.detail), None,
+                              exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         rid = uuid.uuid4().hex[:12]
         log.exception("unhandled error (request %s)", rid, exc_info=exc)
         return error_response(500, "InternalError", f"internal error; reference {rid}")
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> str | None:
+    """Why the body could not be parsed, when ``exc`` is FastAPI's or Starlette's 400 for that; None otherwise.
+
+    FastAPI answers a JSON body it cannot decode at all (invalid UTF-8, nesting too deep for the parser) with
+    ``HTTPException(400) from <the error>``, and Starlette a broken multipart body with ``HTTPException(400)``
+    raised while handling a ``MultiPartException``; a JSON syntax error is already a validation error (422)."""
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeError):
+        return "the body is not valid JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is not valid JSON: it is nested too deeply"
+    if isinstance(cause, ValueError):
+        return "the body is not valid JSON"
+    if isinstance(exc.__context__, MultiPartException):
+        return f"the multipart body cannot be read: {exc.detail}"
+    return None
 
 
 class BodyLimit:

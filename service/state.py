@@ -77,6 +77,10 @@ class Engine:
 
 @dataclass
 class Metrics:
+    """Prometheus series of the app.  ``route`` labels are route templates (``/v1/batches/{batch_id}``, or
+    ``<unmatched>``: see :class:`voce.service.protocol.RouteLabels`), never raw paths, so the number of series is
+    bounded by the routes times the statuses whatever clients ask for."""
+
     registry: CollectorRegistry
     requests: Counter
     documents: Counter
@@ -91,3 +95,9 @@ class Metrics:
             documents=Counter("voce_documents", "Documents processed", ["outcome"], registry=reg),
             latency=Histogram("voce_request_seconds", "Request latency", ["route"], registry=reg),
         )
+
+    def count(self, route: str, status: int, seconds: float | None = None) -> None:
+        """One request to the route template ``route``, answered with ``status`` (and how long it took)."""
+        self.requests.labels(route, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(route).observe(seconds)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -35,6 +37,29 @@ MODEL_FILENAME = "model.onnx"
 META_FILENAME = "voce_onnx.json"
 
 ProgressFn = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+#: read by onnxruntime once, when it is first imported: ``disable_telemetry_events()`` alone does not stop it
+#: (measured with onnxruntime 1.31.1: a bare ``import onnxruntime`` resolves mobile.events.data.microsoft.com
+#: about 9 s later and every few seconds after, whatever that call says; with this variable set, never)
+TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
+def onnxruntime_offline() -> Any:
+    """``onnxruntime``, imported with its telemetry off (the one way Voce imports it).
+
+    A self-hosted service must make no outbound attempt at all, and onnxruntime's built-in telemetry (1DS) looks
+    up Microsoft's collector from a background thread.  The variable is set just before the first import (it
+    is too late after); if something else imported onnxruntime first, its events are still switched off and
+    ``tests/service/test_no_network.py`` fails for the lookup that remains.
+    """
+    if "onnxruntime" in sys.modules and os.environ.get(TELEMETRY_ENV) != "1":
+        log.warning("onnxruntime was imported before Voce could switch its telemetry off (set %s=1)", TELEMETRY_ENV)
+    os.environ[TELEMETRY_ENV] = "1"
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
 
 
 def checkpoint_key(checkpoint_dir: Path) -> str:
@@ -177,8 +202,9 @@ class OnnxEncoder:
         max_length: int | None = None,
         name: str | None = None,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        ort = onnxruntime_offline()
 
         export_dir = Path(export_dir)
         meta = json.loads((export_dir / META_FILENAME).read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
@@ -16,9 +16,15 @@ from starlette.background import BackgroundTask
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
 from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
 from voce.service.deps import AUTH_RESPONSES, CallerDep, FiltersDep, ReadBatchesDep, WriteBatchesDep
+from voce.service.errors import ErrorEnvelope
 from voce.service.privacy.modes import PiiMode
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=AUTH_RESPONSES)
+
+#: integer parameters are bounded (422 past them): an offset past int64 was a 500 from the database driver
+MAX_OFFSET = 1_000_000_000
+#: a discovered topic's id (-1: BERTopic's outliers)
+TopicId = Annotated[int, Path(ge=-1, le=1_000_000)]
 
 
 def _attachment(stem: str, ext: str) -> dict[str, str]:
@@ -74,7 +80,9 @@ async def create_batch(
 
 @router.get("/batches", response_model=BatchList, operation_id="list_batches")
 def list_batches(
-    batches: ReadBatchesDep, limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+    batches: ReadBatchesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> BatchList:
     """Batches, newest first."""
     return batches.list_batches(limit, offset)
@@ -86,7 +94,10 @@ def get_batch(batch_id: str, batches: ReadBatchesDep) -> BatchStatus:
     return batches.status(batch_id)
 
 
-@router.delete("/batches/{batch_id}", status_code=204, operation_id="delete_batch")
+@router.delete(
+    "/batches/{batch_id}", status_code=204, operation_id="delete_batch",
+    responses={409: {"model": ErrorEnvelope, "description": "the batch is still being analysed"}},
+)
 def delete_batch(batch_id: str, batches: WriteBatchesDep) -> None:
     """Delete a finished batch, its rows and its uploaded file."""
     batches.delete(batch_id)
@@ -139,7 +150,7 @@ def topics(batch_id: str, batches: ReadBatchesDep) -> dict[str, Any]:
     responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
 )
 def taxonomy_entry(
-    batch_id: str, topic_id: int, batches: ReadBatchesDep,
+    batch_id: str, topic_id: TopicId, batches: ReadBatchesDep,
     format: Annotated[Literal["yaml", "json"], Query(description="yaml (paste into a taxonomy file) | json")] = "yaml",
 ) -> Any:
     """A discovered theme as a taxonomy entry (names from its IT/EN keywords, its comments as examples), ready to
@@ -156,11 +167,11 @@ def rows(
     batches: ReadBatchesDep,
     filters: FiltersDep,
     sentiment: Sentiment | None = None,
-    discovered: int | None = None,
+    discovered: Annotated[int | None, Query(ge=-1, le=1_000_000, description="a discovered topic's id")] = None,
     errors: bool = False,
     q: Annotated[str | None, Query(max_length=200, description="text contains (case-insensitive)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> RowPage:
     """The comments behind a number: filter like the KPIs, then page through them with evidence spans."""
     return batches.rows_page(
