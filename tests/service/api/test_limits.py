@@ -18,7 +18,7 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.helpers import local_client, sign_in, wait_ready
+from tests.service.api.helpers import local_client, new_key, sign_in, wait_ready
 from tests.service.batch_data import batch_settings
 from tests.service.test_xlsx import HEADER_ROW, shared_strings_bomb, sheet_xml, workbook_zip
 from voce.service.app import create_app
@@ -41,7 +41,8 @@ def client(
     settings = batch_settings(tmp, tiny_bundle_dir, database_url=url, discovery=False, **LIMITS)
     with local_client(create_app(settings), raise_server_exceptions=False) as c:
         wait_ready(c)
-        sign_in(c)
+        # a key of its own (on PostgreSQL the session's database already holds keys: no first admin key is made)
+        sign_in(c, new_key(c, "limits", ["analyze", "batches:read", "batches:write"]))
         yield c
 
 
