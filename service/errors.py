@@ -157,15 +157,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "InvalidInput", f"{where}: {first['msg']}" if where else str(first["msg"]), details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         unreadable = _unreadable_body(exc)
         if unreadable is not None:  # the README promises 422 for a malformed body, as for any invalid input
             return error_response(422, "InvalidInput", unreadable, [{"loc": ["body"], "msg": unreadable,
                                                                     "type": "body_invalid"}])
         codes = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
         # the exception's headers go out with it: 405 carries Allow (RFC 9110), 401 WWW-Authenticate
-        return error_response(exc.status_code, codes.get(exc.status_code, "HttpError"), str(exc.detail), None,
-                              exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            from voce.service.protocol import allowed_methods  # (it imports this module)
+
+            methods = allowed_methods(request.app, request.url.path)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        return error_response(exc.status_code, codes.get(exc.status_code, "HttpError"), str(exc.detail), None, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -72,6 +72,26 @@ def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
             yield context.path or route.path, route
 
 
+def _templates(app: FastAPI) -> Iterator[tuple[str, frozenset[str]]]:
+    """(path template, methods) of every route: FastAPI's, then the app's own plain ones (``/openapi.json``)."""
+    for template, api_route in api_routes(app):
+        yield template, frozenset(api_route.methods or ())
+    for route in app.routes:
+        plain = getattr(route, "path", None)
+        if not hasattr(route, "original_router") and isinstance(plain, str):
+            yield plain, frozenset(getattr(route, "methods", None) or ())
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` answers at ``path`` (a 405's ``Allow``: Starlette lists only the first
+    matching route's, so ``PATCH /v1/batches/{id}`` said ``GET`` while ``DELETE`` is served there too)."""
+    methods: set[str] = set()
+    for template, served in _templates(app):
+        if compile_path(template)[0].match(path):
+            methods |= served
+    return sorted(methods)
+
+
 class RouteLabels:
     """The route template a request path matches, for labels that stay bounded whatever paths clients send."""
 
@@ -81,11 +101,9 @@ class RouteLabels:
 
     def _compiled(self) -> list[tuple[re.Pattern[str], str]]:
         if self._patterns is None:  # built on first use: routers are all included by then
-            templates = [path for path, _ in api_routes(self._app)]
-            templates += [r.path for r in self._app.routes if not hasattr(r, "original_router") and hasattr(r, "path")]
             seen: set[str] = set()
             patterns = []
-            for template in templates:
+            for template, _ in _templates(self._app):
                 if template not in seen:
                     seen.add(template)
                     patterns.append((compile_path(template)[0], template))
