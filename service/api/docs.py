@@ -1,10 +1,11 @@
-"""``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) from assets installed with the package, never from a CDN.
+"""``/docs`` (Swagger UI) from assets installed with the package, never from a CDN.
 
 FastAPI's own pages load Swagger UI and ReDoc from jsDelivr: offline they stay blank, and online every visit tells
-a third party who reads the API documentation.  The assets here come from the ``fastapi-offline`` wheel (pinned in
-``pyproject.toml``; see ``service/static/docs/README.md`` for versions and licences) and Swagger UI is started by
-our own ``swagger-init.js``, so the pages run under a Content-Security-Policy that allows this origin only (no
-inline script; inline styles, which both libraries set, and ReDoc's search worker are the exceptions).
+a third party who reads the API documentation.  Swagger UI here comes from the ``fastapi-offline`` wheel (pinned in
+``pyproject.toml``; see ``service/static/docs/README.md`` for the version and licences) and is started by our own
+``swagger-init.js``, so the page runs under a Content-Security-Policy that allows this origin only (no inline
+script; inline styles, which Swagger UI sets, are the exception).  ReDoc is not served: its standalone build loads
+its logo from cdn.redoc.ly whatever its options say.
 """
 from __future__ import annotations
 
@@ -33,17 +34,15 @@ def _vendor_dir() -> Path:
 ASSETS: dict[str, tuple[str, str]] = {
     "swagger-ui-bundle.js": ("vendor", "text/javascript; charset=utf-8"),
     "swagger-ui.css": ("vendor", "text/css; charset=utf-8"),
-    "redoc.standalone.js": ("vendor", "text/javascript; charset=utf-8"),
     "favicon.png": ("vendor", "image/png"),
     "swagger-init.js": ("voce", "text/javascript; charset=utf-8"),
 }
 
-#: this origin only; 'unsafe-inline' for styles (Swagger UI and ReDoc style elements inline), blob: workers for
-#: ReDoc's search index, data: images for Swagger UI's icons
+#: this origin only; 'unsafe-inline' for styles (Swagger UI styles elements inline), data: images for its icons
 DOCS_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 _HEADERS = {"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"}
 
@@ -97,29 +96,6 @@ def swagger_ui(request: Request) -> HTMLResponse:
 <div id="swagger-ui" data-openapi-url="{_url(request, request.app.openapi_url or '/openapi.json')}"></div>
 <script src="{_url(request, '/docs/static/swagger-ui-bundle.js')}?v={v}"></script>
 <script src="{_url(request, '/docs/static/swagger-init.js')}?v={v}"></script>
-</body>
-</html>
-"""
-    return HTMLResponse(body, headers=_HEADERS)
-
-
-@router.get("/redoc", response_class=HTMLResponse)
-def redoc(request: Request) -> HTMLResponse:
-    """ReDoc over ``/openapi.json`` (the custom element starts itself: no inline script)."""
-    title = html.escape(f"{request.app.title} - API reference")
-    v = _version()
-    body = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" href="{_url(request, '/docs/static/favicon.png')}?v={v}" type="image/png">
-</head>
-<body>
-<noscript>ReDoc needs JavaScript; /openapi.json is the same description as JSON.</noscript>
-<redoc spec-url="{_url(request, request.app.openapi_url or '/openapi.json')}"></redoc>
-<script src="{_url(request, '/docs/static/redoc.standalone.js')}?v={v}"></script>
 </body>
 </html>
 """
