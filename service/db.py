@@ -154,8 +154,8 @@ def _private_file(path: Path) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL + a busy timeout so readers and the writer coexist."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = url.split("///", 1)[1] if "///" in url else ""  # "sqlite://" is an in-memory database
+        if path and path != ":memory:" and not path.startswith("file::memory:"):
             _private_file(Path(path))
         # hide_parameters: an SQL error's message never quotes a row's (customer) values
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)

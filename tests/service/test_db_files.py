@@ -56,3 +56,11 @@ def test_sql_errors_do_not_quote_values(tmp_path: Path, backend: str, request: p
         with engine.begin() as c:
             c.execute(text("DROP TABLE pii_probe"))
         engine.dispose()
+
+
+def test_in_memory_sqlite_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with make_engine(url).connect() as c:
+            assert c.execute(text("SELECT 1")).scalar() == 1
+    assert list(tmp_path.iterdir()) == []
