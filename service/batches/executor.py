@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from voce.models.analyzer import Analyzer
-from voce.service.batches.runner import BatchRunner, RunnerConfig
+from voce.service.batches.runner import DB_OUTAGE_ERRORS, BatchRunner, RunnerConfig
 from voce.service.batches.store import BatchStore
 
 log = logging.getLogger("voce.jobs")
@@ -96,8 +96,12 @@ class LocalExecutor:
         while not self._stop.is_set():
             try:
                 worked = self._once(wid)
-            except Exception:  # a database hiccup must not kill the worker thread
-                log.exception("worker %s: polling failed", wid)
+            except Exception as exc:  # a database hiccup must not kill the worker thread
+                if isinstance(exc, DB_OUTAGE_ERRORS):  # said once per poll, without a traceback each time
+                    log.warning("worker %s: the database is unreachable (%s); polling again in %.0f s",
+                                wid, type(exc).__name__, self.poll_seconds)
+                else:
+                    log.exception("worker %s: polling failed", wid)
                 worked = False
             if not worked:
                 self._wake.wait(self.poll_seconds)

@@ -5,11 +5,16 @@
 * :class:`BatchRunner` drives one claimed batch: count, read in chunks, analyse, commit each chunk *and* the
   progress in one transaction (a crash loses at most the chunk in flight, which is redone, never duplicated),
   then discover topics on the stored embeddings.
+* A database that goes away mid-batch (down, restarting, a network cut) is waited for, not taken for a failure:
+  the chunk in flight is kept, retried with back-off until the database answers (``db_outage_seconds``), never
+  stored twice, and the outage is written on the batch once it can be; past the wait the run gives the batch
+  back (paused) and the next claim resumes it where it stopped.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 
 from voce.models.analyzer import Analyzer
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
@@ -34,6 +40,14 @@ log = logging.getLogger("voce.jobs")
 
 #: characters per document in batches: long chat transcripts are windowed, not rejected
 BATCH_MAX_CHARS = 100_000
+#: what a database that cannot be reached raises (server down or restarting, connection reset, network cut);
+#: whether it is an outage is then asked of the database itself (:meth:`BatchRunner._database_down`)
+DB_OUTAGE_ERRORS = (OperationalError, InterfaceError)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database stayed unreachable longer than ``RunnerConfig.db_outage_seconds`` (or the worker was stopped
+    while waiting): the run ends, the batch keeps its progress and the next claim resumes it."""
 
 
 def analyze_chunk(
@@ -76,6 +90,8 @@ class RunnerConfig:
     # personal data in what is stored, for a batch that did not choose (batches.pii_mode); the upload once done
     pii_mode: PiiMode = "redact"
     keep_uploads: bool = False
+    # how long a run waits for a database that went away (retrying with back-off) before it gives the batch back
+    db_outage_seconds: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -120,6 +136,8 @@ class BatchRunner:
         self.on_chunk = on_chunk
         # set per batch from its pii_mode (see _run)
         self.redactor = Redactor(config.pii_mode)
+        # what the batch records about database outages it went through (its `error`, once the database is back)
+        self.outages: list[str] = []
 
     def run(self, batch: Batch) -> str:
         """Returns the final status: done, failed, or 'paused' (stopped/lease lost; another run resumes)."""
@@ -136,7 +154,17 @@ class BatchRunner:
         except LeaseLost:
             log.warning("batch %s: lease lost; another worker continues it", batch.id)
             return "paused"
+        except DatabaseUnavailable as exc:
+            log.error("batch %s: %s; it keeps its stored rows and is resumed once the database answers", batch.id, exc)
+            return "paused"
         except Exception as exc:  # the job fails with a clear message; rows already stored stay
+            if isinstance(exc, DB_OUTAGE_ERRORS) and (getattr(exc, "connection_invalidated", False)
+                                                      or self._database_down()):
+                # a lost connection or a database that is gone: nothing failed in the batch (and no failure
+                # could be recorded); the next claim resumes it
+                log.error("batch %s: the database connection was lost (%s); the batch is resumed once it answers",
+                          batch.id, type(exc).__name__)
+                return "paused"
             ref = uuid.uuid4().hex[:12]
             log.exception("batch %s failed (reference %s)", batch.id, ref)
             try:
@@ -158,18 +186,18 @@ class BatchRunner:
             # one batch, one model: rows from two versions would not be comparable
             log.warning("batch %s: started with model %s, resuming with %s; analysing it again from the start",
                         bid, batch.model_version, version)
-            self.store.restart_rows(bid, wid)
+            self._durably(bid, "dropping the rows of the old model", lambda: self.store.restart_rows(bid, wid))
             batch.rows_done = 0
         total = batch.total_rows
         if total is None:
-            self.store.heartbeat(bid, wid, phase="reading")
+            self._durably(bid, "starting to read", lambda: self.store.heartbeat(bid, wid, phase="reading"))
             total = table.count()
         mode: PiiMode = batch.pii_mode or self.config.pii_mode  # type: ignore[assignment]
         self.redactor = Redactor(mode)
-        self.store.heartbeat(
+        self._durably(bid, "starting the analysis", lambda: self.store.heartbeat(
             bid, wid, phase="analysing", total_rows=total, model_version=self.analyzer.bundle.version,
             taxonomy_version=self.analyzer.taxonomy.version, pii_mode=mode,
-        )
+        ))
         start = batch.rows_done
         chunk: list[PreparedRow] = []
         row = -1
@@ -181,23 +209,28 @@ class BatchRunner:
                 self._commit(bid, chunk)
                 chunk = []
                 if self.stop.is_set():
-                    self.store.release(bid, wid)
+                    self._durably(bid, "giving the batch back", lambda: self.store.release(bid, wid))
                     return "paused"
         if chunk:
             self._commit(bid, chunk)
         if row + 1 != total:  # the file changed under us; report instead of guessing
-            self.store.heartbeat(bid, wid, total_rows=max(row + 1, 0))
-        if self.config.discovery:
-            self._discover(bid)
-        self.store.finish(bid, wid, "done")
+            self._durably(bid, "correcting the row count", lambda: self.store.heartbeat(bid, wid, total_rows=max(row + 1, 0)))
+        if self.config.discovery:  # run again as a whole if the database goes away meanwhile
+            self._durably(bid, "discovering topics", lambda: self._discover(bid))
+        self._durably(bid, "finishing", lambda: self.store.finish(bid, wid, "done"))
         if not self.config.keep_uploads:  # only now: until the batch is done, a resumed run reads the file again
-            retention.discard_upload(self.store, bid, path)
+            self._durably(bid, "deleting the upload", lambda: retention.discard_upload(self.store, bid, path))
         return "done"
 
     def _commit(self, bid: str, chunk: list[PreparedRow]) -> None:
         records = analyze_chunk(self.analyzer, chunk, self.redactor)
+        next_row = chunk[-1].row + 1
         try:
-            self.store.commit_chunk(bid, self.worker_id, records, next_row=chunk[-1].row + 1)
+            self._durably(
+                bid, f"storing rows {chunk[0].row + 1}-{next_row}",
+                lambda: self.store.commit_chunk(bid, self.worker_id, records, next_row=next_row),
+                landed=lambda: self._landed(bid, next_row),
+            )
         except StatementError as exc:
             if isinstance(exc, OperationalError | IntegrityError):
                 raise
@@ -213,6 +246,64 @@ class BatchRunner:
                     self.store.commit_chunk(bid, self.worker_id, [rows.unstorable(rec)], next_row=rec["row"] + 1)
         if self.on_chunk:
             self.on_chunk(chunk[-1].row + 1)
+
+    # -- database outages
+    def _database_down(self) -> bool:
+        """Whether the database is unreachable now (not merely refusing one statement): a fresh ``SELECT 1``."""
+        try:
+            with self.store.sessions() as s:
+                s.execute(text("SELECT 1"))
+        except DB_OUTAGE_ERRORS:
+            return True
+        return False
+
+    def _landed(self, bid: str, next_row: int) -> bool:
+        """Whether a commit whose answer was lost went through (the connection died after COMMIT was sent)."""
+        b = self.store.get(bid)
+        if b is None or b.worker_id != self.worker_id:
+            raise LeaseLost(bid)
+        return b.rows_done >= next_row
+
+    def _durably(self, bid: str, what: str, call: Callable[[], Any], landed: Callable[[], bool] | None = None) -> Any:
+        """``call()``, waiting through a database outage: retried with back-off (0.5 s doubling to 10 s) until it
+        goes through, ``landed()`` says it already had, or ``db_outage_seconds`` pass (DatabaseUnavailable).
+        A lost connection is retried too; any other error while the database answers is the statement's own and
+        is raised at once."""
+        started: float | None = None
+        delay, ref = 0.5, uuid.uuid4().hex[:12]
+        while True:
+            try:
+                went_through = started is not None and landed is not None and landed()
+                result = None if went_through else call()
+            except DB_OUTAGE_ERRORS as exc:
+                # a connection that died (server restarted, backend terminated) or a database that does not answer
+                if not (getattr(exc, "connection_invalidated", False) or self._database_down()):
+                    raise
+                now = time.monotonic()
+                if started is None:
+                    started = now
+                    log.warning("batch %s: the database is unreachable while %s (%s); waiting for it up to %.0f s "
+                                "(reference %s)", bid, what, type(exc).__name__, self.config.db_outage_seconds, ref)
+                if now - started > self.config.db_outage_seconds:
+                    raise DatabaseUnavailable(
+                        f"the database was unreachable for more than {self.config.db_outage_seconds:.0f} s while "
+                        f"{what} (reference {ref})") from exc
+                if self.stop.wait(delay):
+                    raise DatabaseUnavailable(f"stopped while waiting for the database ({what})") from exc
+                delay = min(delay * 2, 10.0)
+                continue
+            if started is not None:
+                took = time.monotonic() - started
+                note = (f"the database was unreachable for {took:.0f} s while {what} (reference {ref}); the batch went "
+                        "on from its last stored row, nothing lost or stored twice")
+                log.warning("batch %s: %s", bid, note)
+                self.outages.append(note)
+                self._durably(bid, "recording the outage", lambda: self._record_outages(bid))
+            return result
+
+    def _record_outages(self, bid: str) -> None:
+        """The outages this run went through, on the batch (its ``error`` stays empty otherwise)."""
+        self.store.heartbeat(bid, self.worker_id, error="; ".join(self.outages))
 
     def _discover(self, bid: str) -> None:
         """BERTopic on the stored embeddings; a failure here is recorded, the analysis stays usable."""
@@ -260,6 +351,8 @@ class Heartbeat:
                 self.store.heartbeat(self.bid, self.wid)
             except LeaseLost:
                 return
+            except DB_OUTAGE_ERRORS:  # the runner waits for the database and says so; beat again next time
+                continue
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

@@ -286,20 +286,22 @@ class BatchService:
         return self.data_dir / "tmp" / f"{prefix}-{uuid.uuid4().hex}"
 
     async def receive(self, read: Callable[[int], Awaitable[bytes]], dest: Path) -> int:
-        """Write an upload to ``dest`` a megabyte at a time, refusing it past the limit or when it is empty."""
+        """Write an upload to ``dest`` a megabyte at a time, refusing it past the limit or when it is empty; on any
+        failure (too large, empty, the request cancelled, the disk full) no part of it is left behind."""
         private_folder(dest.parent)
         size = 0
-        with private_file(dest) as out:
-            while chunk := await read(1 << 20):
-                size += len(chunk)
-                if size > self.max_upload_bytes:
-                    out.close()
-                    dest.unlink(missing_ok=True)
-                    raise UploadTooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
-                out.write(chunk)
-        if size == 0:
+        try:
+            with private_file(dest) as out:
+                while chunk := await read(1 << 20):
+                    size += len(chunk)
+                    if size > self.max_upload_bytes:
+                        raise UploadTooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
+                    out.write(chunk)
+            if size == 0:
+                raise InvalidUpload("the uploaded file is empty")
+        except BaseException:
             dest.unlink(missing_ok=True)
-            raise InvalidUpload("the uploaded file is empty")
+            raise
         return size
 
     def preview(self, path: Path, filename: str) -> PreviewResponse:
@@ -334,14 +336,29 @@ class BatchService:
         name: str | None = None, pii_mode: PiiMode | None = None,
     ) -> BatchCreated:
         """Queue a received upload (its format checked, its mapping checked or guessed) and wake the executor;
-        ``pii_mode`` (default: the deployment's) says how its personal data is stored."""
-        batch, columns = register_upload(
-            self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name,
-            pii_mode=pii_mode or self.pii_mode, xlsx_limits=self.xlsx_limits,
-        )
+        ``pii_mode`` (default: the deployment's) says how its personal data is stored.  An upload that does not
+        become a batch (refused, or the database gone while it was registered) leaves no file behind."""
+        try:
+            batch, columns = register_upload(
+                self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name,
+                pii_mode=pii_mode or self.pii_mode, xlsx_limits=self.xlsx_limits,
+            )
+        except BaseException:
+            if not self._registered(batch_id):  # under any name registration gave it: <id>.csv, <id>.xlsx.rows...
+                for leftover in path.parent.glob(f"{batch_id}*"):
+                    leftover.unlink(missing_ok=True)
+            raise
         if self.notify is not None:
             self.notify()
         return BatchCreated(id=batch.id, status="queued", mapping=batch.mapping, columns=columns)
+
+    def _registered(self, batch_id: str) -> bool:
+        """Whether the batch row exists (a commit whose answer was lost may have gone through); False when the
+        database cannot say."""
+        try:
+            return self.store.get(batch_id) is not None
+        except Exception:
+            return False
 
     def submit_file(
         self, src: Path, *, mapping: ColumnMapping | None, caller: Caller = Caller(), name: str | None = None,
