@@ -21,6 +21,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: five documents of a few sentences each: enough work per ``/v1/analyze`` request that the analysis slot is busy
+#: when the next request arrives (load test and benchmark)
+ANALYZE_DOCUMENTS = [
+    {"id": f"d{i}", "text": ("Il corriere è arrivato in ritardo di due giorni e il servizio clienti non ha mai "
+                             "risposto alle mie email. " * 6 + f"Ordine numero {i}.")}
+    for i in range(5)
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
