@@ -63,6 +63,7 @@ class LiveServer:
             "TMPDIR": str(self.spool),
         } | (env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        self._key: str | None = None
 
     def start(self, timeout: float = 120) -> LiveServer:
         self.proc = subprocess.Popen(
@@ -88,8 +89,21 @@ class LiveServer:
 
     @property
     def key(self) -> str:
-        """The first admin key (tenant 'default'), printed once at the first start and kept in the data folder."""
-        return (self.data_dir / "initial-admin-key").read_text("ascii").strip()
+        """A key of tenant 'default' with every scope: the first admin key the first start printed and kept in the
+        data folder, or (a database that already held keys, so none was printed) one made as `voce keys create`
+        would."""
+        if self._key is None:
+            first = self.data_dir / "initial-admin-key"
+            if first.exists():
+                self._key = first.read_text("ascii").strip()
+            else:
+                from voce.service.auth.keys import KeyStore
+                from voce.service.settings import Settings
+
+                url = Settings(data_dir=self.data_dir, database_url=self.env.get("VOCE_DATABASE_URL")).resolved_database_url()
+                store = KeyStore.open(url)
+                self._key = store.create("default", ["admin", "analyze", "batches:read", "batches:write"]).secret
+        return self._key
 
     @property
     def auth(self) -> dict[str, str]:
