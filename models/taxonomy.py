@@ -185,6 +185,8 @@ def load_taxonomy(path: str | Path, *, base: Taxonomy | None = None) -> Taxonomy
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise TaxonomyError(f"cannot read taxonomy file {p}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TaxonomyError(f"taxonomy file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -35,8 +35,14 @@ class KeyOut(BaseModel):
     def of(cls, info: KeyInfo) -> KeyOut:
         return cls(
             id=info.id, tenant=info.tenant, name=info.name, prefix=info.prefix, scopes=list(info.scopes),
-            created_at=info.created_at, last_used_at=info.last_used_at, revoked_at=info.revoked_at,
+            created_at=info.created_at.replace(tzinfo=info.created_at.tzinfo or dt.UTC), last_used_at=_utc(info.last_used_at),
+            revoked_at=_utc(info.revoked_at),
         )
+
+
+def _utc(d: dt.datetime | None) -> dt.datetime | None:
+    """Stored times are naive UTC; the API sends them with their offset (RFC 3339), as the batch routes do."""
+    return d.replace(tzinfo=dt.UTC) if d is not None and d.tzinfo is None else d
 
 
 class KeyList(BaseModel):

@@ -223,8 +223,6 @@ def test_load_taxonomy_any_text_file(text: str) -> None:
         load_taxonomy(path)
 
 
-@pytest.mark.xfail(strict=True, reason="models/taxonomy.py load_taxonomy: a file that is not UTF-8 raises "
-                                       "UnicodeDecodeError (only OSError is turned into TaxonomyError)")
 def test_load_taxonomy_of_a_latin1_file_is_a_taxonomy_error(tmp_path: Path) -> None:
     path = tmp_path / "taxonomy.yaml"
     path.write_bytes('version: "1"\ntopics:\n  - id: prezzo\n    names: {it: "Più caro"}\n'.encode("latin-1"))

@@ -293,9 +293,6 @@ def test_integers_past_64_bits_are_refused(fuzz_app: Any, api_key: str | None, f
     assert not bad, bad
 
 
-@pytest.mark.xfail(strict=True, reason="service/api/keys.py KeyOut.of: created_at/last_used_at/revoked_at are "
-                                       "naive datetimes, sent without an offset: not RFC 3339 date-time as the "
-                                       "schema says (the batch routes add UTC, schemas._utc)")
 def test_key_routes_conform_to_the_schema(fuzz_run: Run) -> None:
     bad = [c for c in fuzz_run.where("body_schema") if c.operation.startswith(KEY_ROUTES)]
     assert not bad, fuzz_run.summary(bad, "body_schema")
