@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     batch_chunk_rows: int = Field(default=64, ge=1, le=10_000)
     # a batch whose worker has not reported for this long is taken over by another worker (crash/restart)
     worker_lease_seconds: float = Field(default=60.0, ge=1.0)
+    # a worker whose database goes away mid-batch waits this long for it (retrying) before it gives the batch back
+    db_outage_seconds: float = Field(default=300.0, ge=0.0)
     # largest upload accepted by POST /v1/batches
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     # an XLSX upload, enforced while it is unzipped (service/xlsx.py): bytes of its parts inflated, cells of its

@@ -99,7 +99,7 @@ class RunnerConfig:
         return cls(
             chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
             discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
-            keep_uploads=settings.keep_uploads,
+            keep_uploads=settings.keep_uploads, db_outage_seconds=settings.db_outage_seconds,
         )
 
 
