@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
@@ -84,6 +85,10 @@ class BadHost(ServiceError):
     """The ``Host`` header names a host this service does not serve (DNS rebinding): see ``VOCE_ALLOWED_HOSTS``."""
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database cannot be reached (restarted, failed over, cut off) or its pool is exhausted: retry shortly."""
+
+
 #: The one exception -> (HTTP status, error code) map.  The layers below raise their own errors and never an HTTP
 #: status; a subclass without an entry gets its nearest mapped base's (so a new batch error is a 400, never a 500).
 STATUS: dict[type[Exception], tuple[int, str]] = {
@@ -96,6 +101,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     Forbidden: (403, "Forbidden"),
     NotFound: (404, "NotFound"),
     BadHost: (400, "BadHost"),
+    DatabaseUnavailable: (503, "DatabaseUnavailable"),
     BatchError: (400, "BadRequest"),
     InvalidUpload: (422, "InvalidInput"),
     InvalidFilter: (422, "InvalidInput"),
@@ -176,8 +182,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         rid = uuid.uuid4().hex[:12]
+        if database_outage(exc):  # also raised in front of the routes (the key check of a POST): see guard.py
+            log.warning("database unavailable (request %s)", rid, exc_info=exc)
+            return error_response(503, "DatabaseUnavailable", f"the database is unavailable; retry shortly "
+                                                              f"(reference {rid})")
         log.exception("unhandled error (request %s)", rid, exc_info=exc)
         return error_response(500, "InternalError", f"internal error; reference {rid}")
+
+    for cls in (sqlalchemy_exc.DBAPIError, sqlalchemy_exc.TimeoutError):
+        app.add_exception_handler(cls, _unexpected)
 
 
 def _unreadable_body(exc: StarletteHTTPException) -> str | None:
@@ -198,6 +211,16 @@ def _unreadable_body(exc: StarletteHTTPException) -> str | None:
     if isinstance(exc.__context__, MultiPartException):
         return f"the multipart body cannot be read: {exc.detail}"
     return None
+
+
+def database_outage(exc: BaseException) -> bool:
+    """A database that cannot answer now (unreachable, connection lost, pool exhausted, SQLite busy): a 503 with
+    ``Retry-After``, where it was a 500; any other database error stays a 500 with a reference."""
+    if isinstance(exc, DatabaseUnavailable | sqlalchemy_exc.OperationalError | sqlalchemy_exc.InterfaceError):
+        return True
+    if isinstance(exc, sqlalchemy_exc.TimeoutError):  # QueuePool limit reached
+        return True
+    return isinstance(exc, sqlalchemy_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 class BodyLimit:

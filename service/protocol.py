@@ -144,6 +144,7 @@ def _has_params(dependant: Any) -> bool:
 
 def error_statuses(path: str, route: APIRoute) -> dict[int, str]:
     """Every error status ``route`` can answer besides those it declares itself, with why."""
+    from voce.service.auth.access import Requirement
     from voce.service.auth.guard import ANY_HOST_PATHS
     from voce.service.deps import get_admission, get_analyzer, get_batches, get_store
 
@@ -158,8 +159,9 @@ def error_statuses(path: str, route: APIRoute) -> dict[int, str]:
         out[422] = "invalid input: a parameter or body field out of bounds, a malformed JSON or multipart body"
     if get_admission in calls:
         out[429] = "every analysis slot is busy; retry after Retry-After seconds"
-    if calls & {get_analyzer, get_batches, get_store}:
-        out[503] = "the model or the batch store is not ready yet (see /ready); retry after Retry-After seconds"
+    if calls & {get_analyzer, get_batches, get_store} or any(isinstance(c, Requirement) for c in calls):
+        out[503] = ("the model or the batch store is not ready yet (see /ready), or the database is unreachable; "
+                    "retry after Retry-After seconds")
     out[500] = "an unexpected error; the body carries a reference id for the log, never the internals"
     return out
 

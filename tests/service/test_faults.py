@@ -281,9 +281,6 @@ def test_database_outage_mid_batch_waits_then_resumes(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="service/errors.py: a database that cannot be reached is an unhandled "
-                                       "OperationalError, so every keyed route answers 500 InternalError instead "
-                                       "of 503 (with Retry-After) saying the database is unavailable")
 def test_during_an_outage_the_api_answers_503(pg_proxy: tuple[TcpProxy, str], tiny_bundle_dir: Path,
                                               tmp_path: Path) -> None:
     proxy, url = pg_proxy

@@ -148,7 +148,7 @@ def test_the_largest_offset_on_postgresql(tiny_bundle_dir: Path, tmp_path: Path,
     app = create_app(_settings(tiny_bundle_dir, tmp_path, database_url=postgres_url, workers=0))
     with local_client(app, raise_server_exceptions=False) as c:
         wait_ready(c)
-        sign_in(c)
+        sign_in(c, new_key(c, "protocol", ["batches:read", "batches:write"]))  # the database is the session's
         r = c.post("/v1/batches", files={"file": ("a.csv", CSV)}, data={"mapping": json.dumps({"text": "commento"})})
         bid = r.json()["id"]
         assert c.get("/v1/batches", params={"offset": MAX_OFFSET}).json()["batches"] == []
@@ -354,3 +354,21 @@ def test_every_status_a_route_answers_is_declared(
         assert declared[str(status)]["content"]["application/json"]["schema"] == {"$ref": ENVELOPE}
         if status in (429, 503):
             assert r.headers["retry-after"]
+
+
+def test_a_database_outage_is_503_with_retry_after_not_a_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a route's dependency (GET) and through the key check in front of the routes (POST): the database
+    that cannot be reached is a 503 the client may retry, never a 500 (tests/service/test_faults.py cuts a real
+    PostgreSQL)."""
+    from sqlalchemy.exc import OperationalError
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT ... FROM api_keys", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(client.app.state.access.keys, "verify", unreachable)  # type: ignore[attr-defined]
+    for r in (client.get("/v1/batches"), client.post("/v1/analyze", json={"documents": [{"id": "1", "text": "x"}]})):
+        error = _envelope(r, 503)
+        assert error["code"] == "DatabaseUnavailable" and "api_keys" not in error["message"], error
+        assert r.headers["retry-after"] and r.headers["x-content-type-options"] == "nosniff"
