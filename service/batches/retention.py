@@ -4,7 +4,9 @@ old batches purged.
 * :func:`private_file`: uploads are written 0600 in a 0700 folder.
 * :func:`discard_upload`: the uploaded file goes once its batch is done (``VOCE_KEEP_UPLOADS=false``, the
   default) and ``batches.file_deleted_at`` says when; a resumed batch still has its file, since only a *finished*
-  one loses it.  :func:`sweep_uploads` finishes the job for a worker that stopped between the two steps.
+  one loses it.  :func:`sweep_uploads` finishes the job for a worker that stopped between the two steps, and
+  :func:`sweep_orphans` removes a file no batch owns (a server killed after receiving an upload and before its
+  batch row committed; a preview's scratch file left by a crash) once it is older than ``ORPHAN_AFTER_SECONDS``.
 * :func:`erase`: the right to erasure.  The batch row (with its discovered topics), every stored row (texts,
   original cells, results, embeddings), the upload and any export left in the data folder.  On SQLite the
   freed pages are overwritten (``secure_delete``) and the write-ahead log truncated, so the erased text does not
@@ -18,6 +20,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +37,9 @@ log = logging.getLogger("voce.jobs")
 _ACTIVE = ("queued", "running")
 #: how often the retention task looks for expired batches
 PURGE_EVERY_SECONDS = 3600.0
+#: a file in uploads/ or tmp/ that no batch owns is removed once it was last written this long ago (an upload
+#: being received is written at least every megabyte, and registered within seconds of its end)
+ORPHAN_AFTER_SECONDS = 3600.0
 
 
 def private_folder(folder: Path) -> None:
@@ -75,6 +81,29 @@ def sweep_uploads(store: BatchStore) -> int:
     return len(found)
 
 
+def sweep_orphans(store: BatchStore, data_dir: Path, older_than: float = ORPHAN_AFTER_SECONDS,
+                  now: float | None = None) -> list[Path]:
+    """Remove the files of ``<data_dir>/uploads`` that no batch owns and the scratch files of ``<data_dir>/tmp``,
+    last written more than ``older_than`` seconds ago; returns what went."""
+    cutoff = (time.time() if now is None else now) - older_than
+    stale = [
+        p for folder in ("uploads", "tmp") if (data_dir / folder).is_dir()
+        for p in (data_dir / folder).iterdir() if p.is_file() and p.stat().st_mtime < cutoff
+    ]
+    uploads = [p for p in stale if p.parent.name == "uploads"]
+    ids = {p.name.split(".", 1)[0] for p in uploads}
+    owned: set[str] = set()
+    if ids:
+        with store.sessions() as s:
+            owned = set(s.scalars(select(Batch.id).where(Batch.id.in_(sorted(ids)))))
+    gone = [p for p in stale if p.parent.name == "tmp" or p.name.split(".", 1)[0] not in owned]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    if gone:
+        log.info("retention: %d file(s) that no batch owns removed", len(gone))
+    return gone
+
+
 def erase(store: BatchStore, batch: Batch, data_dir: Path) -> None:
     """Delete a batch and everything of it: rows (texts, cells, results, embeddings), the batch row (with its
     discovered topics and their example comments), the upload, leftover exports."""
@@ -113,7 +142,8 @@ def purge_expired(store: BatchStore, data_dir: Path, days: float, now: dt.dateti
 
 
 class RetentionTask:
-    """Purges expired batches (and finishes interrupted upload deletions) at start and every ``every`` seconds."""
+    """Purges expired batches, finishes interrupted upload deletions and removes files no batch owns, at start and
+    every ``every`` seconds."""
 
     def __init__(
         self, store: BatchStore, data_dir: Path, days: float | None, *, keep_uploads: bool = False,
@@ -124,6 +154,7 @@ class RetentionTask:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[str]:
+        sweep_orphans(self.store, self.data_dir)
         if not self.keep_uploads:
             sweep_uploads(self.store)
         return purge_expired(self.store, self.data_dir, self.days) if self.days else []
@@ -138,8 +169,6 @@ class RetentionTask:
                 return
 
     def start(self) -> None:
-        if self.keep_uploads and not self.days:
-            return  # nothing to do, ever
         self._thread = threading.Thread(target=self._loop, daemon=True, name="voce-retention")
         self._thread.start()
 

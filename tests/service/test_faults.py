@@ -136,10 +136,6 @@ def test_sigkill_mid_upload_leaves_no_half_batch(tiny_bundle_dir: Path, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="no start-up sweep of uploads without a batch: a server killed after an "
-                                       "upload was received and before its batch row was committed leaves "
-                                       "<data_dir>/uploads/<id>.csv (customer texts) behind for good; the fix "
-                                       "belongs beside retention.sweep_uploads (run at start and hourly)")
 def test_sigkill_between_receiving_and_registering_an_upload(
     pg_proxy: tuple[TcpProxy, str], tiny_bundle_dir: Path, tmp_path: Path
 ) -> None:

@@ -224,3 +224,28 @@ def test_an_interrupted_upload_deletion_is_finished_at_start(
     task.start()  # at start: the sweep
     task.stop()
     assert not upload.exists() and service.get(bid).file_deleted_at is not None
+
+
+def test_files_no_batch_owns_are_removed_once_stale(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """An upload whose batch row never committed (a server killed in between) and a preview's scratch file left by a
+    crash go at the next start once stale; a queued batch's upload and fresh files (an upload being received) stay."""
+    import os
+    import time
+
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False)
+    service = BatchService.from_settings(settings, labels=lambda: {})
+    queued = Path(service.get(_submit(service, tmp_path)).file_path)
+    uploads, scratch = settings.data_dir / "uploads", settings.data_dir / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    orphan, orphan_rows = uploads / "0123456789abcdef0123456789abcdef.csv", uploads / "fedcba9876543210.xlsx.rows"
+    receiving, left = uploads / "aaaabbbbccccdddd.csv", scratch / "preview-1234"
+    for p in (orphan, orphan_rows, receiving, left):
+        p.write_bytes(b"id;commento\n1;mario.rossi@example.com\n")
+    stale = time.time() - 2 * retention.ORPHAN_AFTER_SECONDS
+    for p in (orphan, orphan_rows, left, queued):
+        os.utime(p, (stale, stale))
+    task = retention.RetentionTask(service.store, settings.data_dir, None, keep_uploads=True)
+    task.start()  # at start: the sweep, whatever the upload and retention settings
+    task.stop()
+    assert not orphan.exists() and not orphan_rows.exists() and not left.exists()
+    assert queued.exists() and receiving.exists()
