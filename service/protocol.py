@@ -28,8 +28,9 @@ DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     # no page of Voce is meant to be framed (the pages also say frame-ancestors 'none' in their CSP)
     (b"x-frame-options", b"DENY"),
-    # 'same-origin', not 'no-referrer': with 'no-referrer' a browser sends `Origin: null` on the page's own
-    # POSTs, which the CSRF guard (service/auth/guard.py) must refuse
+    # 'same-origin', not 'no-referrer': under 'no-referrer' a browser sends `Origin: null` with the page's own form
+    # POSTs (sign-in, sign-out; Fetch standard, "append a request Origin header"), which the CSRF guard
+    # (service/auth/guard.py) must refuse; 'same-origin' still sends no referrer to any other site
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 )

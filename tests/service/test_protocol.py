@@ -253,7 +253,7 @@ def test_pages_cannot_be_framed_and_send_no_referrer_elsewhere(client: TestClien
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
         assert r.headers["x-frame-options"] == "DENY", path
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
-        # same-origin, not no-referrer: with no-referrer the browser sends `Origin: null` on the page's own POSTs
+        # same-origin, not no-referrer: with no-referrer the browser sends `Origin: null` with the page's form POSTs
         assert r.headers["referrer-policy"] == "same-origin", path
     assert client.get("/v1/batches").headers["x-frame-options"] == "DENY"
 
