@@ -39,7 +39,7 @@ INITIAL_KEY_FILE = "initial-admin-key"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: routes anyone may call: liveness/readiness, the API description, the sign-in page, redirects, static assets
 PUBLIC_PATHS = frozenset({
-    "/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+    "/health", "/ready", "/openapi.json", "/docs",
     "/", "/ui", "/ui/signin", "/ui/signout", "/ui/static/{path:path}",
 })
 #: prefixes of public routes (the API docs' vendored assets)

@@ -19,7 +19,16 @@ from urllib.parse import urlsplit
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from voce.service.errors import BadHost, Forbidden, ServiceError, Unauthenticated, error_response, status_of
+from voce.service.errors import (
+    BadHost,
+    DatabaseUnavailable,
+    Forbidden,
+    ServiceError,
+    Unauthenticated,
+    database_outage,
+    error_response,
+    status_of,
+)
 from voce.service.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -135,6 +144,13 @@ class RequestGuard:
                     await run_in_threadpool(access.authenticate, Request(scope))
                 except (Unauthenticated, Forbidden) as exc:
                     await _refuse(exc, scope, receive, send)
+                    return
+                except Exception as exc:  # the key check needs the database: an outage is a 503, not a traceback
+                    if not database_outage(exc):
+                        raise
+                    await _refuse(DatabaseUnavailable(
+                        "the database is unavailable right now; retry shortly"
+                    ), scope, receive, send)
                     return
         await self.app(scope, receive, send)
 

@@ -372,3 +372,9 @@ def test_a_database_outage_is_503_with_retry_after_not_a_500(
         error = _envelope(r, 503)
         assert error["code"] == "DatabaseUnavailable" and "api_keys" not in error["message"], error
         assert r.headers["retry-after"] and r.headers["x-content-type-options"] == "nosniff"
+    # answered, not re-raised: the key check in front of the routes handles the outage itself (it used to answer 503
+    # and then hand the exception to the server, which logged a traceback for every such request)
+    strict = TestClient(client.app, raise_server_exceptions=True, base_url=str(client.base_url))  # no new lifespan
+    strict.cookies.update(client.cookies)
+    r = strict.post("/v1/analyze", json={"documents": [{"id": "1", "text": "x"}]}, headers=dict(client.headers))
+    assert r.status_code == 503
