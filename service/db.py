@@ -151,7 +151,18 @@ def _private_file(path: Path) -> None:
             os.chmod(p, 0o600)
 
 
-def make_engine(url: str) -> Engine:
+#: libpq settings that bound a call through a network partition (packets dropped, nothing refused): the TCP
+#: keepalives close an idle connection whose peer went silent after ~60 s, tcp_user_timeout fails a query whose data
+#: goes unacknowledged for 60 s, so a worker reaches its wait-and-resume logic instead of waiting for good
+PG_CONNECT_ARGS: dict[str, int] = {
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+#: seconds a new PostgreSQL connection may take (a server that accepts and never answers)
+PG_CONNECT_TIMEOUT = 10
+
+
+def make_engine(url: str, *, connect_timeout: int = PG_CONNECT_TIMEOUT) -> Engine:
     """An engine for ``url``; SQLite gets WAL + a busy timeout so readers and the writer coexist."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""  # "sqlite://" is an in-memory database
@@ -169,7 +180,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
+    args = dict(PG_CONNECT_ARGS, connect_timeout=connect_timeout) if url.startswith("postgresql") else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True, connect_args=args,
+    )
 
 
 def upgrade(engine: Engine) -> None:

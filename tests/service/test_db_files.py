@@ -64,3 +64,29 @@ def test_in_memory_sqlite_creates_no_file(tmp_path: Path, monkeypatch: pytest.Mo
         with make_engine(url).connect() as c:
             assert c.execute(text("SELECT 1")).scalar() == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_postgresql_calls_are_bounded_through_a_network_partition(postgres_url: str) -> None:
+    """A database that accepts connections and never answers (a partition behind a proxy) fails a new connection
+    after ``connect_timeout`` instead of hanging; connections carry the keepalive and TCP user timeout settings that
+    bound a call on a connection already open (not observable on loopback, where the proxy's kernel acknowledges)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from tests.service.live import TcpProxy
+    from voce.service.db import PG_CONNECT_ARGS
+
+    engine = make_engine(postgres_url)
+    with engine.connect() as c:
+        params = c.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert {k: params.get(k) for k in PG_CONNECT_ARGS} == {k: str(v) for k, v in PG_CONNECT_ARGS.items()}
+    engine.dispose()
+    url = make_url(postgres_url)
+    with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
+        proxy.hang()
+        hung = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                           connect_timeout=2)
+        with pytest.raises(OperationalError), hung.connect() as c:
+            c.execute(text("SELECT 1"))
+        hung.dispose()
