@@ -60,33 +60,29 @@ def test_the_trap_records_and_refuses_python_attempts(tmp_path: Path) -> None:
     assert not any("localhost" in line for line in out)
 
 
-@pytest.mark.slow
-def test_the_trap_sees_onnxruntime_telemetry_from_native_code(tmp_path: Path) -> None:
-    """The defect, reproduced: a bare ``import onnxruntime`` resolves Microsoft's collector from a C++ thread, which
-    no Python hook sees; the shim does.  Voce's way of importing it (``onnxruntime_offline``) does not."""
-    trap = net_trap.build(tmp_path / "bare")
-    wait = (
-        "import sys, time\n"
-        "deadline = time.time() + 90\n"
-        f"while time.time() < deadline and {TELEMETRY_HOST!r} not in open(sys.argv[1]).read():\n"
-        "    time.sleep(0.5)\n"
+def test_the_trap_sees_native_lookups_no_python_hook_sees(tmp_path: Path) -> None:
+    """onnxruntime's telemetry looked its collector up from a C++ thread, which no Python hook sees; the libc shim
+    does.  Shown here deterministically with libc's getaddrinfo and connect called straight through ctypes (whether
+    a bare ``import onnxruntime`` phones home varies by machine: seen here, not in every CI run).  The service test
+    below runs with ``ORT_DISABLE_TELEMETRY`` unset, so it fails if Voce's own import of onnxruntime ever lets the
+    telemetry lookup through on a machine where it happens."""
+    trap = net_trap.build(tmp_path / "native")
+    code = (
+        "import ctypes, socket, struct\n"
+        "libc = ctypes.CDLL(None)\n"
+        "res = ctypes.c_void_p()\n"
+        f"print('rc', libc.getaddrinfo(b{TELEMETRY_HOST!r}, b'443', None, ctypes.byref(res)))\n"
+        "fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)\n"
+        "addr = struct.pack('<HH4s8x', socket.AF_INET, socket.htons(443), socket.inet_aton('192.0.2.7'))\n"
+        "print('connect', libc.connect(fd, addr, len(addr)))\n"
     )
-    r = subprocess.run([sys.executable, "-c", "import onnxruntime\n" + wait, trap["VOCE_NET_TRAP"]],
-                       env=_bare_env(trap), capture_output=True, text=True, timeout=180)
+    r = subprocess.run([sys.executable, "-c", code], env=_bare_env(trap), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert any(f"getaddrinfo {TELEMETRY_HOST}" in line for line in net_trap.outbound(trap)), net_trap.attempts(trap)
-
-    trap = net_trap.build(tmp_path / "voce")
-    quiet = (
-        "from voce.models.encoders.onnx_backend import onnxruntime_offline\n"
-        "import time\n"
-        "onnxruntime_offline()\n"
-        f"time.sleep({QUIET_SECONDS})\n"
-    )
-    r = subprocess.run([sys.executable, "-c", quiet], env=_bare_env(trap), capture_output=True, text=True, timeout=180,
-                       cwd=Path(__file__).parents[2])
-    assert r.returncode == 0, r.stderr
-    assert net_trap.outbound(trap) == []
+    assert "rc 0" not in r.stdout and "connect -1" in r.stdout, r.stdout  # refused, not resolved nor connected
+    out = net_trap.outbound(trap)
+    assert any(f"getaddrinfo {TELEMETRY_HOST}" in line for line in out), net_trap.attempts(trap)
+    assert any("connect inet 192.0.2.7:443" in line for line in out), net_trap.attempts(trap)
+    assert not any(line.startswith("python") for line in out)  # native calls: no Python hook saw them
 
 
 def _free_port() -> int:
