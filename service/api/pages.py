@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from voce.service.auth.access import Principal
 from voce.service.auth.sessions import CSRF_FIELD, SESSION_COOKIE, SIGNIN_COOKIE, same_token
 from voce.service.deps import AccessDep, PageDep
-from voce.service.errors import Forbidden, Unauthenticated
+from voce.service.errors import Forbidden, NotFound, Unauthenticated
 from voce.service.web import BATCH_ID, PAGE_HEADERS, asset_version, render_page, static_file
 
 router = APIRouter(include_in_schema=False)
@@ -163,7 +163,7 @@ def static_asset(path: str, request: Request) -> Response:
     """Package assets only (no directory listing, no dot-files, no ``..``); ETag + long cache when versioned."""
     asset = static_file(path)
     if asset is None:
-        return Response("not found", status_code=404, media_type="text/plain; charset=utf-8")
+        raise NotFound(f"no asset {path[:200]!r}")
     versioned = request.query_params.get("v") == asset_version()
     headers = {
         "ETag": asset.etag,

@@ -123,6 +123,7 @@ def test_static_assets(client: TestClient, path: str, content_type: str) -> None
 def test_static_route_refuses_traversal_and_non_assets(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 404, (path, r.status_code)
+    assert r.json()["error"]["code"] == "NotFound"  # the one envelope, as everywhere
     assert b"import" not in r.content and b"root:" not in r.content
 
 
