@@ -203,8 +203,8 @@ class ExclusiveCalibration:
         self.center = np.asarray(self.center, np.float32)
 
     def logits(self, sim: F32, concept: F32) -> F32:
-        out: F32 = ((np.float32(self.w_sim) * sim + np.float32(self.w_concept) * concept) / np.float32(self.temperature))
-        return out.astype(np.float32)
+        out = (np.float32(self.w_sim) * sim + np.float32(self.w_concept) * concept) / np.float32(self.temperature)
+        return np.asarray(out, dtype=np.float32)
 
     def config(self) -> dict[str, Any]:
         return {"type": self.NAME, "w_sim": self.w_sim, "w_concept": self.w_concept, "temperature": self.temperature,
