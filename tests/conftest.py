@@ -1,6 +1,7 @@
 """Shared pytest setup: offline by default, expensive fixtures built once per session."""
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,9 +79,9 @@ def _postgres_admin_url() -> str:
     return os.environ.get("VOCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (dropped afterwards).
+@contextlib.contextmanager
+def _fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URL, drop it afterwards.
 
     Skipped when no server answers, unless ``VOCE_REQUIRE_POSTGRES=1`` (CI sets it: there, no server is a failure).
     """
@@ -90,7 +91,7 @@ def postgres_url() -> Iterator[str]:
     from sqlalchemy.exc import OperationalError
 
     admin = create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"voce_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -105,3 +106,17 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    with _fresh_postgres_database("voce_test") as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database for one test (the session's is shared with tests that already wrote to it)."""
+    with _fresh_postgres_database("voce_fresh") as url:
+        yield url

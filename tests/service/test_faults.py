@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from tests.service.api.helpers import local_client, new_key, sign_in, wait_ready
+from tests.service.api.helpers import local_client, new_key, sign_in, wait_for, wait_ready
 from tests.service.batch_data import batch_settings, queue, rows_file
 from tests.service.live import LiveServer, TcpProxy
 from voce.service.app import create_app
@@ -38,15 +38,6 @@ from voce.service.batches.executor import LocalExecutor
 from voce.service.batches.runner import BatchRunner, RunnerConfig
 from voce.service.batches.service import BatchService
 from voce.service.batches.store import BatchStore
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def files_under(*folders: Path) -> list[Path]:

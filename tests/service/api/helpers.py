@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -47,3 +48,28 @@ def new_key(client: TestClient, tenant: str, scopes: Iterable[str] | str, name: 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; its last answer."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def wait_batch(client: TestClient, batch_id: str, timeout: float = 120, headers: dict[str, str] | None = None,
+               ) -> dict[str, Any]:
+    """The batch's status once it is done or failed (the test fails if it never ends)."""
+    last: dict[str, Any] = {}
+
+    def ended() -> bool:
+        nonlocal last
+        last = client.get(f"/v1/batches/{batch_id}", headers=headers).json()
+        return last.get("status") in ("done", "failed")
+
+    if not wait_for(ended, timeout, every=0.05):
+        raise AssertionError(f"batch never finished: {last}")
+    return last

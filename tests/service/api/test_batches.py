@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.helpers import local_client, new_key, sign_in
+from tests.service.api.helpers import local_client, new_key, sign_in, wait_batch
 from tests.service.batch_data import MAPPING, ROWS, batch_settings, csv_bytes
 from voce.service.app import create_app
 from voce.service.batches.store import BatchStore
@@ -24,16 +24,6 @@ from voce.service.batches.store import BatchStore
 EXPECTED_NPS = 0.0  # 100 * (4 - 4) / 10
 # CSAT answers: 5 5 4 4 3 2 1 1 5 2 3 -> 11 answers, 4-5: five of them -> 45.45 %
 EXPECTED_CSAT = round(100 * 5 / 11, 2)
-
-
-def _wait(client: TestClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st = client.get(f"/v1/batches/{batch_id}").json()
-        if st["status"] in ("done", "failed"):
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"batch never finished: {st}")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -56,7 +46,7 @@ def done_batch(client: TestClient) -> dict[str, Any]:
         headers={"X-Tenant": "acme"},  # may be sent, but only the key chooses the tenant
     )
     assert r.status_code == 202, r.text
-    st = _wait(client, r.json()["id"])
+    st = wait_batch(client, r.json()["id"])
     assert st["status"] == "done", st
     return st
 
@@ -175,7 +165,7 @@ def test_xlsx_and_jsonl_uploads(client: TestClient) -> None:
     r2 = client.post("/v1/batches", files={"file": ("c.jsonl", jl)})
     assert r2.status_code == 202
     for bid, n in ((r.json()["id"], 10), (r2.json()["id"], 5)):
-        st = _wait(client, bid)
+        st = wait_batch(client, bid)
         assert st["status"] == "done" and st["rows_done"] == n and st["rows_error"] == 0
 
 
@@ -189,7 +179,7 @@ def test_hostile_cells_nul_nan_formulas_and_unicode_names(client: TestClient) ->
     r = client.post("/v1/batches", files={"file": ("sondaggio “Q1” ✓.jsonl", body)},
                     data={"mapping": json.dumps({"text": "text", "nps": "score"})})
     assert r.status_code == 202, r.text
-    st = _wait(client, r.json()["id"])
+    st = wait_batch(client, r.json()["id"])
     assert (st["status"], st["rows_done"], st["rows_error"]) == ("done", 3, 0), st
     bid = st["id"]
     res = client.get(f"/v1/batches/{bid}/results")
@@ -253,7 +243,7 @@ def channel_batches(client: TestClient) -> tuple[str, str]:
         r = client.post("/v1/batches", files={"file": ("canali.csv", csv_bytes(CHANNEL_ROWS))},
                         data={"mapping": json.dumps(mapping)})
         assert r.status_code == 202, r.text
-        assert _wait(client, r.json()["id"])["status"] == "done"
+        assert wait_batch(client, r.json()["id"])["status"] == "done"
         ids.append(r.json()["id"])
     return ids[0], ids[1]
 

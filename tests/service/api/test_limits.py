@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.helpers import local_client, new_key, sign_in, wait_ready
+from tests.service.api.helpers import local_client, new_key, sign_in, wait_batch, wait_ready
 from tests.service.batch_data import batch_settings
 from tests.service.test_xlsx import HEADER_ROW, shared_strings_bomb, sheet_xml, workbook_zip
 from voce.service.app import create_app
@@ -48,16 +47,6 @@ def client(
 
 def _post(client: TestClient, body: str) -> Any:
     return client.post("/v1/analyze", content=body.encode("utf-8"), headers={"Content-Type": "application/json"})
-
-
-def _wait(client: TestClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st = client.get(f"/v1/batches/{batch_id}").json()
-        if st["status"] in ("done", "failed"):
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"batch never finished: {st}")
 
 
 def _results(client: TestClient, batch_id: str) -> list[dict[str, Any]]:
@@ -149,7 +138,7 @@ def test_invalid_unicode_in_a_jsonl_upload_never_fails_the_batch(client: TestCli
     ]
     r = _upload(client, "bad.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
     assert r.status_code == 202, r.text
-    st = _wait(client, r.json()["id"])
+    st = wait_batch(client, r.json()["id"])
     assert (st["status"], st["rows_done"], st["rows_error"]) == ("done", 3, 0), st
     rows = _results(client, r.json()["id"])
     assert [x["id"] for x in rows] == ["1", "2\ufffd", "3"]
@@ -186,7 +175,7 @@ def test_an_xlsx_upload_is_previewed_and_analysed(client: TestClient) -> None:
     assert preview.json()["columns"] == ["id", "commento", "voto"] and preview.json()["guessed_mapping"]["text"] == "commento"
     r = _upload(client, "survey.xlsx", buf.getvalue())
     assert r.status_code == 202, r.text
-    st = _wait(client, r.json()["id"])
+    st = wait_batch(client, r.json()["id"])
     assert (st["status"], st["rows_total"], st["rows_done"]) == ("done", 2, 2)
 
 
@@ -199,7 +188,7 @@ def test_careless_files_are_read_right(client: TestClient) -> None:
     quotes = b'id,commento,voto\n1,"Servizio ottimo,9\n2,Consegna lenta,4\n3,Staff scortese,2\n4,"ok",5\n5,bene,8\n'
     r = _upload(client, "quotes.csv", quotes)
     assert r.status_code == 202, r.text
-    assert _wait(client, r.json()["id"])["rows_done"] == 5  # was merged into 2 rows
+    assert wait_batch(client, r.json()["id"])["rows_done"] == 5  # was merged into 2 rows
     rows = _results(client, r.json()["id"])
     assert any("unbalanced quote" in w for w in rows[0]["input_warnings"])
 
@@ -209,7 +198,7 @@ def test_careless_files_are_read_right(client: TestClient) -> None:
     chats = (json.dumps({"text": "Consegna veloce"}) + "\n"
              + json.dumps({"turns": [{"speaker": "Cliente", "text": "Il pacco non arriva"}]}) + "\n")
     r = _upload(client, "mixed.jsonl", chats.encode("utf-8"))
-    st = _wait(client, r.json()["id"])
+    st = wait_batch(client, r.json()["id"])
     assert (st["status"], st["rows_error"]) == ("done", 0), st  # the chat row was an EmptyText error
     assert _results(client, r.json()["id"])[1]["chat"]["turns"][0]["role"] == "customer"
 
@@ -219,7 +208,7 @@ def test_exports_neutralise_formulas_in_column_names_too(client: TestClient) -> 
     r = _upload(client, "formula.csv", data, {"text": "commento"})
     assert r.status_code == 202, r.text
     bid = r.json()["id"]
-    assert _wait(client, bid)["status"] == "done"
+    assert wait_batch(client, bid)["status"] == "done"
     header = next(csv.reader(io.StringIO(client.get(f"/v1/batches/{bid}/results?format=csv").content.decode("utf-8-sig"))))
     assert header[:3] == ["'=HYPERLINK(\"http://x\")", "'+cmd", "commento"]
     xlsx = client.get(f"/v1/batches/{bid}/results?format=xlsx")

@@ -3,7 +3,6 @@ every kind, and a revoked key."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.helpers import bearer, local_client, new_key, wait_ready
+from tests.service.api.helpers import bearer, local_client, new_key, wait_batch, wait_ready
 from tests.service.batch_data import MAPPING, ROWS, batch_settings, csv_bytes
 from voce.service.app import create_app
 
@@ -40,13 +39,7 @@ def upload(client: TestClient, key: str, name: str = "survey.csv") -> str:
 
 
 def wait_done(client: TestClient, key: str, batch_id: str, timeout: float = 120) -> dict[str, object]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st = client.get(f"/v1/batches/{batch_id}", headers=bearer(key)).json()
-        if st["status"] in ("done", "failed"):
-            return dict(st)
-        time.sleep(0.05)
-    raise AssertionError("batch never finished")
+    return wait_batch(client, batch_id, timeout, headers=bearer(key))
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import _postgres_admin_url
 from tests.service.api.helpers import bearer, local_client, wait_ready
 from tests.service.batch_data import ROWS, csv_bytes
 from voce.service.app import create_app
@@ -24,32 +20,10 @@ from voce.service.settings import Settings
 runner = CliRunner()
 
 
-@pytest.fixture()
-def fresh_postgres() -> Iterator[str]:
-    """An empty PostgreSQL database of its own (the session's is shared with tests that already made keys)."""
-    from sqlalchemy.exc import OperationalError
-
-    admin = create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"voce_keys_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        if os.environ.get("VOCE_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc.orig}")
-    try:
-        yield f"{_postgres_admin_url().rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> KeyStore:
     if request.param == "postgres":
-        return KeyStore.open(request.getfixturevalue("fresh_postgres"))
+        return KeyStore.open(request.getfixturevalue("fresh_postgres_url"))
     return KeyStore.open(f"sqlite:///{tmp_path / 'keys.db'}")
 
 
@@ -181,9 +155,9 @@ def test_voce_keys_create_list_revoke(env: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.postgres
-def test_tenants_apart_on_postgresql(tiny_bundle_dir: Path, tmp_path: Path, fresh_postgres: str) -> None:
+def test_tenants_apart_on_postgresql(tiny_bundle_dir: Path, tmp_path: Path, fresh_postgres_url: str) -> None:
     """The production path: keys, the first admin key and tenant scoping on PostgreSQL."""
-    s = _settings(tmp_path, tiny_bundle_dir, database_url=fresh_postgres)
+    s = _settings(tmp_path, tiny_bundle_dir, database_url=fresh_postgres_url)
     with local_client(create_app(s)) as c:
         wait_ready(c)
         admin = (s.data_dir / "initial-admin-key").read_text().strip()

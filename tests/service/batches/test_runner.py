@@ -3,25 +3,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.service.api.helpers import wait_for
 from tests.service.batch_data import batch_settings, queue, rows_file
 from voce.service.batches.executor import LocalExecutor
 from voce.service.batches.runner import BatchRunner, RunnerConfig
 from voce.service.batches.store import BatchStore, LeaseLost
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 class _Crash(BaseException):
