@@ -217,7 +217,8 @@ class BatchRunner:
             self._durably(bid, "correcting the row count", lambda: self.store.heartbeat(bid, wid, total_rows=max(row + 1, 0)))
         if self.config.discovery:  # run again as a whole if the database goes away meanwhile
             self._durably(bid, "discovering topics", lambda: self._discover(bid))
-        self._durably(bid, "finishing", lambda: self.store.finish(bid, wid, "done"))
+        # landed: a retry after a finish whose answer was lost finds the batch done (and its lease gone with it)
+        self._durably(bid, "finishing", lambda: self.store.finish(bid, wid, "done"), landed=lambda: self._done(bid))
         if not self.config.keep_uploads:  # only now: until the batch is done, a resumed run reads the file again
             self._durably(bid, "deleting the upload", lambda: retention.discard_upload(self.store, bid, path))
         return "done"
@@ -302,8 +303,17 @@ class BatchRunner:
             return result
 
     def _record_outages(self, bid: str) -> None:
-        """The outages this run went through, on the batch (its ``error`` stays empty otherwise)."""
-        self.store.heartbeat(bid, self.worker_id, error="; ".join(self.outages))
+        """The outages this run went through, on the batch (its ``error`` stays empty otherwise); once this run has
+        finished the batch, it holds no lease any more and writes the note on the finished batch."""
+        note = "; ".join(self.outages)
+        if self._done(bid):
+            self.store.note_finished(bid, error=note)
+        else:
+            self.store.heartbeat(bid, self.worker_id, error=note)
+
+    def _done(self, bid: str) -> bool:
+        stored = self.store.get(bid)
+        return stored is not None and stored.status == "done"
 
     def _discover(self, bid: str) -> None:
         """BERTopic on the stored embeddings; a failure here is recorded, the analysis stays usable."""

@@ -127,6 +127,11 @@ class BatchStore:
             self._owned(s, batch_id, worker_id, status=status, phase=None, finished_at=utcnow(), **values)
             s.execute(update(Batch).where(Batch.id == batch_id).values(worker_id=None))
 
+    def note_finished(self, batch_id: str, **values: Any) -> None:
+        """Set fields of a batch no worker holds any more (the outage note of the run that finished it)."""
+        with self.sessions() as s, s.begin():
+            s.execute(update(Batch).where(Batch.id == batch_id, Batch.worker_id.is_(None)).values(**values))
+
     # -- rows
     def iter_rows(self, batch_id: str, page: int = 2000, columns: tuple[str, ...] = ()) -> Iterator[Any]:
         """Rows in upload order, a page at a time (exports of 100k rows never load them all).

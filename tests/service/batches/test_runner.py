@@ -171,3 +171,33 @@ def test_a_batch_resumed_by_another_model_version_starts_over(
     b = store.get("upgrade")
     assert b is not None and (b.status, b.rows_done, b.model_version) == ("done", 12, "tiny-test")
     assert [r.row for r in store.iter_rows("upgrade", columns=("row",))] == list(range(12))
+
+
+def test_a_finish_whose_answer_was_lost_is_done_not_a_lost_lease(
+    fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """The database commits the batch's 'done' and the connection dies before the answer (a backend terminated at
+    that moment): the retry finds the batch done; the run reports done, with the outage noted on the batch."""
+    from sqlalchemy.exc import OperationalError
+
+    from tests.service.batch_data import batch_settings, queue, rows_file
+
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 10), "lostanswer")
+    real_finish, calls = store.finish, []
+
+    def finish_then_lose_the_answer(*args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        real_finish(*args, **kwargs)
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection"),
+                                   connection_invalidated=True)
+
+    store.finish = finish_then_lose_the_answer  # type: ignore[method-assign]
+    batch = store.claim("worker-l", 30, batch_id="lostanswer")
+    assert batch is not None
+    status = BatchRunner(store, fake_analyzer, "worker-l", RunnerConfig(chunk_rows=4, discovery=False)).run(batch)
+    b = store.get("lostanswer")
+    assert b is not None and (status, b.status, b.rows_done, len(calls)) == ("done", "done", 10, 1)
+    assert b.error and "while finishing" in b.error and "nothing lost" in b.error
