@@ -24,6 +24,7 @@ from voce.service.batches.runner import RunnerConfig
 from voce.service.batches.service import BatchService
 from voce.service.batches.store import BatchStore
 from voce.service.errors import BodyLimit, error_response, install_error_handlers
+from voce.service.microbatch import MicroBatcher
 from voce.service.protocol import RouteLabels, SecurityHeaders, declare_error_responses
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
@@ -59,6 +60,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             yield
         finally:
             retention.stop()
+            app.state.batcher.close()
             if executor is not None:
                 executor.stop()
 
@@ -109,6 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = Engine()
     app.state.admission = Admission(settings.max_concurrency, settings.max_waiting)
+    app.state.batcher = MicroBatcher(
+        max_documents=settings.micro_batch_documents, max_tokens=settings.max_request_tokens,
+        wait_ms=settings.micro_batch_wait_ms,
+    )
     app.state.metrics = Metrics.create()
     install_error_handlers(app)
     _install_limits_and_metrics(app, settings)

@@ -18,6 +18,7 @@ from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirem
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
 from voce.service.errors import ErrorEnvelope, NotReady
+from voce.service.microbatch import MicroBatcher
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
 
@@ -38,6 +39,11 @@ def get_analyzer(request: Request) -> Analyzer:
     if engine.analyzer is None:
         raise NotReady("the model is still loading" if engine.error is None else "the model failed to load")
     return engine.analyzer
+
+
+def get_batcher(request: Request) -> MicroBatcher:
+    b: MicroBatcher = request.app.state.batcher
+    return b
 
 
 def get_admission(request: Request) -> Admission:
@@ -153,6 +159,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AnalyzerDep = Annotated[Analyzer, Depends(get_analyzer)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 StoreDep = Annotated[BatchStore, Depends(get_store)]
 #: the batch layer scoped to the caller's tenant, for reading (batches:read) or changing (batches:write) batches

@@ -40,9 +40,14 @@ class Settings(BaseSettings):
     max_documents: int = Field(default=25, ge=1, le=1000)
     max_chars: int = Field(default=5120, ge=16, le=100_000)
     max_request_bytes: int = Field(default=2_000_000, ge=1024)
-    # requests analysed concurrently and requests allowed to wait; beyond that: 429
+    # /v1/analyze requests in flight: max_concurrency + max_waiting; beyond that: 429.  Requests in flight are
+    # answered by one worker in joint encoder calls (micro-batching, voce.service.microbatch)
     max_concurrency: int = Field(default=2, ge=1, le=64)
     max_waiting: int = Field(default=16, ge=0, le=10_000)
+    # micro-batching: documents (and tokens) of concurrent requests analysed in one call; a lone request waits
+    # this long for others to join (0: it runs at once; under load, requests queue while a call runs anyway)
+    micro_batch_documents: int = Field(default=64, ge=1, le=4096)
+    micro_batch_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     # work per request (the encoder's time grows with tokens, not characters): tokens of all documents of one
     # /v1/analyze request (each document is cut at max_chars // 2 tokens first); beyond: 413 before any work
     max_request_tokens: int = Field(default=40_000, ge=256)

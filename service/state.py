@@ -22,10 +22,13 @@ log = logging.getLogger("voce.service")
 
 
 class Admission:
-    """At most ``concurrency`` analyses at once and ``waiting`` queued; the rest get 429."""
+    """At most ``concurrency + waiting`` requests in flight; the rest get 429.
+
+    The analyses themselves are serialised by the micro-batcher (:mod:`voce.service.microbatch`), which answers
+    the requests in flight together: this gate is what bounds its queue.
+    """
 
     def __init__(self, concurrency: int, waiting: int) -> None:
-        self._sem = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._inside = 0
         self._limit = concurrency + waiting
@@ -37,8 +40,7 @@ class Admission:
                 raise Overloaded("the service is busy; retry shortly")
             self._inside += 1
         try:
-            with self._sem:
-                yield
+            yield
         finally:
             with self._lock:
                 self._inside -= 1

@@ -1,6 +1,7 @@
 """``POST /v1/analyze``: up to ``max_documents`` comments or chats in, typed results and per-document errors out.
 
-A plain ``def`` route (FastAPI's thread pool) behind the admission gate, so the event loop never blocks and an
+A plain ``def`` route (FastAPI's thread pool) behind the admission gate, answered by the micro-batcher together
+with the other requests in flight (one encoder call for all of them), so the event loop never blocks and an
 overloaded service answers 429 instead of queueing without bound.
 """
 from __future__ import annotations
@@ -14,7 +15,15 @@ from voce.models.analyzer import Analyzer
 from voce.models.cleaning import find_invalid
 from voce.models.taxonomy import Taxonomy, TaxonomyError, parse_taxonomy
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
-from voce.service.deps import AUTH_RESPONSES, AdmissionDep, AnalyzerDep, MetricsDep, SettingsDep, require_analyze
+from voce.service.deps import (
+    AUTH_RESPONSES,
+    AdmissionDep,
+    AnalyzerDep,
+    BatcherDep,
+    MetricsDep,
+    SettingsDep,
+    require_analyze,
+)
 from voce.service.errors import InvalidInput, PayloadTooLarge
 
 router = APIRouter(tags=["analysis"], responses=AUTH_RESPONSES)
@@ -52,7 +61,8 @@ class AnalyzeResponse(BaseModel):
 
 
 def _analyze(
-    body: AnalyzeRequest, s: SettingsDep, analyzer: AnalyzerDep, admission: AdmissionDep, metrics: MetricsDep
+    body: AnalyzeRequest, s: SettingsDep, analyzer: AnalyzerDep, admission: AdmissionDep, metrics: MetricsDep,
+    batcher: BatcherDep,
 ) -> AnalyzeResponse:
     """Analyse up to 25 documents (configurable); per-document problems are reported in `errors`."""
     if len(body.documents) > s.max_documents:
@@ -76,8 +86,8 @@ def _analyze(
             f"the documents come to {tokens:,} tokens (emoji, symbols and combining marks count about one each); the "
             f"limit per request is {s.max_request_tokens:,} (VOCE_MAX_REQUEST_TOKENS): send fewer documents per request"
         )
-    with admission.slot():
-        results, errors = analyzer.analyze(body.documents, taxonomy=taxonomy)
+    with admission.slot():  # answered together with the other requests in flight (voce.service.microbatch)
+        results, errors = batcher.analyze(analyzer, body.documents, taxonomy=taxonomy, tokens=tokens)
     metrics.documents.labels("ok").inc(len(results))
     metrics.documents.labels("error").inc(len(errors))
     return AnalyzeResponse(
