@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from voce.models.bundle import VoceBundle
 from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
-from voce.models.encoders.base import Encoder, TokenCounter, approximate_token_counts
+from voce.models.encoders.base import Encoder, SpanEncoder, TokenCounter, approximate_token_counts
 from voce.models.heads import F32, Lexical
 from voce.models.labels import SENTIMENT_LABELS, fold_three_way
 from voce.models.language import LanguageDetector
@@ -63,6 +64,10 @@ class AnalyzerConfig:
     mixed_sentence_threshold: float = 0.6  # a clear positive and a clear negative sentence make a text mixed
     max_evidence: int = 3
     default_language: str = "en"
+    # how sentence (and chat turn) vectors are made: "separate" encodes each sentence again on its own (what the
+    # heads were trained on); "in_context" pools each sentence's token states from its comment's own pass, one
+    # encoder pass per comment ("late chunking"; needs an encoder that gives token spans, else "separate")
+    sentence_vectors: Literal["separate", "in_context"] = "separate"
 
     def token_limit(self) -> int:
         """Tokens of one document the encoder reads (see ``max_tokens``)."""
@@ -82,13 +87,19 @@ class _Prepared:
     window_weights: list[float]
     turns: list[ChatTurn] = field(default_factory=list)
     rendered: bool = False  # text was built from ``turns``
+    rows: dict[str, int] = field(default_factory=dict)  # window / sentence / turn text -> row of the unit matrix
+
+    def pieces(self) -> list[str]:
+        """Sentence and customer-turn texts, the units besides the windows (first occurrence order)."""
+        out = [s.text for s in self.sentences]
+        out += [t.text.strip() for t in self.turns if t.role == "customer" and t.text.strip()]
+        return list(dict.fromkeys(out))
 
 
 @dataclass
 class _Scored:
-    """Every head's scores for every distinct unit of a batch (rows of ``emb``, keyed by ``units``)."""
+    """Every head's scores for every unit of a batch (rows of ``emb``; each document's ``rows`` point into it)."""
 
-    units: dict[str, int]
     emb: F32
     lex: Lexical | None
     centred: F32
@@ -194,33 +205,78 @@ class Analyzer:
         return results, errors, doc_vecs
 
     def _score_units(self, prepared: list[_Prepared], tax: Taxonomy) -> _Scored:
-        """Encode every distinct unit of the batch once and run every head over the matrix."""
-        units: dict[str, int] = {}
-        for p in prepared:
-            for t in p.windows:
-                units.setdefault(t, len(units))
-            for s in p.sentences:
-                units.setdefault(s.text, len(units))
-            for turn in p.turns:
-                if turn.role == "customer" and turn.text.strip():
-                    units.setdefault(turn.text.strip(), len(units))
-        emb = self.encoder.encode(list(units))
-        lex = self.bundle.lexical_features(list(units))
+        """Encode the batch's units (one call) and run every head over the matrix."""
+        if self.config.sentence_vectors == "in_context" and isinstance(self.encoder, SpanEncoder):
+            texts, emb = self._encode_in_context(prepared)
+        else:
+            texts, emb = self._encode_separately(prepared)
+        lex = self.bundle.lexical_features(texts)
         centred = self.zero_shot.centre(emb)
         return _Scored(
-            units=units, emb=emb, lex=lex, centred=centred,
+            emb=emb, lex=lex, centred=centred,
             sentiment=self.bundle.sentiment.predict_proba(emb, lex),
             detractor=self.bundle.detractor.predict_proba(emb, lex)[:, 0],
             topics=self._topic_scores(emb, lex, centred, tax.topics) if tax.topics.mode == "multi" else None,
             touchpoints=self.touchpoint_linker.unit_scores(emb, lex, centred, tax.touchpoints),
-            exclusive=self._exclusive_scores(prepared, units, emb, lex, centred, tax),
+            exclusive=self._exclusive_scores(prepared, texts, emb, lex, centred, tax),
             channel_map=tax.channel_map(),
         )  # fmt: skip
 
+    def _encode_separately(self, prepared: list[_Prepared]) -> tuple[list[str], F32]:
+        """Every distinct window, sentence and turn text encoded once on its own (shared across documents)."""
+        units: dict[str, int] = {}
+        for p in prepared:
+            for t in [*p.windows, *p.pieces()]:
+                p.rows[t] = units.setdefault(t, len(units))
+        return list(units), self.encoder.encode(list(units))
+
+    def _encode_in_context(self, prepared: list[_Prepared]) -> tuple[list[str], F32]:
+        """One encoder pass per distinct window; each sentence's and turn's vector pooled from that pass.
+
+        A piece found in no window (cannot happen for text the pipeline cut itself; kept as a guard) is encoded
+        on its own.
+        """
+        assert isinstance(self.encoder, SpanEncoder)
+        windows: dict[str, list[tuple[str, int, int]]] = {}
+        loose: list[tuple[_Prepared, str]] = []
+        for p in prepared:
+            for w in p.windows:
+                windows.setdefault(w, [])
+            for piece in p.pieces():
+                found = next(((w, at) for w in p.windows if (at := w.find(piece)) >= 0), None)
+                if found is None:
+                    loose.append((p, piece))
+                    continue
+                spans = windows[found[0]]
+                if all(t != piece for t, _, _ in spans):
+                    spans.append((piece, found[1], len(piece)))
+        names = list(windows)
+        docs, span_vecs = self.encoder.encode_spans(names, [[(a, n) for _, a, n in windows[w]] for w in names])
+        texts, parts = list(names), [docs]
+        where: dict[tuple[str, str], int] = {}
+        for w, vecs in zip(names, span_vecs, strict=True):
+            for (piece, _, _), _v in zip(windows[w], vecs, strict=True):
+                where[(w, piece)] = len(texts)
+                texts.append(piece)
+            parts.append(vecs)
+        if loose:
+            parts.append(self.encoder.encode([piece for _, piece in loose]))
+        for p in prepared:
+            for w in p.windows:
+                p.rows[w] = names.index(w)
+        for k, (p, piece) in enumerate(loose):
+            p.rows[piece] = len(texts) + k
+        texts += [piece for _, piece in loose]
+        for p in prepared:
+            for piece in p.pieces():
+                if piece not in p.rows:
+                    p.rows[piece] = next(where[(w, piece)] for w in p.windows if (w, piece) in where)
+        return texts, np.concatenate(parts).astype(np.float32)
+
     def _document(self, row: int, p: _Prepared, b: _Scored, tax: Taxonomy) -> tuple[DocumentResult, F32]:
         """One document's result (and its vector) from the batch's unit scores."""
-        win_idx = [b.units[t] for t in p.windows]
-        sen_idx = [b.units[s.text] for s in p.sentences]
+        win_idx = [p.rows[t] for t in p.windows]
+        sen_idx = [p.rows[s.text] for s in p.sentences]
         weights = np.asarray(p.window_weights, np.float32)
         weights /= weights.sum()
         vec = (b.emb[win_idx] * weights[:, None]).sum(axis=0)
@@ -246,7 +302,7 @@ class Analyzer:
             id=p.doc.id, language=p.language, warnings=p.warnings, sentiment=doc_sent, sentences=sentences,
             topics=topics, touchpoints=touchpoints,
             detractor=Detractor(probability=round(min(max(detractor, 0.0), 1.0), 6)), channel=channel,
-            chat=self._chat_result(p, b.units, sent_p) if p.turns else None, text=p.text if p.rendered else None,
+            chat=self._chat_result(p, sent_p) if p.turns else None, text=p.text if p.rendered else None,
         )  # fmt: skip
         return result, vec.astype(np.float32)
 
@@ -440,20 +496,17 @@ class Analyzer:
 
     # ------------------------------------------------------------ exclusive
     def _exclusive_scores(
-        self, prepared: list[_Prepared], units: dict[str, int], emb: F32, lex: Lexical | None, centred: F32, tax: Taxonomy
+        self, prepared: list[_Prepared], texts: list[str], emb: F32, lex: Lexical | None, centred: F32, tax: Taxonomy
     ) -> dict[str, list[F32]]:
         """Per document, the confidences of each exclusive (mode: single) section: window-weighted over windows."""
         out: dict[str, list[F32]] = {}
         for name, section in (("topics", tax.topics), ("touchpoints", tax.touchpoints)):
             if section.mode != "single":
                 continue
-            windows = sorted({units[t] for p in prepared for t in p.windows})
+            windows = sorted({p.rows[t] for p in prepared for t in p.windows})
             if self.exclusive.available:
-                wanted = set(windows)
-                texts = [t for t, i in sorted(units.items(), key=lambda kv: kv[1]) if i in wanted]
-                probs = self.exclusive.probabilities(
-                    texts, self.exclusive.concepts(emb[windows], lex[windows] if lex is not None else None), section
-                )
+                concepts = self.exclusive.concepts(emb[windows], lex[windows] if lex is not None else None)
+                probs = self.exclusive.probabilities([texts[i] for i in windows], concepts, section)
             else:  # a bundle without the calibration: zero-shot on this encoder, normalised over the entries
                 z = self.zero_shot.probability(centred[windows], section)
                 probs = softmax(np.log(z / (1 - z + 1e-7) + 1e-7))
@@ -461,7 +514,7 @@ class Analyzer:
             docs = []
             for p in prepared:
                 w = np.asarray(p.window_weights, np.float32)
-                docs.append((probs[[at[units[t]] for t in p.windows]] * (w / w.sum())[:, None]).sum(axis=0))
+                docs.append((probs[[at[p.rows[t]] for t in p.windows]] * (w / w.sum())[:, None]).sum(axis=0))
             out[name] = docs
         return out
 
@@ -525,13 +578,13 @@ class Analyzer:
             return Sentiment(label="mixed", scores=s.scores)
         return s
 
-    def _chat_result(self, p: _Prepared, units: dict[str, int], sent_p: F32) -> ChatResult:
+    def _chat_result(self, p: _Prepared, sent_p: F32) -> ChatResult:
         turns = []
         customer_labels = []
         for i, t in enumerate(p.turns):
             sent = None
             if t.role == "customer" and t.text.strip():
-                sent = _sentiment(sent_p[units[t.text.strip()]])
+                sent = _sentiment(sent_p[p.rows[t.text.strip()]])
                 customer_labels.append(sent.label)
             turns.append(
                 TurnResult(index=i, speaker=t.speaker, role=t.role, offset=t.offset, length=t.length, sentiment=sent)

@@ -54,3 +54,17 @@ _APPROXIMATE_TOKEN = re.compile(r"\w{1,4}|[^\w\s]")
 def approximate_token_counts(texts: list[str]) -> list[int]:
     """A tokenizer-free estimate, for encoders without a tokenizer (the fake encoder of the tests)."""
     return [sum(1 for _ in _APPROXIMATE_TOKEN.finditer(t)) for t in texts]
+
+
+@runtime_checkable
+class SpanEncoder(Protocol):
+    """An encoder that also gives a vector per character span of each text from the same pass ("late chunking").
+
+    A sentence's vector then costs no second encoder pass: its tokens' states are pooled out of its comment's.
+    """
+
+    def encode_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], batch_size: int = 32
+    ) -> tuple[Embeddings, list[Embeddings]]:
+        """``(text vectors as encode() gives them, per text a (len(spans), dim) matrix of span vectors)``."""
+        ...

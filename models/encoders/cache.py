@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voce.models.encoders.base import Embeddings, Encoder, TokenCounter, approximate_token_counts
+from voce.models.encoders.base import Embeddings, Encoder, SpanEncoder, TokenCounter, approximate_token_counts
 
 
 def cache_key(text: str) -> str:
@@ -58,6 +58,19 @@ class CachedEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._mem[k] for k in keys]).astype(np.float32)
+
+    def encode_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], batch_size: int = 32
+    ) -> tuple[Embeddings, list[Embeddings]]:
+        """The inner encoder's span vectors (not cached: they depend on the whole text); the text vectors are
+        remembered like :meth:`encode`'s.  An inner encoder without spans encodes each span's text on its own."""
+        if not isinstance(self.inner, SpanEncoder):
+            docs = self.encode(texts, batch_size)
+            return docs, [self.encode([t[a : a + n] for a, n in sp], batch_size) for t, sp in zip(texts, spans, strict=True)]
+        docs, vecs = self.inner.encode_spans(texts, spans, batch_size)
+        for t, v in zip(texts, docs, strict=True):
+            self._mem.setdefault(cache_key(t), v)
+        return docs, vecs
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """The inner encoder's token counts (an estimate when it has no tokenizer)."""

@@ -27,7 +27,16 @@ import numpy.typing as npt
 
 from voce.models.encoders.base import Embeddings
 from voce.models.encoders.hf import E5_QUERY_PREFIX, NO_LIMIT, effective_max_length, model_label
-from voce.models.encoders.windowing import IdMatrix, SpecialTokens, encode_windows, masked_mean, plan_windows
+from voce.models.encoders.windowing import (
+    CharSpan,
+    IdMatrix,
+    SpecialTokens,
+    encode_windows,
+    encode_windows_with_spans,
+    masked_mean,
+    plan_spans,
+    plan_windows,
+)
 
 #: bump when the exported graph or metadata changes, so caches are rebuilt
 EXPORT_FORMAT = 1
@@ -266,3 +275,18 @@ class OnnxEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         windows = plan_windows(self.token_ids(texts), self.specials, self.max_length)
         return encode_windows(windows, len(texts), self.dim, batch_size, self._run, self.specials.pad)
+
+    def _run_states(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
+        (hidden,) = self._session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
+        return np.asarray(hidden, np.float32)
+
+    def encode_spans(
+        self, texts: list[str], spans: list[list[CharSpan]], batch_size: int = 32
+    ) -> tuple[Embeddings, list[Embeddings]]:
+        """Each text's vector (as :meth:`encode`) and a vector per character span of it, from the same pass."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        encoded = self._tokenizer.encode_batch([self.prefix + t for t in texts], add_special_tokens=False)
+        plans = plan_spans([e.offsets for e in encoded], spans, len(self.prefix))
+        windows = plan_windows([e.ids for e in encoded], self.specials, self.max_length)
+        return encode_windows_with_spans(windows, plans, self.dim, batch_size, self._run_states, self.specials)

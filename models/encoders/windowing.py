@@ -147,3 +147,111 @@ def encode_windows(
             sums[w.text] += w.weight * pooled[row]
             weights[w.text] += w.weight
     return l2_normalise(sums / np.maximum(weights, 1.0)[:, None])
+
+
+#: a piece of a text as characters ``(offset, length)``, like :class:`voce.models.segment.Span`
+CharSpan = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SpanPlan:
+    """Which content tokens of one text belong to each of its spans, and which are its frame (the prefix)."""
+
+    #: per span, the indices of the text's content tokens that start inside it
+    members: list[npt.NDArray[np.int64]]
+    #: content tokens of the prefix (``query: ``): part of every span's pool, as in a standalone pass
+    frame: npt.NDArray[np.int64]
+
+
+def plan_spans(offsets: Sequence[Sequence[tuple[int, int]]], spans: Sequence[Sequence[CharSpan]], shift: int) -> list[SpanPlan]:
+    """Map character spans to token indices; ``shift`` is the prefix length (token offsets include it).
+
+    A token belongs to the span its last character falls in (a SentencePiece piece ``▁Il`` starts at the space
+    before its word, so its first character may lie outside the sentence).  A span with no token of its own
+    borrows the nearest token before it, so it still gets a vector from its context instead of none.
+    """
+    plans = []
+    for toks, text_spans in zip(offsets, spans, strict=True):
+        starts = np.asarray([b - 1 for _, b in toks], np.int64) if toks else np.zeros(0, np.int64)
+        frame = np.flatnonzero(starts < shift)
+        members = []
+        for off, length in text_spans:
+            lo, hi = off + shift, off + shift + length
+            idx = np.flatnonzero((starts >= lo) & (starts < hi))
+            if not len(idx):
+                before = np.flatnonzero((starts < lo) & (starts >= shift))
+                idx = before[-1:] if len(before) else np.flatnonzero(starts >= shift)[:1]
+            members.append(idx)
+        plans.append(SpanPlan(members, frame))
+    return plans
+
+
+def encode_windows_with_spans(
+    windows: Sequence[Window],
+    plans: Sequence[SpanPlan],
+    dim: int,
+    batch_size: int,
+    run: Callable[[IdMatrix, IdMatrix], npt.NDArray[np.floating]],
+    specials: SpecialTokens,
+) -> tuple[Embeddings, list[Embeddings]]:
+    """One forward pass per window gives both the text's vector and each span's ("late chunking").
+
+    ``run`` returns the token states ``(batch, length, dim)``.  A text's vector is exactly what
+    :func:`encode_windows` computes.  A span's vector is the mean of the states of its own tokens plus the
+    window's special tokens and the prefix, pooled over every window it reaches: the same set of positions a
+    standalone pass of ``prefix + span`` would average, read from the whole text's context, so a sentence is
+    encoded once, inside its comment, instead of a second time on its own.
+    """
+    n_texts = len(plans)
+    sums = np.zeros((n_texts, dim), dtype=np.float64)
+    weights = np.zeros(n_texts, dtype=np.float64)
+    span_sums = [np.zeros((len(p.members), dim), np.float64) for p in plans]
+    span_counts = [np.zeros(len(p.members), np.float64) for p in plans]
+    first_token = _window_starts(windows, specials.count)
+    pad = specials.pad
+    for indices in length_batches([len(w.ids) for w in windows], batch_size):
+        batch = [windows[i] for i in indices]
+        width = len(batch[0].ids)
+        ids = np.full((len(batch), width), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, w in enumerate(batch):
+            ids[row, : len(w.ids)] = w.ids
+            mask[row, : len(w.ids)] = 1
+        hidden = np.asarray(run(ids, mask), dtype=np.float32)
+        pooled = masked_mean(hidden, mask).astype(np.float64)
+        for row, (i, w) in enumerate(zip(indices, batch, strict=True)):
+            sums[w.text] += w.weight * pooled[row]
+            weights[w.text] += w.weight
+            _pool_spans(hidden[row], len(w.ids) - specials.count, len(w.ids), first_token[i], len(specials.head), plans[w.text],
+                        span_sums[w.text], span_counts[w.text])
+    docs = l2_normalise(sums / np.maximum(weights, 1.0)[:, None])
+    spans = [l2_normalise(s / np.maximum(c, 1.0)[:, None]) for s, c in zip(span_sums, span_counts, strict=True)]
+    return docs, spans
+
+
+def _window_starts(windows: Sequence[Window], n_specials: int) -> list[int]:
+    """Index of each window's first content token within its text (windows of a text are consecutive)."""
+    starts: list[int] = []
+    seen: dict[int, int] = {}
+    for w in windows:
+        at = seen.get(w.text, 0)
+        starts.append(at)
+        seen[w.text] = at + len(w.ids) - n_specials
+    return starts
+
+
+def _pool_spans(
+    states: npt.NDArray[np.float32], n_content: int, length: int, start: int, head: int, plan: SpanPlan,
+    sums: npt.NDArray[np.float64], counts: npt.NDArray[np.float64],
+) -> None:
+    """Add this window's token states to each span it holds tokens of (frame tokens included)."""
+    end = start + n_content
+    specials = list(range(head)) + list(range(head + n_content, length))
+    frame = [head + int(t) - start for t in plan.frame if start <= t < end]
+    for k, idx in enumerate(plan.members):
+        inside = idx[(idx >= start) & (idx < end)]
+        if not len(inside):
+            continue
+        pos = np.concatenate([np.asarray(specials + frame, np.int64), head + inside - start])
+        sums[k] += states[pos].sum(axis=0, dtype=np.float64)
+        counts[k] += len(pos)

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from voce.models.encoders.e5_convert import dequantize_q4_0
-from voce.models.encoders.windowing import SpecialTokens, encode_windows, length_batches, masked_mean, plan_windows
+from voce.models.encoders.windowing import (
+    SpecialTokens,
+    encode_windows,
+    encode_windows_with_spans,
+    length_batches,
+    masked_mean,
+    plan_spans,
+    plan_windows,
+)
 
 XLMR = SpecialTokens(head=(0,), tail=(2,), pad=1)
 
@@ -71,3 +79,44 @@ def test_q4_0_dequantisation_matches_e5c_layout() -> None:
     out = dequantize_q4_0(raw, 1, 32)
     expected = [(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)]
     assert np.array_equal(out[0], np.array(expected, dtype=np.float32))
+
+
+def _states_run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Token 'states' that make pooling checkable by hand: state = (token id, position, 1)."""
+    pos = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    return np.stack([ids, pos, np.ones_like(ids)], axis=-1).astype(np.float32) * mask[..., None]
+
+
+def test_span_tokens_follow_their_last_character_and_the_prefix_is_the_frame() -> None:
+    # "q: ab cd" with prefix "q: " (3 chars): pieces "▁q"(0,1) ":"(1,2) "▁ab"(2,5) "▁cd"(5,8)
+    offsets = [[(0, 1), (1, 2), (2, 5), (5, 8)]]
+    (plan,) = plan_spans(offsets, [[(0, 2), (3, 2), (2, 1)]], shift=3)
+    assert plan.frame.tolist() == [0, 1]
+    assert [m.tolist() for m in plan.members] == [[2], [3], [2]]  # the lone space borrows the token before it
+
+
+def test_late_chunking_pools_the_same_positions_a_standalone_pass_would() -> None:
+    content = [[7, 8, 10, 11, 12]]  # prefix pieces 7, 8; then a sentence (10, 11) and another (12)
+    offsets = [[(0, 1), (1, 2), (3, 5), (5, 8), (8, 11)]]
+    plans = plan_spans(offsets, [[(0, 5), (5, 3)]], shift=3)
+    windows = plan_windows(content, XLMR, max_length=16)
+    docs, spans = encode_windows_with_spans(windows, plans, 3, 8, _states_run, XLMR)
+    whole = encode_windows(windows, 1, 3, 8, lambda i, m: masked_mean(_states_run(i, m), m), XLMR.pad)
+    np.testing.assert_allclose(docs, whole, atol=1e-6)  # the text's own vector is unchanged
+    # sentence 1 pools <s>, the prefix (7, 8), its tokens (10, 11) and </s> (2): ids 0, 7, 8, 10, 11, 2
+    first = np.array([np.mean([0, 7, 8, 10, 11, 2]), np.mean([0, 1, 2, 3, 4, 6]), 1.0])
+    np.testing.assert_allclose(spans[0][0], first / np.linalg.norm(first), atol=1e-6)
+    second = np.array([np.mean([0, 7, 8, 12, 2]), np.mean([0, 1, 2, 5, 6]), 1.0])
+    np.testing.assert_allclose(spans[0][1], second / np.linalg.norm(second), atol=1e-6)
+
+
+def test_spans_of_a_long_text_are_pooled_across_its_windows() -> None:
+    content = [[7, 10, 11, 12, 13, 14]]  # prefix 7; one span over 10..14 cut by 4-token windows
+    offsets = [[(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12)]]
+    plans = plan_spans(offsets, [[(0, 10)]], shift=2)
+    windows = plan_windows(content, XLMR, max_length=5)  # 3 content tokens each: [7 10 11] [12 13 14]
+    _, spans = encode_windows_with_spans(windows, plans, 3, 8, _states_run, XLMR)
+    ids = [0, 7, 10, 11, 2] + [0, 12, 13, 14, 2]  # both windows' specials, the prefix, all five tokens
+    pos = [0, 1, 2, 3, 4] + [0, 1, 2, 3, 4]
+    expected = np.array([np.mean(ids), np.mean(pos), 1.0])
+    np.testing.assert_allclose(spans[0][0], expected / np.linalg.norm(expected), atol=1e-6)
