@@ -66,7 +66,9 @@ class LinearHead:
         if self.thresholds is not None:
             self.thresholds = np.asarray(self.thresholds, np.float32)
         if self.lex_weight is not None:
-            self.lex_weight = np.asarray(self.lex_weight, np.float32)
+            # held column-major: ``lex_weight.T`` is then C-contiguous, which scipy's sparse @ dense reads in place
+            # (a row-major weight was copied whole on every call: ~1 ms per head per request)
+            self.lex_weight = np.asfortranarray(np.asarray(self.lex_weight, np.float32))
             if self.lex_weight.ndim != 2 or self.lex_weight.shape[0] != len(self.labels):
                 raise ValueError("lex_weight does not match the label list")
 
@@ -108,7 +110,7 @@ class LinearHead:
         if self.thresholds is not None:
             out[f"{prefix}.thresholds"] = self.thresholds
         if self.lex_weight is not None:
-            out[f"{prefix}.lex_weight"] = self.lex_weight.astype(np.float16)
+            out[f"{prefix}.lex_weight"] = np.ascontiguousarray(self.lex_weight, np.float16)
         return out
 
     def config(self) -> dict[str, Any]:

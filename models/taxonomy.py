@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -77,6 +78,9 @@ class TaxonomySection(BaseModel):
 
     entries: list[TaxonomyEntry]
     mode: SectionMode = "multi"
+    # the fingerprint, computed once: every analyze call asks for it several times (a section is a value: nothing
+    # mutates one in place, and model_copy starts without it)
+    _fingerprint: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique(self) -> TaxonomySection:
@@ -98,11 +102,25 @@ class TaxonomySection(BaseModel):
 
     def fingerprint(self) -> str:
         """Identity of the section's content (entries, and the mode when it is not the default)."""
-        content: Any = [e.model_dump() for e in self.entries]
-        if self.mode != "multi":
-            content = {"mode": self.mode, "entries": content}
-        payload = json.dumps(content, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        if self._fingerprint is None:
+            content: Any = [e.model_dump() for e in self.entries]
+            if self.mode != "multi":
+                content = {"mode": self.mode, "entries": content}
+            payload = json.dumps(content, sort_keys=True, ensure_ascii=False)
+            self._fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return self._fingerprint
+
+    def __eq__(self, other: object) -> bool:  # the content, not whether the fingerprint was computed yet
+        if not isinstance(other, TaxonomySection):
+            return NotImplemented
+        return self.entries == other.entries and self.mode == other.mode
+
+    __hash__ = None  # type: ignore[assignment]  # mutable model: unhashable, like every BaseModel
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> TaxonomySection:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._fingerprint = None
+        return copy
 
 
 class Taxonomy(BaseModel):
