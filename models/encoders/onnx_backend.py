@@ -6,6 +6,16 @@ stays small, while computing the same function as :class:`~models.encoders.hf.To
 (checked by a parity test).  The ONNX graph is exported once per checkpoint
 from the torch model and cached under a key derived from the checkpoint's
 weights and config, so a changed checkpoint can never reuse a stale graph.
+
+The word-embedding table is kept out of the graph.  For multilingual-e5-small it is 250,037 x 384 float32
+(366 MiB, 80% of the weights), and an IT/EN service touches a few tens of thousands of its rows.  Inside the
+ONNX Runtime session it was resident in full; now the graph takes ``inputs_embeds`` and
+:class:`EmbeddingRows` reads the rows a batch needs from a raw float32 file next to the graph (``os.preadv``:
+the kernel's page cache holds the file, not the process), keeping a bounded LRU of hot rows in memory.  The
+graph adds the position and token-type embeddings and the LayerNorm exactly as ``BertEmbeddings.forward``
+does with ``inputs_embeds``, so the vectors are unchanged (measured on real IT/EN texts: see
+``benchmarks/bench_encoder_memory.py``).  A model whose embeddings depend on the ids themselves (RoBERTa
+derives position ids from the padding) keeps its table in the graph: the export checks both paths agree.
 """
 from __future__ import annotations
 
@@ -16,11 +26,14 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -39,11 +52,18 @@ from voce.models.encoders.windowing import (
 )
 
 #: bump when the exported graph or metadata changes, so caches are rebuilt
-EXPORT_FORMAT = 1
+#: (2: word embeddings moved out of the graph into ``EMBEDDINGS_FILENAME``)
+EXPORT_FORMAT = 2
 #: lowest opset with a native LayerNormalization op
 OPSET = 17
 MODEL_FILENAME = "model.onnx"
 META_FILENAME = "voce_onnx.json"
+#: the word-embedding table, raw little-endian float32, ``rows x dim``, row ``i`` = token id ``i``
+EMBEDDINGS_FILENAME = "word_embeddings.f32"
+#: where the word-embedding table lives: ``external`` (file + :class:`EmbeddingRows`) or ``graph`` (initializer)
+EmbeddingsPlacement = Literal["external", "graph"]
+#: default in-process cache of hot embedding rows (1,536 bytes each for e5-small: 32 MiB = 21,845 rows)
+DEFAULT_EMBEDDING_CACHE_MB = 32.0
 
 ProgressFn = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -71,11 +91,11 @@ def onnxruntime_offline() -> Any:
     return ort
 
 
-def checkpoint_key(checkpoint_dir: Path) -> str:
+def checkpoint_key(checkpoint_dir: Path, embeddings: EmbeddingsPlacement = "external") -> str:
     """Hash of everything that determines the exported graph's outputs.
 
     Weights (all ``*.safetensors``), ``config.json`` and ``tokenizer.json``
-    (copied next to the graph), plus the export format version.
+    (copied next to the graph), plus the export format version and where the word embeddings live.
     """
     checkpoint_dir = Path(checkpoint_dir)
     weights = sorted(checkpoint_dir.glob("*.safetensors"))
@@ -83,7 +103,8 @@ def checkpoint_key(checkpoint_dir: Path) -> str:
         raise FileNotFoundError(
             f"no *.safetensors in {checkpoint_dir}: only safetensors checkpoints are supported (no pickle)"
         )
-    digest = hashlib.sha256(f"voce-onnx-export-v{EXPORT_FORMAT}".encode())
+    tag = f"voce-onnx-export-v{EXPORT_FORMAT}" + ("" if embeddings == "external" else f"-{embeddings}")
+    digest = hashlib.sha256(tag.encode())
     for path in [*weights, checkpoint_dir / "config.json", checkpoint_dir / "tokenizer.json"]:
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
@@ -92,8 +113,8 @@ def checkpoint_key(checkpoint_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _export(checkpoint_dir: Path, out: Path) -> dict[str, Any]:
-    """Trace the torch model into ``out/model.onnx``; return metadata for the encoder."""
+def _export(checkpoint_dir: Path, out: Path, embeddings: EmbeddingsPlacement = "external") -> dict[str, Any]:
+    """Trace the torch model into ``out/model.onnx`` (and its embedding table); return metadata for the encoder."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -109,18 +130,44 @@ def _export(checkpoint_dir: Path, out: Path) -> dict[str, Any]:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    # eval() on the wrapper matters: export restores the wrapper's mode afterwards,
-    # and a fresh Module is in training mode, which would switch dropout on.
-    wrapper = LastHiddenState(model).eval()
+    class FromEmbeddings(torch.nn.Module):
+        """The same model fed the looked-up word embeddings: what BertModel does after its Embedding lookup."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
     probe = tokenizer("probe", add_special_tokens=False)["input_ids"]
     wrapped = tokenizer("probe", add_special_tokens=True)["input_ids"]
     specials = SpecialTokens.from_template(wrapped, probe, tokenizer.pad_token_id)
     # two rows of different length so that the padding path is what gets traced
     example = np.full((2, 8), specials.pad, dtype=np.int64)
-    example[0, :] = 5
-    example[1, :4] = 5
+    example[0, :] = [*specials.head, 5, 6, 7, 8, 9, 10, *specials.tail][:8]
+    example[1, :4] = [*specials.head, 11, 12, *specials.tail][:4]
     mask = (np.arange(8)[None, :] < np.array([[8], [4]])).astype(np.int64)
+    ids_t, mask_t = torch.from_numpy(example), torch.from_numpy(mask)
+    table = model.get_input_embeddings().weight.detach().to(torch.float32)
+    if embeddings == "external":
+        with torch.no_grad():
+            by_ids = model.eval()(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            by_embeds = model(inputs_embeds=table[ids_t], attention_mask=mask_t).last_hidden_state
+        # RoBERTa-style models derive position ids from the ids' padding: they must keep the lookup in the graph
+        if not torch.equal(by_ids, by_embeds):
+            log.info("inputs_embeds changes %s's outputs: its embedding table stays in the graph", checkpoint_dir.name)
+            embeddings = "graph"
     axes = {0: "batch", 1: "sequence"}
+    if embeddings == "external":
+        wrapper: torch.nn.Module = FromEmbeddings(model)
+        first: torch.Tensor = table[ids_t]
+        first_name = "inputs_embeds"
+    else:
+        wrapper, first, first_name = LastHiddenState(model), ids_t, "input_ids"
+    # eval() on the wrapper matters: export restores the wrapper's mode afterwards,
+    # and a fresh Module is in training mode, which would switch dropout on.
+    wrapper = wrapper.eval()
     with warnings.catch_warnings():
         # expected with the legacy exporter: it announces its own deprecation and
         # flags Python-side shape checks that hold for every valid input
@@ -130,17 +177,17 @@ def _export(checkpoint_dir: Path, out: Path) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
             wrapper,
-            (torch.from_numpy(example), torch.from_numpy(mask)),
+            (first, mask_t),
             str(out / MODEL_FILENAME),
             dynamo=False,  # the dynamo exporter needs onnxscript, which we do not ship
             opset_version=OPSET,
-            input_names=["input_ids", "attention_mask"],
+            input_names=[first_name, "attention_mask"],
             output_names=["last_hidden_state"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+            dynamic_axes={first_name: axes, "attention_mask": axes, "last_hidden_state": axes},
             do_constant_folding=True,
         )
     shutil.copyfile(checkpoint_dir / "tokenizer.json", out / "tokenizer.json")
-    return {
+    meta: dict[str, Any] = {
         "dim": int(model.config.hidden_size),
         # the model's own limit; callers may ask for less, never more
         "max_length": effective_max_length(
@@ -149,21 +196,36 @@ def _export(checkpoint_dir: Path, out: Path) -> dict[str, Any]:
         "specials": {"head": list(specials.head), "tail": list(specials.tail), "pad": specials.pad},
         "torch_version": torch.__version__,
         "opset": OPSET,
+        "embeddings": None,
     }
+    if embeddings == "external":
+        rows = np.ascontiguousarray(table.numpy(), dtype="<f4")
+        rows.tofile(out / EMBEDDINGS_FILENAME)
+        meta["embeddings"] = {"file": EMBEDDINGS_FILENAME, "rows": int(rows.shape[0]), "dim": int(rows.shape[1])}
+    return meta
 
 
-def export_onnx(checkpoint_dir: Path, out_dir: Path, *, progress: ProgressFn | None = None) -> Path:
+def export_onnx(
+    checkpoint_dir: Path,
+    out_dir: Path,
+    *,
+    progress: ProgressFn | None = None,
+    embeddings: EmbeddingsPlacement = "external",
+) -> Path:
     """Export (or reuse) the ONNX graph of ``checkpoint_dir``; return its folder.
 
     The folder ``<out_dir>/<checkpoint name>-<key>`` holds ``model.onnx``,
-    ``tokenizer.json`` and ``voce_onnx.json``; it is written to a temporary
+    ``tokenizer.json``, ``voce_onnx.json`` and (``embeddings="external"``, the
+    default) ``word_embeddings.f32``; it is written to a temporary
     folder and renamed into place, so readers never see a partial export.
-    Torch is imported only when an export is actually needed.
+    Torch is imported only when an export is actually needed.  ``embeddings="graph"``
+    keeps the table inside the graph, as format 1 did: the reference the tests and benchmark compare against.
     """
     say = progress or (lambda _msg: None)
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
-    key = checkpoint_key(checkpoint_dir)
-    target = out_dir / f"{checkpoint_dir.name}-{key[:16]}"
+    key = checkpoint_key(checkpoint_dir, embeddings)
+    suffix = "" if embeddings == "external" else f"-{embeddings}"
+    target = out_dir / f"{checkpoint_dir.name}-{key[:16]}{suffix}"
     if (target / META_FILENAME).exists():
         return target
 
@@ -172,7 +234,7 @@ def export_onnx(checkpoint_dir: Path, out_dir: Path, *, progress: ProgressFn | N
     try:
         say(f"exporting {checkpoint_dir.name} to ONNX")
         started = time.perf_counter()
-        meta = _export(checkpoint_dir, tmp)
+        meta = _export(checkpoint_dir, tmp, embeddings)
         meta.update(
             format=EXPORT_FORMAT,
             checkpoint_key=key,
@@ -193,6 +255,68 @@ def export_onnx(checkpoint_dir: Path, out_dir: Path, *, progress: ProgressFn | N
     return target
 
 
+class EmbeddingRows:
+    """Rows of a word-embedding table read from its file on demand, with a bounded LRU of hot rows.
+
+    Why not ``np.memmap``: mapped pages count in the process's RSS (as file-backed pages) once touched, and a
+    service that saw many languages would end up with the whole table resident again.  ``os.preadv`` copies
+    each row into the batch instead; the file's pages live in the kernel's page cache, shared and reclaimable,
+    and only ``cache_mb`` of hot rows stay in the process.  A miss costs one system call per row (about a
+    microsecond from the page cache) against tens of milliseconds for the forward pass it feeds.
+    Thread-safe: lookups from concurrent callers share the cache under one lock.
+    """
+
+    def __init__(self, path: Path, rows: int, dim: int, *, cache_mb: float = DEFAULT_EMBEDDING_CACHE_MB) -> None:
+        path = Path(path)
+        self.rows, self.dim = rows, dim
+        self._row_bytes = dim * 4
+        expected = rows * self._row_bytes
+        if path.stat().st_size != expected:
+            raise ValueError(f"{path} has {path.stat().st_size} bytes, expected {rows} x {dim} float32 = {expected}")
+        self.capacity = max(0, int(cache_mb * 2**20) // self._row_bytes)
+        # np.empty maps pages lazily: the cache costs memory only as it fills
+        self._store = np.empty((self.capacity, dim), dtype=np.float32)
+        self._slots: OrderedDict[int, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDONLY)
+        self._closer = weakref.finalize(self, os.close, self._fd)
+        self.hits = 0
+        self.misses = 0
+
+    def close(self) -> None:
+        """Close the table's file now (otherwise when the object is collected)."""
+        self._closer()
+
+    def lookup(self, ids: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+        """``table[ids]`` for any shape of ids: the rows, bit for bit, with a trailing ``dim`` axis."""
+        flat = np.asarray(ids).reshape(-1)
+        unique, inverse = np.unique(flat, return_inverse=True)
+        if len(unique) and (unique[0] < 0 or unique[-1] >= self.rows):
+            raise IndexError(f"token id out of range [0, {self.rows}): {unique[0]}..{unique[-1]}")
+        block = np.empty((len(unique), self.dim), dtype=np.float32)
+        with self._lock:
+            for k, token in enumerate(unique.tolist()):
+                slot = self._slots.get(token)
+                if slot is not None:
+                    self._slots.move_to_end(token)
+                    block[k] = self._store[slot]
+                    self.hits += 1
+                    continue
+                self.misses += 1
+                got = os.preadv(self._fd, [memoryview(block[k]).cast("B")], token * self._row_bytes)
+                if got != self._row_bytes:
+                    raise OSError(f"short read of embedding row {token}: {got} bytes")
+                if not self.capacity:
+                    continue
+                if len(self._slots) < self.capacity:
+                    slot = len(self._slots)
+                else:
+                    _, slot = self._slots.popitem(last=False)
+                self._slots[token] = slot
+                self._store[slot] = block[k]
+        return block[inverse].reshape(*np.shape(ids), self.dim)
+
+
 class OnnxEncoder:
     """Sentence embeddings with ONNX Runtime on CPU (mean pooling, unit norm).
 
@@ -210,6 +334,8 @@ class OnnxEncoder:
         prefix: str = E5_QUERY_PREFIX,
         max_length: int | None = None,
         name: str | None = None,
+        embedding_cache_mb: float = DEFAULT_EMBEDDING_CACHE_MB,
+        session_options: Callable[[Any], None] | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -224,9 +350,18 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if session_options is not None:  # benchmarks try other settings on the same export
+            session_options(options)
         self._session = ort.InferenceSession(
             str(export_dir / MODEL_FILENAME), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        table = meta.get("embeddings")
+        #: word embeddings looked up outside the graph (None: the graph takes ``input_ids`` itself)
+        self.embedding_rows: EmbeddingRows | None = None
+        if table:
+            self.embedding_rows = EmbeddingRows(
+                export_dir / table["file"], int(table["rows"]), int(table["dim"]), cache_mb=embedding_cache_mb
+            )
         spec = meta["specials"]
         self.specials = SpecialTokens(tuple(spec["head"]), tuple(spec["tail"]), int(spec["pad"]))
         self.dim: int = int(meta["dim"])
@@ -245,15 +380,18 @@ class OnnxEncoder:
         max_length: int = 512,
         name: str | None = None,
         progress: ProgressFn | None = None,
+        embeddings: EmbeddingsPlacement = "external",
+        embedding_cache_mb: float = DEFAULT_EMBEDDING_CACHE_MB,
     ) -> OnnxEncoder:
         """Export ``checkpoint_dir`` into ``cache_dir/onnx`` if needed, then load it."""
-        export_dir = export_onnx(checkpoint_dir, Path(cache_dir) / "onnx", progress=progress)
+        export_dir = export_onnx(checkpoint_dir, Path(cache_dir) / "onnx", progress=progress, embeddings=embeddings)
         return cls(
             export_dir,
             threads=threads,
             prefix=prefix,
             max_length=max_length,
             name=name or f"onnx/{model_label(checkpoint_dir)}",
+            embedding_cache_mb=embedding_cache_mb,
         )
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
@@ -265,8 +403,14 @@ class OnnxEncoder:
         """Tokens of each text as the model reads it (prefix included, specials and windows not)."""
         return [len(ids) for ids in self.token_ids(texts)]
 
+    def _feed(self, ids: IdMatrix, mask: IdMatrix) -> dict[str, npt.NDArray[Any]]:
+        """The graph's inputs for a batch: the ids, or their embedding rows when the table is outside the graph."""
+        if self.embedding_rows is None:
+            return {"input_ids": ids, "attention_mask": mask}
+        return {"inputs_embeds": self.embedding_rows.lookup(ids), "attention_mask": mask}
+
     def _run(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
-        (hidden,) = self._session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
+        (hidden,) = self._session.run(["last_hidden_state"], self._feed(ids, mask))
         return masked_mean(hidden, mask)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
@@ -277,7 +421,7 @@ class OnnxEncoder:
         return encode_windows(windows, len(texts), self.dim, batch_size, self._run, self.specials.pad)
 
     def _run_states(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
-        (hidden,) = self._session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
+        (hidden,) = self._session.run(["last_hidden_state"], self._feed(ids, mask))
         return np.asarray(hidden, np.float32)
 
     def encode_spans(
