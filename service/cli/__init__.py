@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from voce.service.cli import analysis, batches, keys, modelling
+from voce.service.cli import analysis, batches, bench, keys, modelling
 
 app = typer.Typer(
     name="voce",
@@ -27,6 +27,7 @@ app.command("eval")(modelling.evaluate)
 app.command()(batches.worker)
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(keys.keys_app, name="keys")
+app.command()(bench.bench)
 
 
 def main() -> None:  # console-script entry point
