@@ -153,7 +153,8 @@ CONTENDERS: dict[str, dict[str, Any]] = {
     "opt_basic": {"opt": "ORT_ENABLE_BASIC"},
     "opt_disabled": {"opt": "ORT_DISABLE_ALL"},
     "arena_off": {"arena": False},
-    "arena_shrink_each_run": {"run_config": {"memory.enable_memory_arena_shrinkage": "cpu:0"}},
+    "arena_never_shrinks": {"shrink_above": None},
+    "arena_shrink_each_run": {"shrink_above": 0},
     "no_prepacking": {"config": {"session.disable_prepacking": "1"}},
     "threads_1": {"threads": 1},
     "openvino": {"openvino": True},
@@ -172,7 +173,7 @@ class _OpenVinoSession:
         self.compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
-    def run(self, _names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, _names: list[str], feed: dict[str, np.ndarray], _run_options: Any = None) -> list[np.ndarray]:
         out = self.request.infer(feed)
         return [np.array(out[self.compiled.output(0)])]
 
@@ -193,17 +194,8 @@ def build(name: str, dirs: dict[str, Path], threads: int) -> Any:
 
     export_dir = dirs[c.get("layout", "external")]
     enc = OnnxEncoder(export_dir, threads=c.get("threads", threads), session_options=tune)
-    if c.get("run_config"):
-        run_options = ort.RunOptions()
-        for key, value in c["run_config"].items():
-            run_options.add_run_config_entry(key, value)
-        session = enc._session
-
-        class _WithRunOptions:
-            def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-                return list(session.run(names, feed, run_options))
-
-        enc._session = _WithRunOptions()
+    if "shrink_above" in c:
+        enc.arena_shrink_above = c["shrink_above"]
     if c.get("openvino"):
         enc._session = _OpenVinoSession(export_dir / MODEL_FILENAME, c.get("threads", threads))
     return enc

@@ -64,6 +64,11 @@ EMBEDDINGS_FILENAME = "word_embeddings.f32"
 EmbeddingsPlacement = Literal["external", "graph"]
 #: default in-process cache of hot embedding rows (1,536 bytes each for e5-small: 32 MiB = 21,845 rows)
 DEFAULT_EMBEDDING_CACHE_MB = 32.0
+#: a batch whose attention matrix (rows x width x width) is larger than 32 windows of 128 tokens gives the
+#: arena back after its run.  Why: ONNX Runtime's arena never shrinks by itself, and one batch of sixteen
+#: 512-token windows grew it by ~550 MB for good (reports/perf/memory_breakdown.json); short batches, the common
+#: case, keep reusing their warm arena, so only the long, already slow batches pay the fresh allocations.
+ARENA_SHRINK_ABOVE = 32 * 128 * 128
 
 ProgressFn = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -377,6 +382,10 @@ class OnnxEncoder:
         self._session = ort.InferenceSession(
             str(export_dir / MODEL_FILENAME), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self._shrink_arena = ort.RunOptions()
+        self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        #: batches larger than this (rows x width²) shrink the arena after their run; None: never
+        self.arena_shrink_above: int | None = ARENA_SHRINK_ABOVE
         table = meta.get("embeddings")
         #: word embeddings looked up outside the graph (None: the graph takes ``input_ids`` itself)
         self.embedding_rows: EmbeddingRows | None = None
@@ -431,9 +440,14 @@ class OnnxEncoder:
             return {"input_ids": ids, "attention_mask": mask}
         return {"inputs_embeds": self.embedding_rows.lookup(ids), "attention_mask": mask}
 
+    def _infer(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
+        """Token states of a batch; a large batch hands its arena growth back (see :data:`ARENA_SHRINK_ABOVE`)."""
+        large = self.arena_shrink_above is not None and ids.shape[0] * ids.shape[1] ** 2 > self.arena_shrink_above
+        (hidden,) = self._session.run(["last_hidden_state"], self._feed(ids, mask), self._shrink_arena if large else None)
+        return np.asarray(hidden, np.float32)
+
     def _run(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
-        (hidden,) = self._session.run(["last_hidden_state"], self._feed(ids, mask))
-        return masked_mean(hidden, mask)
+        return masked_mean(self._infer(ids, mask), mask)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> Embeddings:
         """Embed ``texts``; see :mod:`models.encoders.windowing` for long texts."""
@@ -443,8 +457,7 @@ class OnnxEncoder:
         return encode_windows(windows, len(texts), self.dim, batch_size, self._run, self.specials.pad)
 
     def _run_states(self, ids: IdMatrix, mask: IdMatrix) -> npt.NDArray[np.float32]:
-        (hidden,) = self._session.run(["last_hidden_state"], self._feed(ids, mask))
-        return np.asarray(hidden, np.float32)
+        return self._infer(ids, mask)
 
     def encode_spans(
         self, texts: list[str], spans: list[list[CharSpan]], batch_size: int = 32
