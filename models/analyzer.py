@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from voce.models.bundle import VoceBundle
+from voce.models.caches import LRUCache
 from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
 from voce.models.encoders.base import Encoder, SpanEncoder, TokenCounter, approximate_token_counts
 from voce.models.heads import F32, Lexical
@@ -68,6 +69,10 @@ class AnalyzerConfig:
     # heads were trained on); "in_context" pools each sentence's token states from its comment's own pass, one
     # encoder pass per comment ("late chunking"; needs an encoder that gives token spans, else "separate")
     sentence_vectors: Literal["separate", "in_context"] = "separate"
+    # repeated short texts ("ok", "nulla", "grazie", "10"): vectors of texts of at most repeat_max_chars are kept
+    # for the last repeat_cache texts and not encoded again (0: off).  Vectors only: every head still runs.
+    repeat_cache: int = 4096
+    repeat_max_chars: int = 200
 
     def token_limit(self) -> int:
         """Tokens of one document the encoder reads (see ``max_tokens``)."""
@@ -140,6 +145,9 @@ class Analyzer:
             bundle, self.zero_shot, channel_prior_logit=self.config.channel_prior_logit, max_evidence=self.config.max_evidence
         )
         self.exclusive = ExclusiveChooser(bundle, encoder, self.base_encoder)
+        self._repeats: LRUCache[tuple[str, tuple[tuple[int, int], ...]], tuple[F32, F32]] | None = (
+            LRUCache(self.config.repeat_cache) if self.config.repeat_cache > 0 else None
+        )
         self._learned_topics = set(bundle.topics.labels)
         self._default_topics_fp = base.topics.fingerprint()
 
@@ -152,6 +160,8 @@ class Analyzer:
         )
         other.zero_shot = self.zero_shot
         other.touchpoint_linker.zero_shot = self.zero_shot
+        if config.repeat_cache == self.config.repeat_cache:
+            other._repeats = self._repeats
         other.exclusive = self.exclusive
         return other
 
@@ -228,7 +238,9 @@ class Analyzer:
         for p in prepared:
             for t in [*p.windows, *p.pieces()]:
                 p.rows[t] = units.setdefault(t, len(units))
-        return list(units), self.encoder.encode(list(units))
+        texts = list(units)
+        docs, _ = self._remembered(texts, [[] for _ in texts], lambda todo, _spans: (self.encoder.encode(todo), []))
+        return texts, docs
 
     def _encode_in_context(self, prepared: list[_Prepared]) -> tuple[list[str], F32]:
         """One encoder pass per distinct window; each sentence's and turn's vector pooled from that pass.
@@ -243,7 +255,7 @@ class Analyzer:
             for w in p.windows:
                 windows.setdefault(w, [])
             for piece in p.pieces():
-                found = next(((w, at) for w in p.windows if (at := w.find(piece)) >= 0), None)
+                found = next(((w, pos) for w in p.windows if (pos := w.find(piece)) >= 0), None)
                 if found is None:
                     loose.append((p, piece))
                     continue
@@ -251,7 +263,9 @@ class Analyzer:
                 if all(t != piece for t, _, _ in spans):
                     spans.append((piece, found[1], len(piece)))
         names = list(windows)
-        docs, span_vecs = self.encoder.encode_spans(names, [[(a, n) for _, a, n in windows[w]] for w in names])
+        docs, span_vecs = self._remembered(
+            names, [[(a, n) for _, a, n in windows[w]] for w in names], self.encoder.encode_spans
+        )
         texts, parts = list(names), [docs]
         where: dict[tuple[str, str], int] = {}
         for w, vecs in zip(names, span_vecs, strict=True):
@@ -261,9 +275,10 @@ class Analyzer:
             parts.append(vecs)
         if loose:
             parts.append(self.encoder.encode([piece for _, piece in loose]))
+        at = {w: k for k, w in enumerate(names)}
         for p in prepared:
             for w in p.windows:
-                p.rows[w] = names.index(w)
+                p.rows[w] = at[w]
         for k, (p, piece) in enumerate(loose):
             p.rows[piece] = len(texts) + k
         texts += [piece for _, piece in loose]
@@ -272,6 +287,27 @@ class Analyzer:
                 if piece not in p.rows:
                     p.rows[piece] = next(where[(w, piece)] for w in p.windows if (w, piece) in where)
         return texts, np.concatenate(parts).astype(np.float32)
+
+    def _remembered(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        encode: Callable[[list[str], list[list[tuple[int, int]]]], tuple[F32, list[F32]]],
+    ) -> tuple[F32, list[F32]]:
+        """``encode(texts, spans)``, skipping the short texts whose vectors were computed lately."""
+        memo = self._repeats
+        keys = [(t, tuple(s)) for t, s in zip(texts, spans, strict=True)]
+        found = [memo.get(k) if memo is not None and len(k[0]) <= self.config.repeat_max_chars else None for k in keys]
+        todo = [i for i, f in enumerate(found) if f is None]
+        if todo:
+            docs, parts = encode([texts[i] for i in todo], [spans[i] for i in todo])
+            for k, i in enumerate(todo):
+                found[i] = (docs[k], parts[k] if parts else np.zeros((0, docs.shape[1]), np.float32))
+                if memo is not None and len(texts[i]) <= self.config.repeat_max_chars:
+                    memo.put(keys[i], found[i])  # type: ignore[arg-type]
+        pairs = [f for f in found if f is not None]
+        dim = self.encoder.dim
+        return np.stack([d for d, _ in pairs]) if pairs else np.zeros((0, dim), np.float32), [s for _, s in pairs]
 
     def _document(self, row: int, p: _Prepared, b: _Scored, tax: Taxonomy) -> tuple[DocumentResult, F32]:
         """One document's result (and its vector) from the batch's unit scores."""
