@@ -65,10 +65,12 @@ class AnalyzerConfig:
     mixed_sentence_threshold: float = 0.6  # a clear positive and a clear negative sentence make a text mixed
     max_evidence: int = 3
     default_language: str = "en"
-    # how sentence (and chat turn) vectors are made: "separate" encodes each sentence again on its own (what the
-    # heads were trained on); "in_context" pools each sentence's token states from its comment's own pass, one
-    # encoder pass per comment ("late chunking"; needs an encoder that gives token spans, else "separate")
-    sentence_vectors: Literal["separate", "in_context"] = "separate"
+    # how sentence (and chat turn) vectors are made: "in_context" pools each sentence's token states out of its
+    # comment's own pass, one encoder pass per comment ("late chunking"; an encoder without token spans falls back
+    # to "separate"); "separate" encodes each sentence again on its own.  Measured on the dev sets (voce eval,
+    # same bundle): every metric equal or within its bootstrap interval except 4-way sentiment macro-F1, which
+    # rose from 0.669 to 0.722 (fewer comments called mixed), at half the encoder work for multi-sentence comments
+    sentence_vectors: Literal["separate", "in_context"] = "in_context"
     # repeated short texts ("ok", "nulla", "grazie", "10"): vectors of texts of at most repeat_max_chars are kept
     # for the last repeat_cache texts and not encoded again (0: off).  Vectors only: every head still runs.
     repeat_cache: int = 4096
@@ -160,7 +162,7 @@ class Analyzer:
         )
         other.zero_shot = self.zero_shot
         other.touchpoint_linker.zero_shot = self.zero_shot
-        if config.repeat_cache == self.config.repeat_cache:
+        if (config.repeat_cache, config.sentence_vectors) == (self.config.repeat_cache, self.config.sentence_vectors):
             other._repeats = self._repeats
         other.exclusive = self.exclusive
         return other

@@ -25,13 +25,15 @@ def test_a_span_covering_the_whole_text_is_the_text_vector(real_analyzer: Analyz
 
 
 def test_in_context_analysis_keeps_single_sentence_documents_and_the_document_vector(real_analyzer: Analyzer) -> None:
+    assert real_analyzer.config.sentence_vectors == "in_context"  # the default
     late = real_analyzer.with_config(AnalyzerConfig(sentence_vectors="in_context"))
+    separate = real_analyzer.with_config(AnalyzerConfig(sentence_vectors="separate"))
     docs = [
         DocumentInput(id="1", text="Servizio clienti irraggiungibile"),
         DocumentInput(id="2", text=TEXT),
         DocumentInput(id="3", kind="chat", text="Cliente: il pacco non è arrivato. Sono furioso\nOperatore: verifico"),
     ]
-    a_res, _, a_vec = real_analyzer.analyze_with_embeddings(docs)
+    a_res, _, a_vec = separate.analyze_with_embeddings(docs)
     b_res, _, b_vec = late.analyze_with_embeddings(docs)
     np.testing.assert_allclose(a_vec, b_vec, atol=1e-5)
     assert a_res[0].model_dump() == b_res[0].model_dump()
