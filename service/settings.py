@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # this long for others to join (0: it runs at once; under load, requests queue while a call runs anyway)
     micro_batch_documents: int = Field(default=64, ge=1, le=4096)
     micro_batch_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    # vectors of the last N short texts (<= 200 characters: "ok", "nulla", "grazie") kept so a repeat is not
+    # encoded again (0: off; benchmarks switch it off so repeated test texts do not flatter the numbers)
+    repeat_cache: int = Field(default=4096, ge=0, le=1_000_000)
+    # how sentence vectors are made: in_context (from the comment's own encoder pass) or separate (a second pass)
+    sentence_vectors: Literal["in_context", "separate"] = "in_context"
     # work per request (the encoder's time grows with tokens, not characters): tokens of all documents of one
     # /v1/analyze request (each document is cut at max_chars // 2 tokens first); beyond: 413 before any work
     max_request_tokens: int = Field(default=40_000, ge=256)
@@ -125,7 +130,9 @@ class Settings(BaseSettings):
         """The one place settings become an analyzer: API, CLI, workers and checks all load this spec."""
         spec = AnalyzerSpec(
             backend=self.encoder_backend, encoder=self.encoder, cache_dir=self.cache_dir, threads=self.threads,
-            bundle=self.bundle, taxonomy=self.taxonomy, config=AnalyzerConfig(max_chars=self.max_chars),
+            bundle=self.bundle, taxonomy=self.taxonomy, config=AnalyzerConfig(
+                max_chars=self.max_chars, repeat_cache=self.repeat_cache, sentence_vectors=self.sentence_vectors
+            ),
         )
         return spec.model_copy(update=overrides) if overrides else spec
 
