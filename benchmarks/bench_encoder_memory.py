@@ -194,7 +194,7 @@ def build(name: str, dirs: dict[str, Path], threads: int) -> Any:
 
     export_dir = dirs[c.get("layout", "external")]
     enc = OnnxEncoder(export_dir, threads=c.get("threads", threads), session_options=tune)
-    if "shrink_above" in c:
+    if "shrink_above" in c and enc.arena_shrink_above is not None:
         enc.arena_shrink_above = c["shrink_above"]
     if c.get("openvino"):
         enc._session = _OpenVinoSession(export_dir / MODEL_FILENAME, c.get("threads", threads))

@@ -384,8 +384,8 @@ class OnnxEncoder:
         )
         self._shrink_arena = ort.RunOptions()
         self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        #: batches larger than this (rows x width²) shrink the arena after their run; None: never
-        self.arena_shrink_above: int | None = ARENA_SHRINK_ABOVE
+        #: batches larger than this (rows x width²) shrink the arena after their run; None: never (or no arena)
+        self.arena_shrink_above: int | None = ARENA_SHRINK_ABOVE if options.enable_cpu_mem_arena else None
         table = meta.get("embeddings")
         #: word embeddings looked up outside the graph (None: the graph takes ``input_ids`` itself)
         self.embedding_rows: EmbeddingRows | None = None
