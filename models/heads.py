@@ -171,7 +171,13 @@ def zero_shot_features(x: F32, prototypes: list[F32]) -> tuple[F32, F32]:
     ``x`` rows and prototype rows must already be L2-normalised (and centred the
     same way).  Returns two ``(n, n_entries)`` matrices.
     """
-    sims = np.stack([(x @ p.T).max(axis=1) for p in prototypes], axis=1).astype(np.float32)
+    sizes = [len(p) for p in prototypes]
+    if prototypes and min(sizes) > 0:  # one product for every entry, then the best per entry's column block
+        allp = np.concatenate(prototypes).astype(np.float32, copy=False)
+        starts = np.cumsum([0, *sizes[:-1]])
+        sims = np.maximum.reduceat(np.asarray(x, np.float32) @ allp.T, starts, axis=1).astype(np.float32)
+    else:
+        sims = np.stack([(x @ p.T).max(axis=1) for p in prototypes], axis=1).astype(np.float32)
     margin = (sims - sims.mean(axis=1, keepdims=True)).astype(np.float32)
     return sims, margin
 
