@@ -154,7 +154,7 @@ CONTENDERS: dict[str, dict[str, Any]] = {
     "opt_disabled": {"opt": "ORT_DISABLE_ALL"},
     "arena_off": {"arena": False},
     "arena_never_shrinks": {"shrink_above": None},
-    "arena_shrink_each_run": {"shrink_above": 0},
+    "arena_shrink_above_32x128": {"shrink_above": 32 * 128 * 128},
     "no_prepacking": {"config": {"session.disable_prepacking": "1"}},
     "threads_1": {"threads": 1},
     "openvino": {"openvino": True},
@@ -370,9 +370,9 @@ def main() -> None:
         "mean_chars": round(sum(map(len, texts)) / len(texts), 1),
         "note": "shared 2-core machine: compare ratios within this file only",
     }
-    import onnxruntime
+    from voce.models.encoders.onnx_backend import onnxruntime_offline
 
-    env["onnxruntime"] = onnxruntime.__version__
+    env["onnxruntime"] = onnxruntime_offline().__version__
     names = [n for n in args.contenders.split(",") if n]
     if "openvino" in names:
         try:
