@@ -96,16 +96,22 @@ def l2_normalise(x: npt.NDArray[np.floating]) -> Embeddings:
 
 #: padded tokens per forward pass; bounds activation memory (attention is batch x heads x L x L)
 MAX_BATCH_TOKENS = 8192
+#: rows x width^2 per forward pass: bounds the attention matrices themselves.  Four 512-token windows at most
+#: (sixteen made ORT's arena peak ~550 MB higher, reports/perf/memory_breakdown.json); short texts are unaffected
+#: (32 rows of 128 tokens are 524,288)
+MAX_BATCH_ATTENTION = 4 * 512 * 512
 #: below this width padding is cheaper than another forward call
 _SHORT_WIDTH = 64
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS, max_attention: int = MAX_BATCH_ATTENTION
+) -> list[list[int]]:
     """Group window indices into padded batches, longest first.
 
     Sorting by length keeps padding small when there are many texts; on top of
     that a batch is closed when it would exceed ``batch_size`` rows or
-    ``max_tokens`` padded tokens, or when the next window is less than half
+    ``max_tokens`` padded tokens or ``max_attention`` rows x width², or when the next window is less than half
     the batch's width (one 512-token window must not pad thirty short reviews
     to 512 tokens each).  The stable sort keeps batching deterministic.
     """
@@ -118,6 +124,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MA
             batch = batches[-1]
             width = lengths[batch[0]]
             fits = len(batch) < batch_size and (len(batch) + 1) * width <= max_tokens
+            fits = fits and (len(batch) + 1) * width * width <= max_attention
             if fits and (2 * lengths[i] >= width or width <= _SHORT_WIDTH):
                 batch.append(i)
                 continue

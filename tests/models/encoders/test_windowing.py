@@ -120,3 +120,11 @@ def test_spans_of_a_long_text_are_pooled_across_its_windows() -> None:
     pos = [0, 1, 2, 3, 4] + [0, 1, 2, 3, 4]
     expected = np.array([np.mean(ids), np.mean(pos), 1.0])
     np.testing.assert_allclose(spans[0][0], expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_long_windows_are_batched_few_at_a_time() -> None:
+    lengths = [512] * 10 + [100] * 40
+    batches = length_batches(lengths, batch_size=32)
+    assert [len(b) for b in batches if lengths[b[0]] == 512] == [4, 4, 2]  # rows x 512^2 within the bound
+    assert [len(b) for b in batches if lengths[b[0]] == 100] == [32, 8]  # short ones as before
+    assert sorted(i for b in batches for i in b) == list(range(50))
