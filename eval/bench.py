@@ -18,11 +18,14 @@ warm-up, after the run and its peak, and the ratios c/a, d/a, d/b, e/a, e/b comp
 ``voce bench`` is the command (it builds the analyzer spec from the service settings, exactly as ``voce serve``
 does); ``python -m voce.eval.bench`` hands over to it.  The model settings come from the ``VOCE_*`` environment,
 which the service subprocess inherits; its ``/info`` must name the same encoder and bundle as the in-process one.
+The analyzer's repeated-text cache is off unless ``--repeat-cache`` (in process, and ``VOCE_REPEAT_CACHE=0`` for the
+service): the contenders read the same texts in turn, and a shared cache would hand one the vectors another computed.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import http.client
 import io
 import json
@@ -65,7 +68,7 @@ Vector = npt.NDArray[np.float32]
 #: the stages ``--skip`` can leave out
 STAGES: tuple[str, ...] = ("naive", "raw", "inprocess", "http", "batch")
 #: real sources, an equal share each: IT public-service tweets and Amazon reviews, EN brand-complaint tweets and
-#: British Airways reviews (the long ones), SENTIPOLC tweets and ABSITA hotel/shop review sentences
+#: British Airways reviews (the long ones), SENTIPOLC tweets and ABSITA hotel-review sentences
 SOURCES: tuple[str, ...] = (PA_TWEETS, AMAZON_IT, BRAND_TWEETS, BA_REVIEWS, SENTIPOLC, ABSITA)
 #: the contenders, in report order; a key's first letter is its column in the issue (a..e)
 NAIVE, RAW = "a_naive", "b_raw_encoder"
@@ -102,6 +105,9 @@ class BenchConfig:
     data_dir: Path | None = None  # the shared data folder (None: VOCE_TRAIN_DATA_DIR, else ../shared/data)
     max_chars: int = 1500  # longer real texts are left out of the draw (tweets to ~1,500-character reviews)
     ready_timeout_s: float = 900.0  # the service may convert and export the encoder on a cold cache
+    # the analyzer's cache of repeated short texts; off by default here: the contenders read the same texts one
+    # after the other, and a shared cache would hand a later contender the vectors an earlier one computed
+    repeat_cache: bool = False
     command: str = ""  # recorded in the report
 
     def runs(self, stage: str) -> bool:
@@ -463,10 +469,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched_service(work: Path) -> Iterator[Service]:
+def launched_service(work: Path, overrides: dict[str, str] | None = None) -> Iterator[Service]:
     """Start ``voce serve`` (this interpreter, the inherited ``VOCE_*`` model settings); always stopped after."""
     port, data_dir, log = _free_port(), work / "var", work / "service.log"
-    env = os.environ | {"VOCE_DATA_DIR": str(data_dir), "VOCE_HOST": "127.0.0.1", "VOCE_PORT": str(port)}
+    env = os.environ | (overrides or {}) | {"VOCE_DATA_DIR": str(data_dir), "VOCE_HOST": "127.0.0.1", "VOCE_PORT": str(port)}
     with log.open("wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "voce.service.cli", "serve"], env=env, stdout=fh,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -779,14 +785,14 @@ def _git() -> dict[str, Any] | None:
         return None
 
 
-def environment(load_at_start: tuple[float, float, float]) -> dict[str, Any]:
-    """The machine, the versions and the commit; the load averages say how shared the machine was."""
+def environment() -> dict[str, Any]:
+    """The machine, the versions and the commit, read when the run starts (the code it loads); the load averages
+    (start here, end added at the end) say how shared the machine was."""
     packages = ("voce", "onnxruntime", "torch", "sentence-transformers", "transformers", "tokenizers", "numpy")
     return {
         "machine": {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(), "memory_gb": _memory_gb(),
                     "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_1_5_15_min": {"start": [round(x, 2) for x in load_at_start],
-                                                "end": [round(x, 2) for x in os.getloadavg()]}},
+                    "load_average_1_5_15_min": {"start": [round(x, 2) for x in os.getloadavg()]}},
         "versions": {p: _version(p) for p in packages},
         "git": _git(),
     }
@@ -813,7 +819,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{texts['count']} real comments ({texts['distinct']} distinct; mean {texts['mean_chars']} characters, median"
         f" {texts['median_chars']}, max {texts['max_chars']}; {_mix(texts['languages'])}), in"
-        f" {report['config']['rounds']} interleaved rounds, the contenders taking turns. Same model everywhere:"
+        f" {report['config']['rounds']} interleaved rounds, the contenders taking turns; repeated-text cache"
+        f" {'on' if report['config']['repeat_cache'] else 'off'}. Same model everywhere:"
         f" {model.get('encoder') or model.get('raw_encoder', {}).get('name')} + bundle {model.get('bundle')}"
         f" (naive vs raw encoder vectors: lowest cosine {_cell(model.get('naive_vs_raw_min_cosine'))}).", "",
         "| contender | comments/s | × naive | × raw encoder | p50 ms | p95 ms | p99 ms | 429s |",
@@ -944,18 +951,27 @@ def batch_stage(cfg: BenchConfig, service: Service, players: Sequence[Contender]
     return batch
 
 
+def without_repeat_cache(spec: AnalyzerSpec) -> AnalyzerSpec:
+    """The spec with the analyzer's repeated-text cache off (an analyzer config without one is left as it is)."""
+    if not hasattr(spec.config, "repeat_cache"):
+        return spec
+    return spec.model_copy(update={"config": dataclasses.replace(spec.config, repeat_cache=0)})
+
+
 def run_bench(cfg: BenchConfig, spec: AnalyzerSpec, *, texts: Sequence[BenchText] | None = None,
               progress: Progress = _quiet) -> dict[str, Any]:
     """The whole benchmark; writes ``cfg.out`` (JSON) and the Markdown table next to it, returns the report."""
-    t0, load_at_start = time.perf_counter(), os.getloadavg()
+    t0, env = time.perf_counter(), environment()
     bench_texts, rows = bench_inputs(cfg, texts)
+    spec = spec if cfg.repeat_cache else without_repeat_cache(spec)
     stats = text_stats(bench_texts)
     progress(f"{stats['count']} texts, mean {stats['mean_chars']} characters, {stats['languages']}")
     wants_service = cfg.runs("http") or cfg.runs("batch") or cfg.soak_minutes > 0
     work = Path(tempfile.mkdtemp(prefix="voce-bench-"))
     try:
         with contextlib.ExitStack() as stack:
-            service = stack.enter_context(launched_service(work)) if wants_service else None
+            overrides = {} if cfg.repeat_cache else {"VOCE_REPEAT_CACHE": "0"}
+            service = stack.enter_context(launched_service(work, overrides)) if wants_service else None
             models = load_models(cfg, spec, progress)
             serving = check_service(service, models, cfg.ready_timeout_s, progress) if service else None
             cosine = same_vectors(models, bench_texts)
@@ -966,13 +982,16 @@ def run_bench(cfg: BenchConfig, spec: AnalyzerSpec, *, texts: Sequence[BenchText
     report = {
         "issue": 14, "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "command": cfg.command,
         "config": {"n": cfg.n, "seed": cfg.seed, "rounds": cfg.rounds, "batch_rows": cfg.batch_rows,
-                   "skip": sorted(cfg.skip), "soak_minutes": cfg.soak_minutes, "max_chars": cfg.max_chars},
-        "environment": environment(load_at_start),
-        "model": {**models.info, "naive_vs_raw_min_cosine": cosine, "service": serving},
+                   "skip": sorted(cfg.skip), "soak_minutes": cfg.soak_minutes, "max_chars": cfg.max_chars,
+                   "repeat_cache": cfg.repeat_cache},
+        "environment": env,
+        "model": {**models.info, "analyzer_config": dataclasses.asdict(spec.config), "naive_vs_raw_min_cosine": cosine,
+                  "service": serving},
         "texts": stats, "contenders": rows_out, "ratios": headline_ratios(rows_out, m.batch),
         "service_memory": m.memory or None, "batch": m.batch, "soak": m.soak,
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
+    env["machine"]["load_average_1_5_15_min"]["end"] = [round(x, 2) for x in os.getloadavg()]
     write_report(report, cfg.out)
     return report
 

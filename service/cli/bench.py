@@ -27,6 +27,9 @@ def bench(
     out: Annotated[Path, typer.Option(help="JSON report; the Markdown table goes next to it (.md)")] = Path(
         "reports/bench/bench.json"
     ),
+    repeat_cache: Annotated[
+        bool, typer.Option(help="keep the analyzer's repeated-text cache on (contenders then share each other's vectors)")
+    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="shared data folder (default: VOCE_TRAIN_DATA_DIR, else ../shared/data)")
     ] = None,
@@ -37,10 +40,10 @@ def bench(
     try:
         cfg = BenchConfig(
             n=n, seed=seed, rounds=rounds, batch_rows=batch_rows, skip=parse_skip(skip), soak_minutes=soak_minutes,
-            out=out, data_dir=data_dir, command=shlex.join([
+            out=out, data_dir=data_dir, repeat_cache=repeat_cache, command=shlex.join([
                 "voce", "bench", "--n", str(n), "--batch-rows", str(batch_rows), "--rounds", str(rounds), "--seed",
                 str(seed), *(["--skip", skip] if skip else []), "--soak-minutes", f"{soak_minutes:g}", "--out", str(out),
-                *(["--data-dir", str(data_dir)] if data_dir else []),
+                *(["--data-dir", str(data_dir)] if data_dir else []), *(["--repeat-cache"] if repeat_cache else []),
             ]),
         )
         report = run_bench(cfg, settings().analyzer_spec(), progress=say)

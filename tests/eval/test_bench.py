@@ -109,6 +109,7 @@ def test_smoke_run_texts_model_batch_and_memory(smoke: tuple[dict[str, Any], Pat
     model = report["model"]
     assert model["service"]["encoder"] == model["encoder"] and model["service"]["model_version"] == model["bundle"]
     assert model["naive_vs_raw_min_cosine"] == pytest.approx(1.0, abs=1e-5)  # the same (fake) encoder both ways
+    assert not report["config"]["repeat_cache"] and model["analyzer_config"].get("repeat_cache", 0) == 0
     batch = report["batch"]
     assert (batch["status"], batch["rows"], batch["rows_total"], batch["rows_done"], batch["rows_error"]) == (
         "done", BATCH_ROWS, BATCH_ROWS, BATCH_ROWS, 0)
