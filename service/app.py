@@ -111,11 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = Engine()
     app.state.admission = Admission(settings.max_concurrency, settings.max_waiting)
+    app.state.metrics = Metrics.create()
     app.state.batcher = MicroBatcher(
         max_documents=settings.micro_batch_documents, max_tokens=settings.max_request_tokens,
-        wait_ms=settings.micro_batch_wait_ms,
+        wait_ms=settings.micro_batch_wait_ms, observe=app.state.metrics.microbatch,
     )
-    app.state.metrics = Metrics.create()
     install_error_handlers(app)
     _install_limits_and_metrics(app, settings)
     install_access(app, settings)  # keys, sessions, Host/Origin guard (outermost): voce.service.auth

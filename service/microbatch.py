@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -51,10 +52,17 @@ class BatchStats:
 class MicroBatcher:
     """One worker thread answering queued analyze requests in joint analyzer calls."""
 
-    def __init__(self, max_documents: int = 64, max_tokens: int = 40_000, wait_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_documents: int = 64,
+        max_tokens: int = 40_000,
+        wait_ms: float = 0.0,
+        observe: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.max_documents = max_documents  # documents per joint call (a larger request still runs, alone)
         self.max_tokens = max_tokens  # tokens per joint call, same rule
         self.wait_ms = wait_ms  # how long a lone request waits for others to join it
+        self.observe = observe  # called with (requests, documents) of every analyzer call (Prometheus)
         self._queue: deque[_Request] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -143,10 +151,13 @@ class MicroBatcher:
         request.future.set_result(answer)
 
     def _count(self, calls: int, group: list[_Request]) -> None:
+        documents = sum(len(r.docs) for r in group)
         with self._cv:
             self._calls += calls
             self._requests += len(group)
-            self._documents += sum(len(r.docs) for r in group)
+            self._documents += documents
+        if self.observe is not None:
+            self.observe(len(group), documents)
 
 
 def _tagged(group: list[_Request]) -> list[DocumentInput]:

@@ -87,6 +87,8 @@ class Metrics:
     requests: Counter
     documents: Counter
     latency: Histogram
+    batch_requests: Histogram
+    batch_documents: Histogram
 
     @classmethod
     def create(cls) -> Metrics:
@@ -96,7 +98,20 @@ class Metrics:
             requests=Counter("voce_requests", "HTTP requests", ["route", "status"], registry=reg),
             documents=Counter("voce_documents", "Documents processed", ["outcome"], registry=reg),
             latency=Histogram("voce_request_seconds", "Request latency", ["route"], registry=reg),
+            batch_requests=Histogram(
+                "voce_microbatch_requests", "/v1/analyze requests answered by one analyzer call (micro-batching)",
+                buckets=(1, 2, 4, 8, 16, 32, 64), registry=reg,
+            ),
+            batch_documents=Histogram(
+                "voce_microbatch_documents", "Documents analysed by one /v1/analyze analyzer call",
+                buckets=(1, 2, 4, 8, 16, 25, 32, 64, 128, 256), registry=reg,
+            ),
         )
+
+    def microbatch(self, requests: int, documents: int) -> None:
+        """One analyzer call of the micro-batcher: how many requests and documents it answered together."""
+        self.batch_requests.observe(requests)
+        self.batch_documents.observe(documents)
 
     def count(self, route: str, status: int, seconds: float | None = None) -> None:
         """One request to the route template ``route``, answered with ``status`` (and how long it took)."""

@@ -1,6 +1,7 @@
 """Operations routes through the real app: health, readiness (loading, failed, ready), info, metrics, the envelope."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def test_health_ready_info_metrics(client: TestClient) -> None:
     client.post("/v1/analyze", json={"documents": [{"id": "m", "text": "ciao"}]})
     metrics = client.get("/metrics").text
     assert "voce_requests_total" in metrics and "voce_documents_total" in metrics
+    # the micro-batcher's calls (at least the one request above, answered by one analyzer call)
+    calls = re.search(r"^voce_microbatch_documents_count (\S+)$", metrics, re.M)
+    assert calls is not None and float(calls.group(1)) >= 1
+    assert re.search(r"^voce_microbatch_requests_bucket\{le=\"1.0\"\} [1-9]", metrics, re.M)
 
 
 def test_openapi_has_stable_operation_ids(client: TestClient) -> None:
