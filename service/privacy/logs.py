@@ -106,8 +106,9 @@ def install(level: str = "info") -> dict[str, Any]:
     import logging.config
     import threading
 
-    from voce.service.privacy.detect import default_detector
+    from voce.service.privacy.loader import detect_module
 
+    default_detector = detect_module().default_detector  # first, while this is the only thread (see loader)
     cfg = log_config(level)
     logging.config.dictConfig(cfg)
     threading.Thread(target=default_detector, name="voce-pii-detector", daemon=True).start()

@@ -169,9 +169,9 @@ class Redactor:
     @property
     def detector(self) -> PiiDetector:
         if self._detector is None:
-            from voce.service.privacy.detect import default_detector
+            from voce.service.privacy.loader import detect_module
 
-            self._detector = default_detector()
+            self._detector = detect_module().default_detector()
         return self._detector
 
     def text(self, text: str, language: str | None = None) -> Redacted:
