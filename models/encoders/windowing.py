@@ -143,12 +143,7 @@ def encode_windows(
     weights = np.zeros(n_texts, dtype=np.float64)
     for indices in length_batches([len(w.ids) for w in windows], batch_size):
         batch = [windows[i] for i in indices]
-        width = len(batch[0].ids)
-        ids = np.full((len(batch), width), pad, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, w in enumerate(batch):
-            ids[row, : len(w.ids)] = w.ids
-            mask[row, : len(w.ids)] = 1
+        ids, mask = _padded(batch, pad)
         pooled = np.asarray(run(ids, mask), dtype=np.float64)
         for row, w in enumerate(batch):
             sums[w.text] += w.weight * pooled[row]
@@ -218,12 +213,7 @@ def encode_windows_with_spans(
     pad = specials.pad
     for indices in length_batches([len(w.ids) for w in windows], batch_size):
         batch = [windows[i] for i in indices]
-        width = len(batch[0].ids)
-        ids = np.full((len(batch), width), pad, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, w in enumerate(batch):
-            ids[row, : len(w.ids)] = w.ids
-            mask[row, : len(w.ids)] = 1
+        ids, mask = _padded(batch, pad)
         hidden = np.asarray(run(ids, mask), dtype=np.float32)
         pooled = masked_mean(hidden, mask).astype(np.float64)
         for row, (i, w) in enumerate(zip(indices, batch, strict=True)):
@@ -234,6 +224,17 @@ def encode_windows_with_spans(
     docs = l2_normalise(sums / np.maximum(weights, 1.0)[:, None])
     spans = [l2_normalise(s / np.maximum(c, 1.0)[:, None]) for s, c in zip(span_sums, span_counts, strict=True)]
     return docs, spans
+
+
+def _padded(batch: Sequence[Window], pad: int) -> tuple[IdMatrix, IdMatrix]:
+    """One batch's ids padded to its first (longest) window, and the attention mask."""
+    width = len(batch[0].ids)
+    ids = np.full((len(batch), width), pad, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, w in enumerate(batch):
+        ids[row, : len(w.ids)] = w.ids
+        mask[row, : len(w.ids)] = 1
+    return ids, mask
 
 
 def _window_starts(windows: Sequence[Window], n_specials: int) -> list[int]:
