@@ -16,10 +16,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sqlalchemy import text
@@ -79,6 +79,39 @@ def analyze_chunk(
     return out
 
 
+class ChunkAnalysis(Protocol):
+    """Analyses a batch's chunks and yields them back in order with their row records (:func:`analyze_chunk`).
+
+    :class:`LocalChunks` runs them one after the other in this process; ``ray_executor.RayChunks`` spreads them
+    over a pool of analyzer actors, several in flight.  The runner stores what comes back in order, so progress
+    (``rows_done``) stays a prefix of the file and a resumed run starts where the stored rows end.
+    """
+
+    def map(
+        self, chunks: Iterable[list[PreparedRow]], redactor: Redactor
+    ) -> Iterator[tuple[list[PreparedRow], list[dict[str, Any]]]]: ...
+
+
+class LocalChunks:
+    """Each chunk analysed in the calling thread (the embedded default)."""
+
+    def __init__(self, analyzer: Analyzer) -> None:
+        self.analyzer = analyzer
+
+    def map(
+        self, chunks: Iterable[list[PreparedRow]], redactor: Redactor
+    ) -> Iterator[tuple[list[PreparedRow], list[dict[str, Any]]]]:
+        for chunk in chunks:
+            yield chunk, analyze_chunk(self.analyzer, chunk, redactor)
+
+
+class _RowsRead:
+    """How far the runner has read the file (rows seen; whether any are left)."""
+
+    rows = 0
+    more = True
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     chunk_rows: int = 64
@@ -126,6 +159,7 @@ class BatchRunner:
         config: RunnerConfig,
         stop: threading.Event | None = None,
         on_chunk: Callable[[int], None] | None = None,
+        chunks: Callable[[Analyzer], ChunkAnalysis] | None = None,
     ) -> None:
         self.store = store
         # batches window long documents (chat transcripts) instead of rejecting them like the sync API
@@ -134,6 +168,8 @@ class BatchRunner:
         self.config = config
         self.stop = stop or threading.Event()
         self.on_chunk = on_chunk
+        # who analyses the chunks: this process, or the actors of a Ray cluster (ray_executor.RayChunks)
+        self.chunks: ChunkAnalysis = chunks(self.analyzer) if chunks is not None else LocalChunks(self.analyzer)
         # set per batch from its pii_mode (see _run)
         self.redactor = Redactor(config.pii_mode)
         # what the batch records about database outages it went through (its `error`, once the database is back)
@@ -198,23 +234,20 @@ class BatchRunner:
             bid, wid, phase="analysing", total_rows=total, model_version=self.analyzer.bundle.version,
             taxonomy_version=self.analyzer.taxonomy.version, pii_mode=mode,
         ))
-        start = batch.rows_done
-        chunk: list[PreparedRow] = []
-        row = -1
-        for row, rec in enumerate(table.records()):
-            if row < start:
-                continue
-            chunk.append(prepare_row(row, rec, mapping))
-            if len(chunk) >= self.config.chunk_rows:
-                self._commit(bid, chunk)
-                chunk = []
-                if self.stop.is_set():
+        read = _RowsRead()
+        analysed = self.chunks.map(self._prepared(table, batch.rows_done, mapping, read), self.redactor)
+        try:
+            for chunk, records in analysed:
+                self._commit(bid, chunk, records)
+                if self.stop.is_set() and read.more:
                     self._durably(bid, "giving the batch back", lambda: self.store.release(bid, wid))
                     return "paused"
-        if chunk:
-            self._commit(bid, chunk)
-        if row + 1 != total:  # the file changed under us; report instead of guessing
-            self._durably(bid, "correcting the row count", lambda: self.store.heartbeat(bid, wid, total_rows=max(row + 1, 0)))
+        finally:
+            close = getattr(analysed, "close", None)
+            if close is not None:  # chunks still in flight on a remote executor are cancelled
+                close()
+        if read.rows != total:  # the file changed under us; report instead of guessing
+            self._durably(bid, "correcting the row count", lambda: self.store.heartbeat(bid, wid, total_rows=read.rows))
         if self.config.discovery:  # run again as a whole if the database goes away meanwhile
             self._durably(bid, "discovering topics", lambda: self._discover(bid))
         # landed: a retry after a finish whose answer was lost finds the batch done (and its lease gone with it)
@@ -223,8 +256,24 @@ class BatchRunner:
             self._durably(bid, "deleting the upload", lambda: retention.discard_upload(self.store, bid, path))
         return "done"
 
-    def _commit(self, bid: str, chunk: list[PreparedRow]) -> None:
-        records = analyze_chunk(self.analyzer, chunk, self.redactor)
+    def _prepared(
+        self, table: Any, start: int, mapping: ColumnMapping, read: _RowsRead
+    ) -> Iterator[list[PreparedRow]]:
+        """The file's rows from ``start`` on, prepared, in chunks of ``chunk_rows`` (counted in ``read``)."""
+        chunk: list[PreparedRow] = []
+        for row, rec in enumerate(table.records()):
+            read.rows = row + 1
+            if row < start:
+                continue
+            chunk.append(prepare_row(row, rec, mapping))
+            if len(chunk) >= self.config.chunk_rows:
+                yield chunk
+                chunk = []
+        read.more = False
+        if chunk:
+            yield chunk
+
+    def _commit(self, bid: str, chunk: list[PreparedRow], records: list[dict[str, Any]]) -> None:
         next_row = chunk[-1].row + 1
         try:
             self._durably(
