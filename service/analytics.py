@@ -156,43 +156,97 @@ def parse_period(value: str) -> tuple[Granularity, datetime.date, datetime.date]
     raise ValueError(f"period must look like 2026-03, 2026-W09 or 2026-03-05, got {value!r}")
 
 
+FilterValues = list[str]
+#: at most this many values per filter field (a URL with more is not a selection a person made)
+MAX_FILTER_VALUES = 50
+
+
+def _values(value: Any, *, lower: bool = False, max_chars: int | None = None, name: str = "value") -> list[str] | None:
+    """One string or a list of strings -> the distinct non-blank values in order; None when nothing is left.
+
+    A blank query parameter filters nothing (``?channel=`` is "all"), like a blank segment."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} values must be strings, got {type(item).__name__}")
+        key = item.strip().lower() if lower else item.strip()
+        if not key or key in out:
+            continue
+        if max_chars is not None and len(key) > max_chars:
+            raise ValueError(f"{name} is at most {max_chars} characters, got {len(key)}")
+        out.append(key)
+    if len(out) > MAX_FILTER_VALUES:
+        raise ValueError(f"at most {MAX_FILTER_VALUES} {name} values, got {len(out)}")
+    return out or None
+
+
 class Filters(BaseModel):
-    """Which rows of a batch a report covers; every set field must match (AND). Echoed back in the report."""
+    """Which rows of a batch a report covers: the one parser of the filter query parameters (API, page, CLI).
+
+    Every field is multi-select: a row matches a field when it matches ANY of its values (OR), and it must match
+    every set field (AND). Segments: OR over the values of one column, AND across columns
+    (``segment=region:north&segment=region:south&segment=tier:gold`` = (north or south) and gold). A single string
+    is accepted wherever a list is. Echoed back in the report, always as lists."""
 
     model_config = ConfigDict(extra="forbid")
 
-    touchpoint: str | None = None  # rows where this touchpoint id was found in the text
-    channel: str | None = None  # rows collected through this channel (as in by_channel); "unknown" = rows without one
-    topic: str | None = None  # rows where this topic id was found
-    language: str | None = None  # language code (case-insensitive); "unknown" = rows without a language
-    segment: dict[str, str] | None = None  # column -> value; a "col:value" string is accepted
+    touchpoint: FilterValues | None = None  # rows where any of these touchpoint ids was found in the text
+    channel: FilterValues | None = None  # collected through any of these channels (as in by_channel); "unknown" = none
+    topic: FilterValues | None = None  # rows where any of these topic ids was found
+    language: FilterValues | None = None  # language codes (case-insensitive); "unknown" = rows without a language
+    segment: dict[str, FilterValues] | None = None  # column -> values; "col:value" strings (or a list) are accepted
     period: str | None = None  # "2026-03" (month), "2026-W09" (ISO week) or "2026-03-05" (day)
     date_from: datetime.date | None = None  # inclusive
     date_to: datetime.date | None = None  # inclusive
 
+    @field_validator("touchpoint", "topic", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info: Any) -> Any:
+        return _values(value, name=info.field_name)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language_values(cls, value: Any) -> Any:
+        return _values(value, lower=True, name="language")
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel_values(cls, value: Any) -> Any:
+        return _values(value, lower=True, max_chars=CHANNEL_MAX_CHARS, name="channel")
+
     @field_validator("segment", mode="before")
     @classmethod
-    def _segment_string(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return parse_segment(value) if value.strip() else None
-        return value
-
-    @field_validator("channel")
-    @classmethod
-    def _channel_normalised(cls, value: str | None) -> str | None:
+    def _segment_values(cls, value: Any) -> Any:
         if value is None:
             return None
-        key = value.strip().lower()
-        if not key:
-            return None  # a blank query parameter filters nothing, like a blank segment
-        if len(key) > CHANNEL_MAX_CHARS:
-            raise ValueError(f"channel is at most {CHANNEL_MAX_CHARS} characters, got {len(key)}")
-        return key
+        pairs: list[tuple[str, Any]] = []
+        if isinstance(value, dict):
+            pairs = list(value.items())
+        else:
+            for item in [value] if isinstance(value, str) else list(value):
+                if not isinstance(item, str):
+                    raise ValueError(f"segment values must be 'column:value' strings, got {type(item).__name__}")
+                if item.strip():
+                    pairs.extend(parse_segment(item).items())
+        out: dict[str, list[str]] = {}
+        for col, vals in pairs:
+            col = str(col).strip()
+            found = _values(vals, name=f"segment {col!r}")
+            if not col or not found:
+                continue
+            merged = out.setdefault(col, [])
+            merged.extend(v for v in found if v not in merged)
+        return out or None
 
     @field_validator("period")
     @classmethod
     def _period_valid(cls, value: str | None) -> str | None:
         if value is not None:
+            if not value.strip():
+                return None
             parse_period(value)
             return value.strip()
         return value
@@ -202,6 +256,25 @@ class Filters(BaseModel):
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}")
         return self
+
+    def query_params(self) -> list[tuple[str, str]]:
+        """The filters as query-string pairs (repeated keys for several values): ``Filters(**parsed)`` gives them
+        back, so a saved view or a shared link round-trips through the same parser."""
+        out: list[tuple[str, str]] = []
+        for key in ("topic", "touchpoint", "channel", "language"):
+            out.extend((key, v) for v in getattr(self, key) or [])
+        for col, vals in (self.segment or {}).items():
+            out.extend(("segment", f"{col}:{v}") for v in vals)
+        if self.period:
+            out.append(("period", self.period))
+        if self.date_from:
+            out.append(("date_from", self.date_from.isoformat()))
+        if self.date_to:
+            out.append(("date_to", self.date_to.isoformat()))
+        return out
+
+    def is_empty(self) -> bool:
+        return not self.query_params()
 
 
 def _language_key(row: RowFacts) -> str:
@@ -223,21 +296,21 @@ def apply_filters(rows: Iterable[RowFacts], filters: Filters | None) -> list[Row
     if filters is None:
         return rows
     checks: list[Any] = []
-    if filters.topic is not None:
-        topic = filters.topic
-        checks.append(lambda r: any(t == topic for t, _ in r.topics))
-    if filters.touchpoint is not None:
-        touchpoint = filters.touchpoint
-        checks.append(lambda r: touchpoint in r.touchpoints)
-    if filters.channel is not None:
-        channel = filters.channel
-        checks.append(lambda r: _channel_key(r) == channel)
-    if filters.language is not None:
-        language = filters.language.strip().lower()
-        checks.append(lambda r: _language_key(r) == language)
+    if filters.topic:
+        topics = frozenset(filters.topic)
+        checks.append(lambda r: any(t in topics for t, _ in r.topics))
+    if filters.touchpoint:
+        touchpoints = frozenset(filters.touchpoint)
+        checks.append(lambda r: any(t in touchpoints for t in r.touchpoints))
+    if filters.channel:
+        channels = frozenset(filters.channel)
+        checks.append(lambda r: _channel_key(r) in channels)
+    if filters.language:
+        languages = frozenset(filters.language)
+        checks.append(lambda r: _language_key(r) in languages)
     if filters.segment:
-        wanted = dict(filters.segment)
-        checks.append(lambda r: all(_segment_key(r, c) == v for c, v in wanted.items()))
+        wanted = {c: frozenset(v) for c, v in filters.segment.items()}
+        checks.append(lambda r: all(_segment_key(r, c) in v for c, v in wanted.items()))
     lo: datetime.date | None = filters.date_from
     hi: datetime.date | None = filters.date_to + datetime.timedelta(days=1) if filters.date_to else None  # exclusive
     if filters.period is not None:

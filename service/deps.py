@@ -18,6 +18,8 @@ from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirem
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
 from voce.service.errors import ErrorEnvelope, NotReady
+from voce.service.learning.corrections import CorrectionService
+from voce.service.learning.taxonomies import TaxonomyLimits, TaxonomyStore, TenantTaxonomy, batch_taxonomy
 from voce.service.microbatch import MicroBatcher
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
@@ -137,13 +139,17 @@ def find_page_batches(
 
 
 def filter_params(
-    touchpoint: Annotated[str | None, Query(description="a touchpoint id found in the text")] = None,
+    touchpoint: Annotated[list[str] | None, Query(description="touchpoint ids found in the text; repeatable (any)")] = None,
     channel: Annotated[
-        str | None, Query(description="where the feedback was collected, as in by_channel; 'unknown': rows without one")
+        list[str] | None,
+        Query(description="where the feedback was collected, as in by_channel; 'unknown': rows without one; "
+                          "repeatable (any)"),
     ] = None,
-    topic: str | None = None,
-    language: str | None = None,
-    segment: Annotated[list[str] | None, Query(description="column:value; repeatable")] = None,
+    topic: Annotated[list[str] | None, Query(description="topic ids; repeatable (any)")] = None,
+    language: Annotated[list[str] | None, Query(description="language codes; repeatable (any)")] = None,
+    segment: Annotated[
+        list[str] | None, Query(description="column:value; repeatable (any value of a column, every column)")
+    ] = None,
     period: Annotated[str | None, Query(description="2026-03, 2026-W09 or 2026-03-05")] = None,
     date_from: dt.date | None = None,
     date_to: dt.date | None = None,
@@ -170,3 +176,73 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 AccessDep = Annotated[AccessControl, Depends(get_access)]
 FiltersDep = Annotated[Filters, Depends(filter_params)]
+
+
+# ---- the learning loop (service/learning): corrections and the tenant's taxonomy
+def get_taxonomy_store(request: Request) -> TaxonomyStore:
+    """Every tenant's taxonomy versions, on the batch store's database (one per app)."""
+    sessions = get_store(request).sessions
+    found: TaxonomyStore | None = getattr(request.app.state, "taxonomies", None)
+    if found is None or found.sessions is not sessions:
+        found = request.app.state.taxonomies = TaxonomyStore(sessions)
+    return found
+
+
+def get_author(principal: Annotated[Principal, Depends(get_principal)], access: AccessDep) -> str:
+    """Who a correction or taxonomy version is recorded as: the key's name (else its prefix; 'anonymous' with
+    access control off)."""
+    from voce.service.learning.corrections import author_name
+
+    info = access.keys.get(principal.key_id) if principal.key_id and access.enabled else None
+    return author_name(info.name if info is not None else None, principal.key_prefix or "anonymous")
+
+
+def _tenant_taxonomy(
+    principal: Principal, request: Request, analyzer: Analyzer, store: TaxonomyStore
+) -> TenantTaxonomy:
+    s = get_settings(request)
+    limits = TaxonomyLimits(entries=s.max_taxonomy_entries, examples=s.max_taxonomy_examples,
+                            text_chars=s.max_taxonomy_text_chars)
+    return TenantTaxonomy(store, principal.tenant, analyzer.taxonomy, limits)
+
+
+def _read_taxonomy(
+    request: Request, principal: Annotated[Principal | None, Depends(require_key)], analyzer: AnalyzerDep,
+    store: Annotated[TaxonomyStore, Depends(get_taxonomy_store)],
+) -> TenantTaxonomy:
+    assert principal is not None
+    return _tenant_taxonomy(principal, request, analyzer, store)
+
+
+def _write_taxonomy(
+    request: Request, principal: Annotated[Principal | None, Depends(require_write)], analyzer: AnalyzerDep,
+    store: Annotated[TaxonomyStore, Depends(get_taxonomy_store)],
+) -> TenantTaxonomy:
+    assert principal is not None
+    return _tenant_taxonomy(principal, request, analyzer, store)
+
+
+def _corrections(batches: BatchService, analyzer: Analyzer, store: TaxonomyStore) -> CorrectionService:
+    return CorrectionService(batches, lambda b: batch_taxonomy(store, b, analyzer.taxonomy))
+
+
+def _read_corrections(
+    batches: ReadBatchesDep, analyzer: AnalyzerDep, store: Annotated[TaxonomyStore, Depends(get_taxonomy_store)]
+) -> CorrectionService:
+    return _corrections(batches, analyzer, store)
+
+
+def _write_corrections(
+    batches: WriteBatchesDep, analyzer: AnalyzerDep, store: Annotated[TaxonomyStore, Depends(get_taxonomy_store)]
+) -> CorrectionService:
+    return _corrections(batches, analyzer, store)
+
+
+AuthorDep = Annotated[str, Depends(get_author)]
+TaxonomyStoreDep = Annotated[TaxonomyStore, Depends(get_taxonomy_store)]
+#: the caller's tenant's taxonomy: read with any key, changed with batches:write
+ReadTaxonomyDep = Annotated[TenantTaxonomy, Depends(_read_taxonomy)]
+WriteTaxonomyDep = Annotated[TenantTaxonomy, Depends(_write_taxonomy)]
+#: corrections of the caller's tenant's batches: listed with batches:read, made and reverted with batches:write
+ReadCorrectionsDep = Annotated[CorrectionService, Depends(_read_corrections)]
+WriteCorrectionsDep = Annotated[CorrectionService, Depends(_write_corrections)]

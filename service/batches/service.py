@@ -110,23 +110,21 @@ def touchpoint_names(taxonomy: Taxonomy, language: str = "en") -> dict[str, str]
 
 def make_filters(
     *,
-    touchpoint: str | None = None,
-    channel: str | None = None,
-    topic: str | None = None,
-    language: str | None = None,
-    segment: list[str] | None = None,
+    touchpoint: str | list[str] | None = None,
+    channel: str | list[str] | None = None,
+    topic: str | list[str] | None = None,
+    language: str | list[str] | None = None,
+    segment: str | list[str] | None = None,
     period: str | None = None,
     date_from: dt.date | None = None,
     date_to: dt.date | None = None,
 ) -> Filters:
-    """The filters shared by the KPI report and the comments behind it (so the numbers and the list agree)."""
+    """The filters shared by the KPI report and the comments behind it (so the numbers and the list agree); each
+    may be one value or several (any of them matches). Parsing is :class:`~voce.service.analytics.Filters`'s."""
     try:
-        seg: dict[str, str] = {}
-        for item in segment or []:
-            seg.update(analytics.parse_segment(item))
         return Filters(
-            touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=seg or None, period=period,
-            date_from=date_from, date_to=date_to,
+            touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=segment,  # type: ignore[arg-type]
+            period=period, date_from=date_from, date_to=date_to,
         )
     except (ValueError, ValidationError) as exc:
         raise InvalidFilter(f"invalid filter: {exc}") from exc
@@ -403,11 +401,16 @@ class BatchService:
     # -- results
     def facts(self, b: Batch) -> list[RowFacts]:
         """The per-row facts of a batch, from memory while the batch has not moved."""
-        progress = (b.status, b.rows_done, b.rows_error, b.finished_at)
+        from voce.service.learning import corrections  # analysts' corrections count instead of the prediction
+
+        progress = (b.status, b.rows_done, b.rows_error, b.finished_at, b.taxonomy_version,
+                    corrections.stamp(self.store.sessions, b.id))
         hit = self._facts.get(b.id)
         if hit is not None and hit[0] == progress:
             return hit[1]
-        found = rows.load_facts(self.store, b.id)
+        found = corrections.corrected_facts(
+            rows.load_facts(self.store, b.id), corrections.active_changes(self.store.sessions, b.id)
+        )
         self._facts.put(b.id, (progress, found))
         return found
 

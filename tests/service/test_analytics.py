@@ -251,8 +251,8 @@ def test_filtered_report_recomputes_kpis() -> None:
     r = batch_kpis(_hand_rows(), Filters.model_validate({"segment": "region:north"}))
     # rows 0,1,3,5,7,9,11; scored: 0 1 5 (P), 7 (passive), 3 11 (D) -> 100 * (3 - 2) / 6
     assert (r.count, r.analysed, r.nps.responses, r.nps.value) == (7, 7, 6, round(100 / 6, 2))
-    assert r.filters.segment == {"region": "north"}
-    assert r.model_dump(mode="json")["filters"]["segment"] == {"region": "north"}
+    assert r.filters.segment == {"region": ["north"]}
+    assert r.model_dump(mode="json")["filters"]["segment"] == {"region": ["north"]}
 
 
 def test_filter_parsing_and_validation() -> None:
@@ -499,11 +499,50 @@ def test_channel_filter_equals_its_breakdown_entry() -> None:
             entry.count, entry.nps, entry.nps_responses, entry.net_sentiment
         )
         assert [c.id for c in one.by_channel] == [entry.id]
-    assert batch_kpis(rows, Filters(channel="mobile_app")).filters.channel == "mobile_app"
+    assert batch_kpis(rows, Filters(channel="mobile_app")).filters.channel == ["mobile_app"]
 
 
 def test_channel_filter_validation() -> None:
     assert Filters(channel="  ").channel is None  # a blank query parameter filters nothing
-    assert Filters(channel=" Negozio ").channel == "negozio"
+    assert Filters(channel=" Negozio ").channel == ["negozio"]
     with pytest.raises(ValidationError, match="at most 64"):
         Filters(channel="x" * 65)
+
+
+# --------------------------------------------------------------------------------------------------- multi-select
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected_rows"),
+    [
+        (Filters(topic=["delivery", "staff"]), [0, 1, 2, 4, 5, 7, 9]),  # any of them
+        (Filters(language=["EN", "unknown"]), [2, 3, 6, 9, 10]),
+        (Filters.model_validate({"segment": ["region:north", "region:unknown"]}), [0, 1, 3, 5, 7, 9, 10, 11]),
+        (Filters(segment={"region": ["south"]}, topic=["price", "delivery"]), [2, 4, 6, 8]),  # AND across fields
+        (Filters(topic=["price", " price ", ""]), [0, 2, 3, 6, 7, 8, 11]),  # duplicates and blanks dropped
+    ],
+)
+def test_multi_select_filters(filters: Filters, expected_rows: list[int]) -> None:
+    assert [r.row for r in apply_filters(_hand_rows(), filters)] == expected_rows
+
+
+def test_multi_select_parsing_round_trips_through_query_params() -> None:
+    f = Filters.model_validate(
+        {"topic": ["price", "staff"], "channel": [" App ", "app", "Negozio"], "language": "IT",
+         "segment": ["region:north", "region:south", "tier:gold"], "period": "2026-03"}
+    )
+    assert f.topic == ["price", "staff"] and f.channel == ["app", "negozio"] and f.language == ["it"]
+    assert f.segment == {"region": ["north", "south"], "tier": ["gold"]}
+    pairs = f.query_params()
+    assert ("segment", "region:south") in pairs and pairs.count(("topic", "price")) == 1
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    again = Filters.model_validate({k: v if k in ("topic", "channel", "language", "segment", "touchpoint") else v[0]
+                                    for k, v in grouped.items()})
+    assert again == f
+    assert Filters(topic=[" ", ""]).topic is None and Filters().is_empty() and not f.is_empty()
+    with pytest.raises(ValidationError):
+        Filters(topic=["x"] * 1 + [str(i) for i in range(60)])
+    with pytest.raises(ValidationError):
+        Filters.model_validate({"segment": ["region:north", "no-colon"]})

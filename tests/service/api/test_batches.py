@@ -288,7 +288,7 @@ def test_kpis_by_channel_and_touchpoint_channel(client: TestClient, channel_batc
     assert cells == expected and cells[("call_center", "store")] == 1  # about the call center, written in the store
 
     app = client.get(f"/v1/batches/{bid}/kpis", params={"channel": "MOBILE_APP"}).json()
-    assert (app["count"], app["nps"]["value"], app["filters"]["channel"]) == (4, -50.0, "mobile_app")
+    assert (app["count"], app["nps"]["value"], app["filters"]["channel"]) == (4, -50.0, ["mobile_app"])
     page = client.get(f"/v1/batches/{bid}/rows", params={"channel": "mobile_app", "limit": 500}).json()
     assert [r["id"] for r in page["rows"]] == ["c1", "c2", "c3", "c8"] and page["rows"][0]["channel"] == "mobile_app"
     fax = client.get(f"/v1/batches/{bid}/rows", params={"channel": "fax"}).json()

@@ -64,7 +64,7 @@ def test_domain_errors(service: BatchService, tmp_path: Path) -> None:
         make_filters(segment=["no-colon"])
     with pytest.raises(InvalidFilter, match="channel"):
         make_filters(channel="x" * 65)
-    assert make_filters(channel=" App ").channel == "app"
+    assert make_filters(channel=" App ").channel == ["app"]
     dest = tmp_path / "upload"
     with pytest.raises(UploadTooLarge, match="1024 bytes"):
         asyncio.run(service.receive(_reader(b"x" * 1000, b"x" * 1000), dest))
