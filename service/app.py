@@ -18,9 +18,8 @@ from fastapi import FastAPI, Request, Response
 from voce.models import __version__
 from voce.service.api import analyze, batches, docs, keys, ops, pages
 from voce.service.auth import install_access
-from voce.service.batches.executor import LocalExecutor
+from voce.service.batches.executor import build_executor
 from voce.service.batches.retention import RetentionTask
-from voce.service.batches.runner import RunnerConfig
 from voce.service.batches.service import BatchService
 from voce.service.batches.store import BatchStore
 from voce.service.errors import BodyLimit, error_response, install_error_handlers
@@ -47,9 +46,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         retention.start()
         executor = None
         if settings.workers > 0:
-            executor = LocalExecutor(
-                store, lambda: engine.analyzer, RunnerConfig.from_settings(settings), threads=settings.workers
-            )
+            executor = build_executor(settings, store, lambda: engine.analyzer, threads=settings.workers)
             executor.start()
         app.state.store, app.state.executor = store, executor
         app.state.batches = BatchService.from_settings(

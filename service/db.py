@@ -78,6 +78,8 @@ class Batch(Base):
     error: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(String(128))
     taxonomy_version: Mapped[str | None] = mapped_column(String(128))
+    # who analysed it: local (this process / voce worker) or ray (a Ray cluster's actors); None before 0006
+    executor: Mapped[str | None] = mapped_column(String(16))
     discovery: Mapped[dict | None] = mapped_column(JSON)
     discovery_error: Mapped[str | None] = mapped_column(Text)
     # redact | mask | keep: how personal data in this batch's texts was stored (None: before 0002)

@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     discovery: bool = True
     discovery_seed: int = 13
 
+    # ---- scale-out (README: "Large batches on Ray"; service/batches/ray_executor.py)
+    # who analyses batch chunks: local (this process or `voce worker`, the default) or ray (analyzer actors on a
+    # Ray cluster; pip install 'voce[ray]')
+    executor: Literal["local", "ray"] = "local"
+    # local = start Ray inside this process (trying it); auto = the cluster `ray start` joined this node to;
+    # ray://host:10001 = a remote cluster through Ray Client
+    ray_address: str = "local"
+    # analyzer actors (0 = as many as the cluster's CPUs allow at ray_cpus_per_actor each)
+    ray_actors: int = Field(default=0, ge=0, le=4096)
+    ray_cpus_per_actor: int = Field(default=1, ge=1, le=256)
+    # GPUs per actor (0 = CPU actors)
+    ray_gpus_per_actor: float = Field(default=0.0, ge=0.0, le=16.0)
+
     # ---- personal data (README: "Personal data"; service/privacy)
     # how personal data found in uploaded texts is stored: redact (<EMAIL>), mask (m****@e******.com, same length)
     # or keep (verbatim); an upload may choose its own (form field pii_mode). The analysis always sees the original

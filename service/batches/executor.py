@@ -11,11 +11,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voce.models.analyzer import Analyzer
-from voce.service.batches.runner import DB_OUTAGE_ERRORS, BatchRunner, RunnerConfig
+from voce.service.batches.runner import DB_OUTAGE_ERRORS, BatchRunner, ChunkAnalysis, RunnerConfig
 from voce.service.batches.store import BatchStore
+
+if TYPE_CHECKING:
+    from voce.service.settings import Settings
 
 log = logging.getLogger("voce.jobs")
 
@@ -46,8 +49,13 @@ class LocalExecutor:
         threads: int = 1,
         poll_seconds: float = 2.0,
         name: str = "api",
+        chunks: Callable[[Analyzer], ChunkAnalysis] | None = None,
+        kind: str = "local",
     ) -> None:
         self.store = store
+        # who analyses the chunks (None: this process; ray_executor.RayChunkSource: a Ray cluster's actors)
+        self.chunks = chunks
+        self.kind = kind
         self.analyzer = analyzer
         self.config = config
         self.threads = threads
@@ -71,6 +79,9 @@ class LocalExecutor:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=timeout)
+        close = getattr(self.chunks, "close", None)
+        if close is not None:  # a Ray executor's actors
+            close()
 
     def run_until_idle(self, worker_id: str | None = None) -> int:
         """Process batches in the calling thread until none is claimable (CLI, tests); returns how many ran."""
@@ -88,7 +99,8 @@ class LocalExecutor:
         if batch is None:
             return False
         log.info("worker %s: batch %s (%s), from row %d", wid, batch.id, batch.name, batch.rows_done)
-        status = BatchRunner(self.store, analyzer, wid, self.config, stop=self._stop).run(batch)
+        runner = BatchRunner(self.store, analyzer, wid, self.config, stop=self._stop, chunks=self.chunks, executor=self.kind)
+        status = runner.run(batch)
         log.info("worker %s: batch %s -> %s", wid, batch.id, status)
         return True
 
@@ -106,3 +118,25 @@ class LocalExecutor:
             if not worked:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+
+def build_executor(
+    settings: Settings,
+    store: BatchStore,
+    analyzer: Callable[[], Analyzer | None],
+    threads: int,
+    name: str = "api",
+) -> LocalExecutor:
+    """The executor ``VOCE_EXECUTOR`` asks for: ``local`` analyses in this process, ``ray`` on a Ray cluster's
+    analyzer actors (this process still claims batches, reads uploads and stores the rows in order)."""
+    config = RunnerConfig.from_settings(settings)
+    if settings.executor == "local":
+        return LocalExecutor(store, analyzer, config, threads=threads, name=name)
+    from voce.service.batches.ray_executor import RayChunkSource, RayConfig
+
+    ray_config = RayConfig(
+        address=settings.ray_address, actors=settings.ray_actors, cpus_per_actor=settings.ray_cpus_per_actor,
+        gpus_per_actor=settings.ray_gpus_per_actor,
+    )
+    source = RayChunkSource(ray_config, settings.analyzer_spec)
+    return LocalExecutor(store, analyzer, config, threads=threads, name=name, chunks=source, kind="ray")

@@ -136,6 +136,11 @@ class RunnerConfig:
         )
 
 
+class ExecutorUnavailable(RuntimeError):
+    """The executor the settings ask for cannot run (Ray not installed, its cluster not reachable): the batch fails
+    with this message, which names the setting to check."""
+
+
 class BatchInputMissing(RuntimeError):
     """The upload is gone (deleted, or this worker does not share the data folder)."""
 
@@ -143,7 +148,7 @@ class BatchInputMissing(RuntimeError):
 def public_error(exc: Exception, ref: str) -> str:
     """What a client may read about a failure: our own messages verbatim, anything else by reference only
     (a database error would echo SQL and customer text)."""
-    if isinstance(exc, UploadError | BatchInputMissing):
+    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable):
         return f"{exc} (reference {ref})"
     return f"internal error while analysing the batch; reference {ref} in the service log"
 
@@ -160,6 +165,7 @@ class BatchRunner:
         stop: threading.Event | None = None,
         on_chunk: Callable[[int], None] | None = None,
         chunks: Callable[[Analyzer], ChunkAnalysis] | None = None,
+        executor: str = "local",
     ) -> None:
         self.store = store
         # batches window long documents (chat transcripts) instead of rejecting them like the sync API
@@ -169,7 +175,8 @@ class BatchRunner:
         self.stop = stop or threading.Event()
         self.on_chunk = on_chunk
         # who analyses the chunks: this process, or the actors of a Ray cluster (ray_executor.RayChunks)
-        self.chunks: ChunkAnalysis = chunks(self.analyzer) if chunks is not None else LocalChunks(self.analyzer)
+        self._chunk_source = chunks
+        self.executor = executor
         # set per batch from its pii_mode (see _run)
         self.redactor = Redactor(config.pii_mode)
         # what the batch records about database outages it went through (its `error`, once the database is back)
@@ -232,8 +239,12 @@ class BatchRunner:
         self.redactor = Redactor(mode)
         self._durably(bid, "starting the analysis", lambda: self.store.heartbeat(
             bid, wid, phase="analysing", total_rows=total, model_version=self.analyzer.bundle.version,
-            taxonomy_version=self.analyzer.taxonomy.version, pii_mode=mode,
+            taxonomy_version=self.analyzer.taxonomy.version, pii_mode=mode, executor=self.executor,
         ))
+        # built per run (not per runner): a Ray pool joins its cluster only when a batch is there to analyse
+        self.chunks: ChunkAnalysis = (
+            self._chunk_source(self.analyzer) if self._chunk_source is not None else LocalChunks(self.analyzer)
+        )
         read = _RowsRead()
         analysed = self.chunks.map(self._prepared(table, batch.rows_done, mapping, read), self.redactor)
         try:

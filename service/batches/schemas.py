@@ -29,6 +29,7 @@ class BatchStatus(BaseModel):
     error: str | None
     model_version: str | None
     taxonomy_version: str | None
+    executor: str | None = Field(default=None, description="Who analysed it: local or ray.")
     mapping: dict[str, Any]
     discovery_error: str | None
     pii_mode: str | None = Field(
@@ -91,6 +92,7 @@ def batch_status(b: Batch) -> BatchStatus:
         eta_seconds=eta_seconds(b), created_at=_utc(b.created_at), started_at=_utc(b.started_at),
         finished_at=_utc(b.finished_at),
         attempts=b.attempts, error=b.error, model_version=b.model_version, taxonomy_version=b.taxonomy_version,
+        executor=b.executor,
         mapping=b.mapping, discovery_error=b.discovery_error, pii_mode=b.pii_mode,
         file_deleted_at=_utc(b.file_deleted_at),
     )

@@ -57,16 +57,15 @@ def worker(
     import signal
     import threading
 
-    from voce.service.batches.executor import LocalExecutor
+    from voce.service.batches.executor import build_executor
     from voce.service.batches.retention import RetentionTask
-    from voce.service.batches.runner import RunnerConfig
     from voce.service.privacy.logs import install as install_logging
 
     s = settings()
     install_logging(s.log_level)  # records redacted: no personal data in the worker's log either
     store = _service(s).store
     analyzer = _analyzer(s)
-    ex = LocalExecutor(store, lambda: analyzer, RunnerConfig.from_settings(s), threads=threads, name="worker")
+    ex = build_executor(s, store, lambda: analyzer, threads=threads, name="worker")
     retention = RetentionTask(store, s.data_dir, s.retention_days, keep_uploads=s.keep_uploads)
     if once:
         n = ex.run_until_idle()

@@ -1,0 +1,120 @@
+"""Batches through VOCE_EXECUTOR=ray on a local Ray (2 CPUs): same rows and labels as the local executor, an actor
+killed with SIGKILL mid-batch loses and doubles nothing, a batch records who ran it."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service.batch_data import batch_settings, queue, rows_file
+from voce.service.batches.executor import LocalExecutor, build_executor
+from voce.service.batches.runner import RunnerConfig
+from voce.service.batches.store import BatchStore
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """One in-process Ray for the module (starting one takes seconds); actors import this checkout's `voce`."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def _rows(store: BatchStore, bid: str) -> list[tuple[Any, ...]]:
+    cols = ("row", "doc_id", "ok", "result", "sentiment", "topics")
+    return [tuple(getattr(r, c) for c in cols) for r in store.iter_rows(bid, columns=cols)]
+
+
+def test_without_a_cluster_the_batch_fails_with_a_clear_reason(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    if ray.is_initialized():
+        pytest.skip("a Ray is already running in this process")
+    settings = batch_settings(
+        tmp_path, tiny_bundle_dir, discovery=False, executor="ray", ray_address="auto", ray_actors=1
+    )
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 5), "nocluster")
+    ex = build_executor(settings, store, lambda: fake_analyzer, threads=1, name="ray")
+    ex.run_until_idle()
+    b = store.get("nocluster")
+    assert b is not None and b.status == "failed"
+    assert "Ray cluster" in (b.error or "") and b.rows_done == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_ray_gives_the_local_executors_results(
+    backend: str, request: pytest.FixtureRequest, local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path,
+    tmp_path: Path,
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    settings = batch_settings(tmp_path, tiny_bundle_dir, database_url=url, discovery=False, executor="ray", ray_actors=2)
+    store = BatchStore.open(settings.resolved_database_url())
+    src = rows_file(tmp_path, 90)
+    queue(store, settings, src, f"local{backend}")
+    LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings), name="local").run_until_idle()
+    queue(store, settings, src, f"ray{backend}")
+    ex = build_executor(settings, store, lambda: fake_analyzer, threads=1, name="ray")
+    try:
+        assert ex.run_until_idle() == 1
+    finally:
+        ex.stop()
+    local, remote = store.get(f"local{backend}"), store.get(f"ray{backend}")
+    assert local is not None and remote is not None
+    assert (remote.status, remote.rows_done, remote.executor) == ("done", 90, "ray")
+    assert local.executor == "local"
+    got, want = _rows(store, f"ray{backend}"), _rows(store, f"local{backend}")
+    assert [g[0] for g in got] == list(range(90))  # every row once, in file order
+    assert got == want  # same documents, results, labels and topics
+
+
+def test_an_actor_killed_mid_batch_loses_and_doubles_nothing(
+    local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False, executor="ray", ray_actors=2)
+    store = BatchStore.open(settings.resolved_database_url())
+    src = rows_file(tmp_path, 400)
+    queue(store, settings, src, "reference")
+    LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings), name="local").run_until_idle()
+    queue(store, settings, src, "killed")
+
+    ex = build_executor(settings, store, lambda: fake_analyzer, threads=1, name="ray")
+    source = ex.chunks
+    killed: list[int] = []
+
+    def kill_one_actor_mid_batch() -> None:
+        # wait until the batch is part done, then SIGKILL one actor's process (as the OOM killer or a lost node would)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            b = store.get("killed")
+            pool = getattr(source, "_pool", None)
+            if b is not None and pool is not None and 40 <= b.rows_done < 300:
+                pid = pool.describe()[0]["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_actor_mid_batch)
+    killer.start()
+    try:
+        assert ex.run_until_idle() == 1
+    finally:
+        killer.join()
+        ex.stop()
+    b = store.get("killed")
+    assert b is not None and (b.status, b.rows_done, b.rows_error) == ("done", 400, 0)
+    got = _rows(store, "killed")
+    assert [g[0] for g in got] == list(range(400))  # exactly one result per input row
+    assert got == _rows(store, "reference")
+    assert killed, "the batch finished before an actor could be killed; the test proved nothing"
