@@ -15,7 +15,6 @@ from voce.models import __version__
 from voce.models.labels import SENTIMENT_LABELS
 from voce.service.deps import (
     AUTH_RESPONSES,
-    AnalyzerDep,
     EngineDep,
     MetricsDep,
     SettingsDep,
@@ -114,17 +113,3 @@ def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get(
-    "/v1/taxonomy", operation_id="get_taxonomy", tags=["analysis"], dependencies=[Depends(require_key)],
-    responses=AUTH_RESPONSES,
-)
-def taxonomy(analyzer: AnalyzerDep) -> dict[str, Any]:
-    """The taxonomy in use: topic and touchpoint ids with their Italian/English names."""
-    t = analyzer.taxonomy
-    return {
-        "version": t.version,
-        "topics": [{"id": e.id, "names": e.names} for e in t.topics.entries],
-        "touchpoints": [{"id": e.id, "names": e.names} for e in t.touchpoints.entries],
-    }

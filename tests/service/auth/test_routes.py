@@ -41,6 +41,18 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/v1/keys"): ("admin", {}),
     ("POST", "/v1/keys"): ("admin", {"json": {"scopes": ["analyze"], "name": "from the test"}}),
     ("DELETE", "/v1/keys/{key_id}"): ("admin", {}),
+    ("GET", "/v1/batches/{batch_id}/corrections"): ("batches:read", {}),
+    ("GET", "/v1/batches/{batch_id}/rows/{row}/corrections"): ("batches:read", {}),
+    ("POST", "/v1/batches/{batch_id}/rows/{row}/corrections"): ("batches:write", {"json": {"sentiment": "neutral"}}),
+    ("DELETE", "/v1/batches/{batch_id}/rows/{row}/corrections/{correction_id}"): ("batches:write", {}),
+    ("GET", "/v1/taxonomy/versions"): ("any key", {}),
+    ("GET", "/v1/taxonomy/versions/{version}"): ("any key", {}),
+    ("GET", "/v1/taxonomy/diff"): ("any key", {"params": {"from": 0}}),
+    ("PATCH", "/v1/taxonomy"): ("batches:write", {"json": {"edits": [
+        {"op": "add", "section": "topics", "entry": {"id": "from_the_routes_test", "names": {"en": "Routes"}}}]}}),
+    ("PUT", "/v1/taxonomy"): ("batches:write", {"json": {"yaml": "version: x\ntouchpoints:\n- id: desk\n  names: {en: Desk}\n"}}),
+    ("POST", "/v1/taxonomy/versions/{version}/rollback"): ("batches:write", {}),
+    ("GET", "/ui/taxonomy"): ("batches:read", {}),
     ("GET", "/ui/"): ("batches:read", {}),
     ("GET", "/ui/batches/{batch_id}"): ("batches:read", {}),
 }
@@ -83,13 +95,25 @@ def test_a_route_without_a_requirement_is_caught() -> None:
 
 
 def _path(path: str, t: Tenants, owner: str = "acme", key_id: str | None = None) -> str:
-    return (path.replace("{batch_id}", t.batch[owner]).replace("{topic_id}", "0")
+    return (path.replace("{batch_id}", t.batch[owner]).replace("{topic_id}", "0").replace("{row}", "0")
+            .replace("{correction_id}", "1").replace("{version}", "1")
             .replace("{key_id}", key_id or t.client.app.state.access.keys.list(tenant=owner)[0].id))  # type: ignore[attr-defined]
+
+
+def _new_taxonomy_version(t: Tenants) -> int:
+    """A new version of acme's taxonomy (one more touchpoint), to read or roll back to."""
+    n = len(t.client.get("/v1/taxonomy/versions", headers=bearer(t.full["acme"])).json()["versions"])
+    r = t.client.patch("/v1/taxonomy", headers=bearer(t.full["acme"]), json={"edits": [
+        {"op": "add", "section": "touchpoints", "entry": {"id": f"kiosk_{n}", "names": {"en": f"Kiosk {n}"}}}]})
+    assert r.status_code == 200, r.text
+    return int(r.json()["version"])
 
 
 def _call(t: Tenants, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
     spec = dict(ROUTES[(method, path)][1])
     spec.update(kw)
+    if "{version}" in path:
+        path = path.replace("{version}", str(_new_taxonomy_version(t)))
     return t.client.request(method, _path(path, t, key_id=spec.pop("key_id", None)), headers=headers or {},
                             follow_redirects=False, **spec)
 
@@ -165,6 +189,15 @@ def test_the_owner_gets_through(tenants: Tenants, route: tuple[str, str, bool]) 
         wait_done(tenants.client, key, bid)
         r = tenants.client.delete(f"/v1/batches/{bid}", headers=bearer(key))
         assert r.status_code == 204 and tenants.client.get(f"/v1/batches/{bid}", headers=bearer(key)).status_code == 404
+        return
+    if method == "DELETE" and "{correction_id}" in path:  # revert a correction made for this
+        made = tenants.client.post(_path("/v1/batches/{batch_id}/rows/{row}/corrections", tenants),
+                                   json={"sentiment": "mixed"}, headers=bearer(key))
+        assert made.status_code == 201, made.text
+        cid = made.json()["corrections"][-1]["id"]
+        r = tenants.client.delete(_path(path, tenants).replace("/corrections/1", f"/corrections/{cid}"),
+                                  headers=bearer(key))
+        assert r.status_code == 200, r.text
         return
     if method == "DELETE" and "{key_id}" in path:
         extra["key_id"] = tenants.client.app.state.access.keys.create("acme", ["analyze"]).info.id  # type: ignore[attr-defined]
