@@ -37,6 +37,20 @@ Definitions
   or mentioned by every scored row, are not tested: impact, CI and p-value are null and ``significant`` is false.
   Without any NPS answer, impact and theme NPS are null; ``detractor_estimate`` (mean predicted probability over
   the rows mentioning the theme) is still filled.
+* **Drivers.** A topic, touchpoint or channel is a *driver* (``driver``) when its impact is BH-significant, it
+  rests on at least ``min_driver_support`` (20) scored rows, and it is not the taxonomy's catch-all topic;
+  ``driver_notes`` says why not otherwise (codes: ``catch_all``, ``low_support``, ``not_tested``,
+  ``not_significant``). Below that support the impact and its interval are still reported: 15 tweets can be
+  "significant" and still be no basis for a decision. The catch-all topic (``other``, "Impressione generale")
+  collects comments with no specific theme; it is never tested, never a driver, and is reported apart as
+  ``unclassified`` ("not otherwise classified"), not in ``topics``.
+* **One source.** ``concentration`` is set when at least 80% of a theme's rows come from one channel or one value
+  of a segment column that holds at most 50% of the rows the theme could come from (analysed rows; all rows for a
+  channel): the theme then says which source it rests on. Rows without a channel or value are never a source; a
+  selection filtered to one source is therefore never "concentrated" in it.
+* **Intervals and small groups.** Every group and theme figure carries its 95% interval: NPS with the formula
+  above, net sentiment with the same +1/0/-1 variance (``net_ci_low``/``net_ci_high`` over ``sentiment_rows``).
+  A figure resting on 1..29 rows is marked small (``nps_small``, ``net_small``): read its interval, not its value.
 * **Degenerate variances.** When a group's variance estimate is 0 (one answer, or all answers in one category)
   the unpooled standard error understates the uncertainty (one promoter vs one detractor would look "certain"),
   so z-tests then use the pooled variance of both groups, as under the null hypothesis.
@@ -51,6 +65,9 @@ Definitions
 * **Groups.** ``by_language`` has one entry per language code (lower-cased; "unknown" when missing);
   ``by_segment`` one list per segment column present in any row, rows without that column under "unknown".
   The filters ``language="unknown"`` and ``segment="col:unknown"`` select those rows.
+* **Filters** are multi-select: within a field any value matches, across fields every field must match; segment
+  values of one column are alternatives, different columns all apply. :class:`Filters` is the one parser of the
+  filter query parameters (API, page links, CLI, saved views).
 * **Channel and touchpoint are different facts.** The *channel* is where the feedback was collected (the upload's
   channel column, stored as the taxonomy's touchpoint id when it names one, else as the value itself, lower-cased);
   *touchpoints* are what the text talks about. ``by_channel`` has the shape of ``touchpoints`` (sentiment, NPS
@@ -81,6 +98,16 @@ SENTIMENT_LABELS: tuple[str, ...] = tuple(LABELS_4)
 UNKNOWN = "unknown"
 CHANNEL_MAX_CHARS = 64  # the stored channel column's width
 SIGNIFICANCE_LEVEL = 0.05  # BH q for themes, plain alpha for trend changes
+#: the taxonomy's catch-all topic ("Impressione generale"): never a driver, reported apart as not otherwise classified
+CATCH_ALL_TOPICS: tuple[str, ...] = ("other",)
+#: a driver needs at least this many scored rows mentioning it (below: impact shown, never called a driver)
+MIN_DRIVER_SUPPORT = 20
+#: a figure resting on fewer rows than this is marked small (its interval is wide; the page says so)
+SMALL_GROUP = 30
+#: "rests on one source": at least this share of a theme's rows come from one channel or segment value ...
+CONCENTRATION_SHARE = 0.8
+#: ... that holds at most this share of all the rows the theme could have come from
+CONCENTRATION_BASE_MAX = 0.5
 _Z95 = 1.959963984540054  # standard normal 97.5% quantile
 _SENT_CODE = {label: i for i, label in enumerate(SENTIMENT_LABELS)}
 _POS, _NEU, _NEG, _MIX = range(4)
@@ -378,6 +405,19 @@ class SentimentCounts(BaseModel):
     mixed: int
 
 
+DriverNote = Literal["catch_all", "low_support", "not_tested", "not_significant"]
+
+
+class Concentration(BaseModel):
+    """Most of a theme's rows come from one source: a channel or one value of a segment column."""
+
+    dimension: Literal["channel", "segment"]
+    column: str | None  # the segment column; None for the channel
+    value: str
+    share: float  # of the theme's rows, 0..1
+    base_share: float  # of all the rows in the selection (analysed rows for text themes), 0..1
+
+
 class ThemeStat(BaseModel):
     """One topic, touchpoint or channel: how often, how people feel, and how much it moves NPS."""
 
@@ -395,6 +435,18 @@ class ThemeStat(BaseModel):
     p_value: float | None  # raw two-sided p; `significant` is after Benjamini-Hochberg
     significant: bool
     detractor_estimate: float | None
+    nps_ci_low: float | None = None  # the theme's own NPS, 95% CI (null under 2 answers)
+    nps_ci_high: float | None = None
+    net_ci_low: float | None = None  # net sentiment, 95% CI (same variance formula as NPS)
+    net_ci_high: float | None = None
+    sentiment_rows: int = 0  # rows with a sentiment label behind net_sentiment
+    nps_small: bool = False  # 1..SMALL_GROUP-1 NPS answers: read the interval, not the number
+    net_small: bool = False  # 1..SMALL_GROUP-1 rows behind net_sentiment
+    driver: bool = False  # significant, enough support, not the catch-all: what the page calls a driver
+    driver_notes: list[DriverNote] = Field(default_factory=list, description="Why it is not a driver (codes).")
+    concentration: Concentration | None = Field(
+        default=None, description="Set when the theme rests on one source (channel or segment value)."
+    )
 
 
 class PeriodStat(BaseModel):
@@ -419,12 +471,21 @@ class TrendReport(BaseModel):
 
 
 class GroupStat(BaseModel):
+    """One language or segment value; every figure with its 95% interval and a mark when it rests on few rows."""
+
     key: str
     count: int
     nps: float | None
     nps_responses: int
     net_sentiment: float | None
     detractor_estimate: float | None
+    nps_ci_low: float | None = None
+    nps_ci_high: float | None = None
+    net_ci_low: float | None = None
+    net_ci_high: float | None = None
+    sentiment_rows: int = 0
+    nps_small: bool = False
+    net_small: bool = False
 
 
 class MatrixCell(BaseModel):
@@ -520,6 +581,12 @@ class KpiReport(BaseModel):
     touchpoint_channel: list[ChannelCell] = Field(
         default_factory=list, description="Touchpoint found in the text x channel it came through (heat map)."
     )
+    unclassified: ThemeStat | None = Field(
+        default=None,
+        description="The catch-all topic (not otherwise classified): apart from `topics`, never a driver.",
+    )
+    min_driver_support: int = MIN_DRIVER_SUPPORT
+    small_group: int = SMALL_GROUP
 
 
 # --------------------------------------------------------------------------------------------------- statistics
@@ -785,6 +852,77 @@ def _channel_pairs(rows: list[RowFacts]) -> tuple[list[str], np.ndarray, np.ndar
     return list(ids), np.asarray(c_idx, dtype=np.int64), np.asarray(r_idx, dtype=np.int64)
 
 
+def _small(n: int) -> bool:
+    return 0 < n < SMALL_GROUP
+
+
+def _intervals(agg: _Agg, g: int) -> dict[str, Any]:
+    """A group's NPS and net-sentiment intervals, their bases and small-group marks (shared by themes and groups)."""
+    p, d, n = int(agg.promoters[g]), int(agg.detractors[g]), int(agg.responses[g])
+    n_lo, n_hi = _nps_ci(p, d, n)
+    k = int(agg.sent[g].sum())
+    s_lo, s_hi = _nps_ci(int(agg.sent[g, _POS]), int(agg.sent[g, _NEG]), k)  # same +1/0/-1 variance formula
+    return {
+        "nps_ci_low": _pts(n_lo), "nps_ci_high": _pts(n_hi), "net_ci_low": _pts(s_lo), "net_ci_high": _pts(s_hi),
+        "sentiment_rows": k, "nps_small": _small(n), "net_small": _small(k),
+    }
+
+
+_Dim = tuple[Literal["channel", "segment"], str | None, list[str], np.ndarray]  # kind, column, values, row codes
+
+
+def _sources(rows: list[RowFacts], segment_columns: list[str], *, channel: bool) -> list[_Dim]:
+    """Where each selected row came from, per dimension (the channel, each segment column), as integer codes."""
+
+    def encode(keys: list[str]) -> tuple[list[str], np.ndarray]:
+        ids: dict[str, int] = {}
+        codes = np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64, count=len(keys))
+        return list(ids), codes
+
+    dims: list[_Dim] = []
+    if channel:
+        dims.append(("channel", None, *encode([_channel_key(r) for r in rows])))
+    for col in segment_columns:
+        dims.append(("segment", col, *encode([_segment_key(r, col) for r in rows])))
+    return dims
+
+
+def _concentrations(
+    dims: list[_Dim], groups: np.ndarray, rows: np.ndarray, n_groups: int, base: np.ndarray
+) -> list[Concentration | None]:
+    """Per theme, the source (channel or segment value) holding >= CONCENTRATION_SHARE of its rows when that source
+    holds <= CONCENTRATION_BASE_MAX of the ``base`` rows (the rows the theme could come from); the strongest one.
+
+    "unknown" (no channel, no value) is never a source."""
+    best: list[Concentration | None] = [None] * n_groups
+    n_base = int(base.size)
+    if not n_groups or not rows.size or not n_base:
+        return best
+    size = np.bincount(groups, minlength=n_groups)
+    for kind, column, values, codes in dims:
+        k = len(values)
+        if k < 2:
+            continue
+        table = np.bincount(groups * k + codes[rows], minlength=n_groups * k).reshape(n_groups, k)
+        base_share = np.bincount(codes[base], minlength=k) / n_base
+        known = np.asarray([v != UNKNOWN for v in values])
+        masked = np.where(known[None, :], table, -1)
+        top = masked.argmax(axis=1)
+        for g in range(n_groups):
+            v = int(top[g])
+            if size[g] < 2 or masked[g, v] <= 0:
+                continue
+            share = float(table[g, v] / size[g])
+            if share >= CONCENTRATION_SHARE and base_share[v] <= CONCENTRATION_BASE_MAX:
+                current = best[g]
+                if current is None or share > current.share:
+                    best[g] = Concentration(
+                        dimension=kind, column=column, value=values[v], share=_prob_f(share),
+                        base_share=_prob_f(float(base_share[v])),
+                    )
+    return best
+
+
 def _theme_stats(
     ids: list[str],
     agg: _Agg,
@@ -792,8 +930,13 @@ def _theme_stats(
     analysed: int,
     labels: dict[str, str],
     min_theme_count: int,
+    *,
+    concentration: list[Concentration | None] | None = None,
+    catch_all: frozenset[str] = frozenset(),
+    min_driver_support: int = MIN_DRIVER_SUPPORT,
 ) -> list[ThemeStat]:
-    """Theme rows with impact; BH runs over the themes that were tested (enough scored rows on both sides).
+    """Theme rows with impact; BH runs over the themes that were tested (enough scored rows on both sides), the
+    catch-all excluded (never tested: it is never a driver and does not dilute the others' correction).
 
     ``analysed`` is the denominator of ``share``: analysed rows for text results, all rows for channels."""
     p_all, d_all, n_all = overall
@@ -810,9 +953,10 @@ def _theme_stats(
             impact = nps_all - 100.0 * (p_n - d_n) / n_n  # == 100 w (NPS_T - NPS_notT) in proportion units
             half = 100.0 * _Z95 * w * math.sqrt(_nps_var(p_t, d_t, n_t) / n_t + _nps_var(p_n, d_n, n_n) / n_n)
             lo, hi = max(impact - half, -200.0), min(impact + half, 200.0)
-            _, p_value = _nps_test((p_t, d_t, n_t), (p_n, d_n, n_n))
-            tested.append(g)
-            p_values.append(p_value)
+            if tid not in catch_all:
+                _, p_value = _nps_test((p_t, d_t, n_t), (p_n, d_n, n_n))
+                tested.append(g)
+                p_values.append(p_value)
         sent = agg.sent[g]
         stats.append(
             {
@@ -830,10 +974,24 @@ def _theme_stats(
                 "p_value": _prob(p_value),
                 "significant": False,
                 "detractor_estimate": _prob(agg.detractor(g)),
+                "concentration": concentration[g] if concentration else None,
+                **_intervals(agg, g),
             }
         )
     for g, reject in zip(tested, benjamini_hochberg(p_values), strict=True):
         stats[g]["significant"] = reject
+    for st in stats:
+        notes: list[DriverNote] = []
+        if st["id"] in catch_all:
+            notes.append("catch_all")
+        elif st["p_value"] is None:
+            notes.append("not_tested")
+        if st["nps_responses"] < min_driver_support:
+            notes.append("low_support")
+        if st["p_value"] is not None and not st["significant"]:
+            notes.append("not_significant")
+        st["driver_notes"] = notes
+        st["driver"] = not notes
     stats.sort(key=lambda s: (-s["count"], s["id"]))
     return [ThemeStat(**s) for s in stats]
 
@@ -955,6 +1113,7 @@ def _group_stats(keys: list[str], cols: _Columns) -> list[GroupStat]:
             nps_responses=int(agg.responses[g]),
             net_sentiment=_pts(agg.net(g)),
             detractor_estimate=_prob(agg.detractor(g)),
+            **_intervals(agg, g),
         )
         for key, g in ids.items()
     ]
@@ -1032,6 +1191,8 @@ def batch_kpis(
     channel_labels: dict[str, str] | None = None,
     min_theme_count: int = 5,
     granularity: Granularity | Literal["auto"] = "auto",
+    catch_all: Iterable[str] = CATCH_ALL_TOPICS,
+    min_driver_support: int = MIN_DRIVER_SUPPORT,
 ) -> KpiReport:
     """The full KPI report for the rows of a batch that match ``filters`` (see the module docstring for definitions).
 
@@ -1049,19 +1210,35 @@ def batch_kpis(
     nps = _nps_stat(cols)
 
     overall = (nps.promoters, nps.detractors, nps.responses)
+    segment_columns = sorted({c for r in selected for c in r.segments})
+    catch = frozenset(catch_all)
+    text_sources = _sources(selected, segment_columns, channel=True)
+    analysed_rows = np.flatnonzero(cols.ok)
+
     topic_ids, t_idx, t_rows, t_codes = _topic_pairs(selected)
-    topics = _theme_stats(
-        topic_ids, _aggregate(t_idx, t_rows, len(topic_ids), cols, sent=t_codes), overall, analysed, labels, min_theme_count
+    all_topics = _theme_stats(
+        topic_ids, _aggregate(t_idx, t_rows, len(topic_ids), cols, sent=t_codes), overall, analysed, labels,
+        min_theme_count, concentration=_concentrations(text_sources, t_idx, t_rows, len(topic_ids), analysed_rows),
+        catch_all=catch, min_driver_support=min_driver_support,
     )
+    topics = [t for t in all_topics if t.id not in catch]
+    unclassified = next((t for t in all_topics if t.id in catch), None)
     tp_ids, tp_idx, tp_rows = _touchpoint_pairs(selected)
-    touchpoints = _theme_stats(tp_ids, _aggregate(tp_idx, tp_rows, len(tp_ids), cols), overall, analysed, labels, min_theme_count)
+    touchpoints = _theme_stats(
+        tp_ids, _aggregate(tp_idx, tp_rows, len(tp_ids), cols), overall, analysed, labels, min_theme_count,
+        concentration=_concentrations(text_sources, tp_idx, tp_rows, len(tp_ids), analysed_rows),
+        min_driver_support=min_driver_support,
+    )
     ch_ids, ch_idx, ch_rows = _channel_pairs(selected)
     by_channel = _theme_stats(
         ch_ids, _aggregate(ch_idx, ch_rows, len(ch_ids), cols), overall, cols.n,
         labels if channel_labels is None else channel_labels, min_theme_count,
+        concentration=_concentrations(
+            _sources(selected, segment_columns, channel=False), ch_idx, ch_rows, len(ch_ids), np.arange(cols.n)
+        ),
+        min_driver_support=min_driver_support,
     )
 
-    segment_columns = sorted({c for r in selected for c in r.segments})
     return KpiReport(
         filters=filters,
         count=len(selected),
@@ -1079,4 +1256,6 @@ def batch_kpis(
         matrix=topic_touchpoint_matrix(selected),
         by_channel=by_channel,
         touchpoint_channel=touchpoint_channel_matrix(selected),
+        unclassified=unclassified,
+        min_driver_support=min_driver_support,
     )

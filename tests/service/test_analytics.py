@@ -386,6 +386,7 @@ def test_report_is_json_safe_without_nan() -> None:
         assert set(json.loads(text)) == {
             "filters", "count", "analysed", "nps", "nps_estimate", "csat", "ces", "sentiment",
             "topics", "touchpoints", "trend", "by_language", "by_segment", "matrix", "by_channel", "touchpoint_channel",
+            "unclassified", "min_driver_support", "small_group",
         }
     empty = batch_kpis([], None)
     assert (empty.count, empty.nps.value, empty.sentiment.net, empty.trend.periods) == (0, None, None, [])
@@ -395,7 +396,9 @@ def test_report_is_json_safe_without_nan() -> None:
     dumped = batch_kpis(_hand_rows(), None).model_dump(mode="json")
     assert set(dumped["topics"][0]) == {
         "id", "label", "count", "share", "sentiment", "net_sentiment", "nps", "nps_responses", "impact",
-        "impact_ci_low", "impact_ci_high", "p_value", "significant", "detractor_estimate",
+        "impact_ci_low", "impact_ci_high", "p_value", "significant", "detractor_estimate", "nps_ci_low", "nps_ci_high",
+        "net_ci_low", "net_ci_high", "sentiment_rows", "nps_small", "net_small", "driver", "driver_notes",
+        "concentration",
     }
     assert set(dumped["trend"]["periods"][0]) == {
         "period", "start", "count", "nps", "nps_ci_low", "nps_ci_high", "nps_responses", "net_sentiment",
@@ -546,3 +549,79 @@ def test_multi_select_parsing_round_trips_through_query_params() -> None:
         Filters(topic=["x"] * 1 + [str(i) for i in range(60)])
     with pytest.raises(ValidationError):
         Filters.model_validate({"segment": ["region:north", "no-colon"]})
+
+
+# --------------------------------------------------------------------------------------------------- drivers
+
+
+def _driver_rows() -> list[RowFacts]:
+    """200 scored rows. 185 through the web: rows 0-59 mention price with a detractor score (a real driver, 60
+    answers across both regions); rows 60-184 promoters and passives, 100-184 also the catch-all "other" (promoters:
+    it would be the top positive driver). 15 through twitter (rows 185-199): security, all detractors (significant on
+    its own, but 15 answers from one source). Region "tiny" = rows 190-199 (10 rows, 3 promoters, 7 detractors)."""
+    rows = []
+    for i in range(200):
+        if i < 60:
+            nps, topics, channel = 2, (("price", "negative"),), "web"
+        elif i < 100:
+            nps, topics, channel = (9 if i % 2 else 7), (), "web"
+        elif i < 185:
+            nps, topics, channel = 10, (("other", "positive"),), "web"
+        else:
+            nps, topics, channel = (10 if i in (190, 191, 192) else 0), (("security_privacy", "negative"),), "twitter"
+        rows.append(_row(i, region="tiny" if i >= 190 else ("north" if i % 2 else "south"), nps=nps,
+                         sentiment="negative" if nps <= 6 else "positive", topics=topics, channel=channel))
+    return rows
+
+
+def test_catch_all_is_never_a_driver_and_is_reported_apart() -> None:
+    r = batch_kpis(_driver_rows(), None)
+    assert "other" not in [t.id for t in r.topics]
+    other = r.unclassified
+    assert other is not None and other.id == "other" and other.count == 85
+    assert other.impact is not None and other.impact > 0  # it does move the score ...
+    assert (other.driver, other.significant, other.p_value, other.driver_notes) == (False, False, None, ["catch_all"])
+    # ... but it is not tested, so it does not take part in the others' BH correction either
+    tested = [t for t in r.topics if t.p_value is not None]
+    assert [t.significant for t in tested] == benjamini_hochberg([t.p_value for t in tested])  # type: ignore[misc]
+    assert batch_kpis(_driver_rows(), None, catch_all=()).unclassified is None  # no catch-all configured
+
+
+def test_driver_needs_support_and_says_when_it_rests_on_one_source() -> None:
+    r = batch_kpis(_driver_rows(), None)
+    price, security = _theme(r, "price"), _theme(r, "security_privacy")
+    assert price.driver and price.significant and price.driver_notes == [] and price.concentration is None
+    assert price.impact is not None and price.impact < 0
+    # significant on 15 answers, all of them tweets: impact shown, not a driver, and the page is told why
+    assert security.significant and security.nps_responses == 15 and not security.driver
+    assert security.driver_notes == ["low_support"]
+    conc = security.concentration
+    assert conc is not None and (conc.dimension, conc.column, conc.value, conc.share) == ("channel", None, "twitter", 1.0)
+    assert conc.base_share == pytest.approx(15 / 200)
+    # with the support lowered it becomes a driver, and still says where it comes from
+    low = _theme(batch_kpis(_driver_rows(), None, min_driver_support=10), "security_privacy")
+    assert low.driver and low.concentration is not None
+    # a segment value can be the single source too; "unknown" never is
+    seg = batch_kpis(_driver_rows(), Filters(channel="twitter"), min_theme_count=2, min_driver_support=1)
+    only = _theme(seg, "security_privacy")
+    assert only.concentration is None  # every row of the selection is a tweet: not concentrated relative to it
+    no_source = [_row(i, nps=0 if i < 5 else 9, topics=(("price", "negative"),) if i < 5 else (), channel=None)
+                 for i in range(40)]
+    assert _theme(batch_kpis(no_source, None), "price").concentration is None
+
+
+def test_small_groups_are_marked_with_their_interval() -> None:
+    r = batch_kpis(_driver_rows(), None)
+    tiny = next(g for g in r.by_segment["region"] if g.key == "tiny")
+    # 3 promoters, 7 detractors of 10: NPS -40, var = 0.3 + 0.7 - 0.16 = 0.84 -> +/- 1.96 sqrt(0.084) = 56.8 points
+    assert (tiny.count, tiny.nps, tiny.nps_responses, tiny.nps_small) == (10, -40.0, 10, True)
+    half = 100 * Z * math.sqrt(0.84 / 10)
+    assert tiny.nps_ci_low == pytest.approx(-40 - half, abs=0.01) and tiny.nps_ci_high == pytest.approx(-40 + half, abs=0.01)
+    assert tiny.net_small and tiny.sentiment_rows == 10 and tiny.net_ci_high - tiny.net_ci_low > 100  # type: ignore[operator]
+    big = next(g for g in r.by_segment["region"] if g.key == "north")
+    assert not big.nps_small and not big.net_small and big.nps_ci_low is not None
+    price = _theme(r, "price")
+    assert not price.nps_small and price.nps_ci_low == price.nps_ci_high == -100.0  # 60 detractors: a zero-width CI
+    assert _theme(r, "security_privacy").nps_small
+    lang = r.by_language[0]
+    assert lang.nps_ci_low is not None and lang.nps_ci_low <= lang.nps <= lang.nps_ci_high  # type: ignore[operator]
