@@ -1259,3 +1259,203 @@ def batch_kpis(
         unclassified=unclassified,
         min_driver_support=min_driver_support,
     )
+
+
+# --------------------------------------------------------------------------------------------------- comparison
+
+
+class Delta(BaseModel):
+    """One figure on two sides and how it moved from A to B (``diff`` = B - A), with a 95% interval of the
+    difference, the raw two-sided p and the Benjamini-Hochberg decision across every test of the comparison."""
+
+    a: float | None
+    b: float | None
+    n_a: int  # rows behind the figure on side A
+    n_b: int
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    significant: bool = False
+    small: bool = False  # a side with 1..SMALL_GROUP-1 rows: read the interval
+
+
+class ThemeDelta(BaseModel):
+    """A topic or touchpoint on both sides: how often it is mentioned (share of analysed rows, 0..1), how people
+    feel about it (net sentiment, points) and the NPS of the rows mentioning it (points)."""
+
+    id: str
+    label: str
+    count_a: int
+    count_b: int
+    share: Delta
+    net_sentiment: Delta
+    nps: Delta
+
+
+class ComparisonSide(BaseModel):
+    label: str  # what the caller named the side (a batch name, a period)
+    count: int
+    analysed: int
+    filters: Filters
+
+
+class Comparison(BaseModel):
+    """Side B against side A: KPIs, topics and touchpoints; ``model_dump(mode="json")`` is NaN-free."""
+
+    a: ComparisonSide
+    b: ComparisonSide
+    kpis: dict[str, Delta]  # nps, net_sentiment (points), csat (points, % satisfied), count (rows; no test)
+    topics: list[ThemeDelta]
+    touchpoints: list[ThemeDelta]
+    unclassified: ThemeDelta | None
+    tests: int  # how many p-values the BH correction ran over
+    method: str = (
+        "diff = B - A. NPS and net sentiment: z-test of the difference (multinomial variance of the +1/0/-1 "
+        "variable; pooled under H0 when a side is degenerate); shares and CSAT: two-proportion z-test (pooled under "
+        "H0), unpooled 95% interval; Benjamini-Hochberg at q = 0.05 across every test of the comparison. Sides with "
+        "fewer than 2 rows are not tested."
+    )
+
+
+def _share_delta(k_a: int, n_a: int, k_b: int, n_b: int, *, scale: float) -> tuple[Delta, float | None]:
+    """Two proportions (k of n); ``scale`` 1 for shares (0..1), 100 for percent points."""
+    a = k_a / n_a if n_a else None
+    b = k_b / n_b if n_b else None
+    fmt = _prob if scale == 1 else _pts
+    diff = lo = hi = p = None
+    if a is not None and b is not None:
+        diff = b - a
+        if n_a >= 2 and n_b >= 2:
+            half = _Z95 * math.sqrt(a * (1 - a) / n_a + b * (1 - b) / n_b)
+            lo, hi = diff - half, diff + half
+            pooled = (k_a + k_b) / (n_a + n_b)
+            se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+            p = (1.0 if diff == 0 else 0.0) if se == 0 else _p_two_sided(diff / se)
+    return Delta(
+        a=fmt(None if a is None else a * scale), b=fmt(None if b is None else b * scale), n_a=n_a, n_b=n_b,
+        diff=fmt(None if diff is None else diff * scale), ci_low=fmt(None if lo is None else lo * scale),
+        ci_high=fmt(None if hi is None else hi * scale), p_value=_prob(p), small=_small(n_a) or _small(n_b),
+    ), p
+
+
+def _net_delta(a: tuple[int, int, int], b: tuple[int, int, int], *, nps: bool) -> tuple[Delta, float | None]:
+    """NPS (promoters, detractors, n) or net sentiment (positive, negative, n) on both sides, in points."""
+    (pa, ga, na), (pb, gb, nb) = a, b
+    va = 100.0 * (pa - ga) / na if na else None
+    vb = 100.0 * (pb - gb) / nb if nb else None
+    diff = lo = hi = p = None
+    if va is not None and vb is not None:
+        diff = vb - va
+        if na >= 2 and nb >= 2:
+            half = 100.0 * _Z95 * math.sqrt(_nps_var(pa, ga, na) / na + _nps_var(pb, gb, nb) / nb)
+            lo, hi = max(diff - half, -200.0), min(diff + half, 200.0)
+            p = _nps_test(b, a)[1] if nps else _net_test(b, a)
+    return Delta(
+        a=_pts(va), b=_pts(vb), n_a=na, n_b=nb, diff=_pts(diff), ci_low=_pts(lo), ci_high=_pts(hi), p_value=_prob(p),
+        small=_small(na) or _small(nb),
+    ), p
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    rows: list[RowFacts]
+    cols: _Columns
+    themes: dict[str, dict[str, tuple[int, ...]]]  # kind -> id -> (count, pos, neg, sent_n, promoters, detractors, n)
+
+
+def _side(rows: list[RowFacts]) -> _Side:
+    cols = _columns(rows)
+    themes: dict[str, dict[str, tuple[int, ...]]] = {}
+    t_ids, t_idx, t_rows, t_codes = _topic_pairs(rows)
+    tp_ids, tp_idx, tp_rows = _touchpoint_pairs(rows)
+    for kind, ids, agg in (
+        ("topics", t_ids, _aggregate(t_idx, t_rows, len(t_ids), cols, sent=t_codes)),
+        ("touchpoints", tp_ids, _aggregate(tp_idx, tp_rows, len(tp_ids), cols)),
+    ):
+        themes[kind] = {
+            tid: (int(agg.count[g]), int(agg.sent[g, _POS]), int(agg.sent[g, _NEG]), int(agg.sent[g].sum()),
+                  int(agg.promoters[g]), int(agg.detractors[g]), int(agg.responses[g]))
+            for g, tid in enumerate(ids)
+        }
+    return _Side(rows, cols, themes)
+
+
+def compare(
+    rows_a: Iterable[RowFacts],
+    rows_b: Iterable[RowFacts],
+    filters_a: Filters | None = None,
+    filters_b: Filters | None = None,
+    *,
+    label_a: str = "A",
+    label_b: str = "B",
+    labels: dict[str, str] | None = None,
+    catch_all: Iterable[str] = CATCH_ALL_TOPICS,
+) -> Comparison:
+    """Side B against side A (two periods of one batch, two uploads, or any two filter selections): every KPI,
+    topic and touchpoint as a :class:`Delta`, significance after one BH correction over all the tests, so a long
+    topic list does not light up by chance. The catch-all topic is compared apart (``unclassified``)."""
+    labels = labels or {}
+    fa, fb = filters_a or Filters(), filters_b or Filters()
+    a, b = _side(apply_filters(rows_a, fa)), _side(apply_filters(rows_b, fb))
+    p_values: list[float] = []
+    slots: list[Delta] = []
+
+    def keep(pair: tuple[Delta, float | None]) -> Delta:
+        delta, p = pair
+        if p is not None:
+            p_values.append(p)
+            slots.append(delta)
+        return delta
+
+    def nps_counts(s: _Side) -> tuple[int, int, int]:
+        promoters, detractors = int((s.cols.nps_cat == 2).sum()), int((s.cols.nps_cat == 0).sum())
+        return promoters, detractors, int((s.cols.nps_cat >= 0).sum())
+
+    def sent_counts(s: _Side) -> tuple[int, int, int]:
+        known = s.cols.sent[s.cols.sent >= 0]
+        return int((known == _POS).sum()), int((known == _NEG).sum()), int(known.size)
+
+    def csat_counts(s: _Side) -> tuple[int, int]:
+        answers = s.cols.csat[~np.isnan(s.cols.csat)]
+        return int((answers >= 4).sum()), int(answers.size)
+
+    kpis = {
+        "nps": keep(_net_delta(nps_counts(a), nps_counts(b), nps=True)),
+        "net_sentiment": keep(_net_delta(sent_counts(a), sent_counts(b), nps=False)),
+    }
+    (ca, na), (cb, nb) = csat_counts(a), csat_counts(b)
+    if na or nb:
+        kpis["csat"] = keep(_share_delta(ca, na, cb, nb, scale=100.0))
+    kpis["count"] = Delta(a=float(a.cols.n), b=float(b.cols.n), n_a=a.cols.n, n_b=b.cols.n,
+                          diff=float(b.cols.n - a.cols.n), ci_low=None, ci_high=None, p_value=None)
+
+    def themes(kind: str) -> list[ThemeDelta]:
+        ta, tb = a.themes[kind], b.themes[kind]
+        ok_a, ok_b = int(a.cols.ok.sum()), int(b.cols.ok.sum())
+        empty = (0, 0, 0, 0, 0, 0, 0)
+        out = []
+        for tid in sorted(set(ta) | set(tb), key=lambda t: (-max(ta.get(t, empty)[0], tb.get(t, empty)[0]), t)):
+            xa, xb = ta.get(tid, empty), tb.get(tid, empty)
+            out.append(ThemeDelta(
+                id=tid, label=labels.get(tid, tid), count_a=xa[0], count_b=xb[0],
+                share=keep(_share_delta(xa[0], ok_a, xb[0], ok_b, scale=1.0)),
+                net_sentiment=keep(_net_delta((xa[1], xa[2], xa[3]), (xb[1], xb[2], xb[3]), nps=False)),
+                nps=keep(_net_delta((xa[4], xa[5], xa[6]), (xb[4], xb[5], xb[6]), nps=True)),
+            ))
+        return out
+
+    catch = frozenset(catch_all)
+    all_topics = themes("topics")
+    touchpoints = themes("touchpoints")
+    for delta, reject in zip(slots, benjamini_hochberg(p_values), strict=True):
+        delta.significant = reject
+    return Comparison(
+        a=ComparisonSide(label=label_a, count=a.cols.n, analysed=int(a.cols.ok.sum()), filters=fa),
+        b=ComparisonSide(label=label_b, count=b.cols.n, analysed=int(b.cols.ok.sum()), filters=fb),
+        kpis=kpis,
+        topics=[t for t in all_topics if t.id not in catch],
+        touchpoints=touchpoints,
+        unclassified=next((t for t in all_topics if t.id in catch), None),
+        tests=len(p_values),
+    )

@@ -17,6 +17,7 @@ from voce.service.analytics import (
     batch_kpis,
     benjamini_hochberg,
     choose_granularity,
+    compare,
     parse_period,
     parse_segment,
 )
@@ -625,3 +626,51 @@ def test_small_groups_are_marked_with_their_interval() -> None:
     assert _theme(r, "security_privacy").nps_small
     lang = r.by_language[0]
     assert lang.nps_ci_low is not None and lang.nps_ci_low <= lang.nps <= lang.nps_ci_high  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------------------------------- comparison
+
+
+def test_compare_two_periods_by_hand() -> None:
+    """March vs April of the hand rows. March (rows 0-5): NPS answers 10 9 3 6 9 10 -> P4 D2 n6 -> +33.33;
+    April (rows 6-10): 0 7 9 (row 10 is an error row with an answer) -> P1 D1 n3 -> 0."""
+    c = compare(_hand_rows(), _hand_rows(), Filters(period="2026-03"), Filters(period="2026-04"),
+                label_a="marzo", label_b="aprile")
+    assert (c.a.label, c.a.count, c.b.count, c.b.analysed) == ("marzo", 6, 5, 4)
+    nps = c.kpis["nps"]
+    assert (nps.a, nps.b, nps.n_a, nps.n_b, nps.diff) == (round(100 * 2 / 6, 2), 0.0, 6, 3, round(-100 * 2 / 6, 2))
+    var_a, var_b = 6 / 6 - (2 / 6) ** 2, 2 / 3 - 0.0
+    half = 100 * Z * math.sqrt(var_a / 6 + var_b / 3)
+    assert nps.ci_low == pytest.approx(nps.diff - half, abs=0.01) and nps.ci_high == pytest.approx(nps.diff + half, abs=0.01)
+    z = (-2 / 6) / math.sqrt(var_a / 6 + var_b / 3)
+    assert nps.p_value == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), abs=1e-4) and nps.small
+    assert c.kpis["count"].diff == -1.0 and c.kpis["count"].p_value is None
+    # price: March rows 0 2 3 of 6 analysed; April rows 6 7 8 of 4 analysed
+    price = next(t for t in c.topics if t.id == "price")
+    assert (price.count_a, price.count_b, price.share.a, price.share.b) == (3, 3, 0.5, 0.75)
+    pooled = 6 / 10
+    z_share = 0.25 / math.sqrt(pooled * (1 - pooled) * (1 / 6 + 1 / 4))
+    assert price.share.p_value == pytest.approx(math.erfc(z_share / math.sqrt(2)), abs=1e-4)
+    # one BH correction over every p-value that was computed
+    deltas = [c.kpis[k] for k in ("nps", "net_sentiment", "csat")]
+    deltas += [d for t in c.topics + c.touchpoints for d in (t.share, t.net_sentiment, t.nps)]
+    tested = [d for d in deltas if d.p_value is not None]
+    assert len(tested) == c.tests
+    json.dumps(c.model_dump(mode="json"), allow_nan=False)
+
+
+def test_compare_flags_a_real_change_and_keeps_the_catch_all_apart() -> None:
+    before = [_row(i, nps=9 if i % 4 else 3, sentiment="positive", topics=(("other", "positive"),) if i < 20 else (
+        ("delivery", "positive"),)) for i in range(120)]
+    after = [_row(i, nps=2 if i % 2 else 9, sentiment="negative" if i % 2 else "positive",
+                  topics=(("delivery", "negative"),) if i % 2 else (("other", "positive"),)) for i in range(120)]
+    c = compare(before, after)
+    assert c.kpis["nps"].significant and c.kpis["nps"].diff is not None and c.kpis["nps"].diff < -40
+    assert not c.kpis["nps"].small
+    assert "other" not in [t.id for t in c.topics] and c.unclassified is not None
+    delivery = next(t for t in c.topics if t.id == "delivery")
+    assert delivery.net_sentiment.significant and delivery.net_sentiment.diff == -200.0  # +100 -> -100
+    same = compare(before, before)
+    assert not any(d.significant for d in same.kpis.values()) and same.kpis["nps"].p_value == 1.0
+    empty = compare([], before)
+    assert empty.kpis["nps"].diff is None and empty.kpis["nps"].p_value is None and empty.a.count == 0
