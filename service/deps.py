@@ -13,13 +13,14 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from voce.models.analyzer import Analyzer
+from voce.models.taxonomy import Taxonomy
 from voce.service.analytics import Filters
 from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirement, Principal
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
 from voce.service.errors import ErrorEnvelope, NotReady
 from voce.service.learning.corrections import CorrectionService
-from voce.service.learning.taxonomies import TaxonomyLimits, TaxonomyStore, TenantTaxonomy, batch_taxonomy
+from voce.service.learning.taxonomies import STORED_EXAMPLES, TaxonomyLimits, TaxonomyStore, TenantTaxonomy, batch_taxonomy
 from voce.service.microbatch import MicroBatcher
 from voce.service.settings import Settings
 from voce.service.state import Admission, Engine, Metrics
@@ -201,7 +202,8 @@ def _tenant_taxonomy(
     principal: Principal, request: Request, analyzer: Analyzer, store: TaxonomyStore
 ) -> TenantTaxonomy:
     s = get_settings(request)
-    limits = TaxonomyLimits(entries=s.max_taxonomy_entries, examples=s.max_taxonomy_examples,
+    # a stored version is encoded once (its prototypes cached), not per request: more examples than inline
+    limits = TaxonomyLimits(entries=s.max_taxonomy_entries, examples=max(s.max_taxonomy_examples, STORED_EXAMPLES),
                             text_chars=s.max_taxonomy_text_chars)
     return TenantTaxonomy(store, principal.tenant, analyzer.taxonomy, limits)
 
@@ -246,3 +248,17 @@ WriteTaxonomyDep = Annotated[TenantTaxonomy, Depends(_write_taxonomy)]
 #: corrections of the caller's tenant's batches: listed with batches:read, made and reverted with batches:write
 ReadCorrectionsDep = Annotated[CorrectionService, Depends(_read_corrections)]
 WriteCorrectionsDep = Annotated[CorrectionService, Depends(_write_corrections)]
+
+
+def get_scoring_taxonomy(
+    request: Request, principal: Annotated[Principal | None, Depends(require_analyze)]
+) -> Taxonomy | None:
+    """The caller's tenant's active stored taxonomy for ``/v1/analyze`` (None: the configured one, never edited;
+    or the store is not open yet)."""
+    if principal is None or getattr(request.app.state, "store", None) is None:
+        return None
+    return get_taxonomy_store(request).active(principal.tenant)
+
+
+#: what /v1/analyze scores with when the request brings no inline taxonomy
+ScoringTaxonomyDep = Annotated[Taxonomy | None, Depends(get_scoring_taxonomy)]

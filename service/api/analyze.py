@@ -21,6 +21,7 @@ from voce.service.deps import (
     AnalyzerDep,
     BatcherDep,
     MetricsDep,
+    ScoringTaxonomyDep,
     SettingsDep,
     require_analyze,
 )
@@ -62,7 +63,7 @@ class AnalyzeResponse(BaseModel):
 
 def _analyze(
     body: AnalyzeRequest, s: SettingsDep, analyzer: AnalyzerDep, admission: AdmissionDep, metrics: MetricsDep,
-    batcher: BatcherDep,
+    batcher: BatcherDep, tenant_taxonomy: ScoringTaxonomyDep,
 ) -> AnalyzeResponse:
     """Analyse up to 25 documents (configurable); per-document problems are reported in `errors`."""
     if len(body.documents) > s.max_documents:
@@ -70,13 +71,14 @@ def _analyze(
     ids = [d.id for d in body.documents]
     if len(set(ids)) != len(ids):
         raise InvalidInput("document ids must be unique within a request")
-    taxonomy = None
+    # the tenant's stored taxonomy (service/learning), unless the request brings its own
+    taxonomy = tenant_taxonomy
     if body.taxonomy is not None:
         where = _invalid_unicode(body.taxonomy, "taxonomy")
         if where:
             raise InvalidInput(f"{where[0]}: invalid character {where[1]} (NUL, lone surrogate or non-character)")
         try:
-            taxonomy = parse_taxonomy(body.taxonomy, base=analyzer.taxonomy)
+            taxonomy = parse_taxonomy(body.taxonomy, base=tenant_taxonomy or analyzer.taxonomy)
         except TaxonomyError as exc:
             raise InvalidInput(str(exc)) from exc
         _check_taxonomy_work(taxonomy, analyzer, s)

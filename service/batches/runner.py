@@ -170,6 +170,7 @@ class BatchRunner:
         self.store = store
         # batches window long documents (chat transcripts) instead of rejecting them like the sync API
         self.analyzer = analyzer.with_config(replace(analyzer.config, max_chars=BATCH_MAX_CHARS))
+        self.configured_taxonomy = analyzer.taxonomy  # what a tenant without a stored taxonomy scores with
         self.worker_id = worker_id
         self.config = config
         self.stop = stop or threading.Event()
@@ -193,6 +194,7 @@ class BatchRunner:
         beat = Heartbeat(self.store, batch.id, self.worker_id, self.config.lease_seconds / 4)
         try:
             with beat:
+                self._score_with(batch)
                 return self._run(batch)
         except LeaseLost:
             log.warning("batch %s: lease lost; another worker continues it", batch.id)
@@ -216,6 +218,14 @@ class BatchRunner:
             except LeaseLost:
                 return "paused"
             return "failed"
+
+    def _score_with(self, batch: Batch) -> None:
+        """Score with the taxonomy version of the batch's tenant (service/learning: the stored version a resumed
+        batch started with, else the tenant's active one, else the configured taxonomy)."""
+        from voce.service.learning.taxonomies import TaxonomyStore, batch_taxonomy, with_taxonomy
+
+        taxonomy = batch_taxonomy(TaxonomyStore(self.store.sessions), batch, self.configured_taxonomy)
+        self.analyzer = with_taxonomy(self.analyzer, taxonomy)
 
     def _run(self, batch: Batch) -> str:
         bid, wid = batch.id, self.worker_id

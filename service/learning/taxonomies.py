@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 Section = Literal["topics", "touchpoints"]
 SECTIONS: tuple[Section, ...] = ("topics", "touchpoints")
+#: examples per entry of a stored version (at least): it is encoded once and cached, not on every request like an
+#: inline taxonomy (``VOCE_MAX_TAXONOMY_EXAMPLES``); a promoted theme brings up to 12 comments
+STORED_EXAMPLES = 100
 #: a version's name part is this long at most (the label adds "+v<n>")
 _NAME_CHARS = 48
 
@@ -287,7 +290,7 @@ class TaxonomyLimits(BaseModel):
     """What a stored taxonomy may hold (the settings ``max_taxonomy_*``, as for an inline taxonomy)."""
 
     entries: int = 64
-    examples: int = 20
+    examples: int = STORED_EXAMPLES
     text_chars: int = 500
 
     def check(self, t: Taxonomy, base: Taxonomy | None = None) -> None:
