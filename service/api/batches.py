@@ -5,19 +5,23 @@ answer out.  Errors are the service's domain errors, turned into statuses by :mo
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from voce.service.batches import exports
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage
-from voce.service.batches.service import Granularity, Sentiment, entry_yaml, parse_mapping
+from voce.service.batches.service import BatchService, Granularity, Sentiment, entry_yaml, parse_mapping
 from voce.service.deps import AUTH_RESPONSES, CallerDep, FiltersDep, ReadBatchesDep, WriteBatchesDep
 from voce.service.errors import ErrorEnvelope
 from voce.service.privacy.modes import PiiMode
+
+if TYPE_CHECKING:
+    from voce.models.taxonomy import Taxonomy
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=AUTH_RESPONSES)
 
@@ -123,6 +127,71 @@ def results(
     return StreamingResponse(
         export.chunks, media_type=export.media_type, headers=_attachment(export.stem, export.extension)
     )
+
+
+ExportSentiment = Annotated[Sentiment | None, Query(description="drawer list: only this sentiment")]
+
+
+@router.get(
+    "/batches/{batch_id}/export", operation_id="export_batch_for_people",
+    responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}},
+)
+def export(
+    batch_id: str,
+    request: Request,
+    batches: ReadBatchesDep,
+    filters: FiltersDep,
+    format: Annotated[Literal["xlsx", "csv"], Query(description="xlsx (with a summary sheet) | csv")] = "xlsx",
+    lang: Annotated[
+        Literal["it", "en"], Query(description="language of headers and labels (the page's ?lang); `language` filters")
+    ] = "it",
+    delimiter: Annotated[
+        Literal["comma", "semicolon", "tab", "pipe"] | None, Query(description="CSV: omitted = the upload's own")
+    ] = None,
+    encoding: Annotated[
+        Literal["utf-8", "cp1252", "utf-16"] | None, Query(description="CSV: omitted = the upload's own")
+    ] = None,
+    bom: Annotated[bool | None, Query(description="CSV: a byte-order mark (omitted: as the upload; UTF-8 keeps one)")] = None,
+    decimal: Annotated[
+        Literal["comma", "point"] | None, Query(description="CSV numbers: omitted = comma with ';', else point")
+    ] = None,
+    sentiment: ExportSentiment = None,
+    discovered: Annotated[int | None, Query(ge=-1, le=1_000_000, description="drawer list: a discovered theme")] = None,
+    errors: Annotated[bool, Query(description="drawer list: only rows that could not be analysed")] = False,
+    q: Annotated[str | None, Query(max_length=200, description="drawer list: text contains")] = None,
+) -> Any:
+    """The rows of the dashboard's current view (its filters, as `/kpis` takes them) or of a comments list (the
+    same filters plus the list's `sentiment`, `discovered`, `errors`, `q`, as `/rows` takes them), for people:
+    labels in `lang` with ids in separate columns, a column per topic and touchpoint holding its sentiment,
+    the evidence, numbers as numbers; CSV in the upload's delimiter and encoding unless chosen; XLSX with a
+    frozen, filterable header and a summary sheet of the same rows' KPIs."""
+    selection = exports.Selection(filters, sentiment=sentiment, discovered=discovered, errors=errors, q=q or None)
+    taxonomy = _taxonomy_of(request, batches, batch_id)
+    out = exports.people_export(
+        batches, batch_id, format, selection=selection, language=lang, taxonomy=taxonomy,
+        delimiter=exports.DELIMITERS[delimiter] if delimiter else None, encoding=encoding, bom=bom,
+        decimal={"comma": ",", "point": "."}[decimal] if decimal else None,
+    )
+    if out.path is not None:
+        return FileResponse(
+            out.path, filename=out.filename, media_type=out.media_type,
+            background=BackgroundTask(out.path.unlink, missing_ok=True),
+        )
+    return StreamingResponse(out.chunks, media_type=out.media_type, headers=_attachment(out.stem, out.extension))
+
+
+def _taxonomy_of(request: Request, batches: BatchService, batch_id: str) -> Taxonomy | None:
+    """The taxonomy the batch was scored with (the tenant's stored version, else the configured one), for the
+    export's names; None while the model loads (the export then shows ids)."""
+    engine = getattr(request.app.state, "engine", None)
+    analyzer = getattr(engine, "analyzer", None)
+    if analyzer is None:
+        return None
+    from voce.service.deps import get_taxonomy_store
+    from voce.service.learning.taxonomies import batch_taxonomy
+
+    taxonomy: Taxonomy = batch_taxonomy(get_taxonomy_store(request), batches.get(batch_id), analyzer.taxonomy)
+    return taxonomy
 
 
 @router.get("/batches/{batch_id}/kpis", operation_id="get_batch_kpis")
