@@ -151,7 +151,7 @@ def diff(before: Taxonomy | None, after: Taxonomy) -> list[Change]:
 
 # ------------------------------------------------------------------ edits
 class EntryPatch(BaseModel):
-    """Fields of an entry to replace (omitted: kept)."""
+    """Fields of an entry to replace (omitted: kept); names and descriptions per language ("" removes one)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -237,6 +237,10 @@ def apply_edits(t: Taxonomy, edits: list[Any]) -> Taxonomy:
         i = entries.index(e)
         if ed.op == "update":
             patch = ed.patch.model_dump(exclude_none=True)
+            for key in ("names", "descriptions"):  # per language: "" removes one, an omitted one is kept
+                if key in patch:
+                    merged = {**getattr(e, key), **patch[key]}
+                    patch[key] = {lang: v.strip() for lang, v in merged.items() if v.strip()}
             if "examples" in patch:
                 patch["examples"] = _dedup(patch["examples"])
             entries[i] = _entry(e.model_dump() | patch)
