@@ -88,6 +88,8 @@ class Batch(Base):
     file_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # the upload's columns in file order, so exports keep it once the file is deleted (None: before 0003)
     columns: Mapped[list | None] = mapped_column(JSON)
+    # a CSV upload's delimiter, encoding and BOM, so its exports come back the same way (None: not CSV, before 0007)
+    upload_dialect: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_batches_tenant_created", "tenant", "created_at"),)
 

@@ -240,6 +240,16 @@ def upload_dialect(path: Path, encoding: str | None, delimiter: str | None) -> d
     return {"delimiter": delimiter, "encoding": enc, "bom": bom}
 
 
+def record_upload_dialect(store: BatchStore, batch_id: str, dialect: dict[str, Any] | None) -> None:
+    """Keep what :func:`upload_dialect` found beside the batch (``batches.upload_dialect``, revision 0007)."""
+    if dialect is None:
+        return
+    from sqlalchemy import update
+
+    with store.sessions() as s, s.begin():
+        s.execute(update(Batch).where(Batch.id == batch_id).values(upload_dialect=dialect))
+
+
 @dataclass(frozen=True)
 class Names:
     """Display names in one language: the taxonomy's topics and touchpoints, the batch's discovered themes."""

@@ -162,6 +162,7 @@ def register_upload(
             if mapping is None:
                 raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
         check_mapping(mapping, table.columns)
+        dialect = exports.upload_dialect(path, table.encoding, table.delimiter) if fmt == "csv" else None
     except UploadLimitExceeded as exc:  # an XLSX past a limit once unzipped: 413, naming the limit
         path.unlink(missing_ok=True)
         raise UploadTooLarge(str(exc)) from exc
@@ -178,6 +179,7 @@ def register_upload(
         file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
         pii_mode=pii_mode, columns=table.columns,
     )
+    exports.record_upload_dialect(store, batch.id, dialect)  # its exports come back in the same dialect
     return batch, table.columns
 
 
