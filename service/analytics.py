@@ -1266,7 +1266,7 @@ def batch_kpis(
 
 class Delta(BaseModel):
     """One figure on two sides and how it moved from A to B (``diff`` = B - A), with a 95% interval of the
-    difference, the raw two-sided p and the Benjamini-Hochberg decision across every test of the comparison."""
+    difference, the raw two-sided p and the Benjamini-Hochberg decision within its section."""
 
     a: float | None
     b: float | None
@@ -1309,12 +1309,12 @@ class Comparison(BaseModel):
     topics: list[ThemeDelta]
     touchpoints: list[ThemeDelta]
     unclassified: ThemeDelta | None
-    tests: int  # how many p-values the BH correction ran over
+    tests: int  # how many p-values were computed (BH runs per section: KPIs, topics, touchpoints)
     method: str = (
         "diff = B - A. NPS and net sentiment: z-test of the difference (multinomial variance of the +1/0/-1 "
         "variable; pooled under H0 when a side is degenerate); shares and CSAT: two-proportion z-test (pooled under "
-        "H0), unpooled 95% interval; Benjamini-Hochberg at q = 0.05 across every test of the comparison. Sides with "
-        "fewer than 2 rows are not tested."
+        "H0), unpooled 95% interval; Benjamini-Hochberg at q = 0.05 within each section (the KPIs; every topic test; "
+        "every touchpoint test). Sides with fewer than 2 rows are not tested."
     )
 
 
@@ -1393,19 +1393,19 @@ def compare(
     catch_all: Iterable[str] = CATCH_ALL_TOPICS,
 ) -> Comparison:
     """Side B against side A (two periods of one batch, two uploads, or any two filter selections): every KPI,
-    topic and touchpoint as a :class:`Delta`, significance after one BH correction over all the tests, so a long
-    topic list does not light up by chance. The catch-all topic is compared apart (``unclassified``)."""
+    topic and touchpoint as a :class:`Delta`, significance after a BH correction within each section (KPIs, topics,
+    touchpoints, as in the KPI report), so a long topic list neither lights up by chance nor hides a KPI change.
+    The catch-all topic is compared apart (``unclassified``) but tested with the topics."""
     labels = labels or {}
     fa, fb = filters_a or Filters(), filters_b or Filters()
     a, b = _side(apply_filters(rows_a, fa)), _side(apply_filters(rows_b, fb))
-    p_values: list[float] = []
-    slots: list[Delta] = []
+    families: dict[str, list[tuple[Delta, float]]] = {"kpis": [], "topics": [], "touchpoints": []}
+    family = "kpis"
 
     def keep(pair: tuple[Delta, float | None]) -> Delta:
         delta, p = pair
         if p is not None:
-            p_values.append(p)
-            slots.append(delta)
+            families[family].append((delta, p))
         return delta
 
     def nps_counts(s: _Side) -> tuple[int, int, int]:
@@ -1446,10 +1446,13 @@ def compare(
         return out
 
     catch = frozenset(catch_all)
+    family = "topics"
     all_topics = themes("topics")
+    family = "touchpoints"
     touchpoints = themes("touchpoints")
-    for delta, reject in zip(slots, benjamini_hochberg(p_values), strict=True):
-        delta.significant = reject
+    for tests in families.values():
+        for (delta, _), reject in zip(tests, benjamini_hochberg([p for _, p in tests]), strict=True):
+            delta.significant = reject
     return Comparison(
         a=ComparisonSide(label=label_a, count=a.cols.n, analysed=int(a.cols.ok.sum()), filters=fa),
         b=ComparisonSide(label=label_b, count=b.cols.n, analysed=int(b.cols.ok.sum()), filters=fb),
@@ -1457,5 +1460,5 @@ def compare(
         topics=[t for t in all_topics if t.id not in catch],
         touchpoints=touchpoints,
         unclassified=next((t for t in all_topics if t.id in catch), None),
-        tests=len(p_values),
+        tests=sum(len(t) for t in families.values()),
     )

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from voce.models import __version__
-from voce.service.api import analyze, batches, corrections, docs, keys, ops, pages, taxonomy
+from voce.service.api import analyze, batches, compare, corrections, docs, keys, ops, pages, taxonomy
 from voce.service.auth import install_access
 from voce.service.batches.executor import build_executor
 from voce.service.batches.retention import RetentionTask
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_access(app, settings)  # keys, sessions, Host/Origin guard (outermost): voce.service.auth
     app.add_middleware(SecurityHeaders)  # nosniff & co. on every response, the guard's refusals included
     for router in (
-        ops.router, batches.router, pages.router, analyze.router, keys.router, docs.router,
+        ops.router, batches.router, compare.router, pages.router, analyze.router, keys.router, docs.router,
         corrections.router, taxonomy.router, taxonomy.page_router,  # the learning loop (service/learning)
     ):
         app.include_router(router)

@@ -36,6 +36,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/v1/batches/{batch_id}/results"): ("batches:read", {"params": {"format": "csv"}}),
     ("GET", "/v1/batches/{batch_id}/export"): ("batches:read", {"params": {"format": "csv"}}),
     ("GET", "/v1/batches/{batch_id}/kpis"): ("batches:read", {}),
+    ("GET", "/v1/batches/{batch_id}/compare"): ("batches:read", {}),
     ("GET", "/v1/batches/{batch_id}/topics"): ("batches:read", {}),
     ("GET", "/v1/batches/{batch_id}/topics/{topic_id}/taxonomy-entry"): ("batches:read", {}),
     ("GET", "/v1/batches/{batch_id}/rows"): ("batches:read", {"params": {"q": "consegna"}}),
