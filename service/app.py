@@ -42,7 +42,10 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         loader.start()
         store = BatchStore.open(settings.resolved_database_url())
         # personal data: expired batches erased, finished uploads deleted, now and hourly (batches/retention.py)
-        retention = RetentionTask(store, settings.data_dir, settings.retention_days, keep_uploads=settings.keep_uploads)
+        retention = RetentionTask(
+            store, settings.data_dir, settings.retention_days, keep_uploads=settings.keep_uploads,
+            uploads=settings.uploads(),
+        )
         retention.start()
         executor = None
         if settings.workers > 0:

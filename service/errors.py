@@ -28,6 +28,7 @@ from voce.service.batches.errors import (
     InvalidFilter,
     InvalidUpload,
     TopicNotFound,
+    UploadStoreUnavailable,
     UploadTooLarge,
 )
 
@@ -106,6 +107,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     InvalidUpload: (422, "InvalidInput"),
     InvalidFilter: (422, "InvalidInput"),
     UploadTooLarge: (413, "PayloadTooLarge"),
+    UploadStoreUnavailable: (503, "UploadStoreUnavailable"),
     BatchNotFound: (404, "NotFound"),
     TopicNotFound: (404, "NotFound"),
     BatchBusy: (409, "Conflict"),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -11,6 +11,9 @@ from voce.models.analyzer import AnalyzerConfig
 from voce.models.encoders.base import Backend
 from voce.models.spec import AnalyzerSpec
 from voce.service.privacy.modes import PiiMode
+
+if TYPE_CHECKING:
+    from voce.service.batches.objects import UploadStore
 
 
 def _default_cache() -> Path:
@@ -104,6 +107,17 @@ class Settings(BaseSettings):
     ray_cpus_per_actor: int = Field(default=1, ge=1, le=256)
     # GPUs per actor (0 = CPU actors)
     ray_gpus_per_actor: float = Field(default=0.0, ge=0.0, le=16.0)
+    # where uploads wait for their batch: empty = the data folder; s3://bucket/prefix = an S3-compatible object
+    # store every worker can read (service/batches/objects.py; pip install 'voce[s3]'); credentials from AWS_* vars
+    upload_store: str | None = None
+    # the object store's endpoint for anything but AWS S3 (MinIO, SeaweedFS, Ceph): http://minio:9000
+    s3_endpoint_url: str | None = None
+
+    def uploads(self) -> UploadStore:
+        """Where uploads are kept (the data folder, or VOCE_UPLOAD_STORE)."""
+        from voce.service.batches.objects import upload_store
+
+        return upload_store(self.upload_store, self.s3_endpoint_url)
 
     # ---- personal data (README: "Personal data"; service/privacy)
     # how personal data found in uploaded texts is stored: redact (<EMAIL>), mask (m****@e******.com, same length)

@@ -34,5 +34,9 @@ class UploadTooLarge(BatchError):
     """The file is larger than the configured upload limit."""
 
 
+class UploadStoreUnavailable(BatchError):
+    """The object store uploads are kept in (VOCE_UPLOAD_STORE) refused the file or could not be reached."""
+
+
 class InvalidFilter(BatchError):
     """A KPI or row filter that cannot be read (bad period, segment without a colon, dates out of order)."""

@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 from sqlalchemy import delete, select, text, update
 
+from voce.service.batches.objects import LocalUploads, UploadStore
 from voce.service.batches.store import ROWS, BatchStore
 from voce.service.db import Batch, utcnow
 
@@ -62,14 +63,15 @@ def export_leftovers(data_dir: Path, batch_id: str) -> list[Path]:
     return sorted(folder.glob(f"{batch_id}-*.xlsx")) if folder.is_dir() else []
 
 
-def discard_upload(store: BatchStore, batch_id: str, path: Path) -> None:
-    """Delete a finished batch's uploaded file and record when (``batches.file_deleted_at``)."""
-    path.unlink(missing_ok=True)
+def discard_upload(store: BatchStore, batch_id: str, file_path: str, uploads: UploadStore | None = None) -> None:
+    """Delete a finished batch's uploaded file (in the data folder or the object store) and record when
+    (``batches.file_deleted_at``)."""
+    (uploads or LocalUploads()).delete(file_path)
     with store.sessions() as s, s.begin():
         s.execute(update(Batch).where(Batch.id == batch_id).values(file_deleted_at=utcnow()))
 
 
-def sweep_uploads(store: BatchStore) -> int:
+def sweep_uploads(store: BatchStore, uploads: UploadStore | None = None) -> int:
     """Delete the uploads of done batches that still have one (a worker stopped between finishing and deleting);
     returns how many files went."""
     with store.sessions() as s:
@@ -77,7 +79,7 @@ def sweep_uploads(store: BatchStore) -> int:
             select(Batch.id, Batch.file_path).where(Batch.status == "done", Batch.file_deleted_at.is_(None))
         ))
     for bid, file_path in found:
-        discard_upload(store, bid, Path(file_path))
+        discard_upload(store, bid, file_path, uploads)
     return len(found)
 
 
@@ -104,7 +106,7 @@ def sweep_orphans(store: BatchStore, data_dir: Path, older_than: float = ORPHAN_
     return gone
 
 
-def erase(store: BatchStore, batch: Batch, data_dir: Path) -> None:
+def erase(store: BatchStore, batch: Batch, data_dir: Path, uploads: UploadStore | None = None) -> None:
     """Delete a batch and everything of it: rows (texts, cells, results, embeddings), the batch row (with its
     discovered topics and their example comments), the upload, leftover exports."""
     with store.sessions() as s, s.begin():
@@ -117,7 +119,7 @@ def erase(store: BatchStore, batch: Batch, data_dir: Path) -> None:
         with store.sessions() as s:
             # best effort: a reader still in the log keeps its frames until it finishes
             s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-    Path(batch.file_path).unlink(missing_ok=True)
+    (uploads or LocalUploads()).delete(batch.file_path)
     for leftover in export_leftovers(data_dir, batch.id):
         leftover.unlink(missing_ok=True)
 
@@ -130,11 +132,13 @@ def expired(store: BatchStore, days: float, now: dt.datetime | None = None) -> l
         return list(s.scalars(q))
 
 
-def purge_expired(store: BatchStore, data_dir: Path, days: float, now: dt.datetime | None = None) -> list[str]:
+def purge_expired(
+    store: BatchStore, data_dir: Path, days: float, now: dt.datetime | None = None, uploads: UploadStore | None = None
+) -> list[str]:
     """Erase every finished batch older than ``days``; returns their ids."""
     gone = []
     for b in expired(store, days, now):
-        erase(store, b, data_dir)
+        erase(store, b, data_dir, uploads)
         gone.append(b.id)
     if gone:
         log.info("retention: %d batch(es) older than %s days erased", len(gone), days)
@@ -147,17 +151,18 @@ class RetentionTask:
 
     def __init__(
         self, store: BatchStore, data_dir: Path, days: float | None, *, keep_uploads: bool = False,
-        every: float = PURGE_EVERY_SECONDS,
+        every: float = PURGE_EVERY_SECONDS, uploads: UploadStore | None = None,
     ) -> None:
         self.store, self.data_dir, self.days, self.keep_uploads, self.every = store, data_dir, days, keep_uploads, every
+        self.uploads = uploads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[str]:
         sweep_orphans(self.store, self.data_dir)
         if not self.keep_uploads:
-            sweep_uploads(self.store)
-        return purge_expired(self.store, self.data_dir, self.days) if self.days else []
+            sweep_uploads(self.store, self.uploads)
+        return purge_expired(self.store, self.data_dir, self.days, uploads=self.uploads) if self.days else []
 
     def _loop(self) -> None:
         while True:

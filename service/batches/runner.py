@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, Sta
 from voce.models.analyzer import Analyzer
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.batches import retention, rows
+from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
 from voce.service.batches.store import BatchStore, LeaseLost
 from voce.service.db import Batch
 from voce.service.privacy import PiiMode, Redactor
@@ -125,6 +126,10 @@ class RunnerConfig:
     keep_uploads: bool = False
     # how long a run waits for a database that went away (retrying with back-off) before it gives the batch back
     db_outage_seconds: float = 300.0
+    # where uploads are kept (the data folder, or an object store: VOCE_UPLOAD_STORE) and where a worker copies an
+    # object-store upload for its run
+    uploads: UploadStore = field(default_factory=LocalUploads)
+    scratch_dir: Path = Path("var") / "tmp"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -133,6 +138,7 @@ class RunnerConfig:
             chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
             discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
             keep_uploads=settings.keep_uploads, db_outage_seconds=settings.db_outage_seconds,
+            uploads=settings.uploads(), scratch_dir=settings.data_dir / "tmp",
         )
 
 
@@ -148,7 +154,7 @@ class BatchInputMissing(RuntimeError):
 def public_error(exc: Exception, ref: str) -> str:
     """What a client may read about a failure: our own messages verbatim, anything else by reference only
     (a database error would echo SQL and customer text)."""
-    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable):
+    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable | UploadStoreError):
         return f"{exc} (reference {ref})"
     return f"internal error while analysing the batch; reference {ref} in the service log"
 
@@ -228,11 +234,21 @@ class BatchRunner:
         self.analyzer = with_taxonomy(self.analyzer, taxonomy)
 
     def _run(self, batch: Batch) -> str:
-        bid, wid = batch.id, self.worker_id
+        bid = batch.id
         mapping = ColumnMapping.model_validate(batch.mapping)
-        path = Path(batch.file_path)
-        if not path.is_file():
+        if not is_remote(batch.file_path) and not Path(batch.file_path).is_file():
             raise BatchInputMissing("the uploaded file is no longer in the data folder")
+        try:  # an object-store upload is copied into this worker's data folder for the run
+            path = self.config.uploads.fetch(batch.file_path, self.config.scratch_dir / bid)
+        except FileNotFoundError as exc:
+            raise BatchInputMissing("the uploaded file is no longer in the object store") from exc
+        try:
+            return self._analyse(batch, path, mapping)
+        finally:
+            self.config.uploads.release(batch.file_path, path)
+
+    def _analyse(self, batch: Batch, path: Path, mapping: ColumnMapping) -> str:
+        bid, wid = batch.id, self.worker_id
         table = open_table(path, batch.file_format)  # type: ignore[arg-type]
         version = self.analyzer.bundle.version
         if batch.rows_done and batch.model_version and batch.model_version != version:
@@ -274,7 +290,8 @@ class BatchRunner:
         # landed: a retry after a finish whose answer was lost finds the batch done (and its lease gone with it)
         self._durably(bid, "finishing", lambda: self.store.finish(bid, wid, "done"), landed=lambda: self._done(bid))
         if not self.config.keep_uploads:  # only now: until the batch is done, a resumed run reads the file again
-            self._durably(bid, "deleting the upload", lambda: retention.discard_upload(self.store, bid, path))
+            self._durably(bid, "deleting the upload", lambda: retention.discard_upload(
+                self.store, bid, batch.file_path, self.config.uploads))
         return "done"
 
     def _prepared(

@@ -32,8 +32,10 @@ from voce.service.batches.errors import (
     InvalidFilter,
     InvalidUpload,
     TopicNotFound,
+    UploadStoreUnavailable,
     UploadTooLarge,
 )
+from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
 from voce.service.batches.retention import private_file, private_folder
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage, batch_status
 from voce.service.batches.store import BatchStore
@@ -141,6 +143,7 @@ def register_upload(
     name: str | None = None,
     pii_mode: PiiMode | None = None,
     xlsx_limits: XlsxLimits | None = None,
+    uploads: UploadStore | None = None,
 ) -> tuple[Batch, list[str]]:
     """Register a stored upload as a queued batch: detect its format, check (or guess) the mapping.
 
@@ -174,11 +177,23 @@ def register_upload(
         raise InvalidUpload(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}") from exc
     clean_name = "".join(ch for ch in (name or filename or batch_id) if ch.isprintable())[:256] or batch_id
     clean_name = Redactor(pii_mode or "redact").string(clean_name)  # "richiami_3331234567.csv"
-    batch = store.create(
-        id=batch_id, tenant=caller.tenant, api_key_hash=caller.api_key_hash, name=clean_name,
-        file_format=fmt, file_path=str(path.resolve()), file_bytes=path.stat().st_size, mapping=mapping.model_dump(),
-        pii_mode=pii_mode, columns=table.columns,
-    )
+    uploads = uploads or LocalUploads()
+    size = path.stat().st_size
+    try:  # checked and normalised: now where every worker can read it (the data folder, or VOCE_UPLOAD_STORE)
+        file_path = uploads.put(path, path.name)  # <batch id>.<format>
+    except UploadStoreError as exc:
+        path.unlink(missing_ok=True)
+        raise UploadStoreUnavailable(str(exc)) from exc
+    try:
+        batch = store.create(
+            id=batch_id, tenant=caller.tenant, api_key_hash=caller.api_key_hash, name=clean_name,
+            file_format=fmt, file_path=file_path, file_bytes=size, mapping=mapping.model_dump(),
+            pii_mode=pii_mode, columns=table.columns,
+        )
+    except BaseException:
+        if is_remote(file_path):  # not a batch: no object left behind
+            uploads.delete(file_path)
+        raise
     exports.record_upload_dialect(store, batch.id, dialect)  # its exports come back in the same dialect
     return batch, table.columns
 
@@ -226,8 +241,11 @@ class BatchService:
         facts_cache_size: int = 4,
         pii_mode: PiiMode = "redact",
         xlsx_limits: XlsxLimits | None = None,
+        uploads: UploadStore | None = None,
     ) -> None:
         self.store = store
+        # where uploads wait for their batch (the data folder, or an object store: VOCE_UPLOAD_STORE)
+        self.uploads: UploadStore = uploads or LocalUploads()
         self.xlsx_limits = xlsx_limits or XlsxLimits()  # what an XLSX upload may hold once unzipped
         self.pii_mode: PiiMode = pii_mode  # how a new batch stores personal data unless its upload says otherwise
         self.data_dir = data_dir
@@ -273,6 +291,7 @@ class BatchService:
             labels=labels or (lambda: configured().labels()),
             touchpoint_labels=touchpoint_labels or (lambda: touchpoint_names(configured())),
             notify=notify, pii_mode=settings.pii_mode, xlsx_limits=XlsxLimits.from_settings(settings),
+            uploads=settings.uploads(),
         )
 
     # -- uploads
@@ -341,7 +360,7 @@ class BatchService:
         try:
             batch, columns = register_upload(
                 self.store, path, filename=filename, mapping=mapping, batch_id=batch_id, caller=caller, name=name,
-                pii_mode=pii_mode or self.pii_mode, xlsx_limits=self.xlsx_limits,
+                pii_mode=pii_mode or self.pii_mode, xlsx_limits=self.xlsx_limits, uploads=self.uploads,
             )
         except BaseException:
             if not self._registered(batch_id):  # under any name registration gave it: <id>.csv, <id>.xlsx.rows...
@@ -398,7 +417,7 @@ class BatchService:
         b = self.get(batch_id)
         if b.status in ("queued", "running"):
             raise BatchBusy("the batch is still being analysed; delete it when it has finished")
-        retention.erase(self.store, b, self.data_dir)  # rows, embeddings, discovered topics, upload, exports
+        retention.erase(self.store, b, self.data_dir, self.uploads)  # rows, embeddings, discovered topics, upload, exports
 
     # -- results
     def facts(self, b: Batch) -> list[RowFacts]:

@@ -66,7 +66,7 @@ def worker(
     store = _service(s).store
     analyzer = _analyzer(s)
     ex = build_executor(s, store, lambda: analyzer, threads=threads, name="worker")
-    retention = RetentionTask(store, s.data_dir, s.retention_days, keep_uploads=s.keep_uploads)
+    retention = RetentionTask(store, s.data_dir, s.retention_days, keep_uploads=s.keep_uploads, uploads=s.uploads())
     if once:
         n = ex.run_until_idle()
         retention.run_once()
@@ -221,5 +221,5 @@ def batch_purge(
     for b in found:
         typer.echo(f"{b.id}  {b.created_at:%Y-%m-%d %H:%M}  {b.status:8} {b.name}")
         if not dry_run:
-            erase(store, b, s.data_dir)
+            erase(store, b, s.data_dir, s.uploads())
     say(f"{len(found)} batch(es) older than {days:g} days {'would be ' if dry_run else ''}erased")
