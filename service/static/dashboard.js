@@ -229,9 +229,9 @@ function renderBatchHead() {
     model: b.model_version || "–",
   });
   const results = "/v1/batches/" + encodeURIComponent(b.id) + "/results?format=";
-  $("export-csv").href = results + "csv";
-  $("export-xlsx").href = results + "xlsx";
-  $("export-jsonl").href = results + "jsonl";
+  $("export-csv").href = exportHref("csv", {});  // every row, for people (exportHref below)
+  $("export-xlsx").href = exportHref("xlsx", {});
+  $("export-jsonl").href = results + "jsonl";  // every row, for scripts
   const banner = $("running-banner");
   if (b.status === "queued" || b.status === "running") {
     banner.textContent = t("batch.running", { pct: Math.round(100 * b.progress), phase: t("phase." + (b.phase || "reading")) });
@@ -907,6 +907,34 @@ function rerender() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
+// ------------------------------------------------- exports people open (GET /v1/batches/{id}/export)
+/** The people's export of a selection: the dashboard's filters, or a comments list's (its filters plus sentiment,
+ *  discovered theme, search), labelled in the page's language; CSV in the upload's own delimiter and encoding. */
+function exportHref(format, params) {
+  const q = new URLSearchParams({ format, lang: currentLang });
+  for (const [k, v] of Object.entries(params || {})) {
+    if (k === "granularity" || k === "limit" || k === "offset") continue;
+    for (const x of Array.isArray(v) ? v : [v]) if (x !== null && x !== undefined && x !== "") q.append(k, String(x));
+  }
+  return "/v1/batches/" + encodeURIComponent(dash.batchId) + "/export?" + q.toString();
+}
+
+/** Each export link gets its href when it is about to be used, so it always carries the current selection. */
+function wireExports() {
+  const view = () => dash.filters;
+  const list = () => Object.assign({}, dash.comments.selection ? dash.comments.selection.params : {},
+    { sentiment: $("c-sentiment").value, q: $("c-search").value.trim() });
+  for (const [id, format, params] of [["export-view-xlsx", "xlsx", view], ["export-view-csv", "csv", view],
+    ["export-list-xlsx", "xlsx", list], ["export-list-csv", "csv", list]]) {
+    const a = $(id);
+    if (!a) continue;
+    const update = () => { a.href = exportHref(format, params()); };
+    update();
+    for (const ev of ["pointerenter", "focus", "click"]) a.addEventListener(ev, update);
+  }
+}
+document.addEventListener("DOMContentLoaded", wireExports);
+
   chartDefaults();
   dash.filters = readFiltersFromUrl();
   renderSentimentOptions();
