@@ -118,3 +118,75 @@ def test_an_actor_killed_mid_batch_loses_and_doubles_nothing(
     assert [g[0] for g in got] == list(range(400))  # exactly one result per input row
     assert got == _rows(store, "reference")
     assert killed, "the batch finished before an actor could be killed; the test proved nothing"
+
+
+def test_the_api_on_ray_same_results_and_the_same_tenant_walls(
+    local_ray: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """VOCE_EXECUTOR=ray flipped on `voce serve`: an upload runs on the actors, records its executor, gives the
+    rows the local executor gives, and another tenant neither sees it nor reads its rows."""
+    import json
+
+    from tests.service.api.helpers import bearer, local_client, new_key, wait_batch
+    from tests.service.batch_data import MAPPING, ROWS, csv_bytes
+    from voce.service.app import create_app
+
+    def run(executor: str) -> tuple[dict[str, Any], list[dict[str, Any]], int, int]:
+        settings = batch_settings(tmp_path / executor, tiny_bundle_dir, executor=executor, ray_actors=2)
+        with local_client(create_app(settings), raise_server_exceptions=False) as c:
+            while c.get("/ready").status_code != 200:
+                time.sleep(0.05)
+            acme, other = (new_key(c, t, ["batches:read", "batches:write"]) for t in ("acme", "globex"))
+            r = c.post("/v1/batches", files={"file": ("survey.csv", csv_bytes(ROWS))},
+                       data={"mapping": json.dumps(MAPPING)}, headers=bearer(acme))
+            assert r.status_code == 202, r.text
+            bid = r.json()["id"]
+            st = wait_batch(c, bid, headers=bearer(acme))
+            rows = c.get(f"/v1/batches/{bid}/rows", params={"limit": 100}, headers=bearer(acme)).json()["rows"]
+            seen = c.get(f"/v1/batches/{bid}", headers=bearer(other)).status_code
+            read = c.get(f"/v1/batches/{bid}/rows", headers=bearer(other)).status_code
+            return st, rows, seen, read
+
+    ray_status, ray_rows, seen, read = run("ray")
+    local_status, local_rows, _, _ = run("local")
+    assert (ray_status["status"], ray_status["executor"], local_status["executor"]) == ("done", "ray", "local")
+    assert (seen, read) == (404, 404)  # another tenant's batch is not found, as on one machine
+    assert ray_rows == local_rows and len(ray_rows) == len(ROWS)
+
+
+@pytest.mark.real_model
+def test_the_real_model_on_a_ray_actor_labels_rows_as_the_local_executor_does(
+    local_ray: Any, real_analyzer: Any, voce_cache_dir: Path, tmp_path: Path
+) -> None:
+    """One actor loads the shipped bundle over the real ONNX encoder (as `voce serve` would) and analyses the
+    12 survey rows; labels match the local executor's (probabilities to 1e-4: one encoder thread vs all)."""
+    from tests.service.batch_data import MAPPING, ROWS, csv_bytes
+    from voce.service.settings import Settings
+    from voce.service.uploads import ColumnMapping
+
+    (tmp_path / "survey.csv").write_bytes(csv_bytes(ROWS))
+    settings = Settings(cache_dir=voce_cache_dir, data_dir=tmp_path / "data", discovery=False, executor="ray",
+                        ray_actors=1, batch_chunk_rows=4)
+    store = BatchStore.open(settings.resolved_database_url())
+    from voce.service.batches.service import BatchService
+
+    service = BatchService.from_settings(settings, store=store, labels=lambda: {})
+    ids = {}
+    for kind in ("local", "ray"):
+        ids[kind] = service.submit_file(tmp_path / "survey.csv", mapping=ColumnMapping(**MAPPING)).id
+        ex = (LocalExecutor(store, lambda: real_analyzer, RunnerConfig.from_settings(settings), name="local")
+              if kind == "local" else build_executor(settings, store, lambda: real_analyzer, threads=1, name="ray"))
+        try:
+            assert ex.run_until_idle() == 1
+        finally:
+            ex.stop()
+    cols = ("row", "ok", "sentiment", "topics", "result")
+    got = list(store.iter_rows(ids["ray"], columns=cols))
+    want = list(store.iter_rows(ids["local"], columns=cols))
+    assert store.get(ids["ray"]).executor == "ray"  # type: ignore[union-attr]
+    assert [(r.row, r.ok, r.sentiment, r.topics) for r in got] == [(r.row, r.ok, r.sentiment, r.topics) for r in want]
+    for g, w in zip(got, want, strict=True):
+        if g.ok:
+            assert g.result["sentiment"]["label"] == w.result["sentiment"]["label"]
+            for k, v in w.result["sentiment"]["scores"].items():
+                assert abs(g.result["sentiment"]["scores"][k] - v) < 1e-4
