@@ -13,8 +13,19 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from voce.service.deps import AUTH_RESPONSES, AuthorDep, PageDep, ReadTaxonomyDep, WriteTaxonomyDep
-from voce.service.learning.taxonomies import Change, Edit, TaxonomyView, VersionInfo, to_yaml
+from voce.service.deps import (
+    AUTH_RESPONSES,
+    AnalyzerDep,
+    AuthorDep,
+    PageDep,
+    ReadBatchesDep,
+    ReadTaxonomyDep,
+    WriteBatchesDep,
+    WriteTaxonomyDep,
+)
+from voce.service.errors import ErrorEnvelope
+from voce.service.learning.rescore import Rescorer, RescoreState
+from voce.service.learning.taxonomies import Change, Edit, TaxonomyView, VersionInfo, to_yaml, with_taxonomy
 from voce.service.web import PAGE_HEADERS, render_page
 
 router = APIRouter(prefix="/v1", tags=["taxonomy"], responses=AUTH_RESPONSES)
@@ -149,3 +160,32 @@ def taxonomy_page(request: Request, page: PageDep) -> Response:
     body = render_page("taxonomy.html", csrf_token=principal.csrf or "", who=who,
                        signout_hidden="" if principal.via == "session" else "hidden")
     return HTMLResponse(body, headers=PAGE_HEADERS)
+
+
+# ------------------------------------------------------------------ re-scoring a batch with the active version
+def _rescorer(request: Request) -> Rescorer:
+    found: Rescorer | None = getattr(request.app.state, "rescorer", None)
+    if found is None:
+        found = request.app.state.rescorer = Rescorer()
+    return found
+
+
+_BUSY = {409: {"model": ErrorEnvelope, "description": "the batch is still being analysed or re-scored"}}
+
+
+@router.post("/batches/{batch_id}/rescore", response_model=RescoreState, status_code=202,
+             operation_id="rescore_batch", responses=_BUSY)
+def rescore(batch_id: str, request: Request, batches: WriteBatchesDep, analyzer: AnalyzerDep,
+            taxonomy: WriteTaxonomyDep) -> RescoreState:
+    """Score a finished batch again with the tenant's active taxonomy (no retraining: zero-shot entries follow the
+    taxonomy); its input columns and corrections stay.  Follow it with `GET .../rescore`."""
+    b = batches.get(batch_id)
+    active, _ = taxonomy.current()
+    return _rescorer(request).start(batches.store, with_taxonomy(analyzer, active), b, active)
+
+
+@router.get("/batches/{batch_id}/rescore", response_model=RescoreState, operation_id="get_batch_rescore")
+def rescore_state(batch_id: str, request: Request, batches: ReadBatchesDep) -> RescoreState:
+    """Progress of the batch's re-score in this process ("none" when there is none)."""
+    batches.get(batch_id)
+    return _rescorer(request).state(batch_id)

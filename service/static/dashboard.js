@@ -683,10 +683,9 @@ function renderThemes() {
         el("ul", { class: "examples" }, topic.representative.map((r) => el("li", {}, r.text)))) : null,
       el("div", { class: "theme-actions" },
         el("button", { type: "button", class: "link", dataset: { testid: "theme-open" }, onclick: open }, t("themes.open") + " →"),
-        el("a", {
-          class: "small", title: t("themes.promote_hint"), dataset: { testid: "theme-taxonomy" },
-          href: "/v1/batches/" + encodeURIComponent(dash.batchId) + "/topics/" + topic.id + "/taxonomy-entry",
-          download: "theme-" + topic.id + ".yaml",
+        el("button", {
+          type: "button", class: "link small", title: t("themes.promote_hint"), dataset: { testid: "theme-taxonomy" },
+          onclick: (e) => VocePromote.open(e.currentTarget.closest("article"), topic), // promote.js
         }, t("themes.promote")))));
   }
   if (d.topics.length > THEMES_SHOWN) {
@@ -885,7 +884,9 @@ function renderComments() {
     const tags = el("div", { class: "tags" },
       row.topics.map((x) => el("span", { class: "tag tag-" + x.sentiment, title: t("sentiment." + x.sentiment) }, topicName(x.id))),
       touchpointTags(row.touchpoints));
-    list.append(el("li", { class: "comment", dataset: { testid: "comment", row: String(row.row) } }, meta, body, tags));
+    const item = el("li", { class: "comment", dataset: { testid: "comment", row: String(row.row) } }, meta, body, tags);
+    list.append(item);
+    if (typeof VoceCorrections !== "undefined") VoceCorrections.decorate(item, row); // corrections.js
   }
   const from = c.total ? c.offset + 1 : 0;
   const to = Math.min(c.total, c.offset + c.rows.length);

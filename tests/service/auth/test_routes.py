@@ -55,6 +55,8 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("PUT", "/v1/taxonomy"): ("batches:write", {"json": {"yaml": "version: x\ntouchpoints:\n- id: desk\n  names: {en: Desk}\n"}}),
     ("POST", "/v1/taxonomy/versions/{version}/rollback"): ("batches:write", {}),
     ("GET", "/ui/taxonomy"): ("batches:read", {}),
+    ("POST", "/v1/batches/{batch_id}/rescore"): ("batches:write", {}),
+    ("GET", "/v1/batches/{batch_id}/rescore"): ("batches:read", {}),
     ("GET", "/ui/"): ("batches:read", {}),
     ("GET", "/ui/batches/{batch_id}"): ("batches:read", {}),
 }

@@ -143,3 +143,33 @@ def test_the_analyzer_scores_with_the_active_version(team: Team) -> None:
     bad = t.client.post(f"/v1/batches/{bid}/rows/0/corrections", json={"topics_add": [{"id": "other"}]},
                         headers=t.h("acme"))
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["code"] == "correction.unknown_topic"
+
+
+def test_a_batch_is_rescored_with_a_newer_version(team: Team) -> None:
+    t = team
+    bid = t.batch["beta"]
+    before = t.client.get(f"/v1/batches/{bid}", headers=t.h("beta")).json()["taxonomy_version"]
+    rows_before = t.client.get(f"/v1/batches/{bid}/rows", params={"limit": 50}, headers=t.h("beta")).json()["rows"]
+    corrected = t.client.post(f"/v1/batches/{bid}/rows/3/corrections", json={"detractor": True}, headers=t.h("beta"))
+    assert corrected.status_code == 201
+    assert t.client.get(f"/v1/batches/{bid}/rescore", headers=t.h("beta")).json()["state"] == "none"
+    r = t.client.put("/v1/taxonomy", headers=t.h("beta"), json={"taxonomy": {"version": "beta-2", "topics": [
+        {"id": "velocita", "names": {"it": "Velocità", "en": "Speed"}, "examples": ["Consegna velocissima!"]},
+        {"id": "cortesia", "names": {"it": "Cortesia", "en": "Kindness"}, "examples": ["Staff very kind"]}]}})
+    assert r.status_code == 200, r.text
+    label = r.json()["label"]
+    started = t.client.post(f"/v1/batches/{bid}/rescore", headers=t.h("beta"))
+    assert started.status_code == 202 and started.json()["taxonomy_version"] == label, started.text
+    t.client.app.state.rescorer.wait(bid, 60)  # type: ignore[attr-defined]
+    state = t.client.get(f"/v1/batches/{bid}/rescore", headers=t.h("beta")).json()
+    assert state["state"] == "done" and state["done"] == state["total"] == 11  # 12 rows, one empty
+    after = t.client.get(f"/v1/batches/{bid}", headers=t.h("beta")).json()
+    assert after["taxonomy_version"] == label != before
+    rows_after = t.client.get(f"/v1/batches/{bid}/rows", params={"limit": 50}, headers=t.h("beta")).json()["rows"]
+    assert {x["id"] for r in rows_after for x in r["topics"]} <= {"velocita", "cortesia"}
+    assert [(r["row"], r["nps"], r["text"]) for r in rows_after] == [(r["row"], r["nps"], r["text"]) for r in rows_before]
+    # the correction stays and still counts
+    assert t.client.get(f"/v1/batches/{bid}/rows/3/corrections", headers=t.h("beta")).json()["corrected"]["detractor"]
+    again = t.client.post(f"/v1/batches/{bid}/rescore", headers=t.h("beta"))
+    assert again.status_code == 422 and again.json()["error"]["details"][0]["code"] == "rescore.same_version"
+    assert t.client.post(f"/v1/batches/{bid}/rescore", headers=t.h("acme")).status_code == 404
