@@ -382,12 +382,18 @@ def _hostile_text_stays_text(page: Any) -> None:
 
 
 def _discovered_theme(page: Any, api: httpx.Client, batch_id: str) -> None:
-    """A discovered theme can be taken into the taxonomy, and opens its comments too."""
+    """A discovered theme can be taken into the taxonomy (a form that writes a new version), and opens its comments
+    too."""
     drawer = page.get_by_test_id("comments")
-    href = page.get_by_test_id("theme-taxonomy").first.get_attribute("href")
-    assert href and href.startswith(f"/v1/batches/{batch_id}/topics/")
-    entry = api.get(href)
-    assert entry.status_code == 200 and "names:" in entry.text and "examples:" in entry.text
+    page.get_by_test_id("theme-taxonomy").first.click()
+    form = page.get_by_test_id("promote-form")
+    form.wait_for()
+    new_id = page.get_by_test_id("promote-id").input_value()
+    assert new_id.startswith("new_") and page.get_by_test_id("promote-examples").input_value().strip()
+    page.get_by_test_id("promote-save").click()
+    page.get_by_test_id("promote-done").wait_for()
+    taxonomy = api.get("/v1/taxonomy").json()
+    assert taxonomy["stored"] and new_id in [e["id"] for e in taxonomy["topics"]]
     page.get_by_test_id("theme-open").first.click()
     drawer.locator("[data-testid=comment]").first.wait_for()
     page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
