@@ -9,7 +9,7 @@ each finding can point at the words that support it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -19,7 +19,7 @@ from voce.models.caches import LRUCache
 from voce.models.chat import ChatTurn, classify_roles, detect_signals, parse_transcript, render_turns
 from voce.models.encoders.base import Encoder, SpanEncoder, TokenCounter, approximate_token_counts
 from voce.models.heads import F32, Lexical
-from voce.models.labels import SENTIMENT_LABELS, fold_three_way
+from voce.models.labels import SENTIMENT_LABELS, MixedRule, fold_three_way
 from voce.models.language import LanguageDetector
 from voce.models.segment import Span, split_sentences, window_spans
 from voce.models.taxonomy import Taxonomy, TaxonomySection
@@ -62,7 +62,9 @@ class AnalyzerConfig:
     max_tokens: int | None = None
     doc_window_chars: int = 1500  # document-level heads read sentence windows of at most this size
     channel_prior_logit: float = 1.5  # log-odds added to the touchpoint named by the request's channel
-    mixed_sentence_threshold: float = 0.6  # a clear positive and a clear negative sentence make a text mixed
+    # a clear positive and a clear negative sentence make a text mixed (see labels.MixedRule); None: the bundle's
+    # calibrated value (``decisions.mixed``), else 0.6
+    mixed_sentence_threshold: float | None = None
     max_evidence: int = 3
     default_language: str = "en"
     # how sentence (and chat turn) vectors are made: "in_context" pools each sentence's token states out of its
@@ -151,6 +153,18 @@ class Analyzer:
             LRUCache(self.config.repeat_cache) if self.config.repeat_cache > 0 else None
         )
         self._learned_topics = set(bundle.topics.labels)
+        rule = MixedRule.from_config(bundle.decisions.get("mixed"))
+        if self.config.mixed_sentence_threshold is not None:
+            rule = replace(rule, sentence_threshold=self.config.mixed_sentence_threshold)
+        self.mixed_rule = rule
+        # topics: report thresholds fitted on annotated real texts, applied to zero-shot entries and, outside the
+        # domains the learned heads were trained on (a document vector far from every domain centroid), to learned
+        # ones: a weak signal on a domain a head never saw reports nothing (``decisions.topics``; {}: the heads' own)
+        topic_rule = bundle.decisions.get("topics") or {}
+        self._report_thresholds = {k: float(v) for k, v in (topic_rule.get("report_thresholds") or {}).items()}
+        centroids = topic_rule.get("domain_centroids")
+        self._domain_centroids = np.asarray(centroids, np.float32) if centroids else None
+        self._domain_min_similarity = float(topic_rule.get("domain_min_similarity", 1.0))
         self._default_topics_fp = base.topics.fingerprint()
 
     # ------------------------------------------------------------------ public
@@ -330,7 +344,7 @@ class Analyzer:
         if b.topics is None:
             topics = self._exclusive_topic(b.exclusive["topics"][row], tax.topics, units_of, b.touchpoints, sent_p, b.centred)
         else:
-            topics = self._topics(p, *b.topics, win_idx + sen_idx, sen_idx, sent_p, b.emb, b.lex)
+            topics = self._topics(p, *b.topics, win_idx + sen_idx, sen_idx, sent_p, b.emb, b.lex, self.in_domain(vec))
         if tax.touchpoints.mode == "single":
             touchpoints = self._exclusive_touchpoint(b.exclusive["touchpoints"][row], b.touchpoints, units_of, channel)
         else:
@@ -493,8 +507,10 @@ class Analyzer:
         sent_p: F32,
         emb: F32,
         lex: Lexical | None,
+        in_domain: bool = True,
     ) -> list[TopicResult]:
         out = []
+        default_section = any(learned)  # learned heads answer only for the default taxonomy's topics
         for j, tid in enumerate(ids):
             col = scores[:, j]
             langs = self.bundle.topic_languages.get(tid)
@@ -502,7 +518,10 @@ class Analyzer:
                 # the head never saw this language: let taxonomy similarity count too, on the head's scale
                 col = np.maximum(col, _add_log_odds(zero_shot[:, j], _logit(float(thresholds[j]))))
             doc_score = float(col[all_idx].max())
-            if doc_score < thresholds[j]:
+            report_at = float(thresholds[j])
+            if default_section and tid in self._report_thresholds and not (learned[j] and in_domain):
+                report_at = max(report_at, self._report_thresholds[tid])
+            if doc_score < report_at:
                 continue
             ev = self._evidence(col[sen_idx], p.sentences, float(thresholds[j]))
             ev_idx = [sen_idx[k] for k in ev]
@@ -522,6 +541,14 @@ class Analyzer:
             )
         out.sort(key=lambda t: -t.score)
         return out
+
+    def in_domain(self, vec: F32) -> bool:
+        """Whether a document vector lies in a domain the learned topic heads were trained on (True when the bundle
+        has no domain centroids): its centred cosine to the nearest domain centroid reaches the calibrated minimum."""
+        if self._domain_centroids is None:
+            return True
+        sims = self.zero_shot.centre(np.asarray(vec, np.float32)[None, :]) @ self._domain_centroids.T
+        return bool(sims.max() >= self._domain_min_similarity)
 
     def _channel(self, p: _Prepared, channel_map: dict[str, str]) -> str | None:
         """The request's channel as a touchpoint id of the section (None, with a warning, when it matches none)."""
@@ -608,13 +635,8 @@ class Analyzer:
 
     def _doc_sentiment(self, doc_probs: F32, sentence_probs: list[F32]) -> Sentiment:
         s = _sentiment(doc_probs)
-        if s.label in ("mixed", "neutral") or len(sentence_probs) < 2:
-            return s
-        thr = self.config.mixed_sentence_threshold
-        three = [fold_three_way(x) for x in sentence_probs]
-        if any(t[0] >= thr for t in three) and any(t[2] >= thr for t in three):
-            return Sentiment(label="mixed", scores=s.scores)
-        return s
+        label = self.mixed_rule.label(doc_probs, sentence_probs)
+        return s if label == s.label else Sentiment(label=label, scores=s.scores)
 
     def _chat_result(self, p: _Prepared, sent_p: F32) -> ChatResult:
         turns = []

@@ -64,6 +64,9 @@ class VoceBundle:
     touchpoints_fingerprint: str | None = None
     # exclusive (mode: single) sections of custom taxonomies; None = they fall back to zero-shot on this encoder
     exclusive: ExclusiveCalibration | None = None
+    # decision rules fitted after training on real labelled texts, by name ({"mixed": MixedRule config, ...});
+    # saved under "decisions" in the manifest; {} (older bundles) = the analyzer's defaults
+    decisions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sentiment.labels != SENTIMENT_LABELS:
@@ -144,6 +147,7 @@ class VoceBundle:
                 ),
                 **({"exclusive": self.exclusive.config()} if self.exclusive is not None else {}),
             },
+            **({"decisions": self.decisions} if self.decisions else {}),
             **self.manifest_extra,
         }
 
@@ -200,7 +204,7 @@ class VoceBundle:
             adapter = path / manifest["encoder"]["adapter"]
             if not adapter.is_file() or sha256_file(adapter) != manifest["encoder"].get("adapter_sha256"):
                 raise BundleError(f"{adapter} is missing or does not match the checksum in its manifest")
-        known = {"schema_version", "version", "encoder", "heads", "tensors_sha256"}
+        known = {"schema_version", "version", "encoder", "heads", "tensors_sha256", "decisions"}
         lexical = None
         if "lexical" in heads:
             vpath = path / LEXICAL_FILENAME
@@ -229,6 +233,7 @@ class VoceBundle:
             touchpoints_fingerprint=heads.get("touchpoints", {}).get("section_fingerprint"),
             exclusive=ExclusiveCalibration.from_parts(heads["exclusive"], t, "exclusive") if "exclusive" in heads else None,
             lexical=lexical,
+            decisions=dict(manifest.get("decisions") or {}),
         )
 
 
