@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from voce.service.cli import analysis, batches, bench, keys, modelling
+from voce.service.cli import analysis, batches, bench, keys, learning, modelling
 
 app = typer.Typer(
     name="voce",
@@ -27,6 +27,8 @@ app.command("eval")(modelling.evaluate)
 app.command()(batches.worker)
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(learning.taxonomy_app, name="taxonomy")
+app.add_typer(learning.corrections_app, name="corrections")
 app.command()(bench.bench)
 
 
