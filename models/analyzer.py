@@ -166,6 +166,9 @@ class Analyzer:
         self._domain_centroids = np.asarray(centroids, np.float32) if centroids else None
         self._domain_min_similarity = float(topic_rule.get("domain_min_similarity", 1.0))
         self._default_topics_fp = base.topics.fingerprint()
+        # per-topic thresholds a user chose (`voce eval --data F --save-thresholds`): they replace every other
+        # reporting threshold of that topic
+        self._chosen_thresholds = {k: float(v) for k, v in (bundle.decisions.get("topic_thresholds") or {}).items()}
 
     # ------------------------------------------------------------------ public
     def with_config(self, config: AnalyzerConfig) -> Analyzer:
@@ -521,6 +524,7 @@ class Analyzer:
             report_at = float(thresholds[j])
             if default_section and tid in self._report_thresholds and not (learned[j] and in_domain):
                 report_at = max(report_at, self._report_thresholds[tid])
+            report_at = self._chosen_thresholds.get(tid, report_at)
             if doc_score < report_at:
                 continue
             ev = self._evidence(col[sen_idx], p.sentences, float(thresholds[j]))
