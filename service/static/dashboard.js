@@ -11,7 +11,8 @@ const COLORS = {
   grid: "rgba(0, 0, 0, 0.07)", text: "#3b4450",
 };
 const SENTIMENTS = ["positive", "neutral", "mixed", "negative"];
-const FILTER_KEYS = ["topic", "touchpoint", "channel", "language", "segment", "date_from", "date_to", "granularity"];
+const MULTI_KEYS = ["topic", "touchpoint", "channel", "language", "segment"]; // several values each: any matches
+const FILTER_KEYS = MULTI_KEYS.concat(["date_from", "date_to", "granularity"]);
 const PAGE_SIZE = 20;
 const THEMES_SHOWN = 8;
 
@@ -33,6 +34,7 @@ const dash = {
   statusTimer: null,
   themesTimer: null,
   comments: { selection: null, offset: 0, total: 0, rows: [], searchTimer: null, generation: 0 },
+  compare: { aPeriod: "", bBatch: "", bPeriod: "", bPeriods: [], batches: [], result: null, generation: 0 },
 };
 
 // ----------------------------------------------------------------- naming
@@ -61,25 +63,39 @@ function periodLabel(p, granularity) {
 }
 
 // ----------------------------------------------------------------- filters
+/** The page's filters from the URL: repeated keys for several values (?topic=a&topic=b), as the API reads them. */
 function readFiltersFromUrl() {
   const q = new URLSearchParams(location.search);
   const f = {};
-  for (const k of FILTER_KEYS) if (q.get(k)) f[k] = q.get(k);
+  for (const k of FILTER_KEYS) {
+    if (MULTI_KEYS.includes(k)) {
+      const values = q.getAll(k).filter(Boolean);
+      if (values.length) f[k] = values;
+    } else if (q.get(k)) {
+      f[k] = q.get(k);
+    }
+  }
   return f;
 }
 
 function writeFiltersToUrl() {
   const url = new URL(location.href);
   for (const k of FILTER_KEYS) {
-    if (dash.filters[k]) url.searchParams.set(k, dash.filters[k]);
-    else url.searchParams.delete(k);
+    url.searchParams.delete(k);
+    for (const v of asList(dash.filters[k])) url.searchParams.append(k, v);
   }
   history.replaceState(history.state, "", url);
 }
 
+/** A filter value as a list: several values, one, or none. */
+function asList(v) {
+  if (Array.isArray(v)) return v.filter((x) => x !== null && x !== undefined && x !== "");
+  return v === null || v === undefined || v === "" ? [] : [v];
+}
+
 function query(params) {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+  for (const [k, v] of Object.entries(params)) for (const x of asList(v)) q.append(k, x);
   const s = q.toString();
   return s ? "?" + s : "";
 }
@@ -90,40 +106,51 @@ function option(value, label, selected) {
   return o;
 }
 
+/** Multi-select lists: a click or tap toggles one option (no Ctrl/⌘ needed); none selected = all. */
+function toggleOnClick(select) {
+  select.addEventListener("mousedown", (e) => {
+    const opt = e.target;
+    if (!(opt instanceof HTMLOptionElement) || opt.disabled) return;
+    e.preventDefault();
+    opt.selected = !opt.selected;
+    select.focus();
+    select.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+}
+
 function renderFilterOptions() {
   const base = dash.base || dash.kpis;
   const f = dash.filters;
   const present = (items) => (items || []).filter((x) => x.count > 0).map((x) => x.id);
   const byName = (kind) => (a, b) => themeName(kind, a).localeCompare(themeName(kind, b), locale());
+  const withChosen = (ids, key) => ids.concat(asList(f[key]).filter((v) => !ids.includes(v)));
 
-  const topics = present(base && base.topics);
-  if (f.topic && !topics.includes(f.topic)) topics.push(f.topic);
+  const topics = withChosen(present(base && base.topics).concat(base && base.unclassified && base.unclassified.count
+    ? [base.unclassified.id] : []), "topic");
   topics.sort(byName("topics"));
-  clear($("f-topic")).append(option("", t("filter.all")), ...topics.map((id) => option(id, topicName(id), id === f.topic)));
+  clear($("f-topic")).append(...topics.map((id) => option(id, topicName(id), asList(f.topic).includes(id))));
 
-  const tps = present(base && base.touchpoints);
-  if (f.touchpoint && !tps.includes(f.touchpoint)) tps.push(f.touchpoint);
+  const tps = withChosen(present(base && base.touchpoints), "touchpoint");
   tps.sort(byName("touchpoints"));
-  clear($("f-touchpoint")).append(option("", t("filter.all")),
-    ...tps.map((id) => option(id, touchpointName(id), id === f.touchpoint)));
+  clear($("f-touchpoint")).append(...tps.map((id) => option(id, touchpointName(id), asList(f.touchpoint).includes(id))));
 
-  const channels = present(base && base.by_channel);
-  if (f.channel && !channels.includes(f.channel)) channels.push(f.channel);
+  const channels = withChosen(present(base && base.by_channel), "channel");
   channels.sort((a, b) => channelName(a).localeCompare(channelName(b), locale()));
-  clear($("f-channel")).append(option("", t("filter.all")),
-    ...channels.map((id) => option(id, channelName(id), id === f.channel)));
+  clear($("f-channel")).append(...channels.map((id) => option(id, channelName(id), asList(f.channel).includes(id))));
 
-  const langs = ((base && base.by_language) || []).map((g) => g.key);
-  if (f.language && !langs.includes(f.language)) langs.push(f.language);
-  clear($("f-language")).append(option("", t("filter.all")),
-    ...langs.map((k) => option(k, languageName(k), k === f.language)));
+  const langs = withChosen(((base && base.by_language) || []).map((g) => g.key), "language");
+  clear($("f-language")).append(...langs.map((k) => option(k, languageName(k), asList(f.language).includes(k))));
 
   const seg = clear($("f-segment"));
-  seg.append(option("", t("filter.all")));
+  const chosen = asList(f.segment);
+  const listed = [];
   for (const [col, groups] of Object.entries((base && base.by_segment) || {})) {
-    seg.append(el("optgroup", { label: col }, groups.map((g) => option(col + ":" + g.key, g.key, f.segment === col + ":" + g.key))));
+    seg.append(el("optgroup", { label: col }, groups.map((g) => {
+      listed.push(col + ":" + g.key);
+      return option(col + ":" + g.key, g.key, chosen.includes(col + ":" + g.key));
+    })));
   }
-  if (f.segment && seg.value !== f.segment) seg.append(option(f.segment, f.segment, true));
+  for (const v of chosen) if (!listed.includes(v)) seg.append(option(v, v, true));
 
   clear($("f-granularity")).append(...["auto", "day", "week", "month"].map((g) =>
     option(g, t("gran." + g), (f.granularity || "auto") === g)));
@@ -133,9 +160,14 @@ function renderFilterOptions() {
 
 function onFilterChange() {
   const f = {};
-  const read = { topic: "f-topic", touchpoint: "f-touchpoint", channel: "f-channel", language: "f-language", segment: "f-segment",
-    date_from: "f-date-from", date_to: "f-date-to", granularity: "f-granularity" };
-  for (const [k, id] of Object.entries(read)) if ($(id).value) f[k] = $(id).value;
+  const multi = { topic: "f-topic", touchpoint: "f-touchpoint", channel: "f-channel", language: "f-language", segment: "f-segment" };
+  for (const [k, id] of Object.entries(multi)) {
+    const values = Array.from($(id).selectedOptions).map((o) => o.value).filter(Boolean);
+    if (values.length) f[k] = values;
+  }
+  for (const [k, id] of Object.entries({ date_from: "f-date-from", date_to: "f-date-to", granularity: "f-granularity" })) {
+    if ($(id).value) f[k] = $(id).value;
+  }
   if (f.granularity === "auto") delete f.granularity;
   dash.filters = f;
   writeFiltersToUrl();
@@ -170,6 +202,7 @@ async function loadKpis() {
     if (!Object.keys(dash.filters).some((k) => k !== "granularity")) dash.base = kpis;
     renderFilterOptions();
     renderKpis();
+    renderCompareChoices();
     document.body.dataset.loading = "false";
     document.body.dataset.ready = "true";
     loadHeatmap(gen);
@@ -185,6 +218,7 @@ async function loadBase() {
   try {
     dash.base = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/kpis");
     renderFilterOptions();
+    renderCompareChoices();
   } catch (_) { /* the filter lists then show what the filtered view has */ }
 }
 
@@ -426,24 +460,55 @@ const whiskers = {
   },
 };
 
-/** Category labels on a horizontal bar chart: shortened on narrow screens, whole in the tooltip. */
+/** Category labels on a horizontal bar chart: whole names, wrapped onto up to three lines on narrow screens (a
+ *  phone shows every driver's name; the tooltip has it too). */
 function shortLabel(chart, value) {
   const label = chart.getLabelForValue(value);
-  const max = chart.chart.width < 480 ? 16 : 36;
-  return label.length > max ? label.slice(0, max - 1) + "…" : label;
+  const max = chart.chart.width < 480 ? 14 : 30;
+  if (label.length <= max) return label;
+  const lines = [];
+  let line = "";
+  for (const word of label.split(/\s+/)) {
+    if (line && (line + " " + word).length > max) { lines.push(line); line = word; }
+    else line = line ? line + " " + word : word;
+  }
+  if (line) lines.push(line);
+  return lines.length > 3 ? lines.slice(0, 2).concat([lines.slice(2).join(" ")]) : lines;
 }
+
+/** Room per bar: more on a phone, where names wrap onto several lines. */
+const barRoom = () => (window.innerWidth < 600 ? 46 : 34);
 
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return "rgba(" + (n >> 16) + ", " + ((n >> 8) & 255) + ", " + (n & 255) + ", " + a + ")";
 }
 
+/** Where a theme's comments come from when they rest on one source. */
+function sourceName(c) {
+  return c.dimension === "channel" ? t("driver.source.channel", { v: channelName(c.value) })
+    : t("driver.source.segment", { col: c.column, v: c.value });
+}
+
+/** Why a theme is (not) a driver, in words: the API's codes, translated. */
+function driverNotes(x) {
+  const lines = [];
+  if (x.driver) lines.push(t("driver.yes", { n: fmtInt(x.nps_responses) }));
+  for (const code of x.driver_notes || []) {
+    lines.push(t("driver.note." + code, { n: fmtInt(x.nps_responses), min: fmtInt(dash.kpis.min_driver_support) }));
+  }
+  if (x.concentration) lines.push("⚠ " + t("driver.one_source", { share: fmtPercent(x.concentration.share), source: sourceName(x.concentration) }));
+  return lines;
+}
+
 function renderDrivers() {
   const topics = dash.kpis.topics.filter((x) => x.impact !== null).sort((a, b) => a.impact - b.impact);
   show($("drivers-empty"), topics.length === 0);
   show($("drivers-box"), topics.length > 0);
+  renderDriverNotes(topics);
+  renderUnclassified();
   if (!topics.length) return dropChart("drivers");
-  $("drivers-box").style.height = Math.max(180, 34 * topics.length + 70) + "px";
+  $("drivers-box").style.height = Math.max(180, barRoom() * topics.length + 70) + "px";
   const color = (x) => (x.impact < 0 ? COLORS.negative : COLORS.positive);
   const spread = Math.max(4, ...topics.map((x) => Math.max(Math.abs(x.impact_ci_low || 0), Math.abs(x.impact_ci_high || 0), Math.abs(x.impact))));
   const step = spread <= 10 ? 2 : spread <= 25 ? 5 : 10;
@@ -451,11 +516,11 @@ function renderDrivers() {
   const chart = replaceChart("drivers", $("chart-drivers"), {
     type: "bar",
     data: {
-      labels: topics.map((x) => topicName(x.id, x.label)),
+      labels: topics.map((x) => topicName(x.id, x.label) + (x.concentration ? " ⚠" : "")),
       datasets: [{
         label: t("series.impact"),
         data: topics.map((x) => x.impact),
-        backgroundColor: topics.map((x) => (x.significant ? color(x) : alpha(color(x), 0.28))),
+        backgroundColor: topics.map((x) => (x.driver ? color(x) : alpha(color(x), 0.22))),
         borderColor: topics.map(color),
         borderWidth: 1.5,
         borderSkipped: false,
@@ -469,7 +534,7 @@ function renderDrivers() {
       scales: {
         x: { min: -lim, max: lim, ticks: { stepSize: step }, grid: { color: (c) => (c.tick.value === 0 ? "#5b6573" : COLORS.grid) },
           title: { display: true, text: t("series.impact") } },
-        y: { grid: { display: false }, ticks: { callback(value) { return shortLabel(this, value); } } },
+        y: { grid: { display: false }, ticks: { autoSkip: false, callback(value) { return shortLabel(this, value); } } },
       },
       plugins: {
         whiskers: { intervals: topics.map((x) => [x.impact_ci_low, x.impact_ci_high]) },
@@ -481,7 +546,8 @@ function renderDrivers() {
               return [
                 t("tooltip.impact", { impact: fmtSigned(x.impact, 1), low: fmtNumber(x.impact_ci_low, 1), high: fmtNumber(x.impact_ci_high, 1) }),
                 t("tooltip.topic_nps", { nps: fmtNumber(x.nps, 1), n: fmtInt(x.count) }),
-                x.significant ? t("series.significant") + " (p = " + fmtNumber(x.p_value, 4) + ")" : t("series.not_significant"),
+                (x.significant ? t("series.significant") : t("series.not_significant")) + (x.p_value !== null ? " (p = " + fmtNumber(x.p_value, 4) + ")" : ""),
+                ...driverNotes(x),
               ];
             },
           },
@@ -497,6 +563,36 @@ function renderDrivers() {
   });
   chart.canvas.dataset.bars = String(topics.length);
   chart.canvas.dataset.topics = topics.map((x) => x.id).join(",");
+  chart.canvas.dataset.drivers = topics.filter((x) => x.driver).map((x) => x.id).join(",");
+  chart.canvas.setAttribute("aria-label", topics.map((x) => topicName(x.id, x.label) + ": " + fmtSigned(x.impact, 1) +
+    " [" + fmtNumber(x.impact_ci_low, 1) + "; " + fmtNumber(x.impact_ci_high, 1) + "]" + (x.driver ? " · driver" : "")).join("; "));
+}
+
+/** Under the driver chart: the topics that rest on one source, said in words (also on paper). */
+function renderDriverNotes(topics) {
+  const box = clear($("drivers-notes"));
+  const caveats = topics.filter((x) => x.concentration);
+  if (!caveats.length) return;
+  box.append(el("p", { class: "muted" }, t("drivers.caveats")), el("ul", {}, caveats.map((x) => el("li", {
+    dataset: { testid: "driver-caveat", topic: x.id },
+  }, el("strong", {}, topicName(x.id, x.label)), ": ", t("driver.one_source", {
+    share: fmtPercent(x.concentration.share), source: sourceName(x.concentration),
+  }), " · n = " + fmtInt(x.nps_responses)))));
+}
+
+/** The catch-all topic, apart from the drivers: "not otherwise classified"; a click opens its comments. */
+function renderUnclassified() {
+  const box = $("unclassified");
+  const u = dash.kpis.unclassified;
+  if (!u || !u.count) return show(box, false);
+  clear(box).append(el("strong", {}, t("unclassified.title")), t("unclassified.line", {
+    n: fmtInt(u.count), share: fmtPercent(u.share), net: fmtSigned(u.net_sentiment, 0),
+  }));
+  box.dataset.count = String(u.count);
+  box.onclick = () => openComments({ topic: u.id }, [t("chip.topic", { v: t("unclassified.title") })]);
+  box.onkeydown = (e) => { if (e.key === "Enter") box.onclick(); };
+  box.tabIndex = 0;
+  show(box, true);
 }
 
 /** Comments per theme by sentiment, one stacked bar each (touchpoints, channels); a click opens its comments.
@@ -506,7 +602,7 @@ function renderSentimentBars(name, items, nameOf, toParams, toChip) {
   show($(name + "-empty"), list.length === 0);
   show($(name + "-box"), list.length > 0);
   if (!list.length) return dropChart(name);
-  $(name + "-box").style.height = Math.max(180, 34 * list.length + 80) + "px";
+  $(name + "-box").style.height = Math.max(180, barRoom() * list.length + 80) + "px";
   const chart = replaceChart(name, $("chart-" + name), {
     type: "bar",
     data: {
@@ -518,7 +614,7 @@ function renderSentimentBars(name, items, nameOf, toParams, toChip) {
     options: {
       indexAxis: "y",
       scales: { x: { stacked: true, ticks: { precision: 0 }, grid: { color: COLORS.grid }, title: { display: true, text: t("series.count") } },
-        y: { stacked: true, grid: { display: false }, ticks: { callback(value) { return shortLabel(this, value); } } } },
+        y: { stacked: true, grid: { display: false }, ticks: { autoSkip: false, callback(value) { return shortLabel(this, value); } } } },
       plugins: {
         legend: { position: "bottom", labels: { usePointStyle: true } },
         tooltip: {
@@ -699,17 +795,29 @@ function renderThemes() {
 // --------------------------------------------------------------- breakdowns
 const tone = (v) => (v === null || v === undefined || v === 0 ? "" : v < 0 ? "neg" : "pos");
 
+/** A figure with its 95% interval under it; a small group is greyed (never red or green) and says so. */
+function figureCell(value, lo, hi, small, n, signed) {
+  const text = signed ? fmtSigned(value, 1) : fmtNumber(value, 1);
+  const interval = value !== null && value !== undefined && lo !== null && lo !== undefined
+    ? el("span", { class: "ci" }, "[" + fmtNumber(lo, 0) + "; " + fmtNumber(hi, 0) + "]") : null;
+  return el("td", {
+    class: "num " + (small ? "small-n" : tone(value)), title: small ? t("small.title", { n: fmtInt(n) }) : null,
+    dataset: { small: small ? "true" : null },
+  }, text, small ? el("span", { class: "badge-small" }, t("small.badge")) : null, interval);
+}
+
 function breakdownTable(groups, toParams, toChip, keyLabel) {
   return el("table", { class: "data breakdown" },
     el("thead", {}, el("tr", {}, ["breakdown.key", "breakdown.count", "breakdown.nps", "breakdown.nps_n", "breakdown.net", "breakdown.detractor"]
-      .map((k, i) => el("th", { class: i ? "num" : null }, t(k))))),
+      .map((k, i) => el("th", { class: i ? "num" : null }, t(k), k === "breakdown.nps" || k === "breakdown.net"
+        ? el("span", { class: "ci" }, t("breakdown.ci")) : null)))),
     el("tbody", {}, groups.map((g) => {
       const tr = el("tr", { class: "clickable", tabindex: "0", dataset: { testid: "breakdown-row", key: g.key } },
         el("td", {}, keyLabel(g.key)),
         el("td", { class: "num" }, fmtInt(g.count)),
-        el("td", { class: "num " + tone(g.nps) }, fmtNumber(g.nps, 1)),
+        figureCell(g.nps, g.nps_ci_low, g.nps_ci_high, g.nps_small, g.nps_responses, false),
         el("td", { class: "num" }, fmtInt(g.nps_responses)),
-        el("td", { class: "num " + tone(g.net_sentiment) }, fmtSigned(g.net_sentiment, 1)),
+        figureCell(g.net_sentiment, g.net_ci_low, g.net_ci_high, g.net_small, g.sentiment_rows, true),
         el("td", { class: "num" }, fmtPercent(g.detractor_estimate)));
       const open = () => openComments(toParams(g), [toChip(g)]);
       tr.addEventListener("click", open);
@@ -787,22 +895,32 @@ async function loadComments() {
   }
 }
 
+/** Chips for the dashboard filters ``f`` that a selection ``p`` still carries (a click may replace one). */
+function filterChips(f, p) {
+  const chips = [];
+  const same = (k) => f[k] !== undefined && p[k] === f[k];
+  const names = (k, name) => asList(f[k]).map((v) => name(v)).join(", ");
+  if (same("topic")) chips.push(t("chip.topic", { v: names("topic", (v) => topicName(v)) }));
+  if (same("touchpoint")) chips.push(t("chip.touchpoint", { v: names("touchpoint", (v) => touchpointName(v)) }));
+  if (same("channel")) chips.push(t("chip.channel", { v: names("channel", (v) => channelName(v)) }));
+  if (same("language")) chips.push(t("chip.language", { v: names("language", languageName) }));
+  if (same("segment")) {
+    const byCol = {};
+    for (const s of asList(f.segment)) {
+      const [col, ...rest] = s.split(":");
+      (byCol[col] = byCol[col] || []).push(rest.join(":"));
+    }
+    for (const [col, values] of Object.entries(byCol)) chips.push(t("chip.segment", { col, v: values.join(", ") }));
+  }
+  if (same("date_from")) chips.push(t("chip.from", { v: fmtDate(f.date_from) }));
+  if (same("date_to")) chips.push(t("chip.to", { v: fmtDate(f.date_to) }));
+  return chips;
+}
+
 function renderChips() {
   const c = dash.comments;
-  const p = c.selection.params;
   const chips = c.selection.chips.slice();
-  const f = dash.filters;
-  const add = (key, text) => { if (p[key] && !chips.some((x) => x === text)) chips.push(text); };
-  if (f.topic) add("topic", t("chip.topic", { v: topicName(f.topic) }));
-  if (f.touchpoint) add("touchpoint", t("chip.touchpoint", { v: touchpointName(f.touchpoint) }));
-  if (f.channel) add("channel", t("chip.channel", { v: channelName(f.channel) }));
-  if (f.language && p.language === f.language) add("language", t("chip.language", { v: languageName(f.language) }));
-  if (f.segment && p.segment === f.segment) {
-    const [col, ...rest] = f.segment.split(":");
-    add("segment", t("chip.segment", { col, v: rest.join(":") }));
-  }
-  if (f.date_from) add("date_from", t("chip.from", { v: fmtDate(f.date_from) }));
-  if (f.date_to) add("date_to", t("chip.to", { v: fmtDate(f.date_to) }));
+  for (const text of filterChips(dash.filters, c.selection.params)) if (!chips.includes(text)) chips.push(text);
   clear($("comments-chips")).append(
     ...(chips.length ? chips : [t("chip.all")]).map((text) => el("span", { class: "chip" }, text)));
 }
@@ -836,15 +954,15 @@ function highlighted(text, spans) {
 
 function evidenceFor(row, params) {
   const spans = [];
-  const wantTopic = params.topic;
-  const wantTp = params.touchpoint;
+  const wantTopic = asList(params.topic);
+  const wantTp = asList(params.touchpoint);
   for (const x of row.topics) {
-    if (wantTopic && x.id !== wantTopic) continue;
-    if (!wantTopic && wantTp) continue;
+    if (wantTopic.length && !wantTopic.includes(x.id)) continue;
+    if (!wantTopic.length && wantTp.length) continue;
     for (const e of x.evidence || []) spans.push({ offset: e.offset, length: e.length, title: topicName(x.id), tone: x.sentiment });
   }
   for (const x of row.touchpoints) {
-    if (x.id !== wantTp) continue;
+    if (!wantTp.includes(x.id)) continue;
     for (const e of x.evidence || []) spans.push({ offset: e.offset, length: e.length, title: touchpointName(x.id), tone: "touchpoint" });
   }
   return spans;
@@ -875,6 +993,7 @@ function renderComments() {
       row.date ? el("span", {}, fmtDate(row.date)) : null,
       row.language ? el("span", {}, languageName(row.language)) : null,
       row.channel ? el("span", { dataset: { testid: "comment-channel" } }, t("comments.channel", { v: channelName(row.channel) })) : null,
+      segmentTags(row),
       row.nps !== null ? el("span", { class: "badge badge-nps-" + (row.nps >= 9 ? "p" : row.nps >= 7 ? "pa" : "d") }, t("comments.nps", { nps: row.nps })) : null,
       row.sentiment ? el("span", { class: "badge badge-" + row.sentiment }, t("sentiment." + row.sentiment)) : null,
       row.detractor !== null ? el("span", { class: "muted" }, t("comments.detractor", { p: fmtPercent(row.detractor) })) : null);
@@ -895,6 +1014,168 @@ function renderComments() {
   $("c-next").disabled = c.offset + PAGE_SIZE >= c.total;
 }
 
+// ----------------------------------------------------------------- comparison
+/** Periods a side can be narrowed to: the months its dates span, and the trend's own periods when finer. */
+function periodChoices(kpis) {
+  const periods = (kpis && kpis.trend && kpis.trend.periods) || [];
+  const months = [...new Set(periods.map((p) => p.start.slice(0, 7)))];
+  const out = months.map((m) => ({ value: m, label: periodLabel({ period: m, start: m + "-01" }, "month") }));
+  if (kpis && kpis.trend.granularity !== "month") {
+    for (const p of periods) if (p.count > 0) out.push({ value: p.period, label: periodLabel(p, kpis.trend.granularity) });
+  }
+  return out;
+}
+
+function periodOptions(select, choices, current) {
+  clear(select).append(option("", t("compare.whole"), !current),
+    ...choices.map((c) => option(c.value, c.label, c.value === current)));
+  if (current && !choices.some((c) => c.value === current)) select.append(option(current, current, true));
+}
+
+/** The comparison form: A = a period of this analysis; B = this or another analysis of the tenant, a period of it.
+ *  The choice lives in the URL (cmp_a, cmp_b, cmp_bp), so a comparison is a link that opens compared. */
+function renderCompareChoices() {
+  const cmp = dash.compare;
+  const mine = periodChoices(dash.base || dash.kpis);
+  periodOptions($("cmp-a-period"), mine, cmp.aPeriod);
+  clear($("cmp-b-batch")).append(option("", t("compare.this_batch"), !cmp.bBatch),
+    ...cmp.batches.filter((b) => b.id !== dash.batchId).map((b) => option(b.id, b.name + " · " + fmtDateTime(b.created_at), b.id === cmp.bBatch)));
+  periodOptions($("cmp-b-period"), cmp.bBatch ? cmp.bPeriods || [] : mine, cmp.bPeriod);
+}
+
+async function initCompare() {
+  const q = new URLSearchParams(location.search);
+  const cmp = dash.compare;
+  cmp.aPeriod = q.get("cmp_a") || "";
+  cmp.bBatch = q.get("cmp_b") || "";
+  cmp.bPeriod = q.get("cmp_bp") || "";
+  try {
+    const list = await api("/v1/batches?limit=200");
+    cmp.batches = list.batches.filter((b) => b.status === "done");
+  } catch (_) { cmp.batches = []; }
+  if (cmp.bBatch) await loadComparePeriods();
+  renderCompareChoices();
+  if (q.has("cmp_a") || q.has("cmp_b") || q.has("cmp_bp")) runCompare();
+  else if (!cmp.result) clear($("compare-result")).append(el("p", { class: "muted" }, t("compare.empty")));
+  $("compare-card").classList.toggle("no-print", !cmp.result);
+}
+
+async function loadComparePeriods() {
+  const cmp = dash.compare;
+  cmp.bPeriods = [];
+  if (!cmp.bBatch) return;
+  try {
+    cmp.bPeriods = periodChoices(await api("/v1/batches/" + encodeURIComponent(cmp.bBatch) + "/kpis"));
+  } catch (_) { /* the other analysis cannot be read: whole analysis only */ }
+}
+
+function writeCompareToUrl() {
+  const url = new URL(location.href);
+  const cmp = dash.compare;
+  for (const [k, v] of [["cmp_a", cmp.aPeriod], ["cmp_b", cmp.bBatch], ["cmp_bp", cmp.bPeriod]]) {
+    if (v) url.searchParams.set(k, v); else url.searchParams.delete(k);
+  }
+  history.replaceState(history.state, "", url);
+}
+
+async function runCompare() {
+  const cmp = dash.compare;
+  const gen = ++cmp.generation;
+  const params = Object.assign({}, dash.filters, { a_period: cmp.aPeriod, b_period: cmp.bPeriod, b_batch: cmp.bBatch });
+  delete params.granularity;
+  $("compare-card").dataset.loading = "true";
+  clear($("compare-result")).append(el("p", { class: "muted" }, t("compare.loading")));
+  try {
+    const result = await api("/v1/batches/" + encodeURIComponent(dash.batchId) + "/compare" + query(params));
+    if (gen !== cmp.generation) return;
+    cmp.result = result;
+    renderCompare();
+  } catch (err) {
+    if (gen !== cmp.generation) return;
+    cmp.result = null;
+    clear($("compare-result")).append(el("p", { class: "error-text" }, err.message));
+  } finally {
+    if (gen === cmp.generation) $("compare-card").dataset.loading = "false";
+    $("compare-card").classList.toggle("no-print", !cmp.result);
+  }
+}
+
+/** One change B - A with its interval; ▲/▼ only when significant after the BH correction; small sides marked. */
+function deltaCell(d, kind) {
+  if (!d || d.diff === null || d.diff === undefined) return el("td", { class: "num delta" }, "–");
+  const fmt = kind === "share" ? (v) => fmtSigned(100 * v, 1) : (v) => fmtSigned(v, 1);
+  const unit = kind === "share" ? " pp" : "";
+  const up = d.diff > 0;
+  const cls = d.significant ? (kind === "share" ? "strong" : up ? "sig-up" : "sig-down") : "";
+  return el("td", {
+    class: "num delta " + cls + (d.small ? " small-n" : ""),
+    title: (d.p_value !== null ? "p = " + fmtNumber(d.p_value, 4) : "") + (d.small ? " · " + t("small.title", { n: fmtInt(Math.min(d.n_a, d.n_b)) }) : ""),
+    dataset: { significant: d.significant ? "true" : "false" },
+  }, d.significant ? el("span", { "aria-label": t(up ? "compare.sig_up" : "compare.sig_down") }, up ? "▲ " : "▼ ") : null,
+  fmt(d.diff) + unit, d.small ? el("span", { class: "badge-small" }, t("small.badge")) : null,
+  d.ci_low !== null ? el("span", { class: "ci" }, "[" + fmt(d.ci_low) + "; " + fmt(d.ci_high) + "]") : null);
+}
+
+function sideValue(v, kind, n) {
+  const text = v === null || v === undefined ? "–" : kind === "share" ? fmtPercent(v, 1) : kind === "count" ? fmtInt(v) : fmtNumber(v, 1);
+  return el("td", { class: "num" }, text, n !== undefined && kind !== "count" ? el("span", { class: "ci" }, "n = " + fmtInt(n)) : null);
+}
+
+function renderCompare() {
+  const c = dash.compare.result;
+  const box = clear($("compare-result"));
+  if (!c) return box.append(el("p", { class: "muted" }, t("compare.empty")));
+  const k = c.kpis;
+  const kpiRows = [["nps", "kpi.nps", "pts"], ["net_sentiment", "kpi.sentiment", "pts"], ["csat", "kpi.csat", "pts"], ["count", "kpi.count", "count"]]
+    .filter(([key]) => k[key]).map(([key, label, kind]) => el("tr", { dataset: { testid: "compare-kpi", kpi: key } },
+      el("th", { scope: "row" }, t(label)), sideValue(k[key].a, kind, k[key].n_a), sideValue(k[key].b, kind, k[key].n_b),
+      kind === "count" ? el("td", { class: "num" }, fmtSigned(k[key].diff, 0)) : deltaCell(k[key], kind)));
+  box.append(el("div", { class: "table-scroll" }, el("table", { class: "data compare-table", dataset: { testid: "compare-kpis" } },
+    el("thead", {}, el("tr", {}, el("th", {}, t("compare.figure")), el("th", { class: "num" }, "A: " + c.a.label),
+      el("th", { class: "num" }, "B: " + c.b.label), el("th", { class: "num" }, t("compare.delta")))),
+    el("tbody", {}, kpiRows))));
+
+  const themeTable = (title, items, nameOf, testid) => {
+    const rows = items.filter((x) => x.count_a + x.count_b > 0);
+    const anySig = (x) => x.share.significant || x.net_sentiment.significant || x.nps.significant;
+    rows.sort((x, y) => Number(anySig(y)) - Number(anySig(x)) || Math.max(y.count_a, y.count_b) - Math.max(x.count_a, x.count_b));
+    if (!rows.length) return [el("h3", {}, title), el("p", { class: "muted" }, t("compare.none"))];
+    return [el("h3", {}, title), el("div", { class: "table-scroll" }, el("table", { class: "data compare-table", dataset: { testid } },
+      el("thead", {}, el("tr", {}, ["compare.name", "compare.comments", "compare.share", "compare.net", "compare.nps"]
+        .map((key, i) => el("th", { class: i ? "num" : null }, t(key))))),
+      el("tbody", {}, rows.map((x) => el("tr", { dataset: { testid: testid + "-row", id: x.id } },
+        el("td", { class: x.unclassified ? "muted" : null }, nameOf(x)),
+        el("td", { class: "num" }, fmtInt(x.count_a) + " → " + fmtInt(x.count_b)),
+        deltaCell(x.share, "share"), deltaCell(x.net_sentiment, "pts"), deltaCell(x.nps, "pts"))))))];
+  };
+  const topics = c.topics.slice();
+  if (c.unclassified) topics.push(Object.assign({}, c.unclassified, { unclassified: true }));
+  box.append(...themeTable(t("compare.topics"), topics,
+    (x) => (x.unclassified ? t("unclassified.title") : topicName(x.id, x.label)), "compare-topics"));
+  box.append(...themeTable(t("compare.touchpoints"), c.touchpoints, (x) => touchpointName(x.id, x.label), "compare-touchpoints"));
+}
+
+// ---------------------------------------------------------------------- print
+/** What the printed page says on top: the analysis, its filters in words, when it was printed. */
+function fillPrintMeta() {
+  const chips = filterChips(dash.filters, dash.filters);
+  $("print-meta").textContent = t("print.meta", {
+    name: dash.batch ? dash.batch.name : "", filters: chips.length ? chips.join(" · ") : t("print.no_filters"),
+    when: fmtDateTime(new Date().toISOString()),
+  });
+}
+
+function resizeCharts() { for (const chart of Object.values(dash.charts)) chart.resize(); }
+
+// ---------------------------------------------------------------- comment card
+/** A comment's segment values (the columns mapped as segments), as "column: value". */
+function segmentTags(row) {
+  const cols = (dash.batch && dash.batch.mapping && dash.batch.mapping.segments) || [];
+  const values = row.columns || {};
+  return cols.filter((col) => values[col] !== null && values[col] !== undefined && String(values[col]).trim() !== "")
+    .map((col) => el("span", { class: "segment", dataset: { testid: "comment-segment" } }, t("chip.segment", { col, v: String(values[col]) })));
+}
+
 // -------------------------------------------------------------------- setup
 function rerender() {
   renderBatchHead();
@@ -903,11 +1184,12 @@ function rerender() {
   renderThemes();
   renderSentimentOptions();
   if (!$("comments").hidden && dash.comments.selection) renderComments();
+  renderCompareChoices();
+  renderCompare();
   $("home-link").href = withLang("/ui/");
   $("back-link").href = withLang("/ui/");
 }
 
-document.addEventListener("DOMContentLoaded", async () => {
 // ------------------------------------------------- exports people open (GET /v1/batches/{id}/export)
 /** The people's export of a selection: the dashboard's filters, or a comments list's (its filters plus sentiment,
  *  discovered theme, search), labelled in the page's language; CSV in the upload's own delimiter and encoding. */
@@ -936,12 +1218,26 @@ function wireExports() {
 }
 document.addEventListener("DOMContentLoaded", wireExports);
 
+document.addEventListener("DOMContentLoaded", async () => {
   chartDefaults();
   dash.filters = readFiltersFromUrl();
   renderSentimentOptions();
   $("home-link").href = withLang("/ui/");
   $("back-link").href = withLang("/ui/");
   $("filters").addEventListener("change", onFilterChange);
+  for (const id of ["f-topic", "f-touchpoint", "f-channel", "f-language", "f-segment"]) toggleOnClick($(id));
+  $("print").addEventListener("click", () => { fillPrintMeta(); window.print(); });
+  window.addEventListener("beforeprint", () => { fillPrintMeta(); resizeCharts(); });
+  window.addEventListener("afterprint", resizeCharts);
+  $("compare-form").addEventListener("submit", (e) => { e.preventDefault(); writeCompareToUrl(); runCompare(); });
+  $("cmp-a-period").addEventListener("change", (e) => { dash.compare.aPeriod = e.target.value; });
+  $("cmp-b-period").addEventListener("change", (e) => { dash.compare.bPeriod = e.target.value; });
+  $("cmp-b-batch").addEventListener("change", async (e) => {
+    dash.compare.bBatch = e.target.value;
+    dash.compare.bPeriod = "";
+    await loadComparePeriods();
+    renderCompareChoices();
+  });
   $("filters").addEventListener("submit", (e) => e.preventDefault());
   $("f-reset").addEventListener("click", () => {
     dash.filters = {};
@@ -970,5 +1266,6 @@ document.addEventListener("DOMContentLoaded", wireExports);
   loadKpis();
   loadBase();
   loadThemes();
+  initCompare();
   watchBatch();
 });
