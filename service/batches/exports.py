@@ -164,6 +164,11 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.topics": "Temi principali", "summary.touchpoints": "Punti di contatto principali",
         "summary.name": "Nome", "summary.impact": "Impatto sull'NPS", "summary.significant": "Significativo",
         "yes": "sì", "no": "no",
+        "corrected": "Corretto", "corrected_sentiment": "Sentiment corretto",
+        "corrected_sentiment_id": "Sentiment corretto (id)", "corrected_topics": "Temi corretti",
+        "corrected_topic_ids": "Temi corretti (id)", "corrected_touchpoints": "Punti di contatto corretti",
+        "corrected_touchpoint_ids": "Punti di contatto corretti (id)", "corrected_detractor": "Detrattore (corretto)",
+        "corrected_by": "Corretto da",
     },
     "en": {
         "row": "Row", "id": "ID", "status": "Status", "status.ok": "analysed", "status.error": "not analysed",
@@ -188,6 +193,11 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.topics": "Top topics", "summary.touchpoints": "Top touchpoints",
         "summary.name": "Name", "summary.impact": "NPS impact", "summary.significant": "Significant",
         "yes": "yes", "no": "no",
+        "corrected": "Corrected", "corrected_sentiment": "Corrected sentiment",
+        "corrected_sentiment_id": "Corrected sentiment (id)", "corrected_topics": "Corrected topics",
+        "corrected_topic_ids": "Corrected topics (id)", "corrected_touchpoints": "Corrected touchpoints",
+        "corrected_touchpoint_ids": "Corrected touchpoints (id)", "corrected_detractor": "Detractor (corrected)",
+        "corrected_by": "Corrected by",
     },
 }
 
@@ -379,6 +389,8 @@ class Plan:
     touchpoints: list[str] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
     numeric_originals: str | None = None  # the decimal mark of the upload's numbers, for original cells
+    # row -> its analysts' corrections (service/learning): the corrected columns beside the predicted ones
+    corrections: dict[int, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[int]:
@@ -508,6 +520,8 @@ def columns(plan: Plan) -> list[Column]:
         Column(n.text("theme_id"), lambda r: r.discovered, "int", 8),
         Column(n.text("evidence"), lambda r: _evidence(r, n), "text", 50),
     ]
+    if plan.corrections:
+        cols += _corrected_columns(plan)
     for t in plan.topics:
         cols.append(Column(n.text("topic", name=n.topic(t)), _topic_sentiment(t, n), "text", 12))
     for t in plan.touchpoints:
@@ -517,6 +531,33 @@ def columns(plan: Plan) -> list[Column]:
         Column(n.text("error"), lambda r: _error(r), "text", 20),
     ]
     return cols
+
+
+def _corrected_columns(plan: Plan) -> list[Column]:
+    """The corrected value beside the prediction (issue 15): blank for a row nobody corrected."""
+    n, fixes = plan.names, plan.corrections
+
+    def fixed(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def value(r: Any) -> Any:
+            rc = fixes.get(r.row)
+            return read(rc) if rc is not None and any(c.active for c in rc.corrections) else None
+        return value
+
+    return [
+        Column(n.text("corrected"), fixed(lambda rc: n.text("yes")), "text", 9),
+        Column(n.text("corrected_sentiment"), fixed(lambda rc: n.sentiment(rc.corrected.sentiment)), "text", 12),
+        Column(n.text("corrected_sentiment_id"), fixed(lambda rc: rc.corrected.sentiment), "text", 12),
+        Column(n.text("corrected_topics"), fixed(lambda rc: "; ".join(n.topic(t.id) for t in rc.corrected.topics)),
+               "text", 30),
+        Column(n.text("corrected_topic_ids"), fixed(lambda rc: "; ".join(t.id for t in rc.corrected.topics)), "text", 20),
+        Column(n.text("corrected_touchpoints"), fixed(lambda rc: "; ".join(n.touchpoint(t)
+                                                                             for t in rc.corrected.touchpoints)), "text", 24),
+        Column(n.text("corrected_touchpoint_ids"), fixed(lambda rc: "; ".join(rc.corrected.touchpoints)), "text", 18),
+        Column(n.text("corrected_detractor"), fixed(lambda rc: None if rc.corrected.detractor is None else
+                                                    n.text("yes" if rc.corrected.detractor else "no")), "text", 10),
+        Column(n.text("corrected_by"), fixed(lambda rc: ", ".join(dict.fromkeys(
+            c.author for c in rc.corrections if c.active))), "text", 16),
+    ]
 
 
 def _opt(f: Callable[[str], str], v: str | None) -> str | None:
@@ -719,9 +760,12 @@ def people_export(
     """The rows of ``selection`` (default: every row) as the analyst's CSV or XLSX, labelled in ``language``
     with ``taxonomy``'s names (None: ids).  ``service`` is the caller's tenant's batch layer: another tenant's
     batch is not found.  Raises ``ValueError`` for a delimiter or decimal mark no spreadsheet reads."""
+    from voce.service.learning.corrections import corrected_rows
+
     b = service.get(batch_id)
     sel = selection or Selection()
     facts = select_rows(service.store, batch_id, service.facts(b), sel)
+    fixes = corrected_rows(service.store, batch_id, active_only=True)  # analysts' corrections, beside the prediction
     names = Names.build(language, taxonomy, b.discovery)
     upload = getattr(b, "upload_dialect", None)
     stem = Path(b.name).stem or batch_id
@@ -730,9 +774,11 @@ def people_export(
     if fmt == "csv":
         csv_fmt = CsvFormat.choose(upload, language, delimiter=delimiter, encoding=encoding, bom=bom, decimal=decimal)
         plan = make_plan(b, sel, names, facts, original_columns(b), _upload_decimal(upload))
+        plan.corrections = fixes
         return ExportFile(stem, "csv", f"text/csv; charset={_CHARSET[csv_fmt.encoding]}",
                           chunks=people_csv(service.store, plan, csv_fmt))
     plan = make_plan(b, sel, names, facts, original_columns(b), _upload_decimal(upload))
+    plan.corrections = fixes
     report = summary(plan)
     path = write_people_xlsx(service.store, plan, folder or service.data_dir / "exports", report)
     return ExportFile(stem, "xlsx", XLSX_MEDIA_TYPE, path=path)

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from voce.service.analytics import RowFacts
+from voce.service.batches.store import BatchStore
 from voce.service.db import Batch, utcnow
 from voce.service.errors import InvalidInput, NotFound
 from voce.service.learning.tables import Correction
@@ -327,21 +328,7 @@ class CorrectionService:
     def batch(self, batch_id: str) -> BatchCorrections:
         """Every corrected row of a batch (what the comment drill-down shows side by side)."""
         self.batches.get(batch_id)
-        with self.sessions() as s:
-            found = list(s.scalars(select(Correction).where(Correction.batch_id == batch_id).order_by(Correction.id)))
-        by_row: dict[int, list[Correction]] = {}
-        for c in found:
-            by_row.setdefault(c.row, []).append(c)
-        stored = self.batches.store.rows_by_index(batch_id, sorted(by_row))
-        out = []
-        for row, cs in sorted(by_row.items()):
-            if row not in stored:
-                continue
-            original = _row_labels(stored[row])
-            changes = [c.change for c in cs if c.reverted_at is None]
-            out.append(RowCorrection(row=row, original=original, corrected=corrected(original, changes),
-                                     corrections=[_out(c) for c in cs]))
-        return BatchCorrections(batch_id=batch_id, rows=out)
+        return BatchCorrections(batch_id=batch_id, rows=list(corrected_rows(self.batches.store, batch_id).values()))
 
     def revert(self, batch_id: str, row: int, correction_id: int, author: str) -> RowCorrection:
         """Stop applying one correction (kept in the history, with who reverted it and when)."""
@@ -356,6 +343,29 @@ class CorrectionService:
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 raise CorrectionNotFound(f"row {row} of batch {batch_id!r} has no active correction {correction_id}")
         return self.row(batch_id, row)
+
+
+def corrected_rows(store: BatchStore, batch_id: str, active_only: bool = False) -> dict[int, RowCorrection]:
+    """Row -> its prediction, corrected value and corrections, for every row of the batch with a correction
+    (``active_only``: with an active one); the caller has checked the batch is the tenant's."""
+    with store.sessions() as s:
+        q = select(Correction).where(Correction.batch_id == batch_id)
+        found = list(s.scalars(q.order_by(Correction.id)))
+    by_row: dict[int, list[Correction]] = {}
+    for c in found:
+        by_row.setdefault(c.row, []).append(c)
+    if active_only:
+        by_row = {r: cs for r, cs in by_row.items() if any(c.reverted_at is None for c in cs)}
+    stored = store.rows_by_index(batch_id, sorted(by_row))
+    out = {}
+    for row, cs in sorted(by_row.items()):
+        if row not in stored:
+            continue
+        original = _row_labels(stored[row])
+        changes = [c.change for c in cs if c.reverted_at is None]
+        out[row] = RowCorrection(row=row, original=original, corrected=corrected(original, changes),
+                                 corrections=[_out(c) for c in cs])
+    return out
 
 
 # ------------------------------------------------------------------ training export
@@ -384,8 +394,6 @@ def training_records(sessions: sessionmaker, *, tenant: str | None = None,
     for c in found:
         by_row.setdefault((c.batch_id, c.row), []).append(c)
     store_rows: dict[str, dict[int, Any]] = {}
-    from voce.service.batches.store import BatchStore
-
     store = BatchStore(sessions)
     for (bid, row), cs in by_row.items():
         if bid not in store_rows:
