@@ -45,7 +45,15 @@ _ROWS_MAGIC = b'{"voce_rows": 1'
 
 
 class UploadError(ValueError):
-    """The file as a whole cannot be read (wrong type, no header, unknown column): a 422, never a job."""
+    """The file as a whole cannot be read (wrong type, no header, unknown column): a 422, never a job.
+
+    ``code`` and ``params`` say the same as the English message in a form the page translates (``upload.*`` keys
+    of ``static/i18n.js``); the API sends them as the error envelope's ``details``."""
+
+    def __init__(self, message: str, code: str = "upload.unreadable", **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class UploadLimitExceeded(UploadError):
@@ -94,7 +102,8 @@ def detect_format(filename: str, head: bytes) -> FileFormat:
         return "jsonl"
     if suffix in ("", ".dat"):
         return "csv"
-    raise UploadError(f"unsupported file type {suffix!r}: upload CSV, XLSX or JSONL")
+    raise UploadError(f"unsupported file type {suffix!r}: upload CSV, XLSX or JSONL", "upload.unsupported_type",
+                      suffix=suffix)
 
 
 def sniff_encoding(sample: bytes) -> str:
@@ -191,7 +200,8 @@ def check_text(sample: str, what: str = "file") -> None:
     if bad > _NOT_TEXT_SHARE * len(sample):
         raise UploadError(
             f"the {what} is not text: {bad / len(sample):.0%} of its first {len(sample):,} characters are control "
-            "characters or bytes no text encoding uses; upload a CSV, XLSX or JSONL file"
+            "characters or bytes no text encoding uses; upload a CSV, XLSX or JSONL file",
+            "upload.not_text", share=round(bad / len(sample), 2), chars=len(sample),
         )
 
 
@@ -254,14 +264,14 @@ def open_table(path: Path, fmt: FileFormat, xlsx_limits: XlsxLimits | None = Non
         with open_text(path) as fh:
             sample = fh.read(1 << 15)
             if not sample.strip():
-                raise UploadError("the file is empty")
+                raise UploadError("the file is empty", "upload.empty")
             check_text(sample)
             dialect = sniff_dialect(sample)
             fh.seek(0)
             header = next(csv.reader(fh, dialect=dialect), None)
             enc = fh.encoding
         if not header or not any(h.strip() for h in header):
-            raise UploadError("the CSV has no header row")
+            raise UploadError("the CSV has no header row", "upload.no_header")
         return Table(path, fmt, _unique([_name(h) for h in header]), encoding=enc, delimiter=dialect.delimiter)
     if fmt == "xlsx":
         if _is_rows_file(path):
@@ -281,7 +291,7 @@ def open_table(path: Path, fmt: FileFormat, xlsx_limits: XlsxLimits | None = Non
             if isinstance(obj, dict):
                 cols.update(dict.fromkeys(_key(k) for k in obj))
     if not cols:
-        raise UploadError("no JSON object found in the first lines: JSONL needs one object per line")
+        raise UploadError("no JSON object found in the first lines: JSONL needs one object per line", "upload.no_json")
     return Table(path, fmt, list(cols), encoding="utf-8")
 
 
@@ -305,6 +315,60 @@ def _unique(names: list[str]) -> list[str]:
             name, k = f"{base}_{k}", k + 1
         out.append(name)
     return out
+
+
+# ----------------------------------------------------------- row warnings
+#: every warning a row can get while it is read, as code -> English template; the code and its parameters are
+#: what the page translates (``warn.*`` keys of static/i18n.js); the stored text is the English message, and
+#: :func:`classify_warning` reads the code and parameters back from it (batch status counts warnings by code)
+ROW_WARNINGS: dict[str, str] = {
+    "row.extra_fields": "{extra} more field(s) than the header; joined into the last column '{column}'",
+    "row.unbalanced_quote": "unbalanced quote: it would have merged the next {lines} line(s) into this row; read as "
+                            "a character, each line its own row",
+    "row.stray_quote": "unbalanced quote; read as a character",
+    "row.misplaced_quote": "misplaced quote in this row (a quote inside a quoted field must be doubled); read as it "
+                           "stands",
+    "row.invalid_characters": "invalid characters (NUL, lone surrogates or non-characters) removed or replaced in "
+                              "{columns}",
+    "value.score": "{role}: '{value}' is not a whole number {lo}–{hi}; ignored",
+    "value.date": "date: '{value}' is not a date; ignored",
+    "value.kind": "kind: '{value}' is not 'comment' or 'chat'; read as comment",
+    "value.language": "language: '{value}' is not a language code; detected instead",
+}
+#: per-row errors of reading (the code is stored with the error; these give its parameters back)
+ROW_ERRORS: dict[str, str] = {"EmptyText": "column '{column}' is empty"}
+
+
+def row_warning(code: str, **params: Any) -> str:
+    """The English message of a row warning (what is stored with the row and exported)."""
+    return ROW_WARNINGS[code].format(**params)
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    body = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)" for i, p in enumerate(parts))
+    return re.compile(f"^{body}$", re.DOTALL)
+
+
+_WARNING_PATTERNS = {code: _template_pattern(t) for code, t in ROW_WARNINGS.items()}
+_ERROR_PATTERNS = {code: _template_pattern(t) for code, t in ROW_ERRORS.items()}
+
+
+def classify_warning(message: str) -> tuple[str, dict[str, str]]:
+    """(code, parameters) of a stored warning message; ``row.other`` with the message for one no template made
+    (rows stored before the codes, or a note of the analysis)."""
+    for code, pattern in _WARNING_PATTERNS.items():
+        m = pattern.match(message)
+        if m:
+            return code, m.groupdict()
+    return "row.other", {"message": message}
+
+
+def error_params(code: str, message: str) -> dict[str, str]:
+    """The parameters of a per-row error's message (``{"column": "Commento"}`` of an EmptyText)."""
+    pattern = _ERROR_PATTERNS.get(code)
+    m = pattern.match(message) if pattern else None
+    return m.groupdict() if m else {}
 
 
 class _Lines:
@@ -361,8 +425,8 @@ def csv_rows(fh: io.TextIOWrapper, dialect: type[csv.Dialect]) -> Iterator[tuple
             else:
                 lit = next(csv.reader([line], dialect=literal), [])
                 yield lit, (
-                    f"unbalanced quote: it would have merged the next {len(raw) - 1} line(s) into this row; read as "
-                    "a character, each line its own row" if i == 0 else "unbalanced quote; read as a character"
+                    row_warning("row.unbalanced_quote", lines=len(raw) - 1) if i == 0
+                    else row_warning("row.stray_quote")
                 )
 
 
@@ -378,7 +442,7 @@ def _strictly(raw: list[str], strict: type[csv.Dialect]) -> list[str] | None:
 def _quote_note(line: str, strict: type[csv.Dialect]) -> str | None:
     if _strictly([line], strict) is not None or not line.strip():
         return None
-    return "misplaced quote in this row (a quote inside a quoted field must be doubled); read as it stands"
+    return row_warning("row.misplaced_quote")
 
 
 def _csv_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
@@ -396,7 +460,7 @@ def _csv_records(path: Path) -> Iterator[dict[str, Any] | UploadRowError]:
                 extra = len(values) - len(header)
                 values = values[: len(header) - 1] + [dialect.delimiter.join(values[len(header) - 1 :])]
                 rec = dict(zip(header, values, strict=False))
-                rec[OVERFLOW] = f"{extra} more field(s) than the header; joined into the last column {header[-1]!r}"
+                rec[OVERFLOW] = row_warning("row.extra_fields", extra=extra, column=header[-1])
             else:
                 rec = dict(zip(header, values, strict=False))
             if note:
@@ -409,9 +473,9 @@ def _sheet(path: Path, limits: XlsxLimits) -> Iterator[list[Any]]:
     try:
         yield from read_first_sheet(path, limits)
     except XlsxLimitExceeded as exc:
-        raise UploadLimitExceeded(str(exc)) from exc
+        raise UploadLimitExceeded(str(exc), "upload.xlsx_limit", reason=str(exc)) from exc
     except XlsxError as exc:
-        raise UploadError(str(exc)) from exc
+        raise UploadError(str(exc), "upload.xlsx_unreadable", reason=str(exc)) from exc
 
 
 def _filled(row: list[Any]) -> bool:
@@ -437,7 +501,7 @@ def _xlsx_scan(path: Path, limits: XlsxLimits) -> tuple[list[str], int]:
             rows += 1
             width = max(width, len(row))
     if header is None:
-        raise UploadError("the first sheet of the XLSX file is empty")
+        raise UploadError("the first sheet of the XLSX file is empty", "upload.xlsx_empty")
     return _xlsx_header_row(header, width), rows
 
 
@@ -477,7 +541,7 @@ def normalise_xlsx(path: Path, limits: XlsxLimits) -> Path:
                     width = max(width, len(row))
                     fh.write(json.dumps([_cell(v) for v in row], ensure_ascii=False) + "\n")
         if header is None:
-            raise UploadError("the first sheet of the XLSX file is empty")
+            raise UploadError("the first sheet of the XLSX file is empty", "upload.xlsx_empty")
         head = {"voce_rows": 1, "source": "xlsx", "columns": _xlsx_header_row(header, width), "rows": rows}
         with out.open("w", encoding="utf-8") as dst, body.open("r", encoding="utf-8") as src:
             dst.write(json.dumps(head, ensure_ascii=False) + "\n")
@@ -552,14 +616,176 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "date": ("date", "data", "created_at", "timestamp", "submitted_at", "datetime", "giorno", "day", "time"),
     "channel": ("channel", "canale", "source", "fonte", "touchpoint", "origin"),
     "nps": ("nps", "nps_score", "recommend", "likelihood_to_recommend", "ltr", "raccomandazione", "consiglieresti",
-            "score", "voto", "punteggio"),
-    "csat": ("csat", "satisfaction", "soddisfazione", "csat_score"),
+            "score", "voto", "punteggio", "rating", "valutazione"),
+    "csat": ("csat", "satisfaction", "soddisfazione", "csat_score", "stelle", "stars"),
     "ces": ("ces", "effort", "customer_effort", "sforzo", "ces_score"),
     "kind": ("kind", "type", "tipo"),
     "language": ("language", "lang", "lingua", "locale"),
 }
+#: names that say "a score" without saying which: NPS unless every sampled answer sits in 1-5 (a star rating: CSAT)
+_GENERIC_SCORES = ("score", "voto", "punteggio", "rating", "valutazione")
 _SEGMENT_GUESSES = ("region", "regione", "segment", "segmento", "store", "negozio", "product", "prodotto", "country",
-                    "paese", "brand", "area", "city", "città", "citta")
+                    "paese", "brand", "area", "city", "città", "citta", "cliente", "customer", "customer_type",
+                    "tipo_cliente", "fascia", "tier", "plan", "piano", "categoria", "category", "reparto", "department")
+#: share of a sample's non-empty values that must fit a role for a column's name to give it the role (the rest
+#: become row warnings, which the mapping summary counts); below it the values contradict the name
+FIT_SHARE = 0.8
+#: the same for a role given by the values alone, without a name saying so (a column of comment/chat values)
+VALUES_ONLY_SHARE = 0.95
+#: a column with at most this many distinct values, each repeated, is offered as a segment and ticked
+SEGMENT_MAX_VALUES = 20
+#: segments ticked by default (the dashboard breaks results down by each)
+SEGMENTS_TICKED = 5
+#: how many sample values a column profile keeps to show
+_TOP_VALUES = 5
+_LANGUAGE_NAMES = {"italiano": "it", "italian": "it", "inglese": "en", "english": "en", "tedesco": "de",
+                   "german": "de", "deutsch": "de", "francese": "fr", "french": "fr", "français": "fr",
+                   "spagnolo": "es", "spanish": "es", "español": "es"}
+
+
+def language_code(value: Any) -> str | None:
+    """An ISO 639 code from a language cell ('it', 'it-IT', 'en_GB', 'Italiano'); None when it is none."""
+    raw = _text_of(value).lower()
+    if raw in _LANGUAGE_NAMES:
+        return _LANGUAGE_NAMES[raw]
+    code = raw.replace("_", "-").split("-")[0]
+    return code if 2 <= len(code) <= 3 and code.isascii() and code.isalpha() else None
+
+
+class ColumnProfile(BaseModel):
+    """What a sample of one column's values shows: the evidence its role is guessed from, and the counts the
+    mapping summary states ("12 values out of range will be ignored")."""
+
+    column: str
+    values: int = Field(description="Non-empty values in the sample.")
+    empty: int
+    distinct: int
+    wordy: int = Field(description="Values with at least three letters (a comment, a label).")
+    mean_chars: float
+    numbers: int = Field(description="Values that are numbers.")
+    nps: int = Field(description="Whole numbers 0-10.")
+    csat: int = Field(description="Whole numbers 1-5.")
+    ces: int = Field(description="Whole numbers 1-7.")
+    dates_dayfirst: int = Field(description="Values read as dates, 03/05 being 3 May.")
+    dates_monthfirst: int = Field(description="Values read as dates, 03/05 being 5 March.")
+    date_like: int = Field(description="Dates written as dates (not a bare number an Excel serial could be).")
+    kinds: int = Field(description="Values naming a comment or a chat (comment, chat, commento, conversazione...).")
+    languages: int = Field(description="Values naming a language (it, en-GB, Italiano).")
+    top: list[str] = Field(description="The most frequent values, most frequent first.")
+
+    def fit(self, role: str, dayfirst: bool = True) -> int:
+        """How many of the sample's values the role reads (the rest become warnings or are ignored)."""
+        if role in ("nps", "csat", "ces", "kind"):
+            return int(getattr(self, role if role != "kind" else "kinds"))
+        if role == "date":
+            return self.dates_dayfirst if dayfirst else self.dates_monthfirst
+        if role == "language":
+            return self.languages
+        if role == "text":
+            return self.values
+        return self.values
+
+
+def _score_fits(v: Any, lo: int, hi: int) -> bool:
+    try:
+        parse_score(v, lo, hi)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _date_fits(v: Any, dayfirst: bool) -> bool:
+    try:
+        parse_date(v, dayfirst)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int | float):
+        return True
+    try:
+        float(str(v).strip().replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
+def profile_columns(columns: list[str], rows: list[dict[str, Any]]) -> dict[str, ColumnProfile]:
+    """Each column's profile over the sample ``rows`` (a preview's first rows)."""
+    out: dict[str, ColumnProfile] = {}
+    for c in columns:
+        cells = [r.get(c) for r in rows]
+        filled = [v for v in cells if v not in (None, "") and not (isinstance(v, str) and not v.strip())]
+        texts = [_text_of(v) for v in filled]
+        counts: dict[str, int] = {}
+        for t in texts:
+            counts[t] = counts.get(t, 0) + 1
+        out[c] = ColumnProfile(
+            column=c, values=len(filled), empty=len(cells) - len(filled), distinct=len(counts),
+            wordy=sum(1 for t in texts if sum(ch.isalpha() for ch in t) >= 3),
+            mean_chars=round(sum(len(t) for t in texts) / len(texts), 1) if texts else 0.0,
+            numbers=sum(1 for v in filled if _is_number(v)),
+            nps=sum(1 for v in filled if _score_fits(v, 0, 10)),
+            csat=sum(1 for v in filled if _score_fits(v, 1, 5)),
+            ces=sum(1 for v in filled if _score_fits(v, 1, 7)),
+            dates_dayfirst=sum(1 for v in filled if _date_fits(v, True)),
+            dates_monthfirst=sum(1 for v in filled if _date_fits(v, False)),
+            date_like=sum(1 for v in filled if not _is_number(v) and _date_fits(v, True)),
+            kinds=sum(1 for t in texts if t.lower() in _KINDS),
+            languages=sum(1 for v in filled if language_code(v) is not None),
+            top=[t[:40] for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_TOP_VALUES]],
+        )
+    return out
+
+
+def _fits(role: str, p: ColumnProfile | None, share: float) -> bool:
+    """Whether the sampled values bear the role out (no sample, or no value in it: nothing contradicts a name)."""
+    if p is None or p.values == 0:
+        return True
+    need = share * p.values
+    if role == "text":
+        return p.wordy >= 0.5 * p.values
+    if role == "id":
+        return p.distinct >= 0.95 * p.values and p.mean_chars <= 64
+    if role == "channel":
+        categorical = p.mean_chars <= 40 and p.numbers < 0.5 * p.values and p.date_like < 0.5 * p.values
+        return categorical and p.kinds < VALUES_ONLY_SHARE * p.values  # comment/chat values: the kind
+    if role == "date":
+        return max(p.dates_dayfirst, p.dates_monthfirst) >= need
+    return p.fit(role) >= need
+
+
+def _categorical(p: ColumnProfile | None, named: bool) -> bool:
+    """A low-cardinality column whose values repeat: a breakdown an analyst would tick (a name like 'regione'
+    lets numbers through: store numbers are segments; otherwise a column of numbers is more likely a score)."""
+    if p is None:
+        return named
+    if p.values == 0 or p.distinct > SEGMENT_MAX_VALUES or p.mean_chars > 40:
+        return False
+    if p.date_like >= 0.5 * p.values:
+        return False
+    if not named and (p.numbers >= 0.5 * p.values or p.distinct < 2):
+        return False
+    return p.values < 4 or p.distinct <= max(2, p.values // 2)
+
+
+def _hints(key: str, names: tuple[str, ...]) -> tuple[int, str] | None:
+    """(strength, the name matched) of a normalised column name against a role's names: whole name 3,
+    first word 2 ("id_risposta"), last word 1 ("commento_cliente"); None when none matches."""
+    for n in names:
+        if key == n:
+            return 3, n
+    for n in names:
+        if key.startswith(n + "_"):
+            return 2, n
+    for n in names:
+        if key.endswith("_" + n):
+            return 1, n
+    return None
 
 
 def _norm(name: str) -> str:
@@ -567,44 +793,130 @@ def _norm(name: str) -> str:
 
 
 def guess_mapping(columns: list[str], rows: list[dict[str, Any]] | None = None) -> ColumnMapping | None:
-    """Best guess from column names (IT/EN), falling back to the column with the longest texts."""
-    normed = {_norm(c): c for c in columns}
+    """Best guess of each column's role: a name hint (IT/EN) gives a role only when the sampled values bear it out
+    (a 'Tipo cliente' of Fidelity/Standard is no comment/chat ``kind``), a few roles come from the values alone
+    (the longest texts, comment/chat values, dates written as dates), and low-cardinality columns left over are
+    segments.  Without ``rows`` the names decide (nothing contradicts them)."""
+    profiles = profile_columns(columns, rows) if rows else {}
+    normed = {c: _norm(c) for c in columns}
     picked: dict[str, str] = {}
-    for role, names in _GUESSES.items():  # exact names first
-        for n in names:
-            if n in normed and normed[n] not in picked.values():
-                picked[role] = normed[n]
-                break
-    # then "id_risposta"-style names: a matching first word beats a matching last word
-    fuzzy = []
-    for role, names in _GUESSES.items():
-        for key, col in normed.items():
-            if any(key.startswith(n + "_") for n in names):
-                fuzzy.append((2, role, col))
-            elif any(key.endswith("_" + n) for n in names):
-                fuzzy.append((1, role, col))
-    for _, role, col in sorted(fuzzy, key=lambda x: -x[0]):
-        if role not in picked and col not in picked.values():
+
+    def free(col: str) -> bool:
+        return col not in picked.values()
+
+    candidates = []  # (strength, role order, column order, role, column, name matched)
+    for r_i, (role, names) in enumerate(_GUESSES.items()):
+        for c_i, col in enumerate(columns):
+            hint = _hints(normed[col], names)
+            if hint is not None:
+                candidates.append((-hint[0], r_i, c_i, role, col, hint[1]))
+    for *_, role, col, name in sorted(candidates):
+        if role in picked or not free(col):
+            continue
+        p = profiles.get(col)
+        if role == "nps" and name in _GENERIC_SCORES and p is not None and p.values >= 5 and p.csat == p.values:
+            role = "csat"  # every answer 1-5: a star rating, not a 0-10 recommendation
+            if role in picked:
+                continue
+        if _fits(role, p, FIT_SHARE):
             picked[role] = col
-    if "text" not in picked and rows:
+    if rows and "text" not in picked:  # no name says so: the column with the longest texts
         def wordy(v: Any) -> int:  # only text with letters counts: ids, scores and dates are not comments
             v = str(v or "")
             return len(v) if sum(ch.isalpha() for ch in v) >= 3 else 0
 
-        lengths = {c: sum(wordy(r.get(c)) for r in rows) for c in columns if c not in picked.values()}
+        lengths = {c: sum(wordy(r.get(c)) for r in rows) for c in columns if free(c)}
         best = max(lengths, key=lambda c: lengths[c], default=None)
         if best and lengths[best] > 0:
             picked["text"] = best
     if "text" not in picked:
         return None
-    segments = [c for k, c in normed.items() if k in _SEGMENT_GUESSES and c not in picked.values()]
-    return ColumnMapping.model_validate({**picked, "segments": segments[:5]})
+    for role, count in (("kind", "kinds"), ("date", "date_like"), ("language", "languages")):
+        if role in picked:
+            continue
+        for col in columns:  # from the values alone: strong evidence only
+            p = profiles.get(col)
+            if free(col) and p is not None and p.values >= 3 and getattr(p, count) >= VALUES_ONLY_SHARE * p.values \
+                    and (role != "language" or p.distinct <= 10):
+                picked[role] = col
+                break
+    named = [c for c in columns if free(c) and _hints(normed[c], _SEGMENT_GUESSES) and _categorical(profiles.get(c), True)]
+    others = [c for c in columns if free(c) and c not in named and rows and _categorical(profiles.get(c), False)]
+    return ColumnMapping.model_validate({**picked, "segments": (named + others)[:SEGMENTS_TICKED]})
+
+
+class SummaryItem(BaseModel):
+    """What one role of a mapping will do, said as a code and parameters (the page's words: ``summary.*`` keys of
+    ``static/i18n.js``) and in English."""
+
+    role: str = Field(description="A role of the mapping, 'segment', or 'ignored' (columns no role reads).")
+    columns: list[str]
+    code: str
+    params: dict[str, Any]
+    message: str
+
+
+_SUMMARY_EN = {
+    "summary.text": "{column} → text analysed; {empty} of {sample} preview rows empty (not analysed)",
+    "summary.score": "{column} → {role} {lo}–{hi}; {invalid} of {values} preview values out of range or not a "
+                     "whole number (ignored)",
+    "summary.date": "{column} → date ({order}); {invalid} of {values} preview values not a date (ignored)",
+    "summary.id": "{column} → row id; {duplicates} repeated in the preview",
+    "summary.channel": "{column} → channel (where feedback was collected); {distinct} values in the preview",
+    "summary.kind": "{column} → comment or chat; {invalid} of {values} preview values neither (read as comments)",
+    "summary.language": "{column} → language; {invalid} of {values} preview values not a language code (detected)",
+    "summary.segment": "{column} → segment (results broken down by it); {distinct} values in the preview",
+    "summary.ignored": "not used: {columns}",
+}
+_SCALES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+
+
+def mapping_summary(mapping: ColumnMapping, columns: list[str], rows: list[dict[str, Any]]) -> list[SummaryItem]:
+    """What each role of ``mapping`` will do with the file, counted on the sample ``rows``; the page shows the
+    same (static/upload.js computes it again from the profiles as the analyst changes the mapping)."""
+    profiles = profile_columns(columns, rows)
+    out: list[SummaryItem] = []
+
+    def add(what: str, cols: list[str], code: str, **params: Any) -> None:
+        out.append(SummaryItem(role=what, columns=cols, code=code, params=params,
+                               message=_SUMMARY_EN[code].format(**params)))
+
+    sample = len(rows)
+    for role in ("text", "nps", "csat", "ces", "date", "id", "channel", "kind", "language"):
+        col = getattr(mapping, role)
+        if not col or col not in profiles:
+            continue
+        p = profiles[col]
+        if role == "text":
+            add(role, [col], "summary.text", column=col, empty=p.empty, sample=sample)
+        elif role in _SCALES:
+            lo, hi = _SCALES[role]
+            add(role, [col], "summary.score", column=col, role=role, lo=lo, hi=hi, values=p.values,
+                invalid=p.values - p.fit(role))
+        elif role == "date":
+            add(role, [col], "summary.date", column=col, values=p.values, invalid=p.values - p.fit(role, mapping.dayfirst),
+                order="day-first" if mapping.dayfirst else "month-first")
+        elif role == "id":
+            add(role, [col], "summary.id", column=col, duplicates=p.values - p.distinct)
+        elif role == "channel":
+            add(role, [col], "summary.channel", column=col, distinct=p.distinct)
+        else:
+            add(role, [col], f"summary.{role}", column=col, values=p.values, invalid=p.values - p.fit(role))
+    for col in mapping.segments:
+        if col in profiles:
+            add("segment", [col], "summary.segment", column=col, distinct=profiles[col].distinct)
+    used = set(mapping.columns())
+    ignored = [c for c in columns if c not in used]
+    if ignored:
+        add("ignored", ignored, "summary.ignored", columns=", ".join(ignored))
+    return out
 
 
 def check_mapping(mapping: ColumnMapping, columns: list[str]) -> None:
     missing = [c for c in mapping.columns() if c not in columns]
     if missing:
-        raise UploadError(f"mapped column(s) {missing} not in the file; its columns are {columns}")
+        raise UploadError(f"mapped column(s) {missing} not in the file; its columns are {columns}",
+                          "upload.unknown_columns", columns=", ".join(missing))
 
 
 # --------------------------------------------------------------- row parse
@@ -720,9 +1032,7 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     warnings: list[str] = [str(record[k]) for k in _NOTES if k in record]
     dirty = [str(k) for k, v in record.items() if k not in _NOTES and (_dirty(v) or _dirty(str(k)))]
     if dirty:
-        warnings.append(
-            f"invalid characters (NUL, lone surrogates or non-characters) removed or replaced in {_columns(dirty)}"
-        )
+        warnings.append(row_warning("row.invalid_characters", columns=_columns(dirty)))
     record = {_key(k): _cell(v) for k, v in record.items() if k not in _NOTES}
     original = record
     doc_id = _text_of(record.get(mapping.id)) if mapping.id else ""
@@ -736,7 +1046,7 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
         try:
             return parse_score(record[col], lo, hi)
         except (ValueError, TypeError):
-            warnings.append(f"{role}: {str(record[col])[:40]!r} is not a whole number {lo}–{hi}; ignored")
+            warnings.append(row_warning("value.score", role=role, value=str(record[col])[:40], lo=lo, hi=hi))
             return None
 
     out.nps, out.csat, out.ces = score("nps", 0, 10), score("csat", 1, 5), score("ces", 1, 7)
@@ -744,7 +1054,7 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
         try:
             out.date = parse_date(record[mapping.date], mapping.dayfirst)
         except (ValueError, TypeError, OverflowError):
-            warnings.append(f"date: {str(record[mapping.date])[:40]!r} is not a date; ignored")
+            warnings.append(row_warning("value.date", value=str(record[mapping.date])[:40]))
     if mapping.channel:
         out.channel = _text_of(record.get(mapping.channel))[:64] or None
     out.segments = {c: _text_of(record.get(c))[:128] or "(empty)" for c in mapping.segments}
@@ -758,20 +1068,21 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     else:
         data["text"] = _text_of(raw_text)
         if not data["text"]:
-            out.doc = DocumentError(id=doc_id, error={"code": "EmptyText", "message": f"column {mapping.text!r} is empty"})
+            message = ROW_ERRORS["EmptyText"].format(column=mapping.text)
+            out.doc = DocumentError(id=doc_id, error={"code": "EmptyText", "message": message})
             return out
     if mapping.kind and record.get(mapping.kind) not in (None, ""):
         kind = _KINDS.get(_text_of(record[mapping.kind]).lower())
         if kind:
             data["kind"] = kind
         else:
-            warnings.append(f"kind: {str(record[mapping.kind])[:40]!r} is not 'comment' or 'chat'; read as comment")
+            warnings.append(row_warning("value.kind", value=str(record[mapping.kind])[:40]))
     if mapping.language and record.get(mapping.language) not in (None, ""):
-        lang = _text_of(record[mapping.language]).lower().replace("_", "-").split("-")[0]
-        if 2 <= len(lang) <= 8 and lang.isalpha():
+        lang = language_code(record[mapping.language])
+        if lang:
             data["language"] = lang
         else:
-            warnings.append(f"language: {str(record[mapping.language])[:20]!r} is not a language code; detected instead")
+            warnings.append(row_warning("value.language", value=str(record[mapping.language])[:20]))
     try:
         out.doc = DocumentInput.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as exc:

@@ -58,6 +58,13 @@ class PreviewResponse(BaseModel):
     columns: list[str]
     rows: list[dict[str, Any]]
     guessed_mapping: dict[str, Any] | None
+    sample_rows: int = Field(default=0, description="Rows of the file's head the guess and the counts rest on.")
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per column, what the sample's values show (uploads.ColumnProfile)."
+    )
+    summary: list[dict[str, Any]] = Field(
+        default_factory=list, description="What each role of the guessed mapping will do (uploads.SummaryItem)."
+    )
 
 
 class RowPage(BaseModel):

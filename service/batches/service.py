@@ -48,9 +48,11 @@ from voce.service.uploads import (
     check_mapping,
     detect_format,
     guess_mapping,
+    mapping_summary,
     normalise_xlsx,
     open_table,
     preview_rows,
+    profile_columns,
     validation_message,
 )
 from voce.service.xlsx import XlsxLimits
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
     from voce.service.settings import Settings
 
 ExportFormat = Literal["jsonl", "csv", "xlsx"]
+#: rows of an upload's head that roles are guessed from and the mapping summary counts (the page shows 5)
+SAMPLE_ROWS, PREVIEW_ROWS = 200, 5
 Granularity = Literal["auto", "day", "week", "month"]
 Sentiment = Literal["positive", "neutral", "negative", "mixed"]
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -93,6 +97,13 @@ class Export:
 
 
 # ------------------------------------------------------------------ inputs
+def _coded(error: InvalidUpload | UploadTooLarge, exc: UploadError) -> InvalidUpload | UploadTooLarge:
+    """The batch error with the upload error's code and parameters as the envelope's ``details`` (the page
+    translates them; the message stays the readable English one)."""
+    error.details = [{"code": exc.code, **exc.params}]  # type: ignore[union-attr,attr-defined]
+    return error
+
+
 def parse_mapping(raw: str | None) -> ColumnMapping | None:
     """A column mapping sent as JSON text (form field, CLI option); blank means: guess it from the file."""
     if raw is None or not raw.strip():
@@ -100,9 +111,11 @@ def parse_mapping(raw: str | None) -> ColumnMapping | None:
     try:
         return ColumnMapping.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
-        raise InvalidUpload(f"mapping: not valid JSON ({exc.msg})") from exc
+        raise _coded(InvalidUpload(f"mapping: not valid JSON ({exc.msg})"),
+                     UploadError("", "upload.mapping_invalid", reason=exc.msg)) from exc
     except ValidationError as exc:
-        raise InvalidUpload(f"mapping.{validation_message(exc)}") from exc
+        raise _coded(InvalidUpload(f"mapping.{validation_message(exc)}"),
+                     UploadError("", "upload.mapping_invalid", reason=validation_message(exc))) from exc
 
 
 def touchpoint_names(taxonomy: Taxonomy, language: str = "en") -> dict[str, str]:
@@ -161,20 +174,22 @@ def register_upload(
             path = normalise_xlsx(path, xlsx_limits or XlsxLimits())
         table = open_table(path, fmt)
         if mapping is None:
-            mapping = guess_mapping(table.columns, preview_rows(table, 20))
+            mapping = guess_mapping(table.columns, preview_rows(table, SAMPLE_ROWS))
             if mapping is None:
-                raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}")
+                raise UploadError(f"no text column could be guessed; send a mapping. Columns: {table.columns}",
+                                  "upload.no_text_column", columns=", ".join(table.columns))
         check_mapping(mapping, table.columns)
         dialect = exports.upload_dialect(path, table.encoding, table.delimiter) if fmt == "csv" else None
     except UploadLimitExceeded as exc:  # an XLSX past a limit once unzipped: 413, naming the limit
         path.unlink(missing_ok=True)
-        raise UploadTooLarge(str(exc)) from exc
+        raise _coded(UploadTooLarge(str(exc)), exc) from exc
     except UploadError as exc:
         path.unlink(missing_ok=True)
-        raise InvalidUpload(str(exc)) from exc
+        raise _coded(InvalidUpload(str(exc)), exc) from exc
     except (csv.Error, OSError, ValueError) as exc:  # a file no reader can make sense of: a clear 422, no orphan
         path.unlink(missing_ok=True)
-        raise InvalidUpload(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}") from exc
+        raise _coded(InvalidUpload(f"the file cannot be read as {Path(filename).suffix or 'a table'}: {exc}"),
+                     UploadError("", "upload.unreadable", reason=str(exc))) from exc
     clean_name = "".join(ch for ch in (name or filename or batch_id) if ch.isprintable())[:256] or batch_id
     clean_name = Redactor(pii_mode or "redact").string(clean_name)  # "richiami_3331234567.csv"
     uploads = uploads or LocalUploads()
@@ -314,10 +329,11 @@ class BatchService:
                 while chunk := await read(1 << 20):
                     size += len(chunk)
                     if size > self.max_upload_bytes:
-                        raise UploadTooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
+                        raise _coded(UploadTooLarge(f"upload exceeds {self.max_upload_bytes} bytes"),
+                                     UploadError("", "upload.too_large", limit=self.max_upload_bytes))
                     out.write(chunk)
             if size == 0:
-                raise InvalidUpload("the uploaded file is empty")
+                raise _coded(InvalidUpload("the uploaded file is empty"), UploadError("", "upload.empty"))
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
@@ -336,18 +352,23 @@ class BatchService:
             if fmt == "xlsx":
                 path = rows_file = normalise_xlsx(path, self.xlsx_limits)
             table = open_table(path, fmt)
-            first = preview_rows(table, 5)
+            sample = preview_rows(table, SAMPLE_ROWS)
         except UploadLimitExceeded as exc:
-            raise UploadTooLarge(str(exc)) from exc
-        except (UploadError, csv.Error) as exc:
-            raise InvalidUpload(str(exc)) from exc
+            raise _coded(UploadTooLarge(str(exc)), exc) from exc
+        except UploadError as exc:
+            raise _coded(InvalidUpload(str(exc)), exc) from exc
+        except csv.Error as exc:
+            raise _coded(InvalidUpload(str(exc)), UploadError(str(exc), reason=str(exc))) from exc
         finally:
             if rows_file is not None:
                 rows_file.unlink(missing_ok=True)
-        guess = guess_mapping(table.columns, first)
+        guess = guess_mapping(table.columns, sample)
         return PreviewResponse(
-            format=fmt, encoding=table.encoding, delimiter=table.delimiter, columns=table.columns, rows=first,
-            guessed_mapping=guess.model_dump() if guess else None,
+            format=fmt, encoding=table.encoding, delimiter=table.delimiter, columns=table.columns,
+            rows=sample[:PREVIEW_ROWS], guessed_mapping=guess.model_dump() if guess else None,
+            sample_rows=len(sample),
+            profiles={c: p.model_dump() for c, p in profile_columns(table.columns, sample).items()},
+            summary=[i.model_dump() for i in mapping_summary(guess, table.columns, sample)] if guess else [],
         )
 
     def submit(
