@@ -5,7 +5,7 @@ Listing needs ``batches:read``; making and reverting a correction ``batches:writ
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -17,8 +17,10 @@ router = APIRouter(prefix="/v1", tags=["corrections"], responses=AUTH_RESPONSES)
 
 RowIndex = Annotated[int, Path(ge=0, le=100_000_000, description="the row's index in the upload (0 = first)")]
 CorrectionId = Annotated[int, Path(ge=1, le=2**62)]
-_INVALID = {422: {"model": ErrorEnvelope, "description": "the correction does not fit the row or the batch's "
-                                                        "taxonomy (details: a code and its parameters)"}}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorEnvelope, "description": "the correction does not fit the row or the batch's taxonomy "
+                                                 "(details: a code and its parameters)"},
+}
 
 
 @router.get("/batches/{batch_id}/corrections", response_model=BatchCorrections, operation_id="list_batch_corrections")

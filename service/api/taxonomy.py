@@ -33,7 +33,7 @@ page_router = APIRouter(include_in_schema=False)
 
 Version = Annotated[int, Path(ge=1, le=1_000_000)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json | yaml (the file format `VOCE_TAXONOMY` reads)")]
-_YAML = {200: {"content": {"application/yaml": {}}}}
+_YAML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/yaml": {}}}}
 
 
 class TaxonomyEdits(BaseModel):
@@ -170,7 +170,9 @@ def _rescorer(request: Request) -> Rescorer:
     return found
 
 
-_BUSY = {409: {"model": ErrorEnvelope, "description": "the batch is still being analysed or re-scored"}}
+_BUSY: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorEnvelope, "description": "the batch is still being analysed or re-scored"},
+}
 
 
 @router.post("/batches/{batch_id}/rescore", response_model=RescoreState, status_code=202,
