@@ -20,6 +20,7 @@ Ray is optional (``pip install voce[ray]``); nothing imports it unless the setti
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -30,11 +31,15 @@ from typing import Any
 
 from voce.models.analyzer import Analyzer
 from voce.models.spec import AnalyzerSpec
+from voce.models.taxonomy import Taxonomy
 from voce.service.batches.runner import BATCH_MAX_CHARS, ChunkAnalysis, ExecutorUnavailable, analyze_chunk
 from voce.service.privacy import PiiMode, Redactor
 from voce.service.uploads import PreparedRow
 
 log = logging.getLogger("voce.jobs")
+
+#: taxonomies an actor keeps a scoring analyzer for (tenants with their own version, batches being re-scored)
+_TAXONOMIES_PER_ACTOR = 8
 
 
 class RayUnavailable(ExecutorUnavailable):
@@ -114,15 +119,31 @@ class _AnalyzerActor:
         analyzer = load_analyzer(spec)
         self.analyzer = analyzer.with_config(replace(analyzer.config, max_chars=BATCH_MAX_CHARS))
         self.redactors: dict[str, Redactor] = {}
+        # the same model scoring with the taxonomies batches brought (a tenant's stored version), newest last
+        self.by_taxonomy: dict[str, Analyzer] = {}
 
     def describe(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "model_version": self.analyzer.bundle.version}
 
-    def analyze(self, prepared: list[PreparedRow], pii_mode: PiiMode) -> tuple[str, list[dict[str, Any]]]:
+    def analyze(
+        self, prepared: list[PreparedRow], pii_mode: PiiMode, taxonomy_key: str, taxonomy: Taxonomy
+    ) -> tuple[str, list[dict[str, Any]]]:
         redactor = self.redactors.get(pii_mode)
         if redactor is None:
             redactor = self.redactors[pii_mode] = Redactor(pii_mode)
-        return self.analyzer.bundle.version, analyze_chunk(self.analyzer, prepared, redactor)
+        return self.analyzer.bundle.version, analyze_chunk(self._scoring_with(taxonomy_key, taxonomy), prepared, redactor)
+
+    def _scoring_with(self, key: str, taxonomy: Taxonomy) -> Analyzer:
+        """This actor's model scoring with the batch's taxonomy (its zero-shot prototypes encoded once per actor)."""
+        found = self.by_taxonomy.pop(key, None)
+        if found is None:
+            from voce.service.learning.taxonomies import with_taxonomy
+
+            found = with_taxonomy(self.analyzer, taxonomy)
+        self.by_taxonomy[key] = found
+        while len(self.by_taxonomy) > _TAXONOMIES_PER_ACTOR:
+            self.by_taxonomy.pop(next(iter(self.by_taxonomy)))
+        return found
 
 
 class ActorPool:
@@ -155,11 +176,14 @@ class ActorPool:
 
 
 class RayChunks:
-    """Chunks analysed by the pool's actors, ``in_flight_per_actor`` each at a time, handed back in order."""
+    """Chunks analysed by the pool's actors, ``in_flight_per_actor`` each at a time, handed back in order, scored
+    with the claiming worker's taxonomy (the batch tenant's stored version: shipped once to the object store)."""
 
-    def __init__(self, pool: ActorPool, expected_version: str) -> None:
+    def __init__(self, pool: ActorPool, expected_version: str, taxonomy: Taxonomy) -> None:
         self.pool = pool
         self.expected_version = expected_version
+        self.taxonomy_key = hashlib.sha256(taxonomy.model_dump_json().encode()).hexdigest()
+        self.taxonomy_ref = pool.ray.put(taxonomy)
 
     def map(
         self, chunks: Iterable[list[PreparedRow]], redactor: Redactor
@@ -170,7 +194,8 @@ class RayChunks:
         k = 0
         try:
             for chunk in chunks:
-                pending.append((chunk, actors[k % len(actors)].analyze.remote(chunk, redactor.mode)))
+                actor = actors[k % len(actors)]
+                pending.append((chunk, actor.analyze.remote(chunk, redactor.mode, self.taxonomy_key, self.taxonomy_ref)))
                 k += 1
                 if len(pending) >= window:
                     yield self._result(*pending.popleft())
@@ -212,7 +237,7 @@ class RayChunkSource:
             return self._pool
 
     def __call__(self, analyzer: Analyzer) -> ChunkAnalysis:
-        return RayChunks(self.pool(analyzer.bundle.version), analyzer.bundle.version)
+        return RayChunks(self.pool(analyzer.bundle.version), analyzer.bundle.version, analyzer.taxonomy)
 
     def close(self) -> None:
         with self._lock:

@@ -190,3 +190,42 @@ def test_the_real_model_on_a_ray_actor_labels_rows_as_the_local_executor_does(
             assert g.result["sentiment"]["label"] == w.result["sentiment"]["label"]
             for k, v in w.result["sentiment"]["scores"].items():
                 assert abs(g.result["sentiment"]["scores"][k] - v) < 1e-4
+
+
+def test_actors_score_with_the_batchs_taxonomy(local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """A tenant's stored taxonomy reaches the actors: chunks scored on Ray with a taxonomy that lost a topic give the
+    records the local path gives with it, and differ from the configured taxonomy's."""
+    from tests.service.batch_data import ROWS, csv_bytes
+    from voce.service.batches.ray_executor import RayChunkSource, RayConfig
+    from voce.service.batches.runner import LocalChunks
+    from voce.service.learning.taxonomies import with_taxonomy
+    from voce.service.privacy import Redactor
+    from voce.service.uploads import ColumnMapping, open_table, prepare_row
+
+    (tmp_path / "survey.csv").write_bytes(csv_bytes(ROWS + ROWS))
+    table = open_table(tmp_path / "survey.csv", "csv")
+    mapping = ColumnMapping(text="commento", id="id")
+    prepared = [prepare_row(i, rec, mapping) for i, rec in enumerate(table.records())]
+    chunks = [prepared[i:i + 8] for i in range(0, 24, 8)]
+    configured = [r for _, recs in LocalChunks(fake_analyzer).map(chunks, Redactor("keep")) for r in recs]
+    found = [t[0] for r in configured for t in (r["topics"] or [])]
+    tax = fake_analyzer.taxonomy
+    dropped = max(set(found) & {e.id for e in tax.topics.entries}, key=found.count)  # the configured taxonomy's commonest
+    smaller = tax.model_copy(update={
+        "version": f"{tax.version}+test",
+        "topics": tax.topics.model_copy(update={"entries": [e for e in tax.topics.entries if e.id != dropped]}),
+    })
+    tenant_analyzer = with_taxonomy(fake_analyzer, smaller)
+    settings = batch_settings(tmp_path, tiny_bundle_dir)
+    source = RayChunkSource(RayConfig(actors=1), settings.analyzer_spec)
+    try:
+        on_ray = [r for _, recs in source(tenant_analyzer).map(chunks, Redactor("keep")) for r in recs]
+    finally:
+        source.close()
+    local = [r for _, recs in LocalChunks(tenant_analyzer).map(chunks, Redactor("keep")) for r in recs]
+
+    def labels(records: list[dict[str, Any]]) -> list[Any]:
+        return [(r["row"], r["topics"], r["sentiment"]) for r in records]
+
+    assert labels(on_ray) == labels(local)
+    assert all(dropped not in [t[0] for t in (r["topics"] or [])] for r in on_ray)  # present with the configured one
