@@ -125,5 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         corrections.router, taxonomy.router, taxonomy.page_router,  # the learning loop (service/learning)
     ):
         app.include_router(router)
+    from voce.service.api import alerts, views  # saved views and alerts (service/insights)
+
+    for router in (views.router, views.page_router, alerts.router):
+        app.include_router(router)
     declare_error_responses(app)  # every error status of every route in the OpenAPI, with the envelope
     return app

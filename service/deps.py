@@ -19,6 +19,9 @@ from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirem
 from voce.service.batches.service import BatchService, Caller, make_filters
 from voce.service.batches.store import BatchStore
 from voce.service.errors import ErrorEnvelope, NotReady
+from voce.service.insights.alerts import AlertService
+from voce.service.insights.views import Owner, ViewService
+from voce.service.insights.webhooks import WebhookPolicy
 from voce.service.learning.corrections import CorrectionService
 from voce.service.learning.taxonomies import STORED_EXAMPLES, TaxonomyLimits, TaxonomyStore, TenantTaxonomy, batch_taxonomy
 from voce.service.microbatch import MicroBatcher
@@ -262,3 +265,46 @@ def get_scoring_taxonomy(
 
 #: what /v1/analyze scores with when the request brings no inline taxonomy
 ScoringTaxonomyDep = Annotated[Taxonomy | None, Depends(get_scoring_taxonomy)]
+
+
+# ---- saved views and alerts (service/insights): views with batches:read, alert rules changed with batches:write
+def _insight_owner(principal: Principal, access: AccessControl) -> Owner:
+    from voce.service.learning.corrections import author_name
+
+    info = access.keys.get(principal.key_id) if principal.key_id and access.enabled else None
+    name = author_name(info.name if info is not None else None, principal.key_prefix or "anonymous")
+    return Owner(tenant=principal.tenant, key=principal.key_id or "open", name=name, admin="admin" in principal.scopes)
+
+
+def _views(
+    principal: Annotated[Principal | None, Depends(require_read)], batches: Annotated[BatchService, Depends(get_batches)],
+    access: AccessDep,
+) -> ViewService:
+    assert principal is not None
+    return ViewService(batches.store.sessions, batches.for_tenant(principal.tenant), _insight_owner(principal, access))
+
+
+def _alerts(request: Request, principal: Principal, access: AccessControl) -> AlertService:
+    return AlertService(get_store(request).sessions, _insight_owner(principal, access),
+                        WebhookPolicy.from_settings(get_settings(request)))
+
+
+def _read_alerts(
+    request: Request, principal: Annotated[Principal | None, Depends(require_read)], access: AccessDep
+) -> AlertService:
+    assert principal is not None
+    return _alerts(request, principal, access)
+
+
+def _write_alerts(
+    request: Request, principal: Annotated[Principal | None, Depends(require_write)], access: AccessDep
+) -> AlertService:
+    assert principal is not None
+    return _alerts(request, principal, access)
+
+
+#: the caller's saved views (its own and its tenant's shared ones)
+ViewsDep = Annotated[ViewService, Depends(_views)]
+#: the caller's tenant's alert rules and events: read with batches:read, rules changed with batches:write
+ReadAlertsDep = Annotated[AlertService, Depends(_read_alerts)]
+WriteAlertsDep = Annotated[AlertService, Depends(_write_alerts)]

@@ -146,6 +146,22 @@ class Settings(BaseSettings):
     # /metrics without a key (a scraper on a private network); by default it needs an admin key
     metrics_public: bool = False
 
+    # ---- alerts' webhooks (README: "Saved views and alerts"; service/insights/webhooks.py)
+    # hosts alert webhooks may be POSTed to (comma-separated; "*.example.com" its subdomains, "*" any public host);
+    # empty = webhooks off (no outbound call). A private, loopback or link-local address needs its host (or
+    # host:port) listed exactly, whatever the wildcards say
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # tries per alert event, and the first wait between two (doubled after each)
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(default=2.0, ge=0.0, le=3600.0)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _webhook_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("allowed_hosts", "trusted_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -31,6 +31,7 @@ from voce.service.batches import retention, rows
 from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
 from voce.service.batches.store import BatchStore, LeaseLost
 from voce.service.db import Batch
+from voce.service.insights.webhooks import WebhookPolicy
 from voce.service.privacy import PiiMode, Redactor
 from voce.service.uploads import ColumnMapping, PreparedRow, UploadError, open_table, prepare_row
 
@@ -130,6 +131,8 @@ class RunnerConfig:
     # object-store upload for its run
     uploads: UploadStore = field(default_factory=LocalUploads)
     scratch_dir: Path = Path("var") / "tmp"
+    # where the alert rules evaluated on a finished batch may send webhooks (service/insights; default: nowhere)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -139,6 +142,7 @@ class RunnerConfig:
             discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
             keep_uploads=settings.keep_uploads, db_outage_seconds=settings.db_outage_seconds,
             uploads=settings.uploads(), scratch_dir=settings.data_dir / "tmp",
+            webhooks=WebhookPolicy.from_settings(settings),
         )
 
 
@@ -292,6 +296,9 @@ class BatchRunner:
         if not self.config.keep_uploads:  # only now: until the batch is done, a resumed run reads the file again
             self._durably(bid, "deleting the upload", lambda: retention.discard_upload(
                 self.store, bid, batch.file_path, self.config.uploads))
+        from voce.service.insights.alerts import evaluate_batch  # the tenant's alert rules; never fails the batch
+
+        evaluate_batch(self.store, bid, self.config.webhooks)
         return "done"
 
     def _prepared(

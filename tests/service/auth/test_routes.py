@@ -57,6 +57,19 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/ui/taxonomy"): ("batches:read", {}),
     ("POST", "/v1/batches/{batch_id}/rescore"): ("batches:write", {}),
     ("GET", "/v1/batches/{batch_id}/rescore"): ("batches:read", {}),
+    ("GET", "/v1/views"): ("batches:read", {}),
+    ("POST", "/v1/views"): ("batches:read", {"json": {"name": "routes", "query": "language=it"}}),
+    ("GET", "/v1/views/{view_id}"): ("batches:read", {}),
+    ("PATCH", "/v1/views/{view_id}"): ("batches:read", {"json": {"shared": True}}),
+    ("DELETE", "/v1/views/{view_id}"): ("batches:read", {}),
+    ("GET", "/ui/views/{view_id}"): ("batches:read", {}),
+    ("GET", "/v1/alerts/rules"): ("batches:read", {}),
+    ("POST", "/v1/alerts/rules"): ("batches:write", {"json": {"name": "routes", "metric": "nps", "condition": "below",
+                                                              "threshold": 0}}),
+    ("GET", "/v1/alerts/rules/{rule_id}"): ("batches:read", {}),
+    ("PATCH", "/v1/alerts/rules/{rule_id}"): ("batches:write", {"json": {"enabled": False}}),
+    ("DELETE", "/v1/alerts/rules/{rule_id}"): ("batches:write", {}),
+    ("GET", "/v1/alerts/events"): ("batches:read", {"params": {"limit": 5}}),
     ("GET", "/ui/"): ("batches:read", {}),
     ("GET", "/ui/batches/{batch_id}"): ("batches:read", {}),
 }
@@ -118,6 +131,11 @@ def _call(t: Tenants, method: str, path: str, headers: dict[str, str] | None = N
     spec.update(kw)
     if "{version}" in path:
         path = path.replace("{version}", str(_new_taxonomy_version(t)))
+    if "{view_id}" in path or "{rule_id}" in path:  # acme's own view / alert rule, made for this call
+        made = t.client.post("/v1/views" if "{view_id}" in path else "/v1/alerts/rules", headers=bearer(t.full["acme"]),
+                             json=ROUTES[("POST", "/v1/views" if "{view_id}" in path else "/v1/alerts/rules")][1]["json"])
+        assert made.status_code == 201, made.text
+        path = path.replace("{view_id}", str(made.json()["id"])).replace("{rule_id}", str(made.json()["id"]))
     return t.client.request(method, _path(path, t, key_id=spec.pop("key_id", None)), headers=headers or {},
                             follow_redirects=False, **spec)
 
@@ -162,7 +180,7 @@ def test_a_key_without_the_scope_is_403(tenants: Tenants, route: tuple[str, str,
     assert tenants.client.get(f"/v1/batches/{tenants.batch['acme']}", headers=bearer(tenants.full["acme"])).status_code == 200
 
 
-TENANT_ROUTES = [r for r in GUARDED if "{batch_id}" in r[1] or "{key_id}" in r[1]]
+TENANT_ROUTES = [r for r in GUARDED if any(k in r[1] for k in ("{batch_id}", "{key_id}", "{view_id}", "{rule_id}"))]
 
 
 @pytest.mark.parametrize("route", TENANT_ROUTES, ids=_id)
@@ -206,10 +224,13 @@ def test_the_owner_gets_through(tenants: Tenants, route: tuple[str, str, bool]) 
     if method == "DELETE" and "{key_id}" in path:
         extra["key_id"] = tenants.client.app.state.access.keys.create("acme", ["analyze"]).info.id  # type: ignore[attr-defined]
     r = _call(tenants, method, path, bearer(key), **extra)
+    if path == "/ui/views/{view_id}":  # a view's link leads to its batch's dashboard
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/batches/"), r.text
+        return
     if path.endswith("/taxonomy-entry"):  # no discovered topics in this service: the batch was found, its topic not
         assert r.status_code == 404 and "has no discovered topic" in r.json()["error"]["message"]
         return
-    assert r.status_code in (200, 201, 202), (r.status_code, r.text)
+    assert r.status_code in (200, 201, 202, 204), (r.status_code, r.text)
 
 
 def test_lists_hold_only_the_callers_tenant(tenants: Tenants) -> None:
