@@ -7,7 +7,6 @@ in-process batch workers.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from voce.models import __version__
-from voce.service.api import analyze, batches, compare, corrections, docs, keys, ops, pages, taxonomy
+from voce.service.api import analyze, batches, compare, corrections, docs, keys, models, ops, pages, taxonomy
 from voce.service.auth import install_access
 from voce.service.batches.executor import build_executor
 from voce.service.batches.retention import RetentionTask
@@ -26,7 +25,7 @@ from voce.service.errors import BodyLimit, error_response, install_error_handler
 from voce.service.microbatch import MicroBatcher
 from voce.service.protocol import RouteLabels, SecurityHeaders, declare_error_responses
 from voce.service.settings import Settings
-from voce.service.state import Admission, Engine, Metrics
+from voce.service.state import Admission, Engine, Metrics, ModelFollower
 
 #: bytes a multipart upload adds around the file itself (boundaries, headers, the mapping field)
 _MULTIPART_OVERHEAD = 65536
@@ -36,10 +35,9 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine: Engine = app.state.engine
-        loader = threading.Thread(
-            target=engine.load, args=(settings.analyzer_spec(),), name="voce-model-loader", daemon=True
-        )
-        loader.start()
+        # loads the registry's active version in the background, then follows promotions (hot swap; state.py)
+        follower = app.state.follower = ModelFollower.from_settings(engine, settings)
+        follower.start()
         store = BatchStore.open(settings.resolved_database_url())
         # personal data: expired batches erased, finished uploads deleted, now and hourly (batches/retention.py)
         retention = RetentionTask(
@@ -49,7 +47,8 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         retention.start()
         executor = None
         if settings.workers > 0:
-            executor = build_executor(settings, store, lambda: engine.analyzer, threads=settings.workers)
+            executor = build_executor(settings, store, lambda: engine.analyzer, threads=settings.workers,
+                                      spec=lambda: engine.spec or settings.analyzer_spec())
             executor.start()
         app.state.store, app.state.executor = store, executor
         app.state.batches = BatchService.from_settings(
@@ -60,6 +59,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             yield
         finally:
             retention.stop()
+            follower.stop()
             app.state.batcher.close()
             if executor is not None:
                 executor.stop()
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         ops.router, batches.router, compare.router, pages.router, analyze.router, keys.router, docs.router,
         corrections.router, taxonomy.router, taxonomy.page_router,  # the learning loop (service/learning)
+        models.router,  # model versions: registry, promote, rollback (hot swap)
     ):
         app.include_router(router)
     from voce.service.api import alerts, views  # saved views and alerts (service/insights)

@@ -26,7 +26,7 @@ from voce.service.learning.corrections import CorrectionService
 from voce.service.learning.taxonomies import STORED_EXAMPLES, TaxonomyLimits, TaxonomyStore, TenantTaxonomy, batch_taxonomy
 from voce.service.microbatch import MicroBatcher
 from voce.service.settings import Settings
-from voce.service.state import Admission, Engine, Metrics
+from voce.service.state import Admission, Engine, Metrics, ModelFollower
 
 
 def get_settings(request: Request) -> Settings:
@@ -265,6 +265,38 @@ def get_scoring_taxonomy(
 
 #: what /v1/analyze scores with when the request brings no inline taxonomy
 ScoringTaxonomyDep = Annotated[Taxonomy | None, Depends(get_scoring_taxonomy)]
+
+
+# ---- model versions (models/registry.py; hot swap in service/state.py): the operator's admin keys only
+def get_follower(request: Request) -> ModelFollower:
+    """What keeps this process on the registry's active version (503 before the lifespan started it)."""
+    follower: ModelFollower | None = getattr(request.app.state, "follower", None)
+    if follower is None:
+        raise NotReady("the model registry is not open yet")
+    return follower
+
+
+def get_operator(
+    request: Request, principal: Annotated[Principal | None, Depends(require_admin)], access: AccessDep
+) -> str:
+    """Who changes the model, by the key's name: an admin key of the operator's tenant (VOCE_OPERATOR_TENANT).  The
+    model answers every tenant, so another tenant's admin key, which may do anything within its own tenant, is
+    refused here (403)."""
+    from voce.service.errors import Forbidden
+    from voce.service.learning.corrections import author_name
+
+    assert principal is not None
+    operator = get_settings(request).operator_tenant
+    if principal.tenant != operator:
+        raise Forbidden(f"model versions serve every tenant: only an admin key of tenant {operator!r} (the operator, "
+                        "VOCE_OPERATOR_TENANT) may list or change them")
+    info = access.keys.get(principal.key_id) if principal.key_id and access.enabled else None
+    return author_name(info.name if info is not None else None, principal.key_prefix or "anonymous")
+
+
+FollowerDep = Annotated[ModelFollower, Depends(get_follower)]
+#: the operator's admin key (its name: who promoted), for /v1/admin/models
+OperatorDep = Annotated[str, Depends(get_operator)]
 
 
 # ---- saved views and alerts (service/insights): views with batches:read, alert rules changed with batches:write

@@ -13,6 +13,7 @@ from voce.models.spec import AnalyzerSpec
 from voce.service.privacy.modes import PiiMode
 
 if TYPE_CHECKING:
+    from voce.models.registry import ModelRegistry
     from voce.service.batches.objects import UploadStore
 
 
@@ -145,6 +146,23 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None
     # /metrics without a key (a scraper on a private network); by default it needs an admin key
     metrics_public: bool = False
+
+    # ---- model versions (README: "Model versions and hot swap"; models/registry.py, service/state.py)
+    # registered bundles, the active version and who promoted it when; empty = <data_dir>/registry.  Shared by the
+    # API and every `voce worker` (like the data folder): they serve the active version and follow promotions
+    registry_dir: Path | None = None
+    # how often a running service or worker looks for a promoted version, in seconds (0: only at start and when
+    # promoted through this process's API)
+    registry_poll_seconds: float = Field(default=2.0, ge=0.0, le=3600.0)
+    # the tenant whose admin keys may register, promote and roll back models (/v1/admin/models): the model
+    # serves every tenant, so no other tenant's admin may change it
+    operator_tenant: str = "default"
+
+    def model_registry(self) -> ModelRegistry:
+        """The model registry folder (VOCE_REGISTRY_DIR, else <data_dir>/registry)."""
+        from voce.models.registry import ModelRegistry
+
+        return ModelRegistry(self.registry_dir or self.data_dir / "registry")
 
     # ---- alerts' webhooks (README: "Saved views and alerts"; service/insights/webhooks.py)
     # hosts alert webhooks may be POSTed to (comma-separated; "*.example.com" its subdomains, "*" any public host);

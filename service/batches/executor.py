@@ -18,6 +18,7 @@ from voce.service.batches.runner import DB_OUTAGE_ERRORS, BatchRunner, ChunkAnal
 from voce.service.batches.store import BatchStore
 
 if TYPE_CHECKING:
+    from voce.models.spec import AnalyzerSpec
     from voce.service.settings import Settings
 
 log = logging.getLogger("voce.jobs")
@@ -126,9 +127,11 @@ def build_executor(
     analyzer: Callable[[], Analyzer | None],
     threads: int,
     name: str = "api",
+    spec: Callable[[], AnalyzerSpec] | None = None,
 ) -> LocalExecutor:
     """The executor ``VOCE_EXECUTOR`` asks for: ``local`` analyses in this process, ``ray`` on a Ray cluster's
-    analyzer actors (this process still claims batches, reads uploads and stores the rows in order)."""
+    analyzer actors (this process still claims batches, reads uploads and stores the rows in order).  ``spec``: what
+    the serving analyzer was loaded from (the registry's active version), so Ray actors load the same."""
     config = RunnerConfig.from_settings(settings)
     if settings.executor == "local":
         return LocalExecutor(store, analyzer, config, threads=threads, name=name)
@@ -138,5 +141,5 @@ def build_executor(
         address=settings.ray_address, actors=settings.ray_actors, cpus_per_actor=settings.ray_cpus_per_actor,
         gpus_per_actor=settings.ray_gpus_per_actor,
     )
-    source = RayChunkSource(ray_config, settings.analyzer_spec)
+    source = RayChunkSource(ray_config, spec or settings.analyzer_spec)
     return LocalExecutor(store, analyzer, config, threads=threads, name=name, chunks=source, kind="ray")

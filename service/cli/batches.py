@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from voce.service.batches.store import BatchStore
     from voce.service.privacy import PiiMode
     from voce.service.settings import Settings
+    from voce.service.state import Engine, ModelFollower
 
 batch_app = typer.Typer(help="Batches of comments stored in the database (same jobs as /v1/batches).", no_args_is_help=True)
 
@@ -28,12 +29,24 @@ def _service(s: Settings) -> BatchService:
     return BatchService.from_settings(s)
 
 
-def _analyzer(s: Settings) -> Analyzer:
-    from voce.models.spec import load_analyzer
+def _engine(s: Settings, by: str) -> tuple[Engine, ModelFollower]:
+    """The registry's active version loaded (the configured bundle adopted on a first start), and what keeps it
+    current: the same :class:`~voce.service.state.ModelFollower` the API runs."""
+    from voce.service.state import Engine, ModelFollower
 
-    a = load_analyzer(s.analyzer_spec(), progress=say)
-    a.warm_up()
-    return a
+    engine = Engine()
+    follower = ModelFollower.from_settings(engine, s, by=by)
+    follower.load_first()
+    if engine.analyzer is None:
+        raise fail(f"the model could not be loaded: {engine.error}")
+    say(f"model {engine.version} (registry {follower.registry.root})")
+    return engine, follower
+
+
+def _analyzer(s: Settings) -> Analyzer:
+    engine, _ = _engine(s, by="voce batch")
+    assert engine.analyzer is not None
+    return engine.analyzer
 
 
 @contextmanager
@@ -64,8 +77,11 @@ def worker(
     s = settings()
     install_logging(s.log_level)  # records redacted: no personal data in the worker's log either
     store = _service(s).store
-    analyzer = _analyzer(s)
-    ex = build_executor(s, store, lambda: analyzer, threads=threads, name="worker")
+    # the registry's active version; a promotion or rollback is followed (loaded beside, then swapped): a batch
+    # running then finishes on the version it started with, the next one is claimed with the new version
+    engine, follower = _engine(s, by="voce worker")
+    ex = build_executor(s, store, lambda: engine.analyzer, threads=threads, name="worker",
+                        spec=lambda: engine.spec or s.analyzer_spec())
     retention = RetentionTask(store, s.data_dir, s.retention_days, keep_uploads=s.keep_uploads, uploads=s.uploads())
     if once:
         n = ex.run_until_idle()
@@ -77,8 +93,10 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     ex.start()
     retention.start()
+    follower.start_following()
     say(f"worker {ex.worker_prefix}: polling {s.resolved_database_url().split('@')[-1]} (Ctrl-C stops after the current chunk)")
     stop.wait()
+    follower.stop()
     ex.stop()
     retention.stop()
 

@@ -41,6 +41,12 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/v1/batches/{batch_id}/topics/{topic_id}/taxonomy-entry"): ("batches:read", {}),
     ("GET", "/v1/batches/{batch_id}/rows"): ("batches:read", {"params": {"q": "consegna"}}),
     ("GET", "/v1/keys"): ("admin", {}),
+    # model versions: admin keys of the operator's tenant only (test_the_owner_gets_through, tests/service/api/test_models.py)
+    ("GET", "/v1/admin/models"): ("admin", {}),
+    ("GET", "/v1/admin/models/{model_version}"): ("admin", {}),
+    ("POST", "/v1/admin/models"): ("admin", {}),
+    ("POST", "/v1/admin/models/{model_version}/promote"): ("admin", {}),
+    ("POST", "/v1/admin/models/rollback"): ("admin", {}),
     ("POST", "/v1/keys"): ("admin", {"json": {"scopes": ["analyze"], "name": "from the test"}}),
     ("DELETE", "/v1/keys/{key_id}"): ("admin", {}),
     ("GET", "/v1/batches/{batch_id}/corrections"): ("batches:read", {}),
@@ -113,7 +119,7 @@ def test_a_route_without_a_requirement_is_caught() -> None:
 
 def _path(path: str, t: Tenants, owner: str = "acme", key_id: str | None = None) -> str:
     return (path.replace("{batch_id}", t.batch[owner]).replace("{topic_id}", "0").replace("{row}", "0")
-            .replace("{correction_id}", "1").replace("{version}", "1")
+            .replace("{correction_id}", "1").replace("{version}", "1").replace("{model_version}", "tiny-test")
             .replace("{key_id}", key_id or t.client.app.state.access.keys.list(tenant=owner)[0].id))  # type: ignore[attr-defined]
 
 
@@ -206,6 +212,15 @@ def test_the_owner_gets_through(tenants: Tenants, route: tuple[str, str, bool]) 
     needed = ROUTES[(method, path)][0]
     key = tenants.admin["acme"] if needed == "admin" else tenants.full["acme"]
     extra: dict[str, Any] = {}
+    if path.startswith("/v1/admin/models"):  # the model serves every tenant: the operator's (tenant 'default') admin
+        key = tenants.key("default", ["admin"])
+        bundle = str(tenants.client.app.state.settings.bundle)  # type: ignore[attr-defined]
+        if method == "POST" and path == "/v1/admin/models":
+            extra["json"] = {"path": bundle}
+        if path.endswith("/rollback"):  # something to roll back from: the same weights under another name
+            made = tenants.client.post("/v1/admin/models", headers=bearer(key),
+                                       json={"path": bundle, "version": "tiny-routes", "promote": True})
+            assert made.status_code == 201 and made.json()["serving"] == "tiny-routes", made.text
     if method == "DELETE" and "{batch_id}" in path:  # delete a batch of acme's own, made for this
         bid = upload(tenants.client, key, "to-delete.csv")
         wait_done(tenants.client, key, bid)
