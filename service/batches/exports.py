@@ -163,6 +163,7 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.ces": "CES (media)", "summary.net": "Sentiment netto", "summary.sentiment": "Sentiment",
         "summary.topics": "Temi principali", "summary.touchpoints": "Punti di contatto principali",
         "summary.name": "Nome", "summary.impact": "Impatto sull'NPS", "summary.significant": "Significativo",
+        "summary.driver": "Driver", "summary.unclassified": "non altrimenti classificati",
         "yes": "sì", "no": "no",
         "corrected": "Corretto", "corrected_sentiment": "Sentiment corretto",
         "corrected_sentiment_id": "Sentiment corretto (id)", "corrected_topics": "Temi corretti",
@@ -192,6 +193,7 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.ces": "CES (mean)", "summary.net": "Net sentiment", "summary.sentiment": "Sentiment",
         "summary.topics": "Top topics", "summary.touchpoints": "Top touchpoints",
         "summary.name": "Name", "summary.impact": "NPS impact", "summary.significant": "Significant",
+        "summary.driver": "Driver", "summary.unclassified": "not otherwise classified",
         "yes": "yes", "no": "no",
         "corrected": "Corrected", "corrected_sentiment": "Corrected sentiment",
         "corrected_sentiment_id": "Corrected sentiment (id)", "corrected_topics": "Corrected topics",
@@ -660,7 +662,7 @@ def write_people_xlsx(
     ws.freeze_panes = "A2"
     for i, c in enumerate(cols, start=1):
         ws.column_dimensions[get_column_letter(i)].width = max(c.width, min(40, len(c.header) + 2))
-    ws.append([_xlsx_cell(ws, c.header) for c in cols])
+    ws.append([_header_cell(ws, c.header) for c in cols])
     count = 0
     for r in plan_rows(store, plan):
         ws.append([_xlsx_value(ws, c.value(r), c.kind) for c in cols])
@@ -672,6 +674,16 @@ def write_people_xlsx(
     return name
 
 
+def _header_cell(ws: Any, text: str) -> Any:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    cell = WriteOnlyCell(ws, value="".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 32)[:32_000])
+    cell.data_type = "s"  # a column name is customer data: never a formula
+    cell.font = Font(bold=True)
+    return cell
+
+
 def _xlsx_value(ws: Any, v: Any, kind: Kind) -> Any:
     if isinstance(v, dt.date | bool | int | float):
         return v
@@ -679,28 +691,45 @@ def _xlsx_value(ws: Any, v: Any, kind: Kind) -> Any:
 
 
 def _summary_sheet(wb: Any, plan: Plan, report: KpiReport, top: int) -> None:
+    """The KPIs of the exported rows, as the dashboard shows them: counts, NPS with its interval, sentiment shares,
+    the most mentioned topics and touchpoints (the catch-all topic apart, where the report sets it apart)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import Cell
+    from openpyxl.styles import Font
+
     n = plan.names
     ws = wb.create_sheet(n.text("sheet.summary"))
-    for letter, width in zip("ABCDEFG", (34, 14, 14, 14, 12, 14, 14), strict=True):
+    for letter, width in zip("ABCDEFGH", (36, 22, 12, 12, 14, 14, 14, 10), strict=True):
         ws.column_dimensions[letter].width = width
     t = n.text
+    bold = Font(bold=True)
 
-    def row(*values: Any) -> None:
-        ws.append([_xlsx_cell(ws, v) for v in values])
+    def row(*values: Any, head: bool = False, share_at: tuple[int, ...] = ()) -> None:
+        cells = []
+        for i, v in enumerate(values):
+            cell = _xlsx_cell(ws, v)
+            if head or (i in share_at and v is not None):
+                cell = cell if isinstance(cell, Cell) else WriteOnlyCell(ws, value=cell)
+                if head:
+                    cell.font = bold
+                else:
+                    cell.number_format = "0.0%"
+            cells.append(cell)
+        ws.append(cells)
 
-    row(t("summary.title"))
+    row(t("summary.title"), head=True)
     row(t("summary.batch"), plan.batch.name)
     row(t("summary.exported"), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
     row(t("summary.filters"), plan.selection.describe() or t("summary.filters.none"))
     row()
-    row(t("summary.metric"), t("summary.value"), t("summary.ci_low"), t("summary.ci_high"), t("summary.n"))
+    row(t("summary.metric"), t("summary.value"), t("summary.ci_low"), t("summary.ci_high"), t("summary.n"), head=True)
     row(t("summary.rows"), report.count)
     row(t("summary.analysed"), report.analysed)
     nps = report.nps
     row(t("summary.nps"), nps.value, nps.ci_low, nps.ci_high, nps.responses)
     if report.nps_estimate is not None:
         e = report.nps_estimate
-        row(t("summary.nps_estimate"), e.detractor_share, e.ci_low, e.ci_high, e.rows)
+        row(t("summary.nps_estimate"), e.detractor_share, e.ci_low, e.ci_high, e.rows, share_at=(1, 2, 3))
     if report.csat is not None:
         row(t("summary.csat"), report.csat.value, report.csat.ci_low, report.csat.ci_high, report.csat.responses)
     if report.ces is not None:
@@ -709,18 +738,25 @@ def _summary_sheet(wb: Any, plan: Plan, report: KpiReport, top: int) -> None:
     row()
     s = report.sentiment
     known = s.positive + s.neutral + s.negative + s.mixed
-    row(t("summary.sentiment"), t("summary.count"), t("summary.share"))
+    row(t("summary.sentiment"), t("summary.count"), t("summary.share"), head=True)
     for label in ("positive", "neutral", "mixed", "negative"):
         k = getattr(s, label)
-        row(n.sentiment(label), k, round(k / known, 4) if known else None)
-    for title, items, name_of in (
-        ("summary.topics", report.topics, n.topic), ("summary.touchpoints", report.touchpoints, n.touchpoint)
+        row(n.sentiment(label), k, round(k / known, 4) if known else None, share_at=(2,))
+    unclassified = getattr(report, "unclassified", None)  # the catch-all topic, where the report sets it apart
+    for title, items, name_of, apart in (
+        ("summary.topics", report.topics, n.topic, unclassified),
+        ("summary.touchpoints", report.touchpoints, n.touchpoint, None),
     ):
         row()
         row(t(title), "id", t("summary.count"), t("summary.share"), t("summary.net"), t("summary.impact"),
-            t("summary.significant"))
+            t("summary.significant"), t("summary.driver"), head=True)
         for x in sorted(items, key=lambda x: -x.count)[:top]:
-            row(name_of(x.id), x.id, x.count, x.share, x.net_sentiment, x.impact, t("yes" if x.significant else "no"))
+            driver = getattr(x, "driver", None)
+            row(name_of(x.id), x.id, x.count, x.share, x.net_sentiment, x.impact, t("yes" if x.significant else "no"),
+                None if driver is None else t("yes" if driver else "no"), share_at=(3,))
+        if apart is not None:
+            row(f"{name_of(apart.id)} ({t('summary.unclassified')})", apart.id, apart.count, apart.share,
+                apart.net_sentiment, None, None, t("no"), share_at=(3,))
 
 
 # ------------------------------------------------------------------- one call for the API and the CLI

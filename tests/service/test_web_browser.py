@@ -420,6 +420,44 @@ def _italian(page: Any, shots: Path) -> None:
     _shot(page, shots, "dashboard_it.png", full_page=True)
 
 
+def _multi_select_compare_and_print(page: Any, api: httpx.Client, batch_id: str, shots: Path) -> None:
+    """Several values of one filter (kept in the URL as repeated keys), January against March with significance
+    (kept in the URL too), small groups marked, and the printed page: no controls, the filters said in words."""
+    page.get_by_test_id("filter-language").select_option(["it", "en"])
+    page.wait_for_function("() => document.body.dataset.loading === 'false' && location.search.includes('language=it') "
+                           "&& location.search.includes('language=en')")
+    both = api.get(f"/v1/batches/{batch_id}/kpis", params=[("language", "it"), ("language", "en")]).json()
+    assert page.get_by_test_id("kpi-count-value").get_attribute("data-value") == str(both["count"])
+    page.get_by_test_id("filter-reset").click()
+    page.wait_for_function("() => document.body.dataset.loading === 'false' && !location.search.includes('language=')")
+
+    page.get_by_test_id("compare-a-period").select_option("2026-01")
+    page.get_by_test_id("compare-b-period").select_option("2026-03")
+    page.get_by_test_id("compare-run").click()
+    row = page.locator("[data-testid=compare-kpi][data-kpi=nps]")
+    row.wait_for()
+    expected = api.get(f"/v1/batches/{batch_id}/compare", params={"a_period": "2026-01", "b_period": "2026-03"}).json()
+    delta = row.locator("td.delta")
+    assert delta.get_attribute("data-significant") == str(expected["kpis"]["nps"]["significant"]).lower()
+    shown = delta.inner_text().replace("−", "-").replace(",", ".").replace("▲", "").replace("▼", "").split()[0]
+    assert float(shown) == pytest.approx(expected["kpis"]["nps"]["diff"], abs=0.051)
+    assert "cmp_a=2026-01" in page.url and "cmp_bp=2026-03" in page.url
+    assert page.get_by_test_id("compare-topics-row").count() == sum(
+        1 for x in expected["topics"] if x["count_a"] + x["count_b"] > 0) + (1 if expected["unclassified"] else 0)
+
+    kpis = api.get(f"/v1/batches/{batch_id}/kpis").json()
+    small = [g for groups in kpis["by_segment"].values() for g in groups if g["nps_small"]]
+    assert page.locator("[data-testid=by-segment] td[data-small=true]").count() >= len(small)
+
+    page.emulate_media(media="print")
+    page.evaluate("fillPrintMeta()")
+    assert page.get_by_test_id("filters").is_hidden() and page.get_by_test_id("print").is_hidden()
+    assert page.get_by_test_id("compare-card").is_visible() and page.get_by_test_id("print-meta").is_visible()
+    assert kpis["filters"] is not None and page.get_by_test_id("print-meta").inner_text().strip()
+    _shot(page, shots, "dashboard_print.png", full_page=True)
+    page.emulate_media(media="screen")
+
+
 def _filter_reloads_everything(page: Any, api: httpx.Client, batch_id: str) -> None:
     """A filter reloads every number."""
     page.get_by_test_id("filter-language").select_option("en")
@@ -458,6 +496,7 @@ def test_upload_progress_dashboard_comments(
     _hostile_text_stays_text(page)
     _discovered_theme(page, api, batch_id)
     _italian(page, screenshots)
+    _multi_select_compare_and_print(page, api, batch_id, screenshots)
     _filter_reloads_everything(page, api, batch_id)
     _sign_out(page, base_url)
 

@@ -207,3 +207,17 @@ def test_bad_parameters_are_422(client: TestClient, semicolon_batch: str) -> Non
                    {"period": "marzo"}, {"discovered": "-2"}):
         r = client.get(f"/v1/batches/{semicolon_batch}/export", params=params)
         assert r.status_code == 422, (params, r.text)
+
+
+def test_xlsx_keeps_formulas_as_text(client: TestClient, comma_batch: str) -> None:
+    r = client.get(f"/v1/batches/{comma_batch}/export", params={"format": "xlsx", "lang": "en"})
+    ws = openpyxl.load_workbook(io.BytesIO(r.content))["Comments"]
+    sheet = list(ws.iter_rows())
+    header = [c.value for c in sheet[0]]
+    formula_col = header.index("=cmd|' /C calc'!A0")
+    assert sheet[0][formula_col].data_type == "s" and sheet[0][0].font.b  # a text header, in bold
+    cells = {row[1].value: row for row in sheet[1:]}
+    text_at = header.index("commento")
+    assert (cells["r4"][text_at].value, cells["r4"][text_at].data_type) == (ACCENTED[3]["commento"], "s")
+    assert (cells["r1"][formula_col].value, cells["r1"][formula_col].data_type) == ("-2+3", "s")
+    assert not any(c.data_type == "f" for row in sheet for c in row)
