@@ -80,6 +80,8 @@ class Batch(Base):
     taxonomy_version: Mapped[str | None] = mapped_column(String(128))
     # who analysed it: local (this process / voce worker) or ray (a Ray cluster's actors); None before 0006
     executor: Mapped[str | None] = mapped_column(String(16))
+    # when cancelling was asked (POST /v1/batches/{id}/cancel): a running batch's worker stops at its next chunk
+    cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     discovery: Mapped[dict | None] = mapped_column(JSON)
     discovery_error: Mapped[str | None] = mapped_column(Text)
     # redact | mask | keep: how personal data in this batch's texts was stored (None: before 0002)

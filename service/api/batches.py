@@ -98,6 +98,13 @@ def get_batch(batch_id: str, batches: ReadBatchesDep) -> BatchStatus:
     return batches.status(batch_id)
 
 
+@router.post("/batches/{batch_id}/cancel", status_code=202, operation_id="cancel_batch")
+def cancel_batch(batch_id: str, batches: WriteBatchesDep) -> BatchStatus:
+    """Cancel a queued or running batch: a queued one at once, a running one at its next chunk (``cancel_requested``
+    until then); the rows analysed so far are kept, the upload is deleted; a finished batch is returned unchanged."""
+    return batches.cancel(batch_id)
+
+
 @router.delete(
     "/batches/{batch_id}", status_code=204, operation_id="delete_batch",
     responses={409: {"model": ErrorEnvelope, "description": "the batch is still being analysed"}},

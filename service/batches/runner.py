@@ -253,6 +253,8 @@ class BatchRunner:
 
     def _analyse(self, batch: Batch, path: Path, mapping: ColumnMapping) -> str:
         bid, wid = batch.id, self.worker_id
+        if batch.cancel_requested_at is not None:  # asked while its last worker was down
+            return self._cancelled(batch)
         table = open_table(path, batch.file_format)  # type: ignore[arg-type]
         version = self.analyzer.bundle.version
         if batch.rows_done and batch.model_version and batch.model_version != version:
@@ -280,6 +282,8 @@ class BatchRunner:
         try:
             for chunk, records in analysed:
                 self._commit(bid, chunk, records)
+                if read.more and self._durably(bid, "checking for cancellation", lambda: self.store.cancel_requested(bid)):
+                    return self._cancelled(batch)  # what is in flight is dropped (the finally below)
                 if self.stop.is_set() and read.more:
                     self._durably(bid, "giving the batch back", lambda: self.store.release(bid, wid))
                     return "paused"
@@ -300,6 +304,21 @@ class BatchRunner:
 
         evaluate_batch(self.store, bid, self.config.webhooks)
         return "done"
+
+    def _cancelled(self, batch: Batch) -> str:
+        """Cancelling was asked: keep the rows stored so far, no discovery, mark it cancelled, drop the upload."""
+        bid = batch.id
+        log.info("batch %s: cancelled at row %s", bid, batch.rows_done)
+        self._durably(bid, "cancelling", lambda: self.store.finish(bid, self.worker_id, "cancelled"),
+                      landed=lambda: self._status(bid) == "cancelled")
+        if not self.config.keep_uploads:  # a cancelled batch is never resumed
+            self._durably(bid, "deleting the upload", lambda: retention.discard_upload(
+                self.store, bid, batch.file_path, self.config.uploads))
+        return "cancelled"
+
+    def _status(self, bid: str) -> str | None:
+        stored = self.store.get(bid)
+        return stored.status if stored is not None else None
 
     def _prepared(
         self, table: Any, start: int, mapping: ColumnMapping, read: _RowsRead

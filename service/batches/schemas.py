@@ -13,7 +13,7 @@ from voce.service.db import Batch, utcnow
 class BatchStatus(BaseModel):
     id: str
     name: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     phase: str | None = Field(description="While running: reading | analysing | discovering.")
     format: str
     tenant: str
@@ -30,6 +30,9 @@ class BatchStatus(BaseModel):
     model_version: str | None
     taxonomy_version: str | None
     executor: str | None = Field(default=None, description="Who analysed it: local or ray.")
+    cancel_requested: bool = Field(
+        default=False, description="Cancelling was asked: a running batch stops at its next chunk (then 'cancelled')."
+    )
     mapping: dict[str, Any]
     discovery_error: str | None
     pii_mode: str | None = Field(
@@ -99,7 +102,7 @@ def batch_status(b: Batch) -> BatchStatus:
         eta_seconds=eta_seconds(b), created_at=_utc(b.created_at), started_at=_utc(b.started_at),
         finished_at=_utc(b.finished_at),
         attempts=b.attempts, error=b.error, model_version=b.model_version, taxonomy_version=b.taxonomy_version,
-        executor=b.executor,
+        executor=b.executor, cancel_requested=b.cancel_requested_at is not None,
         mapping=b.mapping, discovery_error=b.discovery_error, pii_mode=b.pii_mode,
         file_deleted_at=_utc(b.file_deleted_at),
     )

@@ -433,6 +433,13 @@ class BatchService:
     def list_batches(self, limit: int = 100, offset: int = 0) -> BatchList:
         return BatchList(batches=[batch_status(b) for b in self.store.list_batches(limit, offset, tenant=self.tenant)])
 
+    def cancel(self, batch_id: str) -> BatchStatus:
+        """Cancel a queued or running batch (a running one stops at its next chunk, keeping the rows stored so far);
+        a finished batch is returned as it is."""
+        self.get(batch_id)  # not found (another tenant's, or none) before anything changes
+        self.store.cancel(batch_id)
+        return self.status(batch_id)
+
     def delete(self, batch_id: str) -> None:
         """Delete a finished batch, its rows and its uploaded file."""
         b = self.get(batch_id)

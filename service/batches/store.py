@@ -127,6 +127,31 @@ class BatchStore:
             self._owned(s, batch_id, worker_id, status=status, phase=None, finished_at=utcnow(), **values)
             s.execute(update(Batch).where(Batch.id == batch_id).values(worker_id=None))
 
+    def cancel(self, batch_id: str) -> str:
+        """Cancel a batch: a queued one at once (``cancelled``); a running one is asked to stop (``cancelling``: its
+        worker stores no further chunk, keeps the rows stored so far and marks it cancelled); a finished one is left
+        as it is (its status is returned)."""
+        now = utcnow()
+        with self.sessions() as s, s.begin():
+            res = s.execute(
+                update(Batch).where(Batch.id == batch_id, Batch.status == "queued")
+                .values(status="cancelled", phase=None, finished_at=now, cancel_requested_at=now)
+            )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return "cancelled"
+            res = s.execute(
+                update(Batch).where(Batch.id == batch_id, Batch.status == "running")
+                .values(cancel_requested_at=func.coalesce(Batch.cancel_requested_at, now))
+            )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return "cancelling"
+            status = s.scalar(select(Batch.status).where(Batch.id == batch_id))
+            return str(status) if status is not None else "missing"
+
+    def cancel_requested(self, batch_id: str) -> bool:
+        with self.sessions() as s:
+            return s.scalar(select(Batch.cancel_requested_at).where(Batch.id == batch_id)) is not None
+
     def note_finished(self, batch_id: str, **values: Any) -> None:
         """Set fields of a batch no worker holds any more (the outage note of the run that finished it)."""
         with self.sessions() as s, s.begin():

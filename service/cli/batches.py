@@ -173,6 +173,15 @@ def batch_status_cmd(batch_id: str) -> None:
     typer.echo(status.model_dump_json(indent=2))
 
 
+@batch_app.command("cancel")
+def batch_cancel_cmd(batch_id: str) -> None:
+    """Cancel a queued or running batch (a running one stops at its next chunk; rows analysed so far are kept)."""
+    with _batch_errors(batch_id):
+        status = _service(settings()).cancel(batch_id)
+    stopping = status.cancel_requested and status.status == "running"
+    typer.echo(f"{status.id}  {status.status}{' (stopping at the next chunk)' if stopping else ''}")
+
+
 @batch_app.command("export")
 def batch_export(
     batch_id: str,

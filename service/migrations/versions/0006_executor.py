@@ -1,4 +1,5 @@
-"""executor: which executor analysed a batch (local, or ray: a Ray cluster's analyzer actors)
+"""executor and cancellation: which executor analysed a batch (local, or ray: a Ray cluster's analyzer actors), and
+when cancelling it was asked (its worker stops at the next chunk)
 
 Revision ID: 0006
 Revises: 0005
@@ -18,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("batches") as b:
         b.add_column(sa.Column("executor", sa.String(16)))
+        b.add_column(sa.Column("cancel_requested_at", sa.DateTime))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("batches") as b:
+        b.drop_column("cancel_requested_at")
         b.drop_column("executor")

@@ -68,7 +68,7 @@ def wait_batch(client: TestClient, batch_id: str, timeout: float = 120, headers:
     def ended() -> bool:
         nonlocal last
         last = client.get(f"/v1/batches/{batch_id}", headers=headers).json()
-        return last.get("status") in ("done", "failed")
+        return last.get("status") in ("done", "failed", "cancelled")
 
     if not wait_for(ended, timeout, every=0.05):
         raise AssertionError(f"batch never finished: {last}")

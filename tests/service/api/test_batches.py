@@ -339,3 +339,22 @@ def test_chunked_upload_over_the_limit_is_refused(tiny_bundle_dir: Path, tmp_pat
         small = c.post("/v1/batches", files={"file": ("ok.csv", b"text\nciao\n")})
         assert small.status_code == 202  # below the limit, unaffected
     assert len(list((tmp_path / "data" / "uploads").iterdir())) == 1  # only the accepted upload is on disk
+
+
+def test_cancel_through_the_api(client: TestClient) -> None:
+    """POST /v1/batches/{id}/cancel on a finished batch returns it unchanged; on an unknown one 404."""
+    r = client.post(
+        "/v1/batches", files={"file": ("survey.csv", csv_bytes(ROWS))}, data={"mapping": json.dumps(MAPPING)},
+    )
+    assert r.status_code == 202, r.text
+    bid = r.json()["id"]
+    c = client.post(f"/v1/batches/{bid}/cancel")
+    assert c.status_code == 202, c.text
+    assert c.json()["status"] in ("cancelled", "running", "done")  # queued: cancelled at once; running: stops soon
+    st = wait_batch(client, bid)
+    if st["status"] != "done":  # it was cancelled before it could finish
+        assert st["status"] == "cancelled" and st["cancel_requested"] is True
+        assert client.get(f"/v1/batches/{bid}/rows").status_code == 200  # rows stored so far stay readable
+    again = client.post(f"/v1/batches/{bid}/cancel").json()
+    assert again["status"] == st["status"]  # a finished batch is left as it is
+    assert client.post("/v1/batches/nope/cancel").status_code == 404

@@ -33,6 +33,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/v1/batches"): ("batches:read", {}),
     ("GET", "/v1/batches/{batch_id}"): ("batches:read", {}),
     ("DELETE", "/v1/batches/{batch_id}"): ("batches:write", {}),
+    ("POST", "/v1/batches/{batch_id}/cancel"): ("batches:write", {}),
     ("GET", "/v1/batches/{batch_id}/results"): ("batches:read", {"params": {"format": "csv"}}),
     ("GET", "/v1/batches/{batch_id}/export"): ("batches:read", {"params": {"format": "csv"}}),
     ("GET", "/v1/batches/{batch_id}/kpis"): ("batches:read", {}),

@@ -201,3 +201,36 @@ def test_a_finish_whose_answer_was_lost_is_done_not_a_lost_lease(
     b = store.get("lostanswer")
     assert b is not None and (status, b.status, b.rows_done, len(calls)) == ("done", "done", 10, 1)
     assert b.error and "while finishing" in b.error and "nothing lost" in b.error
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_cancel_a_queued_and_a_running_batch(
+    backend: str, request: pytest.FixtureRequest, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """Queued: cancelled at once, never claimed.  Running: stops at the next chunk, keeps its stored rows (a prefix
+    of the file), no discovery, upload deleted; cancelling a finished batch changes nothing."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    settings = batch_settings(tmp_path, tiny_bundle_dir, database_url=url)
+    store = BatchStore.open(settings.resolved_database_url())
+    src = rows_file(tmp_path, 40)
+    queue(store, settings, src, f"queued{backend}")
+    queue(store, settings, src, f"running{backend}")
+    assert store.cancel(f"queued{backend}") == "cancelled"
+    config = RunnerConfig.from_settings(settings)
+
+    def cancel_after_two_chunks(done: int) -> None:
+        if done == 8:
+            assert store.cancel(f"running{backend}") == "cancelling"
+
+    batch = store.claim("w", 30)
+    assert batch is not None and batch.id == f"running{backend}"  # the cancelled one is not claimable
+    status = BatchRunner(store, fake_analyzer, "w", config, on_chunk=cancel_after_two_chunks).run(batch)
+    b = store.get(f"running{backend}")
+    assert status == "cancelled" and b is not None
+    assert (b.status, b.rows_done, b.discovery, b.worker_id) == ("cancelled", 8, None, None)
+    assert [r.row for r in store.iter_rows(b.id, columns=("row",))] == list(range(8))
+    assert b.file_deleted_at is not None and not Path(b.file_path).exists()
+    q = store.get(f"queued{backend}")
+    assert q is not None and (q.status, q.rows_done, q.attempts) == ("cancelled", 0, 0)
+    assert store.claim("w2", 30) is None
+    assert store.cancel(f"running{backend}") == "cancelled"  # already finished: unchanged
