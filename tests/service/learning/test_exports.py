@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from tests.service.learning.conftest import Team
 
@@ -36,3 +37,15 @@ def test_export_has_predicted_and_corrected_columns(team: Team) -> None:
     cid = r.json()["corrections"][0]["id"]
     assert t.client.delete(f"/v1/batches/{t.batch['acme']}/rows/7/corrections/{cid}", headers=t.h("acme")).status_code == 200
     assert "Corrected" not in _csv(t, "en")[7]
+
+
+def test_jsonl_results_carry_the_correction(team: Team) -> None:
+    t = team
+    r = t.client.post(f"/v1/batches/{t.batch['acme']}/rows/8/corrections", json={"sentiment": "mixed"},
+                      headers=t.h("acme"))
+    assert r.status_code == 201, r.text
+    lines = t.client.get(f"/v1/batches/{t.batch['acme']}/results", headers=t.h("acme")).text.splitlines()
+    items = {i["row"]: i for i in map(json.loads, lines)}
+    assert items[8]["correction"]["sentiment"] == "mixed" and items[8]["correction"]["by"] == ["Giulia"]
+    assert items[8]["sentiment"]["label"] == r.json()["original"]["sentiment"]  # the prediction stays
+    assert "correction" not in items[9]
