@@ -221,3 +221,24 @@ def test_xlsx_keeps_formulas_as_text(client: TestClient, comma_batch: str) -> No
     assert (cells["r4"][text_at].value, cells["r4"][text_at].data_type) == (ACCENTED[3]["commento"], "s")
     assert (cells["r1"][formula_col].value, cells["r1"][formula_col].data_type) == ("-2+3", "s")
     assert not any(c.data_type == "f" for row in sheet for c in row)
+
+
+def test_an_xlsx_upload_exports_for_the_page_language(client: TestClient) -> None:
+    """No CSV dialect to follow: Italian gets what Italian Excel opens (';', BOM, decimal commas), English ','."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(list(ROWS[0]))
+    for r in ROWS[:6]:
+        ws.append([int(v) if k in ("nps", "csat") and v.isdigit() else v for k, v in r.items()])
+    buf = io.BytesIO()
+    wb.save(buf)
+    bid = _upload(client, buf.getvalue(), name="sondaggio.xlsx")
+    it = client.get(f"/v1/batches/{bid}/export", params={"format": "csv"})
+    assert it.content.startswith(codecs.BOM_UTF8) and it.content.decode("utf-8-sig").startswith("Riga;ID;")
+    assert "," in _csv(it, ";")[0]["Prob. detrattore"]
+    en = _csv(client.get(f"/v1/batches/{bid}/export", params={"format": "csv", "lang": "en"}), ",")
+    assert [r["ID"] for r in en] == [r["id"] for r in ROWS[:6]] and "." in en[0]["P(detractor)"]
+    sheet = openpyxl.load_workbook(io.BytesIO(client.get(f"/v1/batches/{bid}/export").content))["Commenti"]
+    header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+    first = [c for c in next(sheet.iter_rows(min_row=2, max_row=2))]
+    assert (first[header.index("nps")].value, first[header.index("nps")].data_type) == (10, "n")
