@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from voce.service.batches.progress import RowNotes
 from voce.service.batches.rows import RowItem
 from voce.service.db import Batch, utcnow
 
@@ -21,7 +22,10 @@ class BatchStatus(BaseModel):
     rows_done: int
     rows_error: int
     progress: float = Field(ge=0.0, le=1.0)
-    eta_seconds: float | None
+    eta_seconds: float | None = Field(
+        description="Seconds left, from a rate averaged over chunks (none until a few chunks are measured); counts "
+                    "down between chunks and does not climb on a little jitter."
+    )
     created_at: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -40,6 +44,10 @@ class BatchStatus(BaseModel):
     )
     file_deleted_at: dt.datetime | None = Field(
         default=None, description="When the uploaded file was deleted after the analysis (None: still kept)."
+    )
+    notes: RowNotes | None = Field(
+        default=None, description="The stored rows' warnings and errors counted by kind, with a few example rows "
+                                  "(GET /v1/batches/{id} only; not in the list)."
     )
 
 
@@ -93,16 +101,18 @@ def _utc(d: dt.datetime | None) -> dt.datetime | None:
     return d.replace(tzinfo=dt.UTC) if d is not None and d.tzinfo is None else d
 
 
-def batch_status(b: Batch) -> BatchStatus:
+def batch_status(b: Batch, *, eta: float | None | bool = True, notes: RowNotes | None = None) -> BatchStatus:
+    """The batch as the API shows it; ``eta``: the estimate to show (True: from the run's average rate)."""
     total = b.total_rows
     progress = 1.0 if b.status == "done" else (min(b.rows_done / total, 1.0) if total else 0.0)
     return BatchStatus(
         id=b.id, name=b.name, status=b.status, phase=b.phase, format=b.file_format, tenant=b.tenant,  # type: ignore[arg-type]
         rows_total=total, rows_done=b.rows_done, rows_error=b.rows_error, progress=round(progress, 4),
-        eta_seconds=eta_seconds(b), created_at=_utc(b.created_at), started_at=_utc(b.started_at),
+        eta_seconds=eta_seconds(b) if eta is True else (None if eta is False else eta),
+        created_at=_utc(b.created_at), started_at=_utc(b.started_at),
         finished_at=_utc(b.finished_at),
         attempts=b.attempts, error=b.error, model_version=b.model_version, taxonomy_version=b.taxonomy_version,
         executor=b.executor, cancel_requested=b.cancel_requested_at is not None,
         mapping=b.mapping, discovery_error=b.discovery_error, pii_mode=b.pii_mode,
-        file_deleted_at=_utc(b.file_deleted_at),
+        file_deleted_at=_utc(b.file_deleted_at), notes=notes,
     )

@@ -14,6 +14,7 @@ import functools
 import json
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from voce.models.caches import LRUCache
 from voce.service import analytics
@@ -36,10 +38,11 @@ from voce.service.batches.errors import (
     UploadTooLarge,
 )
 from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
+from voce.service.batches.progress import ChunkRate, NotesTally, RowNotes
 from voce.service.batches.retention import private_file, private_folder
 from voce.service.batches.schemas import BatchCreated, BatchList, BatchStatus, PreviewResponse, RowPage, batch_status
 from voce.service.batches.store import BatchStore
-from voce.service.db import Batch
+from voce.service.db import Batch, BatchRow, utcnow
 from voce.service.privacy import Redactor
 from voce.service.uploads import (
     ColumnMapping,
@@ -274,6 +277,11 @@ class BatchService:
         self._facts: LRUCache[str, tuple[tuple[Any, ...], list[RowFacts]]] = LRUCache(facts_cache_size)
         # the one tenant this service sees (for_tenant); None: every tenant (the operator's CLI, the workers)
         self.tenant: str | None = None
+        # per running batch, its chunk rate (the ETA) and its rows' warnings counted so far (progress.py); shared
+        # by the tenant-scoped copies, guarded by one lock (status is polled from the thread pool)
+        self._rates: LRUCache[str, ChunkRate] = LRUCache(256)
+        self._tallies: LRUCache[str, NotesTally] = LRUCache(64)
+        self._progress_lock = threading.Lock()
 
     def for_tenant(self, tenant: str) -> BatchService:
         """The same service seeing only ``tenant``'s batches: another tenant's batch is not found (never revealed)."""
@@ -428,10 +436,54 @@ class BatchService:
         return b is not None and (self.tenant is None or b.tenant == self.tenant)
 
     def status(self, batch_id: str) -> BatchStatus:
-        return batch_status(self.get(batch_id))
+        """The batch's state, its ETA and its rows' warnings and errors counted by kind."""
+        b = self.get(batch_id)
+        return batch_status(b, eta=self._eta(b), notes=self.row_notes(b))
 
     def list_batches(self, limit: int = 100, offset: int = 0) -> BatchList:
-        return BatchList(batches=[batch_status(b) for b in self.store.list_batches(limit, offset, tenant=self.tenant)])
+        found = self.store.list_batches(limit, offset, tenant=self.tenant)
+        return BatchList(batches=[batch_status(b, eta=self._eta(b)) for b in found])
+
+    def _eta(self, b: Batch) -> float | None:
+        """Seconds left from the batch's chunk rate (:class:`~voce.service.batches.progress.ChunkRate`), fed with
+        the rows done and when they landed (a chunk's commit sets ``heartbeat_at``)."""
+        if b.status != "running" or b.phase != "analysing" or not b.total_rows:
+            return None
+        now = utcnow()
+        landed = min(b.heartbeat_at or now, now)  # another machine's clock a little ahead: not in the future
+        with self._progress_lock:
+            rate = self._rates.get(b.id)
+            if rate is None:
+                rate = ChunkRate()
+                self._rates.put(b.id, rate)
+            rate.observe(b.rows_done, landed.replace(tzinfo=dt.UTC).timestamp())
+            return rate.eta(b.total_rows, now.replace(tzinfo=dt.UTC).timestamp())
+
+    def row_notes(self, b: Batch) -> RowNotes:
+        """The stored rows' warnings and errors by kind, each row read once (a running batch's new rows since the
+        last call; a batch analysed again from the top is counted again)."""
+        with self._progress_lock:
+            tally = self._tallies.get(b.id)
+            if tally is None or b.rows_done < tally.upto:
+                tally = NotesTally()
+                self._tallies.put(b.id, tally)
+            if b.rows_done > tally.upto:
+                upto = b.rows_done
+                with self.store.sessions() as s:
+                    base = (BatchRow.batch_id == b.id, BatchRow.row >= tally.upto, BatchRow.row < upto)
+                    for row, doc_id, warnings in s.execute(
+                        select(BatchRow.row, BatchRow.doc_id, BatchRow.warnings).where(*base).order_by(BatchRow.row)
+                    ):
+                        if warnings:
+                            tally.add_warnings(row, doc_id, [str(w) for w in warnings])
+                    for row, doc_id, result in s.execute(
+                        select(BatchRow.row, BatchRow.doc_id, BatchRow.result).where(*base, BatchRow.ok.is_(False))
+                        .order_by(BatchRow.row)
+                    ):
+                        error = (result or {}).get("error") or {}
+                        tally.add_error(row, doc_id, str(error.get("code", "Error")), str(error.get("message", "")))
+                tally.upto = upto
+            return tally.notes()
 
     def cancel(self, batch_id: str) -> BatchStatus:
         """Cancel a queued or running batch (a running one stops at its next chunk, keeping the rows stored so far);
