@@ -47,9 +47,18 @@ def _rows(store: BatchStore, batch_id: str) -> Iterator[Any]:
 
 
 def jsonl_lines(store: BatchStore, batch_id: str) -> Iterator[bytes]:
+    from voce.service.learning.corrections import corrected_rows
+
+    fixes = corrected_rows(store, batch_id, active_only=True)  # analysts' corrections, beside the prediction
     buf: list[str] = []
     for r in _rows(store, batch_id):
-        buf.append(json.dumps(rows.export_item(r), ensure_ascii=False))
+        item = rows.export_item(r)
+        if r.row in fixes:
+            fix = fixes[r.row]
+            item["correction"] = fix.corrected.model_dump(mode="json") | {
+                "by": list(dict.fromkeys(c.author for c in fix.corrections if c.active)),
+            }
+        buf.append(json.dumps(item, ensure_ascii=False))
         if len(buf) >= 500:
             yield ("\n".join(buf) + "\n").encode("utf-8")
             buf = []
