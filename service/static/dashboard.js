@@ -1167,6 +1167,25 @@ function fillPrintMeta() {
 
 function resizeCharts() { for (const chart of Object.values(dash.charts)) chart.resize(); }
 
+/** One chart as a PNG on a white background (Chart.js draws on a transparent canvas), named after the analysis. */
+function downloadChartPng(name) {
+  const chart = dash.charts[name];
+  if (!chart) return;
+  const src = chart.canvas;
+  const out = document.createElement("canvas");
+  out.width = src.width;
+  out.height = src.height;
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, out.width, out.height);
+  ctx.drawImage(src, 0, 0);
+  const stem = ((dash.batch && dash.batch.name) || "voce").replace(/\.[^.]*$/, "");
+  const a = el("a", { href: out.toDataURL("image/png"), download: stem + "-" + name + ".png", hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 // ---------------------------------------------------------------- comment card
 /** A comment's segment values (the columns mapped as segments), as "column: value". */
 function segmentTags(row) {
@@ -1227,6 +1246,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("filters").addEventListener("change", onFilterChange);
   for (const id of ["f-topic", "f-touchpoint", "f-channel", "f-language", "f-segment"]) toggleOnClick($(id));
   $("print").addEventListener("click", () => { fillPrintMeta(); window.print(); });
+  document.querySelectorAll("[data-png]").forEach((b) => b.addEventListener("click", () => downloadChartPng(b.dataset.png)));
   window.addEventListener("beforeprint", () => { fillPrintMeta(); resizeCharts(); });
   window.addEventListener("afterprint", resizeCharts);
   $("compare-form").addEventListener("submit", (e) => { e.preventDefault(); writeCompareToUrl(); runCompare(); });
