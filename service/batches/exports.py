@@ -1,8 +1,16 @@
-"""Batch results as JSONL, CSV or XLSX: the ``/v1/analyze`` object of every row plus its original columns.
+"""Batch results as files, two ways.
 
-JSONL and CSV stream page by page; XLSX (a zip) is written to a temporary file with openpyxl's write-only mode,
-so memory stays flat for 100,000 rows too.  What a row contributes is :mod:`.rows`'s business; this module only
-knows the file formats (and how to keep a spreadsheet from running customer text as a formula).
+* For scripts (``/results``): JSONL, CSV or XLSX, the ``/v1/analyze`` object of every row plus its original
+  columns, English ids, commas.
+* For people (``/export``, :func:`people_export`): CSV or XLSX of any selection the dashboard shows (its filters,
+  a comments list's selector), labelled in the page's language with the ids beside, a column per topic and
+  touchpoint, numbers as numbers; a CSV in the upload's own dialect (``;``, BOM, decimal commas for Italian Excel);
+  an XLSX with a frozen, filterable header and a summary sheet of the same rows' KPIs.  :func:`columns` is the one
+  place a column is added.
+
+Both stream page by page; XLSX (a zip) is written to a temporary file with openpyxl's write-only mode, so memory
+stays flat for 100,000 rows too.  What a row stores is :mod:`.rows`'s business; this module knows the file
+formats (and how to keep a spreadsheet from running customer text as a formula).
 """
 from __future__ import annotations
 
