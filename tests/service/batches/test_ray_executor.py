@@ -229,3 +229,37 @@ def test_actors_score_with_the_batchs_taxonomy(local_ray: Any, fake_analyzer: An
 
     assert labels(on_ray) == labels(local)
     assert all(dropped not in [t[0] for t in (r["topics"] or [])] for r in on_ray)  # present with the configured one
+
+
+def test_cancelling_a_batch_on_ray_stops_it_and_keeps_a_prefix(
+    local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    settings = batch_settings(tmp_path, tiny_bundle_dir, executor="ray", ray_actors=2)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 400), "cancel")
+    ex = build_executor(settings, store, lambda: fake_analyzer, threads=1, name="ray")
+    asked: list[int] = []
+
+    def cancel_mid_batch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            b = store.get("cancel")
+            if b is not None and b.rows_done >= 40:
+                assert store.cancel("cancel") in ("cancelling", "cancelled")
+                asked.append(b.rows_done)
+                return
+            time.sleep(0.01)
+
+    canceller = threading.Thread(target=cancel_mid_batch)
+    canceller.start()
+    try:
+        ex.run_until_idle()
+    finally:
+        canceller.join()
+        ex.stop()
+    b = store.get("cancel")
+    assert asked and b is not None
+    if b.status == "done":
+        pytest.skip("the batch finished before the cancellation reached it")
+    assert b.status == "cancelled" and b.rows_done < 400 and b.discovery is None
+    assert [r.row for r in store.iter_rows("cancel", columns=("row",))] == list(range(b.rows_done))
