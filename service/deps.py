@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from voce.models.analyzer import Analyzer
-from voce.models.taxonomy import Taxonomy
 from voce.service.analytics import Filters
 from voce.service.auth.access import AccessControl, KeyRequirement, PageRequirement, Principal
 from voce.service.batches.service import BatchService, Caller, make_filters
@@ -253,18 +252,19 @@ ReadCorrectionsDep = Annotated[CorrectionService, Depends(_read_corrections)]
 WriteCorrectionsDep = Annotated[CorrectionService, Depends(_write_corrections)]
 
 
-def get_scoring_taxonomy(
-    request: Request, principal: Annotated[Principal | None, Depends(require_analyze)]
-) -> Taxonomy | None:
-    """The caller's tenant's active stored taxonomy for ``/v1/analyze`` (None: the configured one, never edited;
-    or the store is not open yet)."""
+def get_scoring_analyzer(
+    request: Request, principal: Annotated[Principal | None, Depends(require_analyze)], analyzer: AnalyzerDep
+) -> Analyzer:
+    """The analyzer scoring with the caller's tenant's active stored taxonomy, for ``/v1/analyze`` (the loaded one
+    when the tenant never saved a version, or before the store is open); one object per tenant version, so the
+    micro-batcher still joins a tenant's concurrent requests."""
     if principal is None or getattr(request.app.state, "store", None) is None:
-        return None
-    return get_taxonomy_store(request).active(principal.tenant)
+        return analyzer
+    return get_taxonomy_store(request).analyzer_for(analyzer, principal.tenant)
 
 
-#: what /v1/analyze scores with when the request brings no inline taxonomy
-ScoringTaxonomyDep = Annotated[Taxonomy | None, Depends(get_scoring_taxonomy)]
+#: what /v1/analyze scores with: the tenant's taxonomy (an inline taxonomy in the request is merged over it)
+ScoringAnalyzerDep = Annotated[Analyzer, Depends(get_scoring_analyzer)]
 
 
 # ---- model versions (models/registry.py; hot swap in service/state.py): the operator's admin keys only

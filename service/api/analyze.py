@@ -18,10 +18,9 @@ from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.deps import (
     AUTH_RESPONSES,
     AdmissionDep,
-    AnalyzerDep,
     BatcherDep,
     MetricsDep,
-    ScoringTaxonomyDep,
+    ScoringAnalyzerDep,
     SettingsDep,
     require_analyze,
 )
@@ -62,8 +61,8 @@ class AnalyzeResponse(BaseModel):
 
 
 def _analyze(
-    body: AnalyzeRequest, s: SettingsDep, analyzer: AnalyzerDep, admission: AdmissionDep, metrics: MetricsDep,
-    batcher: BatcherDep, tenant_taxonomy: ScoringTaxonomyDep,
+    body: AnalyzeRequest, s: SettingsDep, analyzer: ScoringAnalyzerDep, admission: AdmissionDep, metrics: MetricsDep,
+    batcher: BatcherDep,
 ) -> AnalyzeResponse:
     """Analyse up to 25 documents (configurable); per-document problems are reported in `errors`."""
     if len(body.documents) > s.max_documents:
@@ -71,14 +70,14 @@ def _analyze(
     ids = [d.id for d in body.documents]
     if len(set(ids)) != len(ids):
         raise InvalidInput("document ids must be unique within a request")
-    # the tenant's stored taxonomy (service/learning), unless the request brings its own
-    taxonomy = tenant_taxonomy
+    # the analyzer scores with the tenant's stored taxonomy (service/learning); an inline one is merged over it
+    taxonomy = None
     if body.taxonomy is not None:
         where = _invalid_unicode(body.taxonomy, "taxonomy")
         if where:
             raise InvalidInput(f"{where[0]}: invalid character {where[1]} (NUL, lone surrogate or non-character)")
         try:
-            taxonomy = parse_taxonomy(body.taxonomy, base=tenant_taxonomy or analyzer.taxonomy)
+            taxonomy = parse_taxonomy(body.taxonomy, base=analyzer.taxonomy)
         except TaxonomyError as exc:
             raise InvalidInput(str(exc)) from exc
         _check_taxonomy_work(taxonomy, analyzer, s)

@@ -352,6 +352,9 @@ class TaxonomyStore:
     def __init__(self, sessions: sessionmaker) -> None:
         self.sessions = sessions
         self._parsed: dict[tuple[str, int], Taxonomy] = {}
+        # (tenant, version) -> (the base analyzer, it scoring with that version): one object per tenant version, so
+        # the micro-batcher joins a tenant's concurrent requests (it joins requests of the same analyzer)
+        self._analyzers: dict[tuple[str, int], tuple[Analyzer, Analyzer]] = {}
         self._lock = threading.Lock()
 
     def latest(self, tenant: str) -> TaxonomyVersion | None:
@@ -390,6 +393,23 @@ class TaxonomyStore:
                 if len(self._parsed) > 64:
                     self._parsed.pop(next(iter(self._parsed)))
         return found
+
+    def analyzer_for(self, base: Analyzer, tenant: str) -> Analyzer:
+        """``base`` scoring with the tenant's active version (``base`` itself when the tenant never saved one)."""
+        row = self.latest(tenant)
+        if row is None:
+            return base
+        key = (tenant, row.version)
+        with self._lock:
+            hit = self._analyzers.get(key)
+        if hit is not None and hit[0] is base:
+            return hit[1]
+        scoring = with_taxonomy(base, self.taxonomy(row))
+        with self._lock:
+            self._analyzers[key] = (base, scoring)
+            if len(self._analyzers) > 64:
+                self._analyzers.pop(next(iter(self._analyzers)))
+        return scoring
 
     def active(self, tenant: str) -> Taxonomy | None:
         """The tenant's active taxonomy, or None when it never saved one (the configured one applies)."""
