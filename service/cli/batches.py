@@ -187,6 +187,15 @@ def batch_export(
     batch_id: str,
     output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
     format: Annotated[str, typer.Option(help="jsonl | csv | xlsx (default: from the output's extension)")] = "",
+    lang: Annotated[
+        str | None,
+        typer.Option(help="it | en: the export for people (as the page's buttons give it: labels in this language with "
+                          "the ids beside, a column per topic and touchpoint, a summary sheet in XLSX; CSV in the "
+                          "upload's delimiter and encoding); omitted: the scripts' format"),
+    ] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="with --lang: only rows with this topic (repeatable)")] = None,
+    segment: Annotated[list[str] | None, typer.Option(help="with --lang: column:value (repeatable)")] = None,
+    period: Annotated[str | None, typer.Option(help="with --lang: 2026-03, 2026-W09 or 2026-03-05")] = None,
 ) -> None:
     """Write a batch's results with the original columns."""
     from voce.service.batches.service import ExportFormat
@@ -197,12 +206,45 @@ def batch_export(
     fmt = format or output.suffix.lstrip(".").lower()
     if fmt not in ("jsonl", "csv", "xlsx"):
         raise fail("--format must be jsonl, csv or xlsx")
+    if lang is not None or topic or segment or period:
+        _people_export(batches, batch_id, fmt, output, lang or "it", topic, segment, period)
+        return
     export = batches.export(batch_id, cast(ExportFormat, fmt), folder=output.parent)
     if export.path is not None:
         export.path.replace(output)
     else:
         with output.open("wb") as fh:
             for chunk in export.chunks or ():
+                fh.write(chunk)
+    say(f"{output} written")
+
+
+def _people_export(
+    batches: BatchService, batch_id: str, fmt: str, output: Path, lang: str, topic: list[str] | None,
+    segment: list[str] | None, period: str | None,
+) -> None:
+    """``voce batch export --lang``: the page's export, named by the taxonomy the batch was scored with."""
+    from voce.models.spec import load_taxonomy_for
+    from voce.service.batches import exports
+    from voce.service.batches.service import make_filters
+    from voce.service.learning.taxonomies import TaxonomyStore, batch_taxonomy
+
+    if lang not in ("it", "en"):
+        raise fail("--lang must be it or en")
+    if fmt not in ("csv", "xlsx"):
+        raise fail("the export for people is csv or xlsx")
+    s = settings()
+    with _batch_errors(batch_id):
+        selection = exports.Selection(make_filters(topic=topic, segment=segment, period=period))
+        taxonomy = batch_taxonomy(TaxonomyStore(batches.store.sessions), batches.get(batch_id),
+                                  load_taxonomy_for(s.analyzer_spec()))
+        out = exports.people_export(batches, batch_id, fmt, selection=selection, language=lang,  # type: ignore[arg-type]
+                                    taxonomy=taxonomy, folder=output.parent)
+    if out.path is not None:
+        out.path.replace(output)
+    else:
+        with output.open("wb") as fh:
+            for chunk in out.chunks or ():
                 fh.write(chunk)
     say(f"{output} written")
 
