@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import io
 import json
+import operator
 import os
 import re
 import uuid
@@ -503,7 +504,7 @@ def columns(plan: Plan) -> list[Column]:
     text_col = mapping.get("text")
     for c in plan.originals:
         cols.append(Column(
-            c, (lambda r, c=c: _number_or_text(_plain((r.original or {}).get(c)), plan.numeric_originals)),
+            c, _original(c, plan.numeric_originals),
             "text", 60 if c == text_col else max(10, min(30, len(c) + 4)),
         ))
     cols += [
@@ -518,7 +519,7 @@ def columns(plan: Plan) -> list[Column]:
     ]
     for key in ("nps", "csat", "ces"):
         if mapping.get(key):
-            cols.append(Column(n.text(key), (lambda r, key=key: getattr(r, key)), "int", 9))
+            cols.append(Column(n.text(key), operator.attrgetter(key), "int", 9))
     if mapping.get("date"):
         cols.append(Column(n.text("date"), lambda r: r.date, "date", 11))
     if mapping.get("channel"):
@@ -527,7 +528,7 @@ def columns(plan: Plan) -> list[Column]:
             Column(n.text("channel_id"), lambda r: r.channel, "text", 14),
         ]
     for s in plan.segments:
-        cols.append(Column(n.text("segment", name=s), (lambda r, s=s: (r.segments or {}).get(s)), "text", 14))
+        cols.append(Column(n.text("segment", name=s), _segment(s), "text", 14))
     cols += [
         Column(n.text("topics"), lambda r: "; ".join(n.topic(t["id"]) for t in r.result.get("topics", [])), "text", 30),
         Column(n.text("topic_ids"), lambda r: "; ".join(t["id"] for t in r.result.get("topics", [])), "text", 20),
@@ -577,6 +578,14 @@ def _corrected_columns(plan: Plan) -> list[Column]:
         Column(n.text("corrected_by"), fixed(lambda rc: ", ".join(dict.fromkeys(
             c.author for c in rc.corrections if c.active))), "text", 16),
     ]
+
+
+def _original(column: str, decimal: str | None) -> Callable[[Any], Any]:
+    return lambda r: _number_or_text(_plain((r.original or {}).get(column)), decimal)
+
+
+def _segment(column: str) -> Callable[[Any], Any]:
+    return lambda r: (r.segments or {}).get(column)
 
 
 def _opt(f: Callable[[str], str], v: str | None) -> str | None:
