@@ -83,12 +83,19 @@ def test_domain_errors(service: BatchService, tmp_path: Path) -> None:
 
 
 def test_facts_cache_rereads_only_when_the_batch_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voce.service.learning import corrections
+
     calls: list[str] = []
     monkeypatch.setattr(rows, "load_facts", lambda store, bid: calls.append(bid) or [bid])
-    service = BatchService(None, data_dir=Path("unused"), max_upload_bytes=1, labels=dict, facts_cache_size=2)  # type: ignore[arg-type]
+    # no database here: no corrections (the cache key includes their stamp)
+    monkeypatch.setattr(corrections, "stamp", lambda sessions, bid: (0, None, None))
+    monkeypatch.setattr(corrections, "active_changes", lambda sessions, bid: {})
+    store = types.SimpleNamespace(sessions=None)
+    service = BatchService(store, data_dir=Path("unused"), max_upload_bytes=1, labels=dict, facts_cache_size=2)  # type: ignore[arg-type]
 
     def batch(bid: str, done: int, status: str = "running") -> Any:
-        return types.SimpleNamespace(id=bid, status=status, rows_done=done, rows_error=0, finished_at=None)
+        return types.SimpleNamespace(id=bid, status=status, rows_done=done, rows_error=0, finished_at=None,
+                                     taxonomy_version=None)
 
     assert service.facts(batch("a", 10)) == ["a"] and service.facts(batch("a", 10)) == ["a"]
     assert calls == ["a"]  # same progress: served from memory
