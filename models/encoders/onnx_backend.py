@@ -350,6 +350,15 @@ class EmbeddingRows:
         return block[inverse].reshape(*np.shape(ids), self.dim)
 
 
+def execution_providers(ort: Any) -> list[str]:
+    """CPU, unless this process was given a GPU (a Ray actor with ``num_gpus``, or CUDA_VISIBLE_DEVICES set by the
+    operator) and ONNX Runtime's CUDA build (``onnxruntime-gpu``) is installed: then CUDA first, CPU for the rest."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if visible.strip() not in ("", "-1") and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class OnnxEncoder:
     """Sentence embeddings with ONNX Runtime on CPU (mean pooling, unit norm).
 
@@ -382,7 +391,7 @@ class OnnxEncoder:
         if session_options is not None:  # benchmarks try other settings on the same export
             session_options(options)
         self._session = ort.InferenceSession(
-            str(export_dir / MODEL_FILENAME), sess_options=options, providers=["CPUExecutionProvider"]
+            str(export_dir / MODEL_FILENAME), sess_options=options, providers=execution_providers(ort)
         )
         self._shrink_arena = ort.RunOptions()
         self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
