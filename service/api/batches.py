@@ -211,7 +211,10 @@ def kpis(
     """NPS (with CI), CSAT, CES, sentiment, topic and touchpoint drivers (impact on NPS), trends, breakdowns.
 
     Touchpoints are what the comments are about (from the text); `by_channel` is where they were collected (the
-    upload's channel column), and `touchpoint_channel` crosses the two."""
+    upload's channel column), and `touchpoint_channel` crosses the two. A theme is a `driver` only when significant,
+    on at least `min_driver_support` NPS answers and not the catch-all topic (reported apart as `unclassified`);
+    `driver_notes` says why not, `concentration` when it rests on one channel or segment value. Every figure has its
+    95% interval; one on fewer than `small_group` rows is marked small. Every filter is repeatable (any value)."""
     return batches.kpis(batch_id, filters, granularity)
 
 

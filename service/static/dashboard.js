@@ -477,7 +477,7 @@ function shortLabel(chart, value) {
 }
 
 /** Room per bar: more on a phone, where names wrap onto several lines. */
-const barRoom = () => (window.innerWidth < 600 ? 46 : 34);
+const barRoom = () => (window.innerWidth < 600 ? 56 : 34);
 
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
@@ -621,7 +621,10 @@ function renderSentimentBars(name, items, nameOf, toParams, toChip) {
           callbacks: {
             footer: (items) => {
               const x = list[items[0].dataIndex];
-              return t("series.net") + " " + fmtSigned(x.net_sentiment, 1) + (x.nps !== null ? " · NPS " + fmtNumber(x.nps, 1) : "");
+              const iv = (lo, hi) => (lo !== null && lo !== undefined ? " [" + fmtNumber(lo, 0) + "; " + fmtNumber(hi, 0) + "]" : "");
+              const small = (flag) => (flag ? " (" + t("small.badge") + ")" : "");
+              return t("series.net") + " " + fmtSigned(x.net_sentiment, 1) + iv(x.net_ci_low, x.net_ci_high) + small(x.net_small) +
+                (x.nps !== null ? " · NPS " + fmtNumber(x.nps, 1) + iv(x.nps_ci_low, x.nps_ci_high) + small(x.nps_small) : "");
             },
           },
         },

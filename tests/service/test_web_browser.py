@@ -457,6 +457,21 @@ def _multi_select_compare_and_print(page: Any, api: httpx.Client, batch_id: str,
     _shot(page, shots, "dashboard_print.png", full_page=True)
     page.emulate_media(media="screen")
 
+    with page.expect_download() as download:  # a chart for a slide
+        page.get_by_test_id("png-drivers").click()
+    assert download.value.suggested_filename.endswith("-drivers.png")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: every driver's name whole, wrapped
+    page.wait_for_function("() => Chart.getChart(document.getElementById('chart-drivers')).width < 400")
+    page.wait_for_timeout(300)
+    names = page.evaluate(
+        """() => { const c = Chart.getChart(document.getElementById('chart-drivers'));
+                   return c.scales.y.ticks.map((t, i) => [c.data.labels[i], [].concat(t.label).join(' ')]); }"""
+    )
+    assert names and all(whole == shown for whole, shown in names), names
+    page.get_by_test_id("drivers-card").screenshot(path=str(shots / "drivers_phone.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
 
 def _filter_reloads_everything(page: Any, api: httpx.Client, batch_id: str) -> None:
     """A filter reloads every number."""
