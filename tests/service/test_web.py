@@ -66,3 +66,34 @@ def test_every_label_exists_in_english_and_italian() -> None:
              for h in ("", ".help")}
     used |= {"themes.keywords_it", "themes.keywords_en"}
     assert used - en == set()
+
+
+def test_dashboard_structure_for_the_analysts_day() -> None:
+    """The dashboard shell has what issue 17 asks for: multi-select filters, the catch-all apart from the drivers,
+    the comparison form, print and PNG buttons, and a print stylesheet that hides the controls."""
+    html = (web.TEMPLATES_DIR / "dashboard.html").read_text(encoding="utf-8")
+    for name in ("topic", "touchpoint", "channel", "language", "segment"):
+        assert re.search(rf'<select id="f-{name}"[^>]* multiple', html), name
+    for testid in ("unclassified", "drivers-notes", "compare-card", "compare-form", "compare-a-period", "compare-b-batch",
+                   "compare-b-period", "compare-run", "compare-result", "print", "print-meta", "png-drivers", "png-trend"):
+        assert f'data-testid="{testid}"' in html, testid
+    assert '/ui/static/dashboard.css?v=$version' in html
+    css = (web.STATIC_DIR / "dashboard.css").read_text(encoding="utf-8")
+    printed = css[css.index("@media print"):]
+    for hidden in (".topbar", ".no-print", ".drawer", ".filters"):
+        assert hidden in printed, hidden
+    js = (web.STATIC_DIR / "dashboard.js").read_text(encoding="utf-8")
+    # the API's codes are what the page translates: every driver note code has a label in both languages
+    i18n = (web.STATIC_DIR / "i18n.js").read_text(encoding="utf-8")
+    from voce.service.analytics import DriverNote
+
+    for code in DriverNote.__args__:
+        for lang in ("en", "it"):
+            assert f'"driver.note.{code}"' in _label_block(i18n, lang), (code, lang)
+    assert 't("driver.note." + code' in js
+
+
+def _label_block(js: str, lang: str) -> str:
+    block = re.search(rf"^  {lang}: \{{\n(.*?)^  \}},", js, re.S | re.M)
+    assert block, lang
+    return block.group(1)
