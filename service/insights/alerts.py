@@ -439,7 +439,7 @@ def _threshold(rule: AlertRule, rows: list[RowFacts]) -> Outcome:
     out.fired = bool(hit and n >= rule.min_rows)
     out.params = {"metric": rule.metric, "subject": rule.subject, "subject_id": rule.subject_id,
                   "condition": rule.condition, "threshold": rule.threshold, "value": value, "rows": n,
-                  "min_rows": rule.min_rows}
+                  "min_rows": rule.min_rows, "query": rule.query}
     return out
 
 
@@ -476,7 +476,7 @@ def _change(rule: AlertRule, store: BatchStore, batch: Batch, rows: list[RowFact
     base = _population(rule, subject_filter=not _theme_lookup(rule))
     params: dict[str, Any] = {"metric": rule.metric, "subject": rule.subject, "subject_id": rule.subject_id,
                               "compare_to": rule.compare_to, "direction": rule.direction, "threshold": rule.threshold,
-                              "min_rows": rule.min_rows}
+                              "min_rows": rule.min_rows, "query": rule.query}
     out = Outcome(rule, code="alert.change", params=params)
     if rule.compare_to == "previous_batch":
         prev = _previous_batch(store, batch)

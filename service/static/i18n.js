@@ -351,6 +351,8 @@ const LABELS = {
     // saved views and alerts (views_alerts.js)
     "ins.delete": "Delete",
     "ins.points": "points",
+    "ins.filters": "filters {filters}",
+    "ins.period": "Period",
     "ins.views.title": "Saved views",
     "ins.views.name": "Name of this view",
     "ins.views.share": "Share with my team",
@@ -785,6 +787,8 @@ const LABELS = {
     // viste salvate e avvisi (views_alerts.js)
     "ins.delete": "Elimina",
     "ins.points": "punti",
+    "ins.filters": "filtri {filters}",
+    "ins.period": "Periodo",
     "ins.views.title": "Viste salvate",
     "ins.views.name": "Nome della vista",
     "ins.views.share": "Condividi con il mio team",

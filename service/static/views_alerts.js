@@ -65,7 +65,7 @@ const VoceInsights = (() => {
             try { await navigator.clipboard.writeText(absolute(v.link)); btn.textContent = t("ins.views.copied"); }
             catch (_) { window.prompt(t("ins.views.copy"), absolute(v.link)); }
           },
-        }, t("ins.views.copy")),
+        }, t("ins.views.copy")), " ",
         v.mine ? el("button", {
           type: "button", class: "link danger small", dataset: { testid: "view-delete" },
           onclick: async () => {
@@ -147,20 +147,31 @@ const VoceInsights = (() => {
     return SHARES.has(metric) ? fmtPercent(value, 1) : fmtSigned(value, 1);
   }
 
+  /** A rule's filters for people: "regione: nord, language: it". */
+  function filtersText(query) {
+    if (!query) return "";
+    const parts = [];
+    const names = { date_from: "filter.from", date_to: "filter.to", period: "ins.period" };
+    for (const [k, v] of new URLSearchParams(query)) {
+      parts.push(k === "segment" ? v.replace(":", ": ") : t(names[k] || "filter." + k) + ": " + v);
+    }
+    return " · " + t("ins.filters", { filters: parts.join(", ") });
+  }
+
   function describeRule(r) {
     const what = t("ins.metric." + r.metric) + " · " + t("ins.subject." + r.subject) +
       (r.subject_id ? " " + subjectName(r.subject, r.subject_id) : "");
     if (r.condition === "change") {
       return what + " · " + t("ins.cond.change_" + (r.direction || "any")) + " " + t("ins.compare." + r.compare_to) +
-        (r.threshold !== null ? " (≥ " + figure(r.metric, r.threshold).replace("+", "") + ")" : "");
+        (r.threshold !== null ? " (≥ " + figure(r.metric, r.threshold).replace("+", "") + ")" : "") + filtersText(r.query);
     }
-    return what + " " + t("ins.cond." + r.condition) + " " + figure(r.metric, r.threshold);
+    return what + " " + t("ins.cond." + r.condition) + " " + figure(r.metric, r.threshold) + filtersText(r.query);
   }
 
   function describeEvent(e) {
     const p = e.params || {};
     if (e.code === "alert.error") return t("ins.event.error", { reference: p.reference || "" });
-    const subject = subjectName(p.subject, p.subject_id);
+    const subject = subjectName(p.subject, p.subject_id) + filtersText(p.query);
     const metric = t("ins.metric." + p.metric);
     if (e.code === "alert.change") {
       const against = p.compare_to === "previous_period"
