@@ -75,6 +75,14 @@ DEFAULT_MAX_TOPIC_SHARE = 0.2
 N_KEYWORDS = 8
 N_REPRESENTATIVE = 3
 REPRESENTATIVE_CHARS = 300
+#: short labels: words or two-word phrases per label, c-TF-IDF candidates re-ranked, MMR diversity (0 = none)
+N_LABEL_WORDS = 3
+N_LABEL_CANDIDATES = 30
+LABEL_DIVERSITY = 0.5
+#: a label term appears in at least this share of the topic's comments of its language (and in 2)
+LABEL_MIN_SUPPORT = 0.05
+#: @handles and links name who was addressed or where, not what about: never label terms
+HANDLE_RE = re.compile(r"@\w+|https?://\S+|www\.\S+")
 #: a topic maps to a taxonomy topic when at least this share of its comments were assigned it
 TAXONOMY_MIN_SHARE = 0.3
 #: a topic is bilingual when each of Italian and English makes up at least this share of it
@@ -112,7 +120,14 @@ class DiscoveredTopic(BaseModel):
     keywords: dict[str, list[str]] = Field(
         description="c-TF-IDF keywords per language, computed over that language's comments only; empty when none."
     )
-    label: str = Field(description="Short label from the top keywords of each well-represented language.")
+    label: str = Field(
+        description="Short label: 2-3 keywords or phrases in the analyst's language (label_language) when the topic has "
+        "comments in it, else in the topic's main language; chosen by relevance to the topic's centroid with "
+        "diversity (KeyBERT-inspired scoring and BERTopic's maximal marginal relevance over the batch's embeddings)."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="The same short label per language with comments in the topic ('it', 'en')."
+    )
     representative: list[RepresentativeDoc] = Field(description="Up to 3 distinct comments closest to the centroid.")
     taxonomy_topic: str | None = Field(
         description=f"The taxonomy topic assigned to most comments here, if at least {TAXONOMY_MIN_SHARE:.0%} of them; "
@@ -166,6 +181,7 @@ def discover_topics(
     language_components: int = 0,
     max_outlier_share: float = 0.15,
     max_topic_share: float = DEFAULT_MAX_TOPIC_SHARE,
+    label_language: str | None = None,
 ) -> DiscoveryResult:
     """Cluster a batch's comments into topics using the embeddings it already has.
 
@@ -180,6 +196,8 @@ def discover_topics(
     topics (see :func:`center_by_language`) when ``assigned_topics`` allow it.
     ``language_components`` > 0 additionally removes each language's top
     principal directions (measured as an option, not better overall).
+    ``label_language`` ("it" or "en", the analyst's) picks the language of each topic's ``label`` when the topic
+    has comments in it; ``labels`` has every language's.
     """
     start = time.perf_counter()
     n = len(texts)
@@ -218,8 +236,13 @@ def discover_topics(
     labels = _renumber_by_size(labels)
     k = int(labels.max()) + 1
     keywords = _keywords_by_language(texts, labels, langs, k)
+    short = short_labels(texts, vectors, labels, langs, k)
     topics = [
-        _describe_topic(t, texts, vectors, labels, langs, keywords[t], assigned_topics, topic_labels or {}) for t in range(k)
+        _describe_topic(
+            t, texts, vectors, labels, langs, keywords[t], assigned_topics, topic_labels or {}, short[t],
+            normalize_language(label_language) if label_language else None,
+        )
+        for t in range(k)
     ]
     note = None
     if k == 1:
@@ -381,12 +404,28 @@ def bilingual_share(topics: Sequence[DiscoveredTopic], langs: Sequence[str]) -> 
     return round(mixed / len(eligible), 4)
 
 
-@lru_cache(maxsize=1)
-def stopwords() -> frozenset[str]:
-    """Italian + English stopwords shipped in ``models/resources/stopwords_it_en.txt``."""
+def stopwords(language: str | None = None) -> frozenset[str]:
+    """Stopwords shipped in ``models/resources/stopwords_it_en.txt``: Italian + English (``language`` None), or one
+    language's sections plus the shared ones ("it" or "en"; sections are headed ``# --- Italian:`` / ``# --- English:``,
+    any other header is shared).  Per language, an Italian word that is an English theme word (or the reverse) is
+    not dropped from the other language's keywords."""
+    return _stopwords(language)
+
+
+@lru_cache(maxsize=4)
+def _stopwords(language: str | None) -> frozenset[str]:
     text = resources.files("voce.models.resources").joinpath("stopwords_it_en.txt").read_text(encoding="utf-8")
-    words = (line.split("#", 1)[0].strip().lower() for line in text.splitlines())
-    return frozenset(w for w in words if w)
+    section = "shared"
+    words: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# ---"):
+            head = line[5:].strip().lower()
+            section = "it" if head.startswith("italian") else "en" if head.startswith("english") else "shared"
+            continue
+        word = line.split("#", 1)[0].strip().lower()
+        if word and (language is None or section in ("shared", language)):
+            words.add(word)
+    return frozenset(words)
 
 
 # --- internals ---------------------------------------------------------------------------------------------------------
@@ -556,6 +595,89 @@ def _keywords_by_language(
     return out
 
 
+def short_labels(
+    texts: Sequence[str], vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], langs: Sequence[str], k: int
+) -> list[dict[str, list[str]]]:
+    """Per topic and keyword language, up to ``N_LABEL_WORDS`` words or two-word phrases that name the topic.
+
+    Candidates: the topic's top ``N_LABEL_CANDIDATES`` c-TF-IDF terms (words and bigrams, that language's stop
+    words, @handles and links removed, in at least two and ``LABEL_MIN_SUPPORT`` of its comments).  Each candidate
+    gets a vector without any encoder pass: the mean of the batch's (language-centred) vectors of the comments of
+    that language containing it.  As in BERTopic's KeyBERTInspired, candidates are ranked by cosine to the topic's
+    centroid (a term whose comments sit in this topic names it; a term spread over the batch does not);
+    BERTopic's maximal marginal relevance then picks a diverse few (so "abu" and "dhabi" or "ritardo" and
+    "ritardi" do not fill the label), and a word already inside a chosen phrase is dropped.
+    """
+    from bertopic.representation._mmr import mmr
+    from bertopic.vectorizers import ClassTfidfTransformer
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    out: list[dict[str, list[str]]] = [{} for _ in range(k)]
+    codes = np.asarray(langs, dtype=object)
+    for lang in KEYWORD_LANGUAGES:
+        rows = np.flatnonzero((codes == lang) & (labels >= 0))
+        if rows.size < 2:
+            continue
+        docs = [HANDLE_RE.sub(" ", PLACEHOLDER_RE.sub(" ", texts[int(i)])) for i in rows]
+        vectorizer = CountVectorizer(
+            token_pattern=TOKEN_PATTERN, lowercase=True, stop_words=sorted(stopwords(lang)), ngram_range=(1, 2),
+            min_df=2, binary=True,
+        )  # fmt: skip
+        try:
+            counts = vectorizer.fit_transform(docs).tocsc()
+        except ValueError:  # nothing but stopwords, numbers or one-letter tokens in this language
+            continue
+        words = vectorizer.get_feature_names_out()
+        topic_of = labels[rows]
+        onehot = sparse.csr_matrix((np.ones(rows.size, np.float32), (topic_of, np.arange(rows.size))), shape=(k, rows.size))
+        per_topic = (onehot @ counts).tocsr()  # (k, V) comments of each topic containing each term
+        # (the transformer normalises its input in place)
+        ctfidf = ClassTfidfTransformer(reduce_frequent_words=True).fit_transform(per_topic.copy()).toarray()
+        df = np.asarray(counts.sum(axis=0)).ravel()
+        term_vecs = np.asarray(counts.T @ vectors[rows]) / np.maximum(df, 1)[:, None]
+        term_vecs = _unit_rows(term_vecs)
+        for t in range(k):
+            mine = topic_of == t
+            if not mine.any():
+                continue
+            support = per_topic[t].toarray().ravel()
+            ranked = [int(j) for j in np.argsort(-ctfidf[t], kind="stable")[:N_LABEL_CANDIDATES] if ctfidf[t, j] > 0]
+            # a term a handful of comments use (one user's nickname, a one-off name) does not name a theme; when no
+            # term is that common, the ones in at least two comments still do better than none
+            floor = min(2, int(mine.sum()))
+            ranked = [j for j in ranked if support[j] >= max(floor, LABEL_MIN_SUPPORT * mine.sum())] or [
+                j for j in ranked if support[j] >= floor
+            ]
+            if not ranked:
+                continue
+            centroid = _unit_rows(vectors[rows[mine]].mean(axis=0, keepdims=True))
+            cands = [str(words[j]) for j in ranked]
+            picked = mmr(centroid, term_vecs[ranked], cands, diversity=LABEL_DIVERSITY, top_n=min(len(cands), 2 * N_LABEL_WORDS))
+            chosen: list[str] = []
+            for term in picked:
+                if any(term in c.split() or c in term.split() or _same_stem(term, c) for c in chosen):
+                    continue  # "consegna" next to "consegna rapida", "thank" next to "thanks"
+                chosen.append(term)
+                if len(chosen) == N_LABEL_WORDS:
+                    break
+            out[t][lang] = chosen
+    return out
+
+
+def _same_stem(a: str, b: str) -> bool:
+    """Two single words that share their first five letters (thank/thanks, vaccino/vaccini): one label term."""
+    return " " not in a and " " not in b and len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5]
+
+
+def _short_label(short: dict[str, list[str]], languages: dict[str, int], label_language: str | None) -> str:
+    """The label in ``label_language`` when the topic has it, else in its most frequent language with one."""
+    ranked = [lang for lang in languages if short.get(lang)]
+    if label_language and short.get(label_language):
+        return ", ".join(short[label_language])
+    return ", ".join(short[ranked[0]]) if ranked else "(no keywords)"
+
+
 def _describe_topic(
     topic: int,
     texts: Sequence[str],
@@ -565,6 +687,8 @@ def _describe_topic(
     keywords: dict[str, list[str]],
     assigned_topics: Sequence[Sequence[str]] | None,
     topic_labels: dict[str, str],
+    short: dict[str, list[str]] | None = None,
+    label_language: str | None = None,
 ) -> DiscoveredTopic:
     rows = np.flatnonzero(labels == topic)
     size = int(rows.size)
@@ -599,7 +723,8 @@ def _describe_topic(
         size=size,
         languages=languages,
         keywords=keywords,
-        label=_label(keywords, languages, size),
+        label=_short_label(short, languages, label_language) if short else _label(keywords, languages, size),
+        labels={lang: ", ".join(words) for lang, words in (short or {}).items() if words},
         representative=representative,
         taxonomy_topic=tax_topic,
         taxonomy_label=None if tax_topic is None else topic_labels.get(tax_topic, tax_topic),

@@ -448,6 +448,11 @@ def _multi_select_compare_and_print(page: Any, api: httpx.Client, batch_id: str,
     kpis = api.get(f"/v1/batches/{batch_id}/kpis").json()
     small = [g for groups in kpis["by_segment"].values() for g in groups if g["nps_small"]]
     assert page.locator("[data-testid=by-segment] td[data-small=true]").count() >= len(small)
+    page.locator("[data-testid=by-segment] [data-testid=breakdown-row]").first.click()  # its comments: segment shown
+    drawer = page.get_by_test_id("comments")
+    drawer.locator("[data-testid=comment]").first.wait_for()
+    assert drawer.get_by_test_id("comment-segment").first.inner_text().startswith("regione: ")
+    page.get_by_test_id("comments-close").click()
 
     page.emulate_media(media="print")
     page.evaluate("fillPrintMeta()")
