@@ -261,15 +261,23 @@ class ModelRegistry:
             return event
 
     def adopt(self, source: str | Path, by: str) -> str:
-        """The version a process starting with the bundle ``source`` serves: ``source`` is registered if its version
-        is new, and made active if it is new or nothing is active yet (the first start, or an operator who pointed
-        VOCE_BUNDLE at a new bundle); a bundle registered before leaves the active version as promoted."""
+        """The version a process starting with the bundle ``source`` serves: ``source`` is registered if it is new,
+        and made active if it is new or nothing is active yet (the first start, or an operator who pointed
+        VOCE_BUNDLE at a new bundle); a bundle registered before leaves the active version as promoted.  A bundle
+        retrained in place under a version name already registered with other weights is new too: it is registered
+        as ``<version>+<first 8 of its weights' sha256>``."""
+        source = Path(source)
         bundle_version = VoceBundle.load(source).version
+        sha = json.loads((source / "manifest.json").read_text("utf-8")).get("tensors_sha256") or ""
         before = self.index()
-        known = before.find(bundle_version)
+        name = bundle_version
+        known = before.find(name)
+        if known is not None and known.tensors_sha256 != sha:
+            name = f"{bundle_version}+{sha[:8]}"
+            known = before.find(name)
         if known is not None and before.active is not None:
             return before.active
-        entry = self.register(source, by=by) if known is None else known
+        entry = self.register(source, by=by, version=name if name != bundle_version else None) if known is None else known
         with self._locked() as index:
             if (known is None or index.active is None) and index.active != entry.version:
                 index.history.append(RegistryEvent(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from voce.models.bundle import default_bundle_path
+from voce.models.files import sha256_file
 from voce.models.registry import ModelRegistry, RegistryConflict, RegistryError, VersionNotFound
 
 
@@ -49,8 +50,6 @@ def test_a_taken_name_with_other_weights_is_refused_unless_renamed(tiny_bundle_d
     (other / "manifest.json").write_text(json.dumps(m), "utf-8")
     with pytest.raises(RegistryError, match="checksum"):
         reg.register(other, by="ana")
-    from voce.models.files import sha256_file
-
     data = bytearray(heads.read_bytes())
     data[-1] ^= 1
     heads.write_bytes(bytes(data))
@@ -98,6 +97,17 @@ def test_adopt_registers_the_configured_bundle_once(tiny_bundle_dir: Path, tmp_p
     new = _bundle_with(tmp_path, tiny_bundle_dir, "new", version="tiny-new")
     assert reg.adopt(new, by="start") == "tiny-new"  # a new VOCE_BUNDLE is served
     assert reg.history()[-1].note and "VOCE_BUNDLE" in reg.history()[-1].note
+    # retrained in place: same version name, other weights; served under the name plus its weights' checksum
+    heads = new / "heads.safetensors"
+    data = bytearray(heads.read_bytes())
+    data[-1] ^= 1
+    heads.write_bytes(bytes(data))
+    m = json.loads((new / "manifest.json").read_text("utf-8"))
+    m["tensors_sha256"] = sha256_file(heads)
+    (new / "manifest.json").write_text(json.dumps(m), "utf-8")
+    served = reg.adopt(new, by="start")
+    assert served == f"tiny-new+{m['tensors_sha256'][:8]}" and reg.get(served).tensors_sha256 == m["tensors_sha256"]
+    assert reg.adopt(new, by="start") == served  # and only once
 
 
 def _promote_many(root: str, who: str, n: int) -> None:
