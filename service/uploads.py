@@ -44,6 +44,14 @@ _NOTES = (OVERFLOW, QUOTING)
 _ROWS_MAGIC = b'{"voce_rows": 1'
 
 
+#: the codes an :class:`UploadError` (and the batch layer's upload refusals) carry; the page has words for each
+UPLOAD_ERROR_CODES = (
+    "upload.empty", "upload.mapping_invalid", "upload.no_header", "upload.no_json", "upload.no_text_column",
+    "upload.not_text", "upload.too_large", "upload.unknown_columns", "upload.unreadable", "upload.unsupported_type",
+    "upload.xlsx_empty", "upload.xlsx_limit", "upload.xlsx_unreadable",
+)
+
+
 class UploadError(ValueError):
     """The file as a whole cannot be read (wrong type, no header, unknown column): a 422, never a job.
 

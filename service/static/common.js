@@ -3,10 +3,11 @@
 "use strict";
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details || null;  // the envelope's details: [{code, ...params}] the page translates
   }
 }
 
@@ -14,14 +15,28 @@ class ApiError extends Error {
 async function apiErrorFrom(response) {
   let code = "HTTP" + response.status;
   let message = t("error.generic", { status: response.status });
+  let details = null;
   try {
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      details = body.error.details || null;
     }
   } catch (_) { /* not JSON: keep the generic message */ }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, message, details);
+}
+
+/** An error in the page's language: its detail's code when the labels know it ("err." + code, its parameters
+ * filled in), else the server's English message. */
+function apiErrorText(error) {
+  const detail = error && error.details && error.details[0];
+  if (detail && detail.code) {
+    const key = "err." + detail.code;
+    const text = t(key, detail);
+    if (text !== key) return text;
+  }
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The page's CSRF token (empty when access control is off): sent with every state-changing call. */
@@ -91,7 +106,7 @@ function show(node, visible) {
 }
 
 function showError(node, error) {
-  node.textContent = error instanceof Error ? error.message : String(error);
+  node.textContent = apiErrorText(error);
   node.hidden = false;
 }
 

@@ -1,9 +1,10 @@
-/* Upload page: file -> preview + column mapping -> POST /v1/batches -> progress bar; and the batch list. */
+/* Upload page: file -> preview + column mapping + what it will do -> POST /v1/batches -> progress bar with the rows'
+ * warnings (kept in the URL as ?batch=, so a reload finds it again); and the batch list. */
 "use strict";
 
 const ROLES = ["text", "nps", "date", "channel", "id", "csat", "ces", "language", "kind"];
 const PREVIEW_BYTES = 256 * 1024;
-const state = { file: null, preview: null, batch: null, pollTimer: null, listTimer: null, batches: null };
+const state = { file: null, preview: null, batch: null, following: null, pollTimer: null, listTimer: null, batches: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -47,7 +48,9 @@ function fmtBytes(n) {
 function renderPreview() {
   const p = state.preview;
   if (!p) return;
-  const delimiterName = { ";": "; (semicolon)", ",": ", (comma)", "\t": "Tab", "|": "|" };
+  const delimiterName = {
+    ";": t("delimiter.semicolon"), ",": t("delimiter.comma"), "\t": t("delimiter.tab"), "|": t("delimiter.pipe"),
+  };
   $("preview-meta").textContent = t("preview.meta", {
     format: p.format.toUpperCase(),
     encoding: p.encoding || t("preview.none"),
@@ -90,6 +93,64 @@ function renderMapping(guess) {
   $("dayfirst").checked = guess.dayfirst !== false;
   $("batch-name").value = state.file ? state.file.name : "";
   applyLabels($("mapping-form"));
+  renderSummary();
+}
+
+// ------------------------------------------------------------ mapping summary
+const SCALES = { nps: [0, 10], csat: [1, 5], ces: [1, 7] };
+
+/** What each role of the chosen mapping will do, counted on the preview's sample (the server's column profiles;
+ * the same rules as uploads.mapping_summary): [{role, column, main, detail, warn}]. */
+function summaryItems(mapping) {
+  const p = state.preview;
+  const profiles = (p && p.profiles) || {};
+  const items = [];
+  const add = (role, column, main, detail) => items.push({ role, column, main, detail: detail || null, warn: !!detail });
+  const of = (n, key, vars) => (n > 0 ? t(key, vars) : null);
+  for (const role of ["text", "nps", "csat", "ces", "date", "id", "channel", "kind", "language"]) {
+    const column = mapping[role];
+    const prof = column && profiles[column];
+    if (!prof) continue;
+    const values = prof.values;
+    if (role === "text") {
+      add(role, column, t("summary.text", { column }),
+        of(prof.empty, "summary.text.empty", { empty: fmtInt(prof.empty), sample: fmtInt(p.sample_rows) }));
+    } else if (SCALES[role]) {
+      const invalid = values - prof[role];
+      add(role, column, t("summary.score", { column, scale: t("role." + role) }),
+        of(invalid, "summary.score.invalid", { invalid: fmtInt(invalid), values: fmtInt(values) }));
+    } else if (role === "date") {
+      const invalid = values - (mapping.dayfirst ? prof.dates_dayfirst : prof.dates_monthfirst);
+      add(role, column, t("summary.date", { column, order: t(mapping.dayfirst ? "summary.dayfirst" : "summary.monthfirst") }),
+        of(invalid, "summary.date.invalid", { invalid: fmtInt(invalid), values: fmtInt(values) }));
+    } else if (role === "id") {
+      const duplicates = values - prof.distinct;
+      add(role, column, t("summary.id", { column }), of(duplicates, "summary.id.duplicates", { duplicates: fmtInt(duplicates) }));
+    } else if (role === "channel") {
+      add(role, column, t("summary.channel", { column, distinct: fmtInt(prof.distinct) }));
+    } else {
+      const invalid = values - (role === "kind" ? prof.kinds : prof.languages);
+      add(role, column, t("summary." + role, { column }),
+        of(invalid, "summary." + role + ".invalid", { invalid: fmtInt(invalid), values: fmtInt(values) }));
+    }
+  }
+  for (const column of mapping.segments) {
+    if (profiles[column]) add("segment", column, t("summary.segment", { column, distinct: fmtInt(profiles[column].distinct) }));
+  }
+  const used = new Set(ROLES.map((r) => mapping[r]).filter(Boolean).concat(mapping.segments));
+  const ignored = ((p && p.columns) || []).filter((c) => !used.has(c));
+  if (ignored.length) add("ignored", ignored.join(", "), t("summary.ignored", { columns: ignored.join(", ") }));
+  return items;
+}
+
+function renderSummary() {
+  if (!state.preview || !$("map-text")) return;
+  const list = clear($("mapping-summary-list"));
+  for (const item of summaryItems(readMapping())) {
+    list.append(el("li", { class: item.warn ? "warn" : null, dataset: { testid: "summary-" + item.role, column: item.column } },
+      el("span", {}, item.main), item.detail ? el("span", { class: "muted" }, " · " + item.detail) : null));
+  }
+  $("mapping-summary-sample").textContent = t("summary.sample", { n: fmtInt(state.preview.sample_rows || state.preview.rows.length) });
 }
 
 function readMapping() {
@@ -123,7 +184,7 @@ function uploadBatch(file, mapping, name, piiMode) {
       if (xhr.status >= 200 && xhr.status < 300 && body) return resolve(body);
       const err = body && body.error;
       reject(new ApiError(xhr.status, err ? err.code : "HTTP" + xhr.status,
-        err ? err.message : t("error.generic", { status: xhr.status })));
+        err ? err.message : t("error.generic", { status: xhr.status }), err ? err.details : null));
     };
     xhr.send(form);
   });
@@ -148,6 +209,7 @@ async function startAnalysis(event) {
     const created = await uploadBatch(state.file, mapping, $("batch-name").value.trim(), $("pii-mode").value);
     setProgress(0, t("upload.sent"));
     show($("preview"), false);
+    rememberBatch(created.id);
     pollBatch(created.id);
     refreshList();
   } catch (err) {
@@ -198,10 +260,58 @@ function renderProgress() {
     $("progress-open").href = withLang("/ui/batches/" + encodeURIComponent(b.id));
     show($("progress-done"), true);
   }
+  renderNotes(b.notes);
+}
+
+/** A row warning or error in the page's language (its code and parameters), else the server's English message. */
+function noteText(prefix, code, params, message) {
+  const vars = Object.assign({}, params);
+  if (vars.role) vars.role = vars.role.toUpperCase();
+  const key = prefix + code;
+  const text = t(key, vars);
+  return text === key ? message : text;
+}
+
+function noteItems(list, groups, prefix) {
+  clear(list);
+  for (const g of groups || []) {
+    const first = g.examples[0];
+    const text = first ? noteText(prefix, g.code, first.params, first.message) : g.message;
+    const rows = g.examples.map((e) => fmtInt(e.row)).join(", ") + (g.count > g.examples.length ? " " + t("notes.more") : "");
+    list.append(el("li", { dataset: { testid: "note", code: g.code, count: g.count } },
+      el("strong", {}, fmtInt(g.count) + " × "), text, el("span", { class: "muted" }, " (" + t("notes.rows", { rows }) + ")")));
+  }
+}
+
+/** The rows' warnings and errors by kind, with example rows: shown while the batch runs and once it is done. */
+function renderNotes(notes) {
+  const any = notes && (notes.warnings.length || notes.errors.length);
+  show($("progress-notes"), !!any);
+  if (!any) return;
+  $("notes-summary").textContent = t("notes.summary", { rows: fmtInt(notes.rows_with_warnings), checked: fmtInt(notes.rows_checked) });
+  noteItems($("notes-warnings"), notes.warnings, "warn.");
+  noteItems($("notes-errors"), notes.errors, "rowerr.");
+  show($("notes-errors-title"), notes.errors.length > 0);
+}
+
+// ------------------------------------------------------------ survive a reload
+/** The batch followed goes into the URL (?batch=), so a reload (or a shared link) shows its progress again. */
+function rememberBatch(id) {
+  const url = new URL(location.href);
+  if (id) url.searchParams.set("batch", id); else url.searchParams.delete("batch");
+  history.replaceState(history.state, "", url);
+}
+
+function resumeBatch(id) {
+  show($("progress"), true);
+  show($("progress-done"), false);
+  setProgress(0, "");
+  pollBatch(id);
 }
 
 function pollBatch(id) {
   clearTimeout(state.pollTimer);
+  state.following = id;
   const tick = async () => {
     try {
       state.batch = await api("/v1/batches/" + encodeURIComponent(id));
@@ -215,7 +325,14 @@ function pollBatch(id) {
         return;
       }
     } catch (err) {
-      $("progress-text").textContent = err.message + " " + t("error.retry");
+      if (err.status === 404) {  // deleted (or another tenant's link): nothing to follow
+        rememberBatch(null);
+        state.batch = null;
+        state.following = null;
+        show($("progress"), false);
+        return;
+      }
+      $("progress-text").textContent = apiErrorText(err) + " " + t("error.retry");
     }
     state.pollTimer = setTimeout(tick, 700);
   };
@@ -230,6 +347,10 @@ async function refreshList() {
     renderList();
   } catch (err) {
     showError($("upload-error"), err);
+  }
+  if (!state.following && state.batches) {  // a reload mid-analysis: follow the running batch again
+    const running = state.batches.find((b) => b.status === "running" || b.status === "queued");
+    if (running) { rememberBatch(running.id); resumeBatch(running.id); }
   }
   if (state.batches && state.batches.some((b) => b.status === "queued" || b.status === "running")) {
     state.listTimer = setTimeout(refreshList, 3000);
@@ -299,8 +420,11 @@ document.addEventListener("DOMContentLoaded", () => {
     if (e.dataTransfer.files.length) handleFile(e.dataTransfer.files[0]);
   });
   $("mapping-form").addEventListener("submit", startAnalysis);
+  $("mapping-form").addEventListener("change", renderSummary);  // roles, segments, day-first
   $("cancel").addEventListener("click", () => { resetAll(); $("file").value = ""; });
   $("refresh").addEventListener("click", refreshList);
-  onLangChange(() => { renderPreview(); renderProgress(); renderList(); });
+  onLangChange(() => { renderPreview(); renderSummary(); renderProgress(); renderList(); });
+  const followed = new URLSearchParams(location.search).get("batch");
+  if (followed) resumeBatch(followed);
   refreshList();
 });
