@@ -271,7 +271,48 @@ def test_keywords_in_both_languages_without_stopwords(centered: DiscoveryResult,
         assert set(topic.keywords["it"][:3]) <= set(it_words)
         assert set(topic.keywords["en"][:3]) <= set(en_words)
         assert not (set(topic.keywords["it"]) | set(topic.keywords["en"])) & stop
-        assert any(w in topic.label for w in it_words) and any(w in topic.label for w in en_words)
+        # short labels: 1-3 theme words per language, the label itself in the topic's main language
+        assert set(topic.labels) == {"it", "en"}
+        it_label, en_label = topic.labels["it"].split(", "), topic.labels["en"].split(", ")
+        assert 1 <= len(it_label) <= 3 and 1 <= len(en_label) <= 3
+        assert {w for term in it_label for w in term.split()} <= set(it_words)
+        assert {w for term in en_label for w in term.split()} <= set(en_words)
+        assert topic.label in (topic.labels["it"], topic.labels["en"])
+
+
+def test_the_label_is_in_the_analysts_language(batch: dict[str, Any], labels: dict[str, str]) -> None:
+    for lang in ("it", "en"):
+        result = _run(batch, labels, label_language=lang)
+        themed = [t for t in result.topics if t.languages.get(lang)]
+        assert themed
+        for topic in themed:
+            assert topic.label == topic.labels[lang]
+
+
+def test_stopwords_per_language() -> None:
+    it, en, both = stopwords("it"), stopwords("en"), stopwords()
+    assert {"della", "sono", "anche"} <= it and not {"della", "sono"} & en
+    assert {"the", "were", "which"} <= en and not {"the", "were"} & it
+    assert it | en == both
+
+
+def test_short_labels_skip_placeholders_and_words_inside_a_chosen_phrase() -> None:
+    from voce.models.discovery import short_labels
+
+    rng = np.random.default_rng(3)
+    texts = [f"consegna rapida del pacco, <EMAIL> scrive {w}" for w in ("oggi", "ieri", "sempre", "mai", "ancora", "poi")]
+    texts += [f"operatore del call center gentile con <NAME> {w}" for w in ("oggi", "ieri", "sempre", "mai", "ancora", "poi")]
+    labels = np.asarray([0] * 6 + [1] * 6, dtype=np.int64)
+    centres = rng.normal(size=(2, DIM))
+    vecs = np.asarray([centres[t] + 0.1 * rng.normal(size=DIM) for t in labels], np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    short = short_labels(texts, vecs, labels, ["it"] * 12, 2)
+    for topic in short:
+        terms = topic["it"]
+        assert terms and not {w for t in terms for w in t.split()} & {"email", "name"}
+        for a in terms:  # no term inside another chosen one
+            assert not any(a != b and a in b.split() for b in terms)
+    assert any("consegna" in t for t in short[0]["it"]) and any("operatore" in t or "call" in t for t in short[1]["it"])
 
 
 def test_representative_comments(centered: DiscoveryResult, batch: dict[str, Any]) -> None:
