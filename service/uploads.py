@@ -1076,8 +1076,8 @@ def prepare_row(row: int, record: dict[str, Any] | UploadRowError, mapping: Colu
     else:
         data["text"] = _text_of(raw_text)
         if not data["text"]:
-            message = ROW_ERRORS["EmptyText"].format(column=mapping.text)
-            out.doc = DocumentError(id=doc_id, error={"code": "EmptyText", "message": message})
+            message = ROW_ERRORS["EmptyText"].format(column=mapping.text)  # the column: the page's words
+            out.doc = DocumentError(id=doc_id, error={"code": "EmptyText", "message": message, "column": mapping.text})
             return out
     if mapping.kind and record.get(mapping.kind) not in (None, ""):
         kind = _KINDS.get(_text_of(record[mapping.kind]).lower())

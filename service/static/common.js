@@ -105,6 +105,14 @@ function show(node, visible) {
   return node;
 }
 
+/** A row's error ({code, message, ...params}) in the page's language ("rowerr." + code), else its message. */
+function rowErrorText(error) {
+  if (!error) return "?";
+  const key = "rowerr." + error.code;
+  const text = t(key, error);
+  return text === key ? error.message || "?" : text;
+}
+
 function showError(node, error) {
   node.textContent = apiErrorText(error);
   node.hidden = false;

@@ -1002,7 +1002,7 @@ function renderComments() {
       row.detractor !== null ? el("span", { class: "muted" }, t("comments.detractor", { p: fmtPercent(row.detractor) })) : null);
     const body = row.ok
       ? el("p", { class: "comment-text", dataset: { testid: "comment-text" } }, text ? highlighted(text, evidenceFor(row, c.selection.params)) : t("comments.no_text"))
-      : el("p", { class: "comment-text error-text" }, text, el("br"), t("comments.error", { message: (row.error && row.error.message) || "?" }));
+      : el("p", { class: "comment-text error-text" }, text, el("br"), t("comments.error", { message: rowErrorText(row.error) }));
     const tags = el("div", { class: "tags" },
       row.topics.map((x) => el("span", { class: "tag tag-" + x.sentiment, title: t("sentiment." + x.sentiment) }, topicName(x.id))),
       touchpointTags(row.touchpoints));

@@ -151,6 +151,7 @@ def test_row_warnings_come_from_the_templates() -> None:
     assert [classify_warning(w)[0] for w in p.warnings] == ["value.score", "value.date"]
     assert p.doc.error["code"] == "EmptyText"  # type: ignore[union-attr]
     assert error_params("EmptyText", p.doc.error["message"]) == {"column": "t"}  # type: ignore[union-attr]
+    assert p.doc.error["column"] == "t"  # type: ignore[union-attr]  # what the page's words need, stored with it
     p2 = prepare_row(0, {"t": "ciao a tutti", "n": "12", "k": "Fidelity", "d": "ieri"}, m)
     codes = [classify_warning(w) for w in p2.warnings]
     assert ("value.kind", {"value": "Fidelity"}) in codes and ("value.score", {"role": "nps", "value": "12", "lo": "0",
