@@ -426,12 +426,28 @@ def measure(report: KpiReport, rule: AlertRule) -> tuple[float | None, int]:
     return counts.net, counts.positive + counts.neutral + counts.negative + counts.mixed
 
 
-def _kpis(rows: list[RowFacts], filters: Filters) -> KpiReport:
-    return analytics.batch_kpis(rows, filters)
+@dataclass
+class _Memo:
+    """One evaluation's reports and facts, so rules watching the same selection or batch compute it once."""
+
+    store: BatchStore
+    reports: dict[tuple[int, str], KpiReport] = field(default_factory=dict)
+    facts: dict[str, list[RowFacts]] = field(default_factory=dict)
+
+    def kpis(self, rows: list[RowFacts], filters: Filters) -> KpiReport:
+        key = (id(rows), filters.model_dump_json())  # rows lists live as long as the memo (held in .facts)
+        if key not in self.reports:
+            self.reports[key] = analytics.batch_kpis(rows, filters)
+        return self.reports[key]
+
+    def batch(self, batch_id: str) -> list[RowFacts]:
+        if batch_id not in self.facts:
+            self.facts[batch_id] = batch_facts(self.store, batch_id)
+        return self.facts[batch_id]
 
 
-def _threshold(rule: AlertRule, rows: list[RowFacts]) -> Outcome:
-    report = _kpis(rows, _population(rule, subject_filter=not _theme_lookup(rule)))
+def _threshold(rule: AlertRule, rows: list[RowFacts], memo: _Memo) -> Outcome:
+    report = memo.kpis(rows, _population(rule, subject_filter=not _theme_lookup(rule)))
     value, n = measure(report, rule)
     out = Outcome(rule, value=value, rows=n)
     assert rule.threshold is not None
@@ -443,10 +459,12 @@ def _threshold(rule: AlertRule, rows: list[RowFacts]) -> Outcome:
     return out
 
 
-def _change_delta(rule: AlertRule, rows_a: list[RowFacts], rows_b: list[RowFacts], fa: Filters, fb: Filters) -> Delta | None:
+def _change_delta(
+    rule: AlertRule, rows_a: list[RowFacts], rows_b: list[RowFacts], fa: Filters, fb: Filters, memo: _Memo
+) -> Delta | None:
     """B against A on the rule's figure, through the KPI report's own tests."""
     if rule.metric == "negative_share":
-        (ka, na), (kb, nb) = _negatives(_kpis(rows_a, fa), rule), _negatives(_kpis(rows_b, fb), rule)
+        (ka, na), (kb, nb) = _negatives(memo.kpis(rows_a, fa), rule), _negatives(memo.kpis(rows_b, fb), rule)
         return analytics._share_delta(ka, na, kb, nb, scale=1.0)[0]  # the two-proportion z-test of the report
     comparison = analytics.compare(rows_a, rows_b, fa, fb)
     if rule.subject in _THEMES:
@@ -472,7 +490,7 @@ def _previous_batch(store: BatchStore, batch: Batch) -> Batch | None:
         ).first()
 
 
-def _change(rule: AlertRule, store: BatchStore, batch: Batch, rows: list[RowFacts]) -> Outcome:
+def _change(rule: AlertRule, store: BatchStore, batch: Batch, rows: list[RowFacts], memo: _Memo) -> Outcome:
     base = _population(rule, subject_filter=not _theme_lookup(rule))
     params: dict[str, Any] = {"metric": rule.metric, "subject": rule.subject, "subject_id": rule.subject_id,
                               "compare_to": rule.compare_to, "direction": rule.direction, "threshold": rule.threshold,
@@ -482,15 +500,15 @@ def _change(rule: AlertRule, store: BatchStore, batch: Batch, rows: list[RowFact
         prev = _previous_batch(store, batch)
         if prev is None:
             return out
-        rows_a, fa, fb = batch_facts(store, prev.id), base, base
+        rows_a, fa, fb = memo.batch(prev.id), base, base
         params.update(previous_batch_id=prev.id, previous_batch_name=prev.name)
     else:
-        periods = [p.period for p in _kpis(rows, base).trend.periods if p.count > 0]
+        periods = [p.period for p in memo.kpis(rows, base).trend.periods if p.count > 0]
         if len(periods) < 2:
             return out
         rows_a, fa, fb = rows, _with_period(base, periods[-2]), _with_period(base, periods[-1])
         params.update(previous_period=periods[-2], period=periods[-1])
-    delta = _change_delta(rule, rows_a, rows, fa, fb)
+    delta = _change_delta(rule, rows_a, rows, fa, fb, memo)
     if delta is None:
         return out
     out.value, out.previous, out.p_value, out.rows = delta.b, delta.a, delta.p_value, min(delta.n_a, delta.n_b)
@@ -508,11 +526,13 @@ def _change(rule: AlertRule, store: BatchStore, batch: Batch, rows: list[RowFact
 def evaluate_rules(store: BatchStore, batch: Batch, rules: list[AlertRule]) -> list[Outcome]:
     """Every rule on the finished batch; a rule that fails is an ``error`` outcome, the others still run.
     Change rules are significant by Benjamini-Hochberg across the batch's change tests."""
-    rows = batch_facts(store, batch.id)
+    memo = _Memo(store)
+    rows = memo.batch(batch.id)
     outcomes: list[Outcome] = []
     for rule in rules:
         try:
-            outcomes.append(_change(rule, store, batch, rows) if rule.condition == "change" else _threshold(rule, rows))
+            outcomes.append(_change(rule, store, batch, rows, memo) if rule.condition == "change"
+                            else _threshold(rule, rows, memo))
         except Exception:
             ref = uuid.uuid4().hex[:12]
             log.exception("alert rule %s on batch %s could not be evaluated (reference %s)", rule.id, batch.id, ref)

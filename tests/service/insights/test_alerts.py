@@ -139,10 +139,10 @@ def test_a_rule_that_cannot_be_evaluated_is_recorded_and_the_batch_is_done(
     works = bench.rule(metric="nps", condition="change", compare_to="previous_period", min_rows=1)
     real = alerts._threshold
 
-    def fail(rule: Any, rows: Any) -> Any:
+    def fail(rule: Any, *args: Any) -> Any:
         if rule.id == broken:
             raise RuntimeError("boom")
-        return real(rule, rows)
+        return real(rule, *args)
 
     monkeypatch.setattr(alerts, "_threshold", fail)
     bid = bench.run("one", survey(30, [10], "2026-01") + survey(30, [0], "2026-02", start=30))
