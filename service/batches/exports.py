@@ -183,6 +183,9 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.name": "Nome", "summary.impact": "Impatto sull'NPS", "summary.significant": "Significativo",
         "summary.driver": "Driver", "summary.unclassified": "non altrimenti classificati",
         "yes": "sì", "no": "no",
+        "filter.topic": "Tema", "filter.touchpoint": "Punto di contatto", "filter.channel": "Canale",
+        "filter.language": "Lingua", "filter.period": "Periodo", "filter.date_from": "Dal", "filter.date_to": "Al",
+        "filter.q": "Ricerca",
         "corrected": "Corretto", "corrected_sentiment": "Sentiment corretto",
         "corrected_sentiment_id": "Sentiment corretto (id)", "corrected_topics": "Temi corretti",
         "corrected_topic_ids": "Temi corretti (id)", "corrected_touchpoints": "Punti di contatto corretti",
@@ -213,6 +216,9 @@ TEXT: dict[str, dict[str, str]] = {
         "summary.name": "Name", "summary.impact": "NPS impact", "summary.significant": "Significant",
         "summary.driver": "Driver", "summary.unclassified": "not otherwise classified",
         "yes": "yes", "no": "no",
+        "filter.topic": "Topic", "filter.touchpoint": "Touchpoint", "filter.channel": "Channel",
+        "filter.language": "Language", "filter.period": "Period", "filter.date_from": "From", "filter.date_to": "To",
+        "filter.q": "Search",
         "corrected": "Corrected", "corrected_sentiment": "Corrected sentiment",
         "corrected_sentiment_id": "Corrected sentiment (id)", "corrected_topics": "Corrected topics",
         "corrected_topic_ids": "Corrected topics (id)", "corrected_touchpoints": "Corrected touchpoints",
@@ -356,6 +362,31 @@ class Selection:
         if self.q:
             pairs.append(("q", self.q))
         return "&".join(f"{k}={v}" for k, v in pairs)
+
+    def words(self, names: Names) -> str:
+        """The selection as a person reads it, in ``names``' language ("Tema: Consegna · regione: nord")."""
+        t = names.text
+        f = self.filters
+        parts: list[str] = []
+        for key, name_of in (("topic", names.topic), ("touchpoint", names.touchpoint), ("channel", names.channel),
+                             ("language", str)):
+            values = getattr(f, key) or []
+            if values:
+                parts.append(f"{t('filter.' + key)}: " + ", ".join(str(name_of(v)) for v in values))
+        for col, vals in (f.segment or {}).items():
+            parts.append(f"{col}: " + ", ".join(vals))
+        for key, value in (("period", f.period), ("date_from", f.date_from), ("date_to", f.date_to)):
+            if value:
+                parts.append(f"{t('filter.' + key)}: {value}")
+        if self.sentiment:
+            parts.append(f"{t('sentiment')}: {names.sentiment(self.sentiment)}")
+        if self.discovered is not None:
+            parts.append(f"{t('theme')}: {names.theme(self.discovered)}")
+        if self.errors:
+            parts.append(t("status.error"))
+        if self.q:
+            parts.append(f"{t('filter.q')}: «{self.q}»")
+        return " · ".join(parts)
 
 
 def select_rows(store: BatchStore, batch_id: str, facts: list[RowFacts], sel: Selection) -> list[RowFacts]:
@@ -746,7 +777,7 @@ def _summary_sheet(wb: Any, plan: Plan, report: KpiReport, top: int) -> None:
     row(t("summary.title"), head=True)
     row(t("summary.batch"), plan.batch.name)
     row(t("summary.exported"), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    row(t("summary.filters"), plan.selection.describe() or t("summary.filters.none"))
+    row(t("summary.filters"), plan.selection.words(n) or t("summary.filters.none"))
     row()
     row(t("summary.metric"), t("summary.value"), t("summary.ci_low"), t("summary.ci_high"), t("summary.n"), head=True)
     row(t("summary.rows"), report.count)

@@ -127,7 +127,7 @@ def test_csv_in_english_and_in_a_chosen_dialect(client: TestClient, semicolon_ba
     assert all("," not in t["P(detractor)"] for t in table) and float(table[0]["P(detractor)"]) > 0
     assert {t["Discovered theme"] for t in table if t["Discovered theme (id)"] == "-1"} <= {"not classified"}
     plain = client.get(f"/v1/batches/{semicolon_batch}/export", params={"format": "csv", "bom": "false"})
-    assert not plain.content.startswith(codecs.BOM_UTF8) and plain.content.startswith("Riga;".encode())
+    assert not plain.content.startswith(codecs.BOM_UTF8) and plain.content.startswith(b"Riga;")
 
 
 def test_csv_of_a_windows_1252_comma_upload(client: TestClient, comma_batch: str) -> None:
@@ -176,7 +176,12 @@ def test_xlsx_numbers_autofilter_and_summary(client: TestClient, semicolon_batch
     names = _names(client, "it")["topics"]
     for t in k["topics"][:3]:
         assert summary[names[t["id"]]][:3] == (t["id"], t["count"], t["share"])
-    assert summary["Filtri"][0] == "segment=regione:nord"
+    assert summary["Filtri"][0] == "regione: nord"
+    both = client.get(f"/v1/batches/{semicolon_batch}/export", params={
+        "format": "xlsx", "lang": "en", "topic": "delivery", "sentiment": "negative", "q": "late", "discovered": -1})
+    words = {r[0]: r[1] for r in openpyxl.load_workbook(io.BytesIO(both.content))["Summary"].iter_rows(values_only=True)}
+    assert words["Filters"] == (f"Topic: {_names(client, 'en')['topics']['delivery']} · Sentiment: Negative · "
+                                "Discovered theme: not classified · Search: «late»")
 
 
 @pytest.mark.parametrize("params", [
