@@ -1,5 +1,5 @@
 """``/v1/batches/{id}/compare`` and the dashboard's new KPI fields (multi-select filters, small groups, the
-catch-all apart) through the real app factory and lifespan, on SQLite."""
+catch-all apart) through the real app factory and lifespan, on SQLite and on a real PostgreSQL."""
 from __future__ import annotations
 
 import json
@@ -15,10 +15,14 @@ from tests.service.batch_data import MAPPING, ROWS, batch_settings, csv_bytes
 from voce.service.app import create_app
 
 
-@pytest.fixture(scope="module")
-def client(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("compare")
-    with local_client(create_app(batch_settings(tmp, tiny_bundle_dir)), raise_server_exceptions=False) as c:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def client(
+    request: pytest.FixtureRequest, tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp(f"compare-{request.param}")
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    settings = batch_settings(tmp, tiny_bundle_dir, database_url=url)
+    with local_client(create_app(settings), raise_server_exceptions=False) as c:
         while c.get("/ready").status_code != 200:
             time.sleep(0.05)
         sign_in(c, new_key(c, "acme", ["batches:read", "batches:write"]))
