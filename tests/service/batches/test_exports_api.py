@@ -28,10 +28,14 @@ ACCENTED = [{**r, "=cmd|' /C calc'!A0": "-2+3"} for r in ACCENTED]
 MAPPING_ALL = MAPPING | {"channel": "canale"}
 
 
-@pytest.fixture(scope="module")
-def client(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("exports")
-    with local_client(create_app(batch_settings(tmp, tiny_bundle_dir)), raise_server_exceptions=False) as c:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def client(
+    request: pytest.FixtureRequest, tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp(f"exports-{request.param}")
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    settings = batch_settings(tmp, tiny_bundle_dir, database_url=url)
+    with local_client(create_app(settings), raise_server_exceptions=False) as c:
         while c.get("/ready").status_code != 200:
             time.sleep(0.05)
         sign_in(c, new_key(c, "acme", ["batches:read", "batches:write"]))
