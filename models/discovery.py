@@ -45,6 +45,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -306,26 +307,119 @@ def center_by_language(
     top principal directions (LIR, Xie et al. 2022), only for languages with
     at least ``MIN_COMPONENT_DOCS`` comments.
     """
+    return fit_language_centering(
+        vectors, langs, components=components, assigned_topics=assigned_topics, balance_topics=balance_topics
+    ).apply(vectors, langs)
+
+
+@dataclass(frozen=True)
+class LanguageCentering:
+    """What :func:`center_by_language` subtracts, kept so that comments not in the fit get the same treatment
+    (a large batch is clustered on a sample, the rest assigned afterwards: :func:`fit_topic_assigner`)."""
+
+    global_mean: npt.NDArray[np.float32]
+    means: dict[str, npt.NDArray[np.float32]]
+    components: dict[str, npt.NDArray[np.float32]]
+
+    def apply(self, vectors: npt.NDArray[np.float32], langs: Sequence[str]) -> npt.NDArray[np.float32]:
+        codes = np.asarray(langs, dtype=object)
+        centered = vectors - self.global_mean
+        for lang, mean in self.means.items():
+            rows = codes == lang
+            if not rows.any():
+                continue
+            block = vectors[rows] - mean
+            top = self.components.get(lang)
+            if top is not None:
+                block = block - (block @ top) @ top.T
+            centered[rows] = block
+        return _unit_rows(centered)
+
+
+def fit_language_centering(
+    vectors: npt.NDArray[np.float32],
+    langs: Sequence[str],
+    *,
+    components: int = 0,
+    assigned_topics: Sequence[Sequence[str]] | None = None,
+    balance_topics: Sequence[str] = (),
+) -> LanguageCentering:
+    """The means (and principal directions) :func:`center_by_language` removes, measured on ``vectors``."""
     codes = np.asarray(langs, dtype=object)
     sole = np.asarray(
         [t[0] if len(t) == 1 else "" for t in assigned_topics] if assigned_topics is not None else [""] * len(langs),
         dtype=object,
     )
-    centered = vectors - vectors.mean(axis=0)
+    means: dict[str, npt.NDArray[np.float32]] = {}
+    tops: dict[str, npt.NDArray[np.float32]] = {}
     for lang in centered_languages(langs):
         rows = codes == lang
         if balance_topics:
             mean = np.mean([vectors[rows & (sole == t)].mean(axis=0) for t in balance_topics], axis=0)
         else:
             mean = vectors[rows].mean(axis=0)
-        block = vectors[rows] - mean
+        means[lang] = mean
         if components > 0 and int(rows.sum()) >= MIN_COMPONENT_DOCS:
+            block = vectors[rows] - mean
             spread = block - block.mean(axis=0)
             _, eigvecs = np.linalg.eigh(spread.T.astype(np.float64) @ spread)
-            top = eigvecs[:, ::-1][:, :components].astype(np.float32)
-            block = block - (block @ top) @ top.T
-        centered[rows] = block
-    return _unit_rows(centered)
+            tops[lang] = eigvecs[:, ::-1][:, :components].astype(np.float32)
+    return LanguageCentering(vectors.mean(axis=0), means, tops)
+
+
+@dataclass(frozen=True)
+class TopicAssigner:
+    """Themes found on a sample, applied to comments outside it (BERTopic's advice for large corpora: fit on a
+    sample, ``transform`` the rest).  A comment joins the nearest theme centroid (cosine, in the sample's
+    language-centred space) when it is at least as similar as the sample's least typical members
+    (``OUTLIER_FLOOR_QUANTILE``), else it stays an outlier (-1) - the rule :func:`reassign_outliers` uses."""
+
+    centering: LanguageCentering | None
+    topic_ids: npt.NDArray[np.int64]
+    centroids: npt.NDArray[np.float32]
+    floor: float
+
+    def assign(self, embeddings: npt.NDArray[np.floating[Any]], languages: Sequence[str | None]) -> npt.NDArray[np.int64]:
+        if len(embeddings) == 0 or self.topic_ids.size == 0:
+            return np.full(len(embeddings), -1, dtype=np.int64)
+        vectors = _unit_rows(np.asarray(embeddings, dtype=np.float32))
+        if self.centering is not None:
+            vectors = self.centering.apply(vectors, [normalize_language(lang) for lang in languages])
+        sims = vectors @ self.centroids.T
+        nearest = sims.argmax(axis=1)
+        best = sims[np.arange(len(vectors)), nearest]
+        return np.where(best >= self.floor, self.topic_ids[nearest], -1).astype(np.int64)
+
+
+def fit_topic_assigner(
+    embeddings: npt.NDArray[np.floating[Any]],
+    languages: Sequence[str | None],
+    assignments: Sequence[int],
+    *,
+    assigned_topics: Sequence[Sequence[str]] | None = None,
+    center_languages: bool = True,
+    balance_centering: bool = True,
+    language_components: int = 0,
+) -> TopicAssigner:
+    """The assigner for a :func:`discover_topics` run on (``embeddings``, ``languages``) that gave ``assignments``;
+    the centering arguments must be the ones that run used."""
+    vectors = _unit_rows(np.asarray(embeddings, dtype=np.float32))
+    langs = [normalize_language(lang) for lang in languages]
+    centering = None
+    if center_languages:
+        balance = balancing_topics(langs, assigned_topics) if balance_centering and assigned_topics is not None else []
+        centering = fit_language_centering(
+            vectors, langs, components=language_components, assigned_topics=assigned_topics, balance_topics=balance
+        )
+        vectors = centering.apply(vectors, langs)
+    labels = np.asarray(assignments, dtype=np.int64)
+    topic_ids = np.unique(labels[labels >= 0])
+    if topic_ids.size == 0:
+        return TopicAssigner(centering, topic_ids, np.zeros((0, vectors.shape[1]), np.float32), 1.0)
+    centroids = _unit_rows(np.stack([vectors[labels == t].mean(axis=0) for t in topic_ids]))
+    members = np.flatnonzero(labels >= 0)
+    member_sims = np.einsum("ij,ij->i", vectors[members], centroids[np.searchsorted(topic_ids, labels[members])])
+    return TopicAssigner(centering, topic_ids, centroids, float(np.quantile(member_sims, OUTLIER_FLOOR_QUANTILE)))
 
 
 def centered_languages(langs: Sequence[str]) -> list[str]:

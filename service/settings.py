@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # discovered topics (BERTopic) after each batch; seed makes them reproducible
     discovery: bool = True
     discovery_seed: int = 13
+    # a batch with more comments than this finds its themes on a seeded sample of this many and assigns the rest to
+    # the nearest theme (BERTopic's advice for large corpora; memory and time bounded); 0 = always all of them
+    discovery_sample: int = Field(default=20_000, ge=0)
 
     # ---- scale-out (README: "Large batches on Ray"; service/batches/ray_executor.py)
     # who analyses batch chunks: local (this process or `voce worker`, the default) or ray (analyzer actors on a

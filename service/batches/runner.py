@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,6 +121,8 @@ class RunnerConfig:
     lease_seconds: float = 60.0
     discovery: bool = True
     discovery_seed: int = 13
+    # themes fitted on a seeded sample of this many comments, the rest assigned (0 = fit on all)
+    discovery_sample: int = 20_000
     # a batch claimed more often than this took its worker down each time: it fails instead of looping
     max_attempts: int = 3
     # personal data in what is stored, for a batch that did not choose (batches.pii_mode); the upload once done
@@ -140,6 +143,7 @@ class RunnerConfig:
         return cls(
             chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
             discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
+            discovery_sample=settings.discovery_sample,
             keep_uploads=settings.keep_uploads, db_outage_seconds=settings.db_outage_seconds,
             uploads=settings.uploads(), scratch_dir=settings.data_dir / "tmp",
             webhooks=WebhookPolicy.from_settings(settings),
@@ -428,12 +432,67 @@ class BatchRunner:
         stored = self.store.get(bid)
         return stored is not None and stored.status == "done"
 
+    def _discovery_sample(self, bid: str) -> set[int] | None:
+        """The rows themes are fitted on when the batch has more analysed rows than ``discovery_sample``; else None."""
+        limit = self.config.discovery_sample
+        if limit <= 0:
+            return None
+        ok = [r.row for r in self.store.iter_rows(bid, page=20_000, columns=("ok",)) if r.ok]
+        return _sample_rows(ok, limit, self.config.discovery_seed) if len(ok) > limit else None
+
+    def _assign_rest(
+        self, bid: str, fitted: Any, sample_vecs: np.ndarray, sample_langs: list[str | None],
+        sample_assigned: list[list[str]], sample: set[int], payload: dict[str, Any], page: int = 5_000,
+    ) -> None:
+        """Assign every analysed row outside the sample to the nearest theme found on it (a page at a time, so
+        memory stays that of the sample), then count each theme's comments and languages over the whole batch."""
+        from voce.models.discovery import fit_topic_assigner, normalize_language
+
+        assigner = fit_topic_assigner(sample_vecs, sample_langs, fitted.assignments, assigned_topics=sample_assigned)
+        sizes: Counter[int] = Counter(fitted.assignments)
+        by_lang: Counter[tuple[int, str]] = Counter(
+            (t, normalize_language(lang)) for t, lang in zip(fitted.assignments, sample_langs, strict=True)
+        )
+        buf_rows: list[int] = []
+        buf_langs: list[str | None] = []
+        buf_vecs: list[np.ndarray] = []
+
+        def flush() -> None:
+            if not buf_rows:
+                return
+            labels = assigner.assign(np.vstack(buf_vecs), buf_langs).tolist()
+            self.store.set_discovered(bid, self.worker_id, buf_rows, labels, reset=False)
+            sizes.update(labels)
+            by_lang.update((t, normalize_language(lang)) for t, lang in zip(labels, buf_langs, strict=True))
+            buf_rows.clear(), buf_langs.clear(), buf_vecs.clear()
+
+        for r in self.store.iter_rows(bid, columns=("ok", "language", "embedding")):
+            if not r.ok or r.embedding is None or r.row in sample:
+                continue
+            buf_rows.append(r.row)
+            buf_langs.append(r.language)
+            buf_vecs.append(rows.embedding(r))
+            if len(buf_rows) >= page:
+                flush()
+        flush()
+        total = sum(sizes.values())
+        for topic in payload["topics"]:
+            topic["size"] = sizes.get(topic["id"], 0)
+            topic["languages"] = {lang: n for (t, lang), n in sorted(by_lang.items()) if t == topic["id"]}
+        payload["fitted_on"] = payload["n_docs"]
+        payload["n_docs"] = total
+        payload["outlier_share"] = round(sizes.get(-1, 0) / total, 4) if total else None
+        note = (f"themes found on a seeded sample of {payload['fitted_on']:,} of {total:,} comments "
+                "(VOCE_DISCOVERY_SAMPLE); the others joined the nearest theme or stayed unassigned")
+        payload["note"] = f"{payload['note']}; {note}" if payload.get("note") else note
+
     def _discover(self, bid: str) -> None:
         """BERTopic on the stored embeddings; a failure here is recorded, the analysis stays usable."""
         self.store.heartbeat(bid, self.worker_id, phase="discovering")
+        sample = self._discovery_sample(bid)
         row_ids, texts, langs, assigned, vecs = [], [], [], [], []
         for r in self.store.iter_rows(bid, columns=rows.DISCOVERY_COLUMNS):
-            if not r.ok or r.embedding is None:
+            if not r.ok or r.embedding is None or (sample is not None and r.row not in sample):
                 continue
             row_ids.append(r.row)
             texts.append(r.text or "")
@@ -451,6 +510,9 @@ class BatchRunner:
             payload = result.model_dump(mode="json")
             assignments = payload.pop("assignments", [])
             self.store.set_discovered(bid, self.worker_id, row_ids, assignments)
+            if sample is not None:  # the rest of the batch joins the themes found on the sample
+                del texts, vecs
+                self._assign_rest(bid, result, emb, langs, assigned, sample, payload)
             self.store.heartbeat(bid, self.worker_id, discovery=payload, discovery_error=None)
         except LeaseLost:
             raise
@@ -458,6 +520,12 @@ class BatchRunner:
             ref = uuid.uuid4().hex[:12]
             log.exception("batch %s: topic discovery failed (reference %s)", bid, ref)
             self.store.heartbeat(bid, self.worker_id, discovery_error=self.redactor.string(public_error(exc, ref)))
+
+
+def _sample_rows(rows_ok: list[int], size: int, seed: int) -> set[int]:
+    """A seeded sample of ``size`` of the batch's analysed rows (the same batch and seed: the same sample)."""
+    rng = np.random.default_rng(seed)
+    return {rows_ok[i] for i in rng.choice(len(rows_ok), size=size, replace=False)}
 
 
 class Heartbeat:

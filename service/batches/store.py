@@ -181,10 +181,14 @@ class BatchStore:
             q = select(BatchRow).where(BatchRow.batch_id == batch_id, BatchRow.row.in_(rows))
             return {r.row: r for r in s.scalars(q)}
 
-    def set_discovered(self, batch_id: str, worker_id: str, rows: list[int], topics: list[int]) -> None:
+    def set_discovered(
+        self, batch_id: str, worker_id: str, rows: list[int], topics: list[int], reset: bool = True
+    ) -> None:
+        """Each row's discovered theme; ``reset`` first clears every row's (False: a later page of the same run)."""
         with self.sessions() as s, s.begin():
             self._owned(s, batch_id, worker_id)
-            s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id).values(discovered=None))
+            if reset:
+                s.execute(update(BatchRow).where(BatchRow.batch_id == batch_id).values(discovered=None))
             if rows:
                 stmt = (
                     ROWS.update()

@@ -234,3 +234,36 @@ def test_cancel_a_queued_and_a_running_batch(
     assert q is not None and (q.status, q.rows_done, q.attempts) == ("cancelled", 0, 0)
     assert store.claim("w2", 30) is None
     assert store.cancel(f"running{backend}") == "cancelled"  # already finished: unchanged
+
+
+def test_discovery_on_a_sample_assigns_every_other_row(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """VOCE_DISCOVERY_SAMPLE: themes fitted on a seeded sample, every other analysed row assigned afterwards; the
+    themes' sizes and the outlier share count the whole batch; the same seed gives the same result."""
+    from collections import Counter
+
+    from tests.service.batch_data import ROWS, csv_bytes
+
+    themes = [r for r in ROWS if r["id"] in ("r1", "r7", "r8")]  # delivery, call centre, staff: three themes
+    rows = [dict(r, id=f"{r['id']}-{k}", commento=f"{r['commento']} {k % 5}") for k in range(50) for r in themes]
+    src = tmp_path / "many.csv"
+    src.write_bytes(csv_bytes(rows))
+    results = []
+    for run in ("a", "b"):
+        settings = batch_settings(tmp_path / run, tiny_bundle_dir, discovery_sample=60)
+        store = BatchStore.open(settings.resolved_database_url())
+        queue(store, settings, src, f"sample{run}")
+        LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings), name=run).run_until_idle()
+        b = store.get(f"sample{run}")
+        assert b is not None and b.status == "done" and b.discovery_error is None, b.discovery_error
+        found = {r.row: r.discovered for r in store.iter_rows(b.id, columns=("ok", "discovered")) if r.ok}
+        results.append((b.discovery, found))
+    (payload, found), (payload_b, found_b) = results
+    assert {**payload, "seconds": 0} == {**payload_b, "seconds": 0} and found == found_b  # reproducible
+    assert payload["topics"], payload.get("note")
+    ok_rows = len(found)
+    assert payload["fitted_on"] == 60 and payload["n_docs"] == ok_rows > 60
+    assert all(v is not None for v in found.values())  # every analysed row has a theme or -1
+    sizes = Counter(found.values())
+    assert {t["id"]: t["size"] for t in payload["topics"]} == {t: n for t, n in sizes.items() if t >= 0}
+    assert payload["outlier_share"] == round(sizes.get(-1, 0) / ok_rows, 4)
+    assert "seeded sample of 60" in payload["note"]
