@@ -1,17 +1,16 @@
 """``/v1/batches/{id}/compare``: one batch (or one period of it) against another batch or period, with significance.
 
-A thin adapter: the rows come from :class:`~voce.service.batches.service.BatchService` (scoped to the caller's
-tenant, so another tenant's batch on either side is a 404), the statistics from :func:`voce.service.analytics.compare`.
+A thin adapter over :meth:`~voce.service.batches.service.BatchService.compare` (scoped to the caller's tenant, so
+another tenant's batch on either side is a 404; ``voce batch compare`` is the same call), whose statistics are
+:func:`voce.service.analytics.compare`.
 """
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import ValidationError
 
-from voce.service.analytics import Comparison, Filters, compare
-from voce.service.batches.errors import InvalidFilter
+from voce.service.analytics import Comparison
 from voce.service.deps import AUTH_RESPONSES, FiltersDep, ReadBatchesDep
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=AUTH_RESPONSES)
@@ -24,15 +23,6 @@ PeriodParam = Annotated[
 class ComparisonResponse(Comparison):
     batch_a: str
     batch_b: str
-
-
-def _side(filters: Filters, period: str | None) -> Filters:
-    if period is None or not period.strip():
-        return filters
-    try:
-        return Filters.model_validate({**filters.model_dump(), "period": period})
-    except ValidationError as exc:
-        raise InvalidFilter(f"invalid filter: {exc}") from exc
 
 
 @router.get("/batches/{batch_id}/compare", response_model=ComparisonResponse, operation_id="compare_batches")
@@ -51,12 +41,6 @@ def compare_batches(
     significance flag across every test. Side A is this batch (``a_period`` narrows it to a period), side B is
     ``b_batch`` (default: this batch) in ``b_period``; the other filters apply to both sides. Compare this month
     with last month (``a_period=2026-03&b_period=2026-04``) or two uploads (``b_batch=...``)."""
-    a = batches.get(batch_id)
-    b = batches.get(b_batch) if b_batch and b_batch != batch_id else a
-    fa, fb = _side(filters, a_period), _side(filters, b_period)
-    labels = batches.labels()
-    result = compare(
-        batches.facts(a), batches.facts(b), fa, fb, labels=labels,
-        label_a=" · ".join(x for x in (a.name, fa.period) if x), label_b=" · ".join(x for x in (b.name, fb.period) if x),
+    return ComparisonResponse.model_validate(
+        batches.compare(batch_id, filters, b_batch=b_batch, a_period=a_period, b_period=b_period)
     )
-    return ComparisonResponse(batch_a=a.id, batch_b=b.id, **result.model_dump())

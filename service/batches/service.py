@@ -148,6 +148,16 @@ def make_filters(
         raise InvalidFilter(f"invalid filter: {exc}") from exc
 
 
+def with_period(filters: Filters, period: str | None) -> Filters:
+    """``filters`` narrowed to ``period`` instead of its own (one side of a comparison); blank keeps it as it is."""
+    if period is None or not period.strip():
+        return filters
+    try:
+        return Filters.model_validate({**filters.model_dump(), "period": period})
+    except ValidationError as exc:
+        raise InvalidFilter(f"invalid filter: {exc}") from exc
+
+
 def register_upload(
     store: BatchStore,
     path: Path,
@@ -524,6 +534,28 @@ class BatchService:
             facts, filters, labels=self.labels(), channel_labels=channel_labels, granularity=granularity
         )
         return {"batch_id": batch_id, **report.model_dump(mode="json")}
+
+    def compare(
+        self,
+        batch_id: str,
+        filters: Filters | None = None,
+        *,
+        b_batch: str | None = None,
+        a_period: str | None = None,
+        b_period: str | None = None,
+    ) -> dict[str, Any]:
+        """Side B (``b_batch``, default this batch, narrowed to ``b_period``) against side A (this batch in
+        ``a_period``), the other filters on both sides (see :func:`voce.service.analytics.compare`); both batches
+        are read through this service, so another tenant's batch on either side is not found."""
+        a = self.get(batch_id)
+        b = self.get(b_batch) if b_batch and b_batch != batch_id else a
+        base = filters or Filters()
+        fa, fb = with_period(base, a_period), with_period(base, b_period)
+        result = analytics.compare(
+            self.facts(a), self.facts(b), fa, fb, labels=self.labels(),
+            label_a=" · ".join(x for x in (a.name, fa.period) if x), label_b=" · ".join(x for x in (b.name, fb.period) if x),
+        )
+        return {"batch_a": a.id, "batch_b": b.id, **result.model_dump(mode="json")}
 
     def rows_page(
         self,

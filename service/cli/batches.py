@@ -252,10 +252,12 @@ def _people_export(
 @batch_app.command("kpis")
 def batch_kpis_cmd(
     batch_id: str,
-    topic: Annotated[str | None, typer.Option()] = None,
-    touchpoint: Annotated[str | None, typer.Option(help="a touchpoint id found in the text")] = None,
-    channel: Annotated[str | None, typer.Option(help="where the feedback was collected (as in by_channel)")] = None,
-    language: Annotated[str | None, typer.Option()] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="a topic id (repeatable: any of them)")] = None,
+    touchpoint: Annotated[list[str] | None, typer.Option(help="a touchpoint id found in the text (repeatable)")] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option(help="where the feedback was collected, as in by_channel (repeatable)")
+    ] = None,
+    language: Annotated[list[str] | None, typer.Option(help="a language code (repeatable)")] = None,
     segment: Annotated[list[str] | None, typer.Option(help="column:value (repeatable)")] = None,
     period: Annotated[str | None, typer.Option(help="2026-03, 2026-W09 or 2026-03-05")] = None,
 ) -> None:
@@ -268,6 +270,28 @@ def batch_kpis_cmd(
             touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=segment, period=period
         )
         report = batches.kpis(batch_id, filters)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+@batch_app.command("compare")
+def batch_compare_cmd(
+    batch_id: str,
+    b_batch: Annotated[str | None, typer.Option(help="side B's batch (default: this one)")] = None,
+    a_period: Annotated[str | None, typer.Option(help="side A's period: 2026-03, 2026-W09 or 2026-03-05")] = None,
+    b_period: Annotated[str | None, typer.Option(help="side B's period")] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="both sides: a topic id (repeatable)")] = None,
+    touchpoint: Annotated[list[str] | None, typer.Option(help="both sides: a touchpoint id (repeatable)")] = None,
+    channel: Annotated[list[str] | None, typer.Option(help="both sides: a channel (repeatable)")] = None,
+    language: Annotated[list[str] | None, typer.Option(help="both sides: a language code (repeatable)")] = None,
+    segment: Annotated[list[str] | None, typer.Option(help="both sides: column:value (repeatable)")] = None,
+) -> None:
+    """Side B against side A with intervals and BH significance (JSON, same as GET /v1/batches/{id}/compare)."""
+    from voce.service.batches.service import make_filters
+
+    batches = _service(settings())
+    with _batch_errors(batch_id):
+        filters = make_filters(touchpoint=touchpoint, channel=channel, topic=topic, language=language, segment=segment)
+        report = batches.compare(batch_id, filters, b_batch=b_batch, a_period=a_period, b_period=b_period)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
 

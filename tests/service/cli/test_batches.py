@@ -47,6 +47,13 @@ def test_batch_submit_wait_status_kpis_export(env: Path, monkeypatch: object) ->
     assert bid in runner.invoke(app, ["batch", "list"]).stdout
     k = json.loads(runner.invoke(app, ["batch", "kpis", bid, "--segment", "regione:nord"]).stdout)
     assert k["count"] == 16 and k["nps"]["responses"] == 16
+    both = ["--segment", "regione:nord", "--segment", "regione:sud"]
+    assert json.loads(runner.invoke(app, ["batch", "kpis", bid, *both]).stdout)["count"] == 31
+    cmp = json.loads(runner.invoke(app, ["batch", "compare", bid, "--a-period", "2026-03-01", "--b-period", "2026-03-02",
+                                         *both]).stdout)
+    assert cmp["batch_a"] == cmp["batch_b"] == bid and (cmp["a"]["count"], cmp["b"]["count"]) == (11, 10)
+    assert cmp["b"]["filters"] == {**cmp["a"]["filters"], "period": "2026-03-02"} and "nps" in cmp["kpis"]
+    assert runner.invoke(app, ["batch", "compare", bid, "--b-period", "March"]).exit_code == 2
     for fmt in ("jsonl", "csv", "xlsx"):
         out = env / f"res.{fmt}"
         assert runner.invoke(app, ["batch", "export", bid, "-o", str(out)]).exit_code == 0
@@ -87,7 +94,7 @@ def test_batch_kpis_name_topics_like_the_api(env: Path, monkeypatch: pytest.Monk
     assert [(t["id"], t["label"], t["count"]) for t in cli["topics"]] == [("staff", "Crew", 6)]
     assert [(c["id"], c["label"], c["count"]) for c in cli["by_channel"]] == [("store", "Store", 2)]
     by_store = json.loads(runner.invoke(app, ["batch", "kpis", bid, "--channel", "Store"]).stdout)
-    assert (by_store["count"], by_store["filters"]["channel"]) == (2, "store")
+    assert (by_store["count"], by_store["filters"]["channel"]) == (2, ["store"])
     with local_client(create_app(Settings(workers=0))) as client:
         wait_ready(client)
         sign_in(client)  # the first admin key is of tenant 'default', as batches submitted through the CLI are
