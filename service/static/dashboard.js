@@ -305,7 +305,7 @@ function renderKpis() {
   tiles.append(tile("kpi-nps", t("kpi.nps"), n.value === null ? "–" : fmtNumber(n.value, 1), [
     n.value === null ? t("kpi.nps.none") : t("kpi.nps.ci", { low: fmtNumber(n.ci_low, 1), high: fmtNumber(n.ci_high, 1) }),
     n.responses ? t("kpi.nps.counts", { p: fmtInt(n.promoters), pa: fmtInt(n.passives), d: fmtInt(n.detractors) }) : null,
-  ], { raw: n.value === null ? "" : n.value }));
+  ], { raw: n.value === null ? "" : n.value, badge: n.responses > 0 && n.responses < k.small_group ? t("small.badge") : null }));
   if (k.nps_estimate) {
     const e = k.nps_estimate;
     tiles.append(tile("kpi-nps-estimate", t("kpi.estimate"), fmtPercent(e.detractor_share), [
@@ -326,7 +326,8 @@ function renderKpis() {
   const s = k.sentiment;
   tiles.append(tile("kpi-sentiment", t("kpi.sentiment"), fmtSigned(s.net, 1), [
     t("kpi.sentiment.sub", { pos: fmtInt(s.positive), neu: fmtInt(s.neutral), mix: fmtInt(s.mixed), neg: fmtInt(s.negative) }),
-  ], { raw: s.net === null ? "" : s.net, bar: sentimentBar(s) }));
+  ], { raw: s.net === null ? "" : s.net, bar: sentimentBar(s),
+    badge: k.analysed > 0 && k.analysed < k.small_group ? t("small.badge") : null }));
   tiles.append(tile("kpi-count", t("kpi.count"), fmtInt(k.count), [
     t("kpi.count.sub", { analysed: fmtInt(k.analysed), errors: fmtInt(k.count - k.analysed) }),
   ], { raw: k.count }));
