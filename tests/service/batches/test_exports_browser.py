@@ -84,8 +84,9 @@ def _download(page: Any, testid: str) -> bytes:
     return Path(info.value.path()).read_bytes()
 
 
-def test_export_buttons_download_the_view_and_the_drawer(served: tuple[str, str, str]) -> None:
+def test_export_buttons_download_the_view_and_the_drawer(served: tuple[str, str, str], tmp_path: Path) -> None:
     url, key, bid = served
+    shots = Path(os.environ.get("VOCE_SCREENSHOTS_DIR") or tmp_path)  # the test run never writes into the tree
     from playwright.sync_api import sync_playwright
 
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -101,6 +102,7 @@ def test_export_buttons_download_the_view_and_the_drawer(served: tuple[str, str,
         page.get_by_test_id("kpi-nps").wait_for()
 
         # the current view: the URL's filters, Italian labels, ';' as uploaded
+        page.screenshot(path=str(shots / "exports_view.png"))
         assert "Scarica questa vista" in page.get_by_test_id("exports-view").inner_text()
         table = list(csv.DictReader(io.StringIO(_download(page, "export-view-csv").decode("utf-8-sig")), delimiter=";"))
         assert [t["ID"] for t in table] == [r["id"] for r in ROWS if r["regione"] == "nord"]
@@ -111,6 +113,7 @@ def test_export_buttons_download_the_view_and_the_drawer(served: tuple[str, str,
         page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
         page.get_by_test_id("comments-sentiment").select_option("negative")
         page.wait_for_function("() => document.querySelector('[data-testid=comments]').dataset.loading === 'false'")
+        page.screenshot(path=str(shots / "exports_drawer.png"))
         wb = openpyxl.load_workbook(io.BytesIO(_download(page, "export-list-xlsx")))
         ids = [row[1] for row in list(wb["Commenti"].iter_rows(values_only=True))[1:]]
         drawer = api.get(f"/v1/batches/{bid}/rows", params={"segment": "regione:nord", "sentiment": "negative",
