@@ -55,6 +55,10 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             settings, store=store, labels=engine.labels, touchpoint_labels=engine.touchpoint_labels,
             notify=executor.notify if executor else None,
         )
+        from voce.service.insights.alerts import resume_pending  # alert webhooks a stopped service left pending
+        from voce.service.insights.webhooks import WebhookPolicy
+
+        resume_pending(store, WebhookPolicy.from_settings(settings))
         try:
             yield
         finally:

@@ -604,4 +604,31 @@ def evaluate_batch(store: BatchStore, batch_id: str, policy: WebhookPolicy | Non
         return Evaluation()
 
 
+def resume_pending(store: BatchStore, policy: WebhookPolicy, *, older_than: dt.timedelta | None = None,
+                   now: dt.datetime | None = None) -> threading.Thread | None:
+    """Send again the deliveries a stopped service left ``pending`` (called when the service starts).  Only events
+    older than every try and wait of a delivery (``older_than``, default: the policy's longest delivery) are taken,
+    so a delivery still under way in another process is not doubled; receivers dedupe by ``X-Voce-Delivery``."""
+    if not policy.enabled:
+        return None
+    span = older_than if older_than is not None else dt.timedelta(seconds=policy.longest_seconds())
+    cutoff = (now or utcnow()) - span
+    try:
+        with store.sessions() as s:
+            found = list(s.scalars(select(AlertEvent).where(AlertEvent.webhook_status == "pending",
+                                                            AlertEvent.created_at < cutoff).order_by(AlertEvent.id)))
+            batches = {b.id: b for b in s.scalars(select(Batch).where(Batch.id.in_({e.batch_id for e in found})))}
+        deliveries: list[Delivery] = []
+        for event in found:
+            batch = batches.get(event.batch_id)
+            if batch is not None:
+                deliveries += deliveries_for(store.sessions, [event.id], _webhook_body(store, batch))
+        if deliveries:
+            log.info("resending %d alert webhook(s) left pending", len(deliveries))
+        return WebhookSender(store.sessions, policy).start(deliveries)
+    except Exception:
+        log.exception("pending alert webhooks could not be resumed")
+        return None
+
+
 __all__ = ["AlertService", "Delivery", "Evaluation", "RuleIn", "RulePatch", "evaluate_batch"]

@@ -12,7 +12,8 @@ of ``"<timestamp>.<body>"`` under the rule's secret (shown once, when the rule i
 and rejects a stale timestamp.  A 2xx answer is delivered; a 408, 429, 5xx, a timeout or a refused connection is
 tried again after ``backoff``, doubled each time, up to ``attempts`` tries; any other 4xx fails at once.  The
 event records the state (``pending`` -> ``delivered`` | ``failed`` | ``refused``), the tries and the last error.
-A service stopped while a delivery waits leaves it ``pending`` (visible in the feed).
+A service stopped while a delivery waits leaves it ``pending``; the next start of the service sends it again
+(:func:`voce.service.insights.alerts.resume_pending`).
 """
 from __future__ import annotations
 
@@ -98,6 +99,11 @@ class WebhookPolicy:
     @property
     def enabled(self) -> bool:
         return bool(self.allowed_hosts)
+
+    def longest_seconds(self) -> float:
+        """How long one delivery may take at most: every try's timeout and every wait between them."""
+        waits = sum(self.backoff_seconds * 2**i for i in range(self.attempts - 1))
+        return self.attempts * self.timeout_seconds + waits
 
     def check(self, url: str, *, resolve: bool = True) -> None:
         """Refuse (:class:`WebhookRefused`) a URL this policy does not allow; ``resolve`` also checks the addresses

@@ -228,3 +228,24 @@ def test_evaluation_sends_what_fired(store: BatchStore, receiver: Receiver, monk
     assert json.loads(receiver.got[0][1])["event"]["value"] == -40.0
     off = evaluate_batch(store, _done_batch(store, "b2"), WebhookPolicy())  # webhooks turned off since
     assert off.deliveries is None and _stored(store, off.events[0]).webhook_status == "refused"
+
+
+def test_deliveries_left_pending_are_sent_again_at_start(store: BatchStore, receiver: Receiver) -> None:
+    import datetime as dt
+
+    from voce.service.insights.alerts import resume_pending
+
+    policy = WebhookPolicy(allowed_hosts=(f"127.0.0.1:{receiver.port}",), backoff_seconds=0.0)
+    bid = _done_batch(store)
+    stale, _ = _event(store, policy, receiver.url, bid)  # pending: its service stopped before sending it
+    with store.sessions() as s, s.begin():
+        s.execute(update(AlertEvent).where(AlertEvent.id == stale)
+                  .values(created_at=dt.datetime(2026, 1, 1)))
+    fresh, _ = _event(store, policy, receiver.url + "?fresh", _done_batch(store, "b2"))  # maybe under way elsewhere
+    assert policy.longest_seconds() == 5 * 10.0
+    thread = resume_pending(store, policy)
+    assert thread is not None
+    thread.join(60)
+    assert _stored(store, stale).webhook_status == "delivered" and _stored(store, fresh).webhook_status == "pending"
+    assert [json.loads(b)["event"]["id"] for _, b in receiver.got] == [stale]
+    assert resume_pending(store, WebhookPolicy()) is None  # webhooks off: nothing is sent
