@@ -402,6 +402,7 @@ const LABELS = {
     "tax.rescore": "Re-score with the current taxonomy",
     "tax.rescoring": "Re-scoring with taxonomy {label}: {done} of {total} comments",
     "tax.rescored": "Scored with taxonomy {label}.",
+    "tax.outdated": "This analysis was scored with taxonomy {used}; the active one is {active}.",
     // saved views and alerts (views_alerts.js)
     "ins.delete": "Delete",
     "ins.points": "points",
@@ -892,6 +893,7 @@ const LABELS = {
     "tax.rescore": "Rianalizza con la tassonomia attuale",
     "tax.rescoring": "Rianalisi con la tassonomia {label}: {done} di {total} commenti",
     "tax.rescored": "Analizzata con la tassonomia {label}.",
+    "tax.outdated": "Questa analisi usa la tassonomia {used}; quella attiva è {active}.",
     // viste salvate e avvisi (views_alerts.js)
     "ins.delete": "Elimina",
     "ins.points": "punti",

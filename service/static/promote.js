@@ -129,5 +129,20 @@ const VocePromote = (() => {
     return el("span", {}, button, " ", status);
   }
 
+  /** A finished batch scored with another taxonomy version than the active one: say so, offer to re-score. */
+  async function offerRescore() {
+    const bid = document.body.dataset.batchId;
+    const anchor = document.getElementById("running-banner");
+    if (!bid || !anchor) return;
+    try {
+      const [batch, taxonomy] = await Promise.all([api("/v1/batches/" + encodeURIComponent(bid)), api("/v1/taxonomy")]);
+      if (batch.status !== "done" || !taxonomy.stored || batch.taxonomy_version === taxonomy.version) return;
+      anchor.after(el("div", { class: "banner banner-info", dataset: { testid: "rescore-banner" } },
+        t("tax.outdated", { used: batch.taxonomy_version || "–", active: taxonomy.version }) + " ", rescoreButton()));
+    } catch (_) { /* the dashboard shows its own errors */ }
+  }
+
+  document.addEventListener("DOMContentLoaded", offerRescore);
+
   return { open };
 })();

@@ -104,5 +104,14 @@ def test_correct_promote_and_edit_the_taxonomy(base_url: str, admin_key: str, ap
     assert page.locator("h1").first.inner_text() == "Tassonomia"
     assert "aggiunto tema parcheggio" in page.get_by_test_id("tax-versions").inner_text()
 
+    # -- back on the dashboard: the batch is scored with an older version; re-score it from the banner
+    page.goto(f"{base_url}/ui/batches/{bid}?lang=en")
+    banner = page.get_by_test_id("rescore-banner")
+    banner.wait_for()
+    banner.get_by_test_id("rescore").click()
+    page.wait_for_function("() => (document.querySelector('[data-testid=rescore-status]') || {}).textContent"
+                           "?.startsWith('Scored with taxonomy')", timeout=120_000)
+    assert api.get(f"/v1/batches/{bid}").json()["taxonomy_version"] == api.get("/v1/taxonomy").json()["version"]
+
     assert not problems, problems
     context.close()
