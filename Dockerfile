@@ -34,7 +34,10 @@ COPY service ./service
 COPY training ./training
 COPY eval ./eval
 COPY data ./data
-RUN pip install ".[serve]"
+# extras: serve (the default); add ray and/or s3 for a Ray cluster and an object store
+# (docker build --build-arg VOCE_EXTRAS=serve,ray,s3 .)
+ARG VOCE_EXTRAS=serve
+RUN pip install ".[${VOCE_EXTRAS}]"
 
 # The model conversion, baked into its own layer: exactly what `voce serve` loads, verified and warmed up once.
 RUN voce setup --cache-dir "$VOCE_CACHE_DIR" && chmod -R a+rX "$VOCE_CACHE_DIR"
