@@ -100,11 +100,18 @@ def main() -> None:
         staged = [r for r in rows if r.journey == name and r.stage not in ("", NONE)]
         say(f"{name}: {len(staged)} texts with a stage")
         vectors, zero = encode_journey(analyzer, staged, name, args.cache_dir / "learning_curve", say)
-        results[name] = simulate(vectors, [r.stage for r in staged], stage_fitter(cfg.seed), zero_shot=zero, config=cfg)
-        r = results[name]
-        say(f"{name}: zero-shot {r['zero_shot']['accuracy']}, majority {r['majority']['accuracy']}, curve "
-            + ", ".join(f"{p['corrections']}: {p['accuracy']}" for p in r["curve"])
-            + f"; needed {r['corrections_needed']}")
+        gold = [r.stage for r in staged]
+        # two ways to retrain: the head on the document vector alone, and the head reading the zero-shot answer
+        # too (its one-hot beside the unit-length vector, weight 1 fixed beforehand), so it starts from the
+        # taxonomy's descriptions instead of from nothing
+        stages = sorted(set(gold))
+        onehot = np.asarray([[float(z == s) for s in stages] for z in zero], np.float32)
+        for variant, x in ((name, vectors), (f"{name} + zero-shot", np.hstack([vectors, onehot]))):
+            results[variant] = simulate(x, gold, stage_fitter(cfg.seed), zero_shot=zero, config=cfg)
+            r = results[variant]
+            say(f"{variant}: zero-shot {r['zero_shot']['accuracy']}, majority {r['majority']['accuracy']}, curve "
+                + ", ".join(f"{p['corrections']}: {p['accuracy']} (F1 {p['macro_f1']})" for p in r["curve"])
+                + f"; needed {r['corrections_needed']}")
     sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {
         "what": "journey-stage accuracy on held-out real texts against the number of corrections revealed; each round"
@@ -116,9 +123,10 @@ def main() -> None:
             f"{' '.join(map(str, args.rounds))}".split()),
     }
     report = write_report(results, args.out, "journeys", meta)
-    plot = curve_svg(results, args.out / "journeys.svg",
-                     f"Journey stages: accuracy after N corrections ({analyzer.bundle.version})")
-    say(f"wrote {report} and {plot}")
+    plots = [curve_svg({k: v for k, v in results.items() if k.split(" ")[0] == name},
+                       args.out / f"journeys-{name}.svg", f"{name} journey stages after N corrections")
+             for name in args.journeys]
+    say(f"wrote {report} and {', '.join(map(str, plots))}")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ _COLOURS = ("#3b7dd8", "#d8643b", "#2a9d5c", "#8e44ad", "#b08900")
 def curve_svg(results: dict[str, dict[str, Any]], path: Path, title: str, width: int = 640, height: int = 400) -> Path:
     """Accuracy against corrections (log scale), one line per set with its min-max band and its zero-shot level
     dashed."""
-    left, right, top, bottom = 56, 150, 34, 46
+    left, right, top, bottom = 56, 200, 34, 46
     xs = [p["corrections"] for r in results.values() for p in r["curve"]]
     lo, hi = np.log2(max(1, min(xs))), np.log2(max(xs))
     span = max(hi - lo, 1.0)
