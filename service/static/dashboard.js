@@ -1041,6 +1041,12 @@ function periodOptions(select, choices, current) {
 function renderCompareChoices() {
   const cmp = dash.compare;
   const mine = periodChoices(dash.base || dash.kpis);
+  const months = mine.filter((c) => /^\d{4}-\d{2}$/.test(c.value));
+  if (!cmp.chosen && months.length >= 2) {  // by default: last month (A) against this month (B)
+    cmp.chosen = true;
+    cmp.aPeriod = months[months.length - 2].value;
+    cmp.bPeriod = months[months.length - 1].value;
+  }
   periodOptions($("cmp-a-period"), mine, cmp.aPeriod);
   clear($("cmp-b-batch")).append(option("", t("compare.this_batch"), !cmp.bBatch),
     ...cmp.batches.filter((b) => b.id !== dash.batchId).map((b) => option(b.id, b.name + " · " + fmtDateTime(b.created_at), b.id === cmp.bBatch)));
@@ -1053,6 +1059,7 @@ async function initCompare() {
   cmp.aPeriod = q.get("cmp_a") || "";
   cmp.bBatch = q.get("cmp_b") || "";
   cmp.bPeriod = q.get("cmp_bp") || "";
+  cmp.chosen = cmp.chosen || q.has("cmp_a") || q.has("cmp_b") || q.has("cmp_bp");
   try {
     const list = await api("/v1/batches?limit=200");
     cmp.batches = list.batches.filter((b) => b.status === "done");
@@ -1254,11 +1261,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   window.addEventListener("beforeprint", () => { fillPrintMeta(); resizeCharts(); });
   window.addEventListener("afterprint", resizeCharts);
   $("compare-form").addEventListener("submit", (e) => { e.preventDefault(); writeCompareToUrl(); runCompare(); });
-  $("cmp-a-period").addEventListener("change", (e) => { dash.compare.aPeriod = e.target.value; });
-  $("cmp-b-period").addEventListener("change", (e) => { dash.compare.bPeriod = e.target.value; });
+  $("cmp-a-period").addEventListener("change", (e) => { dash.compare.aPeriod = e.target.value; dash.compare.chosen = true; });
+  $("cmp-b-period").addEventListener("change", (e) => { dash.compare.bPeriod = e.target.value; dash.compare.chosen = true; });
   $("cmp-b-batch").addEventListener("change", async (e) => {
     dash.compare.bBatch = e.target.value;
     dash.compare.bPeriod = "";
+    dash.compare.chosen = true;
     await loadComparePeriods();
     renderCompareChoices();
   });
