@@ -86,9 +86,12 @@ def star_report(stars: Sequence[int], pred: Sequence[str]) -> dict[str, Any]:
     ):  # fmt: skip
         hits = [int(p == bad) for s, p in zip(stars, pred, strict=True) if s in keep]
         if hits:
-            out[name] = {"n": len(hits), "share": round(float(np.mean(hits)), 4),
-                         "interval": _interval(lambda ix, h=hits: float(np.mean([h[i] for i in ix])), len(hits))}  # fmt: skip
+            out[name] = {"n": len(hits), "share": round(float(np.mean(hits)), 4), "interval": _share_interval(hits)}
     return out
+
+
+def _share_interval(hits: list[int]) -> list[float]:
+    return _interval(lambda ix: float(np.mean([hits[i] for i in ix])), len(hits))
 
 
 def _objective(rule: MixedRule, labelled: Sequence[tuple[DocScores, str]], starred: Sequence[tuple[DocScores, int]]) -> float:
@@ -169,6 +172,25 @@ def mixed_section(cache: Path) -> tuple[MixedRule, dict[str, Any]]:
         for key, rows in (("ate_absita_dev_stars", dev["starred"]), ("amazon_it_stars", sets["amazon"])):
             part[key] = star_report([st for _, st in rows], _labels(rule_, [s for s, _ in rows]))
         report[name] = part
+    # a diagnostic, not used for the choice: what the mixed bias alone trades on the report sets
+    sweep = []
+    for bias in BIASES:
+        r = MixedRule(bias=bias, sentence_threshold=rule.sentence_threshold, minor_share=rule.minor_share)
+        sp = dev["sentipolc"]
+        al = dev["all_labelled"]
+        row = {
+            "bias": bias,
+            "sentipolc_dev_mixed_f1": round(_mixed_f1([g for _, g in sp], _labels(r, [s for s, _ in sp])), 4),
+            "all_dev_macro_f1_4way": round(
+                M.macro_f1([g for _, g in al], _labels(r, [s for s, _ in al]), list(SENTIMENT_LABELS)), 4
+            ),
+        }
+        for key, rows in (("ate_dev", dev["starred"]), ("amazon_it", sets["amazon"])):
+            pred = _labels(r, [s for s, _ in rows])
+            high = [p == "mixed" for (_, st), p in zip(rows, pred, strict=True) if st >= 4]
+            row[f"{key}_4_5_stars_mixed"] = round(float(np.mean(high)), 4)
+        sweep.append(row)
+    report["bias_sweep_on_report_sets"] = sweep
     return rule, report
 
 
@@ -385,8 +407,10 @@ def main(argv: list[str] | None = None) -> None:
     for side in ("before", "after"):
         print(side, json.dumps({k: {m: v[m] for m in ("precision", "recall", "only_catch_all_share")}
                                 for k, v in topics[side].items()}))  # fmt: skip
+    decisions = {"mixed": rule.config(), "topics": topic_rule}
+    (REPORT_DIR / "decisions.json").write_text(json.dumps(decisions) + "\n", "utf-8")
     if args.write:
-        write_decisions(args.bundle or default_bundle_path(), {"mixed": rule.config(), "topics": topic_rule})
+        write_decisions(args.bundle or default_bundle_path(), decisions)
         print("written to the bundle manifest")
 
 
