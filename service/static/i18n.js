@@ -406,7 +406,7 @@ const LABELS = {
     // saved views and alerts (views_alerts.js)
     "ins.delete": "Delete",
     "ins.points": "points",
-    "ins.filters": "filters {filters}",
+    "ins.filters": "filters: {filters}",
     "ins.period": "Period",
     "ins.views.title": "Saved views",
     "ins.views.name": "Name of this view",
@@ -897,7 +897,7 @@ const LABELS = {
     // viste salvate e avvisi (views_alerts.js)
     "ins.delete": "Elimina",
     "ins.points": "punti",
-    "ins.filters": "filtri {filters}",
+    "ins.filters": "filtri: {filters}",
     "ins.period": "Periodo",
     "ins.views.title": "Viste salvate",
     "ins.views.name": "Nome della vista",

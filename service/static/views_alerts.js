@@ -155,7 +155,7 @@ const VoceInsights = (() => {
     for (const [k, v] of new URLSearchParams(query)) {
       parts.push(k === "segment" ? v.replace(":", ": ") : t(names[k] || "filter." + k) + ": " + v);
     }
-    return " · " + t("ins.filters", { filters: parts.join(", ") });
+    return " (" + t("ins.filters", { filters: parts.join(", ") }) + ")";
   }
 
   function describeRule(r) {

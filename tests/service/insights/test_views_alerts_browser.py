@@ -87,8 +87,8 @@ def test_save_open_and_alert(
     event = page.locator("[data-testid=event-item][data-code='alert.threshold']", has_text="NPS basso al nord")
     event.wait_for()
     assert "16,7" in event.inner_text() and "6 commenti" in event.inner_text() and "regione: nord" in event.inner_text()
-    page.get_by_test_id("alerts-card").scroll_into_view_if_needed()
-    page.screenshot(path=str(screenshots / "views-alerts.png"), full_page=True)
+    page.get_by_test_id("views-card").screenshot(path=str(screenshots / "saved_views_it.png"))
+    page.get_by_test_id("alerts-card").screenshot(path=str(screenshots / "alerts_it.png"))
 
     page.locator("[data-testid=rule-item]", has_text="NPS basso al nord").get_by_test_id("rule-delete").click()
     page.locator("[data-testid=rule-item]", has_text="NPS basso al nord").wait_for(state="detached")
