@@ -170,3 +170,50 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(client: TestCli
     assert body["active"] == "tiny-v2" and body["serving"] == "tiny-test" and "checksum" in body["swap_error"]
     assert client.post("/v1/analyze", json={"documents": DOCS}).json()["model_version"] == "tiny-test"
     assert client.post("/v1/admin/models/rollback").json()["serving"] == "tiny-test"
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_the_shipped_bundle_swaps_under_load_on_the_real_encoder(voce_cache_dir: Path, tmp_path: Path) -> None:
+    """The shipped bundle over ONNX e5, registered again under another name and promoted, then rolled back, while
+    three clients call /v1/analyze: no request fails, the labels stay those of the (same) weights, versions switch."""
+    from voce.models.bundle import default_bundle_path
+
+    settings = Settings(cache_dir=voce_cache_dir, data_dir=tmp_path / "data", workers=0, registry_poll_seconds=0.2)
+    with local_client(create_app(settings), raise_server_exceptions=False) as c:
+        wait_ready(c, timeout=300)
+        sign_in(c)
+        first = c.post("/v1/analyze", json={"documents": DOCS}).json()
+        shipped = first["model_version"]
+        labels = [d["sentiment"]["label"] for d in first["documents"]]
+        made = c.post("/v1/admin/models", json={"path": str(default_bundle_path()), "version": "shipped-copy"})
+        assert made.status_code == 201, made.text
+        stop, seen, failures = threading.Event(), [], []
+        headers = dict(c.headers)
+
+        def hammer() -> None:
+            while not stop.is_set():
+                r = c.post("/v1/analyze", json={"documents": DOCS}, headers=headers)
+                if r.status_code != 200 or [d["sentiment"]["label"] for d in r.json()["documents"]] != labels:
+                    failures.append(f"{r.status_code}: {r.text[:300]}")
+                    continue
+                seen.append(r.json()["model_version"])
+
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            assert wait_for(lambda: len(seen) >= 5, 120)
+            promoted = c.post("/v1/admin/models/shipped-copy/promote", params={"timeout": 300})
+            assert promoted.json()["serving"] == "shipped-copy", promoted.text
+            mark = len(seen)
+            assert wait_for(lambda: len(seen) >= mark + 5, 120)
+            assert c.post("/v1/admin/models/rollback", params={"timeout": 300}).json()["serving"] == shipped
+            mark2 = len(seen)
+            assert wait_for(lambda: len(seen) >= mark2 + 5, 120)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(120)
+        assert not failures, failures[:2]
+        assert "shipped-copy" in seen[mark:mark2] and seen[-1] == shipped and seen[0] == shipped
