@@ -1022,7 +1022,20 @@ function renderComments() {
 /** Periods a side can be narrowed to: the months its dates span, and the trend's own periods when finer. */
 function periodChoices(kpis) {
   const periods = (kpis && kpis.trend && kpis.trend.periods) || [];
-  const months = [...new Set(periods.map((p) => p.start.slice(0, 7)))];
+  const months = [];
+  if (periods.length) {  // every month from the first period's start to the last period's last day
+    const last = new Date(periods[periods.length - 1].start + "T00:00:00Z");
+    last.setUTCDate(last.getUTCDate() + ({ day: 0, week: 6, month: 27 }[kpis.trend.granularity] || 0));
+    const end = last.toISOString().slice(0, 7);
+    let [y, m] = periods[0].start.slice(0, 7).split("-").map(Number);
+    for (let guard = 0; guard < 240; guard++) {
+      const label = y + "-" + String(m).padStart(2, "0");
+      months.push(label);
+      if (label >= end) break;
+      m = m === 12 ? 1 : m + 1;
+      y = m === 1 ? y + 1 : y;
+    }
+  }
   const out = months.map((m) => ({ value: m, label: periodLabel({ period: m, start: m + "-01" }, "month") }));
   if (kpis && kpis.trend.granularity !== "month") {
     for (const p of periods) if (p.count > 0) out.push({ value: p.period, label: periodLabel(p, kpis.trend.granularity) });
