@@ -65,6 +65,11 @@ Definitions
 * **Groups.** ``by_language`` has one entry per language code (lower-cased; "unknown" when missing);
   ``by_segment`` one list per segment column present in any row, rows without that column under "unknown".
   The filters ``language="unknown"`` and ``segment="col:unknown"`` select those rows.
+* **Comparison** (:func:`compare`): side B against side A (two periods, two uploads, any two selections),
+  ``diff`` = B - A. NPS and net sentiment: the difference with its 95% interval from the per-side variances above
+  and the z-tests used for trend changes; shares of comments and CSAT: two-proportion z-test (pooled under H0),
+  unpooled interval. Benjamini-Hochberg at q = 0.05 within each section (KPIs; every topic test; every touchpoint
+  test); a side with fewer than 2 rows is not tested; a side with 1..29 rows is marked small.
 * **Filters** are multi-select: within a field any value matches, across fields every field must match; segment
   values of one column are alternatives, different columns all apply. :class:`Filters` is the one parser of the
   filter query parameters (API, page links, CLI, saved views).
