@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import or_, select
 from sqlalchemy.orm import sessionmaker
 
-from voce.service.analytics import Filters
+from voce.service.analytics import Filters, parse_period
 from voce.service.db import utcnow
 from voce.service.errors import Forbidden, InvalidInput, NotFound
 from voce.service.insights.tables import SavedView
@@ -236,11 +236,24 @@ class ViewService:
         batch_id = view.batch_id or latest_batch(self.batches)
         if batch_id is None or not self.batches.exists(batch_id):
             return None
-        params = [*parse_qsl(view.query)]
+        params = dashboard_params(parse_filters(view.query)[0])
         if view.granularity:
             params.append(("granularity", view.granularity))
         params.append(("view", view.id))
         return f"/ui/batches/{batch_id}?{urlencode(params)}"
+
+
+def dashboard_params(filters: Filters) -> list[tuple[str, str]]:
+    """The filters as the dashboard's URL takes them: a period becomes the date range it covers (intersected with
+    the view's own range), since the page filters by dates; the selection is the same rows."""
+    if filters.period is None:
+        return filters.query_params()
+    _, start, end = parse_period(filters.period)
+    lo = max(filters.date_from or start, start)
+    hi = min(filters.date_to or end, end - dt.timedelta(days=1))
+    if lo > hi:  # the view's own dates miss its period (an empty selection): left as saved
+        return filters.query_params()
+    return Filters.model_validate({**filters.model_dump(), "period": None, "date_from": lo, "date_to": hi}).query_params()
 
 
 def latest_batch(batches: BatchService) -> str | None:

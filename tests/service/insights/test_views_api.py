@@ -81,8 +81,8 @@ def test_the_link_opens_the_dashboard_with_the_filters(team: Team) -> None:
     assert r.status_code == 303, r.text
     target = urlsplit(r.headers["location"])
     assert target.path == f"/ui/batches/{team.batch['acme']}"
-    assert parse_qs(target.query) == {"segment": ["regione:nord"], "period": ["2026-03"], "granularity": ["day"],
-                                      "view": [view["id"]]}
+    assert parse_qs(target.query) == {"segment": ["regione:nord"], "date_from": ["2026-03-01"], "date_to": ["2026-03-31"],
+                                      "granularity": ["day"], "view": [view["id"]]}  # the page filters by dates
     latest = _create(team, name="latest", batch_id=None)
     r = team.client.get(f"/ui/views/{latest['id']}", headers=team.h("acme"), follow_redirects=False)
     assert r.status_code == 303 and urlsplit(r.headers["location"]).path == f"/ui/batches/{team.batch['acme']}"
