@@ -558,9 +558,11 @@ def test_multi_select_parsing_round_trips_through_query_params() -> None:
 def _driver_rows() -> list[RowFacts]:
     """200 scored rows. 185 through the web: rows 0-59 mention price with a detractor score (a real driver, 60
     answers across both regions); rows 60-184 promoters and passives, 100-184 also the catch-all "other" (promoters:
-    it would be the top positive driver). 15 through twitter (rows 185-199): security, all detractors (significant on
-    its own, but 15 answers from one source). Region "tiny" = rows 190-199 (10 rows, 3 promoters, 7 detractors)."""
+    it would be the top positive driver). 15 through twitter (rows 185-199): security (significant on
+    its own, but 15 answers from one source; rows 190-192 promoters, the rest detractors). Region "tiny" = rows
+    190-199 (10 rows, 3 promoters, 7 detractors)."""
     rows = []
+    topics: tuple[tuple[str, str], ...]
     for i in range(200):
         if i < 60:
             nps, topics, channel = 2, (("price", "negative"),), "web"
