@@ -585,7 +585,7 @@ const LABELS = {
     "warn.row.invalid_characters": "caratteri non validi rimossi in {columns}",
     "warn.value.score": "{role}: «{value}» non è un numero intero da {lo} a {hi}; ignorato",
     "warn.value.date": "data: «{value}» non è una data; ignorata",
-    "warn.value.kind": "tipo: «{value}» non è «comment» né «chat»; letta come commento",
+    "warn.value.kind": "tipo: «{value}» non è «comment» né «chat»; riga letta come commento",
     "warn.value.language": "lingua: «{value}» non è un codice di lingua; lingua rilevata",
     "rowerr.EmptyText": "la colonna «{column}» è vuota",
     "rowerr.UnreadableRow": "la riga non si può leggere",

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.test_web_browser import _free_port, _require_chromium, browser  # noqa: F401 (fixture)
+from tests.service.test_web_browser import _free_port, _require_chromium, browser, screenshots  # noqa: F401 (fixtures)
 from voce.service.app import create_app
 from voce.service.settings import Settings
 
@@ -81,7 +81,7 @@ def _page(browser: Any, url: str, key: str) -> tuple[Any, Any, list[str]]:  # no
 
 
 def test_mapping_summary_warnings_and_reload_in_italian(
-    served: tuple[str, str], browser: Any, tmp_path: Path  # noqa: F811
+    served: tuple[str, str], browser: Any, tmp_path: Path, screenshots: Path  # noqa: F811
 ) -> None:
     url, key = served
     upload = tmp_path / "sondaggio.csv"
@@ -109,6 +109,7 @@ def test_mapping_summary_warnings_and_reload_in_italian(
     assert "Tipo cliente → segmento" in page.get_by_test_id("summary-segment").inner_text()
     assert "Conteggi sulle prime 24 righe" in page.get_by_test_id("mapping-summary-sample").inner_text()
 
+    page.get_by_test_id("mapping-form").screenshot(path=str(screenshots / "upload-summary.png"))
     # choosing the old mapping says what it would do before anything starts
     page.get_by_test_id("map-kind").select_option("Tipo cliente")
     kind = page.get_by_test_id("summary-kind")
@@ -121,10 +122,11 @@ def test_mapping_summary_warnings_and_reload_in_italian(
     notes = page.get_by_test_id("progress-notes")
     notes.wait_for()
     warnings = page.get_by_test_id("notes-warnings").inner_text()
-    assert "22 × tipo: «Standard» non è «comment» né «chat»; letta come commento" in warnings
+    assert "22 × tipo: «Standard» non è «comment» né «chat»; riga letta come commento" in warnings
     assert "3 × NPS: «12» non è un numero intero da 0 a 10; ignorato" in warnings
     assert "2 × la colonna «Commento» è vuota (righe 5, 10)" in page.get_by_test_id("notes-errors").inner_text()
     assert "worker" not in page.get_by_test_id("progress").inner_text()
+    page.get_by_test_id("progress").screenshot(path=str(screenshots / "upload-warnings.png"))
 
     # a reload keeps the progress card and its warnings (the batch is in the URL)
     page.reload()
