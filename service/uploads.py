@@ -702,7 +702,14 @@ def _score_fits(v: Any, lo: int, hi: int) -> bool:
     return True
 
 
+_BARE_NUMBER = re.compile(r"\s*\d+(?:[.,]\d+)?\s*")
+
+
 def _date_fits(v: Any, dayfirst: bool) -> bool:
+    if isinstance(v, str) and (len(v) > 40 or not v.strip()[:1].isdigit()
+                               or (_BARE_NUMBER.fullmatch(v) and len(v.strip()) != 8)):
+        # every date format we read starts with a digit and is no bare number but yyyymmdd: no parse tried
+        return False
     try:
         parse_date(v, dayfirst)
     except (ValueError, TypeError, OverflowError):
@@ -723,29 +730,41 @@ def _is_number(v: Any) -> bool:
 
 
 def profile_columns(columns: list[str], rows: list[dict[str, Any]]) -> dict[str, ColumnProfile]:
-    """Each column's profile over the sample ``rows`` (a preview's first rows)."""
+    """Each column's profile over the sample ``rows`` (a preview's first rows).  Each distinct cell is checked once
+    and counted as often as it occurs (a segment column of 200 rows holds a handful of values)."""
     out: dict[str, ColumnProfile] = {}
     for c in columns:
         cells = [r.get(c) for r in rows]
-        filled = [v for v in cells if v not in (None, "") and not (isinstance(v, str) and not v.strip())]
-        texts = [_text_of(v) for v in filled]
-        counts: dict[str, int] = {}
-        for t in texts:
-            counts[t] = counts.get(t, 0) + 1
+        filled: dict[tuple[str, str], tuple[Any, int]] = {}  # (type, text) -> (a value, how many)
+        for v in cells:
+            if v in (None, "") or (isinstance(v, str) and not v.strip()):
+                continue
+            key = (type(v).__name__, v if isinstance(v, str) else repr(v))
+            found = filled.get(key)
+            filled[key] = (v, found[1] + 1 if found else 1)
+        texts: dict[str, int] = {}
+        for v, n in filled.values():
+            t = _text_of(v)
+            texts[t] = texts.get(t, 0) + n
+
+        def count(fits: Any, filled: dict[tuple[str, str], tuple[Any, int]] = filled) -> int:
+            return sum(n for v, n in filled.values() if fits(v))
+
+        values = sum(n for _, n in filled.values())
         out[c] = ColumnProfile(
-            column=c, values=len(filled), empty=len(cells) - len(filled), distinct=len(counts),
-            wordy=sum(1 for t in texts if sum(ch.isalpha() for ch in t) >= 3),
-            mean_chars=round(sum(len(t) for t in texts) / len(texts), 1) if texts else 0.0,
-            numbers=sum(1 for v in filled if _is_number(v)),
-            nps=sum(1 for v in filled if _score_fits(v, 0, 10)),
-            csat=sum(1 for v in filled if _score_fits(v, 1, 5)),
-            ces=sum(1 for v in filled if _score_fits(v, 1, 7)),
-            dates_dayfirst=sum(1 for v in filled if _date_fits(v, True)),
-            dates_monthfirst=sum(1 for v in filled if _date_fits(v, False)),
-            date_like=sum(1 for v in filled if not _is_number(v) and _date_fits(v, True)),
-            kinds=sum(1 for t in texts if t.lower() in _KINDS),
-            languages=sum(1 for v in filled if language_code(v) is not None),
-            top=[t[:40] for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_TOP_VALUES]],
+            column=c, values=values, empty=len(cells) - values, distinct=len(texts),
+            wordy=sum(n for t, n in texts.items() if sum(ch.isalpha() for ch in t) >= 3),
+            mean_chars=round(sum(len(t) * n for t, n in texts.items()) / values, 1) if values else 0.0,
+            numbers=count(_is_number),
+            nps=count(lambda v: _score_fits(v, 0, 10)),
+            csat=count(lambda v: _score_fits(v, 1, 5)),
+            ces=count(lambda v: _score_fits(v, 1, 7)),
+            dates_dayfirst=count(lambda v: _date_fits(v, True)),
+            dates_monthfirst=count(lambda v: _date_fits(v, False)),
+            date_like=count(lambda v: not _is_number(v) and _date_fits(v, True)),
+            kinds=sum(n for t, n in texts.items() if t.lower() in _KINDS),
+            languages=count(lambda v: language_code(v) is not None),
+            top=[t[:40] for t, _ in sorted(texts.items(), key=lambda kv: -kv[1])[:_TOP_VALUES]],
         )
     return out
 

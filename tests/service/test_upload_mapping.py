@@ -156,3 +156,21 @@ def test_row_warnings_come_from_the_templates() -> None:
     codes = [classify_warning(w) for w in p2.warnings]
     assert ("value.kind", {"value": "Fidelity"}) in codes and ("value.score", {"role": "nps", "value": "12", "lo": "0",
                                                                              "hi": "10"}) in codes
+
+
+def test_the_profile_reads_dates_as_prepare_row_does() -> None:
+    """The shortcuts that spare the profile a parse never disagree with the parser the rows go through."""
+    from voce.service.uploads import parse_date
+
+    values = ["20260305", "12", "45000", "2026-03-05 10:00", "05/03/2026", "5.3.2026", "ieri", "R12", "3,5", "  7  ",
+              "2026/03/05", "12/31/2026", "31/12/26", "1e5", "0"]
+    p = profile_columns(["d"], [{"d": v} for v in values])["d"]
+
+    def parses(v: str) -> bool:
+        try:
+            parse_date(v)
+        except ValueError:
+            return False
+        return True
+
+    assert p.dates_dayfirst == sum(parses(v) for v in values)
