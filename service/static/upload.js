@@ -377,6 +377,8 @@ function renderList() {
       el("td", {}, fmtDateTime(b.created_at)),
       el("td", {}, el("div", { class: "links" },
         el("a", { href: dash, dataset: { testid: "batch-open" } }, t("batches.open")),
+        el("a", { href: withLang("/ui/?batch=" + encodeURIComponent(b.id)), dataset: { testid: "batch-details" } },
+          t("batches.details")),
         el("a", { href: results + "csv", download: true }, "CSV"),
         el("a", { href: results + "xlsx", download: true }, "XLSX"),
         el("a", { href: results + "jsonl", download: true }, "JSONL"),

@@ -128,6 +128,10 @@ def test_mapping_summary_warnings_and_reload_in_italian(
     assert "worker" not in page.get_by_test_id("progress").inner_text()
     page.get_by_test_id("progress").screenshot(path=str(screenshots / "upload-warnings.png"))
 
+    # the list links every batch to this card again
+    bid = page.url.split("batch=")[1].split("&")[0]
+    details = page.locator(f"[data-testid=batch-row][data-batch-id='{bid}'] [data-testid=batch-details]")
+    assert details.inner_text() == "Avanzamento e avvisi" and f"batch={bid}" in (details.get_attribute("href") or "")
     # a reload keeps the progress card and its warnings (the batch is in the URL)
     page.reload()
     page.locator("[data-testid=progress][data-status=done]").wait_for(timeout=30_000)
