@@ -153,7 +153,10 @@ class ModelFollower:
         self.settings = settings
         self.poll_seconds = settings.registry_poll_seconds if poll_seconds is None else poll_seconds
         self.by = by
+        # the version that failed to load and the registry's history length then: it is tried again only when it is
+        # promoted again (a new event), not at every poll
         self._failed: str | None = None
+        self._failed_at = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,19 +182,22 @@ class ModelFollower:
             return
         self.engine.load(spec)
         if self.engine.analyzer is None:
-            self._failed = version
+            self._failed, self._failed_at = version, len(self.registry.index().history)
 
     def sync(self) -> bool:
         """Swap to the registry's active version if it is not the one serving; whether a swap happened."""
         with self._sync_lock:
-            active = self.registry.active_version()
-            if active is None or active == self.engine.version or active == self._failed:
+            index = self.registry.index()
+            active = index.active
+            if active is None or active == self.engine.version:
+                return False
+            if active == self._failed and len(index.history) == self._failed_at:
                 return False
             try:
                 self.engine.swap(self.spec_for(active), active)
             except Exception:
                 log.exception("model %s could not be loaded; %s keeps answering", active, self.engine.version)
-                self._failed = active
+                self._failed, self._failed_at = active, len(index.history)
                 return False
             self._failed = None
             return True
@@ -211,12 +217,14 @@ class ModelFollower:
         self._wake.set()
 
     def wait_serving(self, version: str, timeout: float) -> bool:
-        """Wait until ``version`` answers (True), its load failed or ``timeout`` passed (False)."""
+        """Wait until ``version`` answers (True), its load failed after the registry's latest change, or
+        ``timeout`` passed (False)."""
         deadline = time.monotonic() + timeout
+        changes = len(self.registry.index().history)
         while time.monotonic() < deadline:
             if self.engine.version == version:
                 return True
-            if self._failed == version and self.engine.loading is None:
+            if self._failed == version and self._failed_at >= changes and self.engine.loading is None:
                 return False
             time.sleep(0.02)
         return self.engine.version == version

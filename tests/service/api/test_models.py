@@ -169,6 +169,11 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(client: TestCli
     body = r.json()
     assert body["active"] == "tiny-v2" and body["serving"] == "tiny-test" and "checksum" in body["swap_error"]
     assert client.post("/v1/analyze", json={"documents": DOCS}).json()["model_version"] == "tiny-test"
+    # repaired and promoted again: tried again (a failed version is not retried at every poll, only when promoted)
+    registered = app.state.follower.registry.bundle_path("tiny-v2")
+    (registered / "heads.safetensors").write_bytes((second_bundle / "heads.safetensors").read_bytes())
+    again = client.post("/v1/admin/models/tiny-v2/promote", params={"timeout": 30}).json()
+    assert again["serving"] == "tiny-v2" and again["swap_error"] is None
     assert client.post("/v1/admin/models/rollback").json()["serving"] == "tiny-test"
 
 
