@@ -74,16 +74,20 @@ class SplitSpec:
     calibration_fraction: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("dev_fraction", "calibration_fraction"):
-            if not 0.0 < getattr(self, name) < 0.5:
-                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        # dev_fraction 0: no dev split (training then reports on a separate evaluation file)
+        if not 0.0 <= self.dev_fraction < 0.5:
+            raise ValueError(f"dev_fraction must be in [0, 0.5), got {self.dev_fraction}")
+        if not 0.0 < self.calibration_fraction < 0.5:
+            raise ValueError(f"calibration_fraction must be in (0, 0.5), got {self.calibration_fraction}")
 
     def record(self) -> dict[str, Any]:
         """What the manifest stores under ``split``."""
         return asdict(self)
 
     def split(self, examples: Iterable[Example]) -> tuple[list[Example], list[Example]]:
-        """``(train, dev)``."""
+        """``(train, dev)`` (dev empty when ``dev_fraction`` is 0)."""
+        if self.dev_fraction == 0:
+            return list(examples), []
         return split_examples(examples, dev_fraction=self.dev_fraction, seed=self.seed)
 
     def calibration(self, train: Iterable[Example]) -> tuple[list[Example], list[Example]]:

@@ -122,6 +122,8 @@ def evaluate_bundle(
         m[source] = section["metrics"]
         details[source] = section["details"]
     m["dev_examples"] = len(res)
+    for name in M.not_applicable(m, analyzer.taxonomy.topics.ids):
+        spread.pop(name, None)
     if realcx:
         _realcx_sections(analyzer, realcx, m, details, progress)
     return {"metrics": m, "spread": spread, "details": details}
@@ -402,6 +404,63 @@ def score_labelled(
     return {"metrics": m, "details": details}
 
 
+#: the thresholds of the threshold table (``voce eval --data F --thresholds``)
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def topic_probabilities(
+    bundle: VoceBundle, encoder: Encoder, examples: list[Example], taxonomy: Taxonomy | None = None,
+    base_encoder: Callable[[], Encoder] | None = None,
+) -> tuple[list[str], dict[str, DocumentResult]]:
+    """Every topic's document score for every row (not only those past a threshold): the analyzer on a copy of the
+    bundle whose chosen thresholds are all 0, so each topic is reported with its score."""
+    from dataclasses import replace
+
+    ids = (taxonomy or bundle.taxonomy()).topics.ids
+    everything = replace(bundle, decisions={**bundle.decisions, "topic_thresholds": dict.fromkeys(ids, 0.0)})
+    analyzer = Analyzer(encoder, everything, default_detector(), taxonomy=taxonomy, base_encoder=base_encoder)
+    return ids, analyze_examples(analyzer, examples)
+
+
+def threshold_table(examples: list[Example], scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per labelled topic: precision, recall and F1 at each threshold of :data:`THRESHOLD_GRID`, and the F1-best one.
+
+    ``scores`` is uid -> topic -> document score; rows without topic labels are left out.
+    """
+    rows = [e for e in examples if e.topics is not None and e.uid in scores]
+    labelled = sorted({t for e in rows for t in e.topics or {}})
+    out: dict[str, Any] = {}
+    for tid in labelled:
+        y = np.asarray([tid in (e.topics or {}) for e in rows])
+        p = np.asarray([scores[e.uid].get(tid, 0.0) for e in rows])
+        table = []
+        for t in THRESHOLD_GRID:
+            prf = _prf(int((y & (p >= t)).sum()), int((~y & (p >= t)).sum()), int((y & (p < t)).sum()))
+            table.append({"threshold": t, **{k: round(v, 4) for k, v in prf.items()}, "predicted": int((p >= t).sum())})
+        best = max(table, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
+        out[tid] = {"support": int(y.sum()), "rows": len(rows), "best_f1_threshold": best["threshold"],
+                    "best_f1": best["f1"], "table": table}  # fmt: skip
+    return out
+
+
+def intervals(examples: list[Example], res: dict[str, DocumentResult], topic_space: list[str],
+              rounds: int = 1000) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """95% bootstrap intervals of the file's headline metrics (rows resampled with replacement)."""
+    from voce.eval.compare import _labelled_tasks
+
+    out = {}
+    for task in _labelled_tasks("data", examples, res, res, set(topic_space), set(topic_space)):
+        full = np.arange(task.n)
+        value = task.a(full)
+        if value is None:
+            continue
+        rng = np.random.default_rng(13)
+        vals = [v for v in (task.a(rng.integers(0, task.n, task.n)) for _ in range(rounds)) if v is not None]
+        out[task.name] = {"value": round(value, 4), "ci_low": round(float(np.percentile(vals, 2.5)), 4),
+                          "ci_high": round(float(np.percentile(vals, 97.5)), 4), "n": task.n}  # fmt: skip
+    return out
+
+
 def evaluate_labelled(
     bundle: VoceBundle,
     encoder: Encoder,
@@ -409,11 +468,29 @@ def evaluate_labelled(
     *,
     taxonomy: Taxonomy | None = None,
     progress: Progress | None = None,
+    probabilities: bool = False,
 ) -> dict[str, Any]:
-    """Score ``bundle`` on every usable row of a team's labelled file (no split)."""
+    """Score ``bundle`` on every usable row of a team's labelled file (no split), with 95% bootstrap intervals.
+
+    With ``probabilities`` the report also holds every row's scores (``rows``) and the per-topic threshold table.
+    """
     analyzer = Analyzer(encoder, bundle, default_detector(), taxonomy=taxonomy)
     res = analyze_examples(analyzer, data.examples, progress=progress)
     report = score_labelled(data.examples, res, topic_space=analyzer.taxonomy.topics.ids)
+    report["intervals"] = intervals(data.examples, res, analyzer.taxonomy.topics.ids)
+    if probabilities:
+        ids, every = topic_probabilities(bundle, encoder, data.examples, taxonomy)
+        scores = {uid: {t.id: t.score for t in r.topics} for uid, r in every.items()}
+        report["thresholds"] = threshold_table(data.examples, scores)
+        report["rows"] = [
+            {"id": e.uid, "line": e.raw.get("line"), "sentiment": res[e.uid].sentiment.label,
+             "sentiment_scores": res[e.uid].sentiment.scores.model_dump(),
+             "topics": {tid: round(scores[e.uid].get(tid, 0.0), 6) for tid in ids},
+             "reported_topics": [t.id for t in res[e.uid].topics],
+             "detractor": round(res[e.uid].detractor.probability, 6),
+             "gold": {"sentiment": e.sentiment, "topics": e.topics, "detractor": e.nps_detractor}}
+            for e in data.examples if e.uid in res and e.uid in every
+        ]  # fmt: skip
     report["data"] = {
         "file": str(data.path),
         "source": data.source,
@@ -460,8 +537,14 @@ def run_eval(
     data: Path | None = None,
     taxonomy: Path | None = None,
     progress: Progress | None = None,
+    predictions: Path | None = None,
+    save_thresholds: Path | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """``voce eval``: load the bundle and its encoder, then score it.
+
+    With ``data``: ``predictions`` writes every row's scores as JSONL, and ``save_thresholds`` writes a copy of the
+    bundle whose topics report at their F1-best threshold on the file (or at ``thresholds``, topic -> value).
 
     With ``data``, on every row of that labelled file (:func:`evaluate_labelled`);
     otherwise on the dev split of the public data, rebuilt from the manifest.
@@ -475,7 +558,16 @@ def run_eval(
         labelled = load_custom_file(data)
         if progress:
             progress(f"{data}: {labelled.summary()}")
-        report = evaluate_labelled(bundle, encoder, labelled, taxonomy=tax, progress=progress)
+        report = evaluate_labelled(bundle, encoder, labelled, taxonomy=tax, progress=progress, probabilities=True)
+        rows = report.pop("rows")
+        if predictions is not None:
+            predictions.parent.mkdir(parents=True, exist_ok=True)
+            predictions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+            if progress:
+                progress(f"per-row probabilities written to {predictions}")
+        if save_thresholds is not None:
+            report["saved_thresholds"] = save_topic_thresholds(
+                bundle, save_thresholds, report["thresholds"], thresholds or {}, labelled, progress)
     else:
         examples = [e for rows in load_all(data_dir).values() for e in rows]
         _, dev = SplitSpec.from_manifest(bundle.manifest_extra.get("split")).split(examples)
@@ -500,7 +592,38 @@ def run_eval(
     return report
 
 
-def labelled_report_renderables(report: dict[str, Any], *, max_skipped: int = 10) -> list[RenderableType]:
+def save_topic_thresholds(
+    bundle: VoceBundle, dest: Path, table: dict[str, Any], chosen: dict[str, float], data: CustomData,
+    progress: Progress | None = None,
+) -> dict[str, float]:
+    """Write a copy of ``bundle`` to ``dest`` whose topics report at the F1-best thresholds of ``table`` (``chosen``
+    overrides them, and may name topics the table lacks); the choice and its file are recorded in the manifest."""
+    from dataclasses import replace
+
+    known = set(bundle.taxonomy().topics.ids)
+    unknown = sorted(set(chosen) - known)
+    if unknown:
+        raise ValueError(f"no such topic in the bundle's taxonomy: {', '.join(unknown)}")
+    bad = sorted(k for k, v in chosen.items() if not 0.0 < v < 1.0)
+    if bad:
+        raise ValueError(f"a threshold must be between 0 and 1 (exclusive): {', '.join(bad)}")
+    picked = {tid: float(r["best_f1_threshold"]) for tid, r in table.items() if tid in known and r["support"] > 0}
+    picked |= {k: float(v) for k, v in chosen.items()}
+    copy = replace(
+        bundle, decisions={**bundle.decisions, "topic_thresholds": {**bundle.decisions.get("topic_thresholds", {}),
+                                                                    **picked}},
+        manifest_extra={**bundle.manifest_extra, "topic_thresholds_from": {"file": data.path.name, "sha256": data.sha256,
+                                                                           "chosen": sorted(chosen)}},
+    )  # fmt: skip
+    copy.save(dest)
+    if progress:
+        progress(f"bundle with {len(picked)} chosen topic thresholds written to {dest}")
+    return picked
+
+
+def labelled_report_renderables(
+    report: dict[str, Any], *, max_skipped: int = 10, thresholds: bool = False
+) -> list[RenderableType]:
     """Terminal tables for an :func:`evaluate_labelled` report (rich is a ``serve`` extra, so imported here)."""
     from rich.table import Table
     from rich.text import Text
@@ -553,6 +676,23 @@ def labelled_report_renderables(report: dict[str, Any], *, max_skipped: int = 10
         t.add_row("macro-F1", "", "", num(m.get("topic_macro_f1")), "")
         t.add_row("polarity accuracy (found topics)", "", "", num(m.get("topic_polarity_accuracy")), "")
         out.append(t)
+    if report.get("intervals"):
+        t = Table(title="95% bootstrap intervals (rows resampled)", title_justify="left")
+        for col in ("metric", "value", "interval", "rows"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for name, r in report["intervals"].items():
+            t.add_row(name, num(r["value"]), f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", str(r["n"]))
+        out.append(t)
+    if thresholds and report.get("thresholds"):
+        for tid, r in report["thresholds"].items():
+            t = Table(title=f"Topic {tid}: {r['support']} of {r['rows']} rows; F1-best threshold "
+                            f"{r['best_f1_threshold']:.2f} (F1 {r['best_f1']:.3f})", title_justify="left")  # fmt: skip
+            for col in ("threshold", "precision", "recall", "F1", "predicted"):
+                t.add_column(col, justify="right")
+            for row in r["table"]:
+                t.add_row(f"{row['threshold']:.2f}", num(row["precision"]), num(row["recall"]), num(row["f1"]),
+                          str(row["predicted"]))  # fmt: skip
+            out.append(t)
     if "detractor_examples" in m:
         t = Table(title="Detractor", title_justify="left")
         t.add_column("metric")

@@ -399,3 +399,29 @@ __all__ = [
     "sentiments_to_flags",
     "sentipolc_polarity_f",
 ]
+
+
+def _needs_topics() -> dict[str, frozenset[str]]:
+    """Benchmark metric -> the taxonomy topic ids it reads (a taxonomy without them cannot be scored on it)."""
+    from voce.data.datasets import ABSITA_TOPIC_MAP, AIRLINE_TOPIC_MAP, SEMEVAL_TOPIC_MAP
+
+    absita = frozenset(ABSITA_TOPIC_MAP.values())
+    return {
+        "absita_aspect_detection_micro_f1": absita,
+        "absita_aspect_polarity_micro_f1": absita,
+        "semeval_voce_topic_micro_f1": frozenset(SEMEVAL_TOPIC_MAP.values()),
+        "airline_complaint_topic_macro_f1": frozenset(t for t in AIRLINE_TOPIC_MAP.values() if t),
+    }
+
+
+def not_applicable(m: dict[str, Any], topic_ids: Iterable[str]) -> list[str]:
+    """Set to None ("n/a") the benchmark metrics of ``m`` whose topics the taxonomy lacks; returns their names.
+
+    A custom taxonomy without ABSITA's or SemEval's topics can never predict them, so their F1 would read 0.0: a
+    fake zero in the manifest and ``/info``.  None says the metric does not apply.
+    """
+    have = set(topic_ids)
+    out = [name for name, needs in _needs_topics().items() if name in m and not needs <= have]
+    for name in out:
+        m[name] = None
+    return out

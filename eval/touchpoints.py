@@ -42,9 +42,13 @@ def run_touchpoints(analyzer: Analyzer, checks: list[dict[str, str]]) -> dict[st
             "none_reported": round(sum(not tps for _, tps in got) / n, 4),
             "other_touchpoints_per_text": round(sum(len([t for t in tps if t != g]) for g, tps in got) / n, 4),
         }
-    report["top1_agreement_it_en"] = round(
-        sum(found[f"it-{i}"][:1] == found[f"en-{i}"][:1] for i in range(n)) / n, 4
+    # agreement over the pairs where at least one language reports a touchpoint: two empty answers are not
+    # agreement, and with nothing reported at all it is undefined (None, "n/a"), not 1.0
+    said = [i for i in range(n) if found[f"it-{i}"] or found[f"en-{i}"]]
+    report["top1_agreement_it_en"] = (
+        round(sum(found[f"it-{i}"][:1] == found[f"en-{i}"][:1] for i in said) / len(said), 4) if said else None
     )
+    report["pairs_with_a_touchpoint"] = len(said)
     report["misses"] = [
         {"touchpoint": c["touchpoint"], "language": lang, "text": c[lang], "reported": found[f"{lang}-{i}"]}
         for i, c in enumerate(checks)

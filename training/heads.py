@@ -138,8 +138,9 @@ class HeadContext:
         if corpus is not None:
             counts.update(t for topics in corpus.fit_topics for t in topics)
             total += len(corpus.fit_topics)
-        lo = self.cfg.min_topic_examples
-        return [t for t in self.taxonomy.topics.ids if lo <= counts.get(t, 0) < total]
+        from voce.training.check import learnable_topics
+
+        return learnable_topics(counts, total, self.taxonomy.topics.ids, self.cfg.min_topic_examples)
 
 
 def topic_counts(rows: Sequence[Example]) -> Counter[str]:
@@ -247,7 +248,12 @@ def fit_topics(ctx: HeadContext) -> LinearHead:
     t_fit, t_cal = ctx.topic_rows
     topic_ids = ctx.topic_ids
     ctx.progress(f"topic heads for {len(topic_ids)} topics on {len(t_fit)} texts: {', '.join(topic_ids)}")
-    undeclared = sorted(set(topic_counts(t_fit)) - set(ctx.taxonomy.topics.ids))
+    fit_counts = topic_counts(t_fit)
+    short = [t for t in ctx.taxonomy.topics.ids if t not in topic_ids and fit_counts.get(t, 0)]
+    if short:  # never dropped silently: the topic stays zero-shot, and the log says why
+        ctx.progress(f"no learned head (fewer than min_topic_examples {ctx.cfg.min_topic_examples} fit rows), zero-shot: "
+                     + ", ".join(f"{t} ({fit_counts[t]})" for t in short))
+    undeclared = sorted(set(fit_counts) - set(ctx.taxonomy.topics.ids))
     if undeclared:
         ctx.progress(
             f"no head for labelled topics missing from taxonomy {ctx.taxonomy.version!r}: {', '.join(undeclared)}"

@@ -102,8 +102,21 @@ def info(engine: EngineDep, s: SettingsDep) -> InfoResponse:
             "xlsx_max_shared_string_chars": s.xlsx_max_shared_string_chars,
             "xlsx_max_cell_chars": s.xlsx_max_cell_chars,
         },
-        bundle_metrics=a.bundle.manifest_extra.get("metrics") if a else None,
+        bundle_metrics=_bundle_metrics(a.bundle) if a else None,
     )
+
+
+def _bundle_metrics(bundle: Any) -> dict[str, Any] | None:
+    """The manifest's dev metrics, with None ("n/a") for benchmark metrics the bundle's taxonomy cannot be scored on
+    (bundles trained before that rule recorded a fake 0.0 for them)."""
+    from voce.eval.metrics import not_applicable
+
+    metrics = bundle.manifest_extra.get("metrics")
+    if not isinstance(metrics, dict):
+        return None
+    out = dict(metrics)
+    not_applicable(out, bundle.taxonomy().topics.ids)
+    return out
 
 
 @router.get(
