@@ -136,3 +136,44 @@ def test_closed_batcher_refuses_new_work(fake_analyzer: Analyzer) -> None:
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.analyze(fake_analyzer, _requests()[0])
+
+
+class Versioned:
+    """An analyzer stand-in of one model version: records which requests' documents each of its calls held."""
+
+    def __init__(self, version: str, gate: threading.Event | None = None) -> None:
+        self.version, self.gate = version, gate
+        self.calls: list[list[str]] = []
+        self.taxonomy = None
+
+    def analyze(self, docs: list[DocumentInput], taxonomy: Any = None) -> Any:
+        if self.gate is not None and not self.calls:
+            self.gate.wait(10)
+        self.calls.append([d.id for d in docs])
+        return [type("R", (), {"id": d.id, "model_copy": lambda s, update: update})() for d in docs], []
+
+
+def test_requests_of_two_model_versions_are_never_answered_together() -> None:
+    """A promotion swaps the analyzer while requests queue: those holding the old one and those holding the new one
+    are interleaved in the queue, yet every joint call holds requests of one version only (hot swap)."""
+    gate = threading.Event()
+    old, new = Versioned("old", gate), Versioned("new")
+    batcher = MicroBatcher(max_documents=64)
+    first = threading.Thread(target=batcher.analyze, args=(old, [DocumentInput(id="first", text="x")]))
+    first.start()
+    time.sleep(0.2)  # the worker is inside old's first call; what follows queues
+    holders = [old if k % 2 else new for k in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(batcher.analyze, a, [DocumentInput(id=f"{a.version}-{k}", text="x")])
+                   for k, a in enumerate(holders)]
+        time.sleep(0.2)
+        gate.set()
+        answers = [f.result(timeout=30) for f in futures]
+    first.join(10)
+    batcher.close()
+    assert all(len(results) == 1 for results, _ in answers)  # every request answered
+    for analyzer in (old, new):
+        calls = analyzer.calls[1:] if analyzer is old else analyzer.calls
+        ids = [i.partition(":")[2] or i for call in calls for i in call]
+        assert ids and all(i.startswith(analyzer.version) for i in ids), (analyzer.version, calls)
+    assert any(len(call) > 1 for call in old.calls + new.calls)  # and they were still batched, per version
