@@ -1,0 +1,185 @@
+"""Bundle comparison verdicts, the threshold table and saved thresholds, n/a metrics, and MLflow tracking."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voce.data.datasets import Example
+from voce.eval import metrics as M
+from voce.eval.compare import Task, _macro_f1, paired_bootstrap, regressions
+
+
+def _task(a: np.ndarray, b: np.ndarray, higher: bool = True) -> Task:
+    return Task("acc", "dev", len(a), lambda ix: float(a[ix].mean()), lambda ix: float(b[ix].mean()), higher)
+
+
+def test_paired_bootstrap_verdicts() -> None:
+    rng = np.random.default_rng(0)
+    a = (rng.random(400) < 0.6).astype(float)
+    better = np.maximum(a, (rng.random(400) < 0.5).astype(float))  # right wherever a was, and more
+    assert paired_bootstrap(_task(a, a))["verdict"] == "within noise"
+    up = paired_bootstrap(_task(a, better))
+    assert up["verdict"] == "better" and up["ci_low"] > 0 and up["diff"] == pytest.approx(better.mean() - a.mean(), abs=1e-4)
+    assert paired_bootstrap(_task(better, a))["verdict"] == "worse"
+    # lower is better (ECE): a lower value is the better one
+    assert paired_bootstrap(_task(better, a, higher=False))["verdict"] == "better"
+    # one flipped row out of 400 is noise, not a regression
+    b = a.copy()
+    b[0] = 1 - b[0]
+    assert paired_bootstrap(_task(a, b))["verdict"] == "within noise"
+    na = paired_bootstrap(Task("auc", "dev", 3, lambda ix: None, lambda ix: 0.5))
+    assert na["verdict"] == "n/a" and na["diff"] is None
+    report = {"tasks": [paired_bootstrap(_task(better, a)), na]}
+    assert regressions(report) == ["dev/acc"]
+
+
+def test_macro_f1_matches_the_metrics_module() -> None:
+    rng = np.random.default_rng(1)
+    gold, pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    present = sorted(set(gold.tolist()))
+    assert _macro_f1(gold, pred, 4) == pytest.approx(M.macro_f1(gold.tolist(), pred.tolist(), present), abs=1e-9)
+
+
+def _ex(uid: str, topics: dict[str, str] | None) -> Example:
+    return Example(source="custom:t", uid=uid, text=uid, language="it", group=uid, topics=topics)  # type: ignore[arg-type]
+
+
+def test_threshold_table_finds_the_f1_best_threshold() -> None:
+    from voce.eval.evaluate import threshold_table
+
+    rows = [_ex(f"p{i}", {"staff": "positive"}) for i in range(10)] + [_ex(f"n{i}", {}) for i in range(10)]
+    rows.append(_ex("unlabelled", None))  # not annotated: left out
+    scores = {f"p{i}": {"staff": 0.35 + 0.01 * i} for i in range(10)} | {f"n{i}": {"staff": 0.1} for i in range(10)}
+    scores["unlabelled"] = {"staff": 0.9}
+    t = threshold_table(rows, scores)["staff"]
+    assert t["support"] == 10 and t["rows"] == 20
+    at = {r["threshold"]: r for r in t["table"]}
+    assert at[0.3]["recall"] == 1.0 and at[0.3]["precision"] == 1.0
+    assert at[0.5]["recall"] == 0.0 and at[0.05]["precision"] == 0.5
+    assert t["best_f1"] == 1.0 and 0.15 <= t["best_f1_threshold"] <= 0.35
+
+
+def test_saved_thresholds_are_used_by_the_analyzer(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    from voce.data.custom import CustomData
+    from voce.eval.evaluate import save_topic_thresholds, topic_probabilities
+    from voce.models.analyzer import Analyzer
+    from voce.models.bundle import VoceBundle
+    from voce.models.encoders.fake import FakeEncoder
+    from voce.models.language import default_detector
+    from voce.models.types import DocumentInput
+
+    bundle = VoceBundle.load(tiny_bundle_dir)
+    from dataclasses import replace
+
+    rows = [replace(_ex("a", {"staff": "negative"}), text="Rude staff.")]
+    ids, every = topic_probabilities(bundle, FakeEncoder(), rows)
+    assert {t.id for t in every["a"].topics} == set(ids)  # every topic, each with its score
+    data = CustomData(path=tmp_path / "f.csv", source="custom:f", examples=rows, errors=[], sha256="x" * 64,
+                      encoding="utf-8", delimiter=";", ignored_columns=[])  # fmt: skip
+    with pytest.raises(ValueError, match="no such topic"):
+        save_topic_thresholds(bundle, tmp_path / "x", {}, {"nope": 0.5}, data)
+    low = save_topic_thresholds(bundle, tmp_path / "low", {}, dict.fromkeys(ids, 0.001), data)
+    high = save_topic_thresholds(bundle, tmp_path / "high", {}, dict.fromkeys(ids, 0.999), data)
+    assert low["staff"] == 0.001 and high["staff"] == 0.999
+
+    def topics(path: Path) -> set[str]:
+        an = Analyzer(FakeEncoder(), VoceBundle.load(path), default_detector())
+        res, _ = an.analyze([DocumentInput(id="1", text="Rude staff at the front desk.", language="en")])
+        return {t.id for t in res[0].topics}
+
+    assert topics(tmp_path / "low") == set(ids)
+    assert topics(tmp_path / "high") == set()
+    assert VoceBundle.load(tmp_path / "low").manifest_extra["topic_thresholds_from"]["file"] == "f.csv"
+
+
+def test_metrics_that_do_not_apply_are_none_not_zero() -> None:
+    m: dict[str, Any] = {"absita_aspect_detection_micro_f1": 0.0, "semeval_voce_topic_micro_f1": 0.0,
+                         "sentipolc_polarity_f": 0.7}  # fmt: skip
+    assert M.not_applicable(dict(m), ["staff", "cleanliness"]) == [
+        "absita_aspect_detection_micro_f1", "semeval_voce_topic_micro_f1"]  # fmt: skip
+    from voce.models.taxonomy import default_taxonomy
+
+    kept = dict(m)
+    assert M.not_applicable(kept, default_taxonomy().topics.ids) == [] and kept == m
+    custom = dict(m)
+    M.not_applicable(custom, ["coffee", "staff"])
+    assert custom["absita_aspect_detection_micro_f1"] is None and custom["sentipolc_polarity_f"] == 0.7
+
+
+def test_it_en_agreement_is_undefined_when_nothing_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voce.eval import touchpoints as T
+    from voce.models.types import DocumentInput
+
+    def nothing(analyzer: Any, docs: list[DocumentInput]) -> dict[str, Any]:
+        return {d.id: types.SimpleNamespace(touchpoints=[]) for d in docs}
+
+    monkeypatch.setattr(T, "analyze_all", nothing)
+    report = T.run_touchpoints(None, T.load_checks())  # type: ignore[arg-type]
+    assert report["top1_agreement_it_en"] is None and report["pairs_with_a_touchpoint"] == 0
+    assert report["it"]["recall"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+
+
+class _FakeMlflow(types.ModuleType):
+    def __init__(self) -> None:
+        super().__init__("mlflow")
+        self.calls: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args))
+            if name == "start_run":
+                import contextlib
+
+                return contextlib.nullcontext()
+            return None
+
+        return record
+
+
+def test_tracking_logs_to_mlflow_when_importable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from voce.training.tracking import track_run
+
+    fake = _FakeMlflow()
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    monkeypatch.setenv("VOCE_MLFLOW_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("VOCE_MLFLOW_TRACKING_URI", raising=False)
+    with track_run("eval", "b") as run:
+        run.log_eval({"metrics": {"custom:x": {"sentiment_macro_f1": 0.5, "n/a": None}, "ok": 1},
+                      "bundle": {"version": "v"}}, None)  # fmt: skip
+    names = [n for n, _ in fake.calls]
+    assert names[:3] == ["set_tracking_uri", "set_experiment", "start_run"]
+    assert fake.calls[0][1][0] == (tmp_path / "runs").as_uri()
+    metrics = next(args[0] for n, args in fake.calls if n == "log_metrics")
+    assert metrics == {"custom_x/sentiment_macro_f1": 0.5, "ok": 1.0}  # n/a left out, names MLflow accepts
+
+
+def test_tracking_is_a_no_op_without_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voce.training.tracking import track_run
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import fails
+    with track_run("train", "x") as run:
+        assert run.mlflow is None
+        run.log_eval({"metrics": {"a": 1}}, None)
+
+
+def test_tracking_with_real_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    from voce.training.tracking import track_run
+
+    monkeypatch.setenv("VOCE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with track_run("eval", "b") as run:
+        run.log_eval({"metrics": {"topic_micro_f1": 0.7}, "bundle": {"version": "v"}}, None)
+    runs = mlflow.search_runs(experiment_names=["voce"])
+    assert float(runs["metrics.topic_micro_f1"].iloc[0]) == pytest.approx(0.7)
