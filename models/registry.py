@@ -75,6 +75,8 @@ class ModelVersion(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     taxonomy: dict[str, Any] | None = None
     lineage: dict[str, Any] | None = None  # the manifest's lineage record, as it is
+    # the training run's comparison with its parent (task -> verdict and difference), when it made one
+    regression: dict[str, Any] | None = None
 
 
 class RegistryEvent(BaseModel):
@@ -146,6 +148,7 @@ def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "metrics": manifest.get("metrics") or {},
         "taxonomy": manifest.get("taxonomy"),
         "lineage": lineage,
+        "regression": manifest.get("regression") if isinstance(manifest.get("regression"), dict) else None,
     }
 
 

@@ -72,7 +72,7 @@ def list_models(
         return
     for v in reversed(index.versions):
         mark = "*" if v.version == index.active else " "
-        metrics = "  ".join(f"{k}={v.metrics[k]}" for k in HEADLINE if k in v.metrics)
+        metrics = "  ".join(f"{k}={v.metrics[k]}" for k in HEADLINE if v.metrics.get(k) is not None)
         typer.echo(f"{mark} {v.version:<28} parent={v.parent or '-':<22} registered {v.registered_at} by "
                    f"{v.registered_by}  {metrics}".rstrip())
     if index.history:

@@ -37,7 +37,13 @@ def test_register_copies_the_bundle_and_reads_its_manifest(tmp_path: Path) -> No
     assert (reg.bundle_path("tiny-child") / "heads.safetensors").is_file()
     assert reg.active_version() is None  # registered is not active
     assert reg.register(reg.bundle_path("tiny-child"), by="bob").registered_by == "ana"  # same weights: the same entry
-    assert [e.action for e in reg.history()] == ["register"]
+    # `voce train` writes its lineage as a record under "parent", and its comparison with the parent
+    record = {"path": "models/bundles/default", "version": "voce-ft-2026.12.1", "tensors_sha256": "ab"}
+    trained = _bundle_with(tmp_path, default_bundle_path(), "trained", version="team-1", parent=record,
+                           regression={"against": "voce-ft-2026.12.1", "tasks": {}})
+    entry = reg.register(trained, by="ana")
+    assert entry.parent == "voce-ft-2026.12.1" and entry.lineage == record and entry.regression is not None
+    assert [e.action for e in reg.history()] == ["register", "register"]  # tiny-child once, team-1
 
 
 def test_a_taken_name_with_other_weights_is_refused_unless_renamed(tiny_bundle_dir: Path, tmp_path: Path) -> None:
