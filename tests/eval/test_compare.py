@@ -183,3 +183,35 @@ def test_tracking_with_real_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         run.log_eval({"metrics": {"topic_micro_f1": 0.7}, "bundle": {"version": "v"}}, None)
     runs = mlflow.search_runs(experiment_names=["voce"])
     assert float(runs["metrics.topic_micro_f1"].iloc[0]) == pytest.approx(0.7)
+
+
+def test_eval_compare_and_threshold_commands(env: Path, tiny_bundle_dir: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from tests.data.test_custom import _tiny_csv
+    from voce.service.cli import app
+
+    data = _tiny_csv(env / "holdout.csv")
+    run = CliRunner()
+    res = run.invoke(app, ["eval", "--compare", str(tiny_bundle_dir), str(tiny_bundle_dir), "--data", str(data),
+                           "--data-dir", str(env / "none"), "--out", str(env / "cmp.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep = json.loads((env / "cmp.json").read_text("utf-8"))
+    tasks = {(t["set"], t["task"]): t for t in rep["tasks"]}
+    assert ("data:holdout", "sentiment_macro_f1") in tasks and ("touchpoint_checks", "touchpoint_recall") in tasks
+    assert {t["verdict"] for t in rep["tasks"]} <= {"within noise", "n/a"} and rep["verdict"] == "within noise"
+    res = run.invoke(app, ["eval", "--data", str(data), "--thresholds", "--predictions", str(env / "p.jsonl"),
+                           "--save-thresholds", str(env / "tuned"), "--threshold", "staff=0.4",
+                           "--out", str(env / "e.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "F1-best threshold" in res.output and "95% bootstrap intervals" in res.output
+    rows = [json.loads(line) for line in (env / "p.jsonl").read_text("utf-8").splitlines()]
+    assert len(rows) == 96 and "staff" in rows[0]["topics"] and rows[0]["gold"]["sentiment"]
+    manifest = json.loads((env / "tuned" / "manifest.json").read_text("utf-8"))
+    assert manifest["decisions"]["topic_thresholds"]["staff"] == 0.4
+    report = json.loads((env / "e.json").read_text("utf-8"))
+    assert report["intervals"]["sentiment_macro_f1"]["ci_low"] <= report["intervals"]["sentiment_macro_f1"]["value"]
+    bad = run.invoke(app, ["eval", "--thresholds"])
+    assert bad.exit_code == 2 and "need --data" in bad.output
