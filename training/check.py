@@ -31,7 +31,8 @@ def _corpus_counts(cfg: TrainConfig, taxonomy: Taxonomy) -> tuple[Counter[str], 
     from voce.data.realcx import load_realcx, split_realcx
     from voce.training.touchpoints import CALIBRATION
 
-    if not cfg.touchpoint_data and cfg.corpus_topic_weight <= 0:
+    # the same conditions as voce.training.touchpoints.corpus_rows: no touchpoint_data or other touchpoints, no corpus
+    if not cfg.touchpoint_data or taxonomy.touchpoints.fingerprint() != default_taxonomy().touchpoints.fingerprint():
         return None
     try:
         corpus = load_realcx(cfg.data_dir)
@@ -79,7 +80,8 @@ def check_report(
             row["reason"] = (
                 "no labels: zero-shot" if row["labelled"] + c_corpus[tid] == 0 else
                 f"{have} fit rows < min_topic_examples {minimum} ({row['labelled']} labelled: {row['dev']} went to "
-                f"dev, {row['calibration']} to calibration): zero-shot"
+                f"dev, {row['calibration']} to calibration, {row['fit']} fit"
+                + (f"; + {c_corpus[tid]} from the annotated corpus" if c_corpus[tid] else "") + "): zero-shot"
             )  # fmt: skip
         topics[tid] = row
     polarity = {
@@ -136,6 +138,10 @@ def check_summary(report: dict[str, Any]) -> list[str]:
         if any(parts.values()):
             lines.append(f"  {what}: " + "; ".join(
                 f"{part} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) for part, c in parts.items() if c))
+    labelled = {t: row for t, row in report["topics"].items() if row["labelled"]}
+    if labelled:
+        lines.append("  topic rows labelled / dev / calibration / fit: " + ", ".join(
+            f"{t} {r['labelled']}/{r['dev']}/{r['calibration']}/{r['fit']}" for t, r in labelled.items()))
     h = report["heads"]
     lines.append(f"  topic heads ({len(h['topics_learned'])}): {', '.join(h['topics_learned']) or 'none'}")
     for tid, row in report["topics"].items():

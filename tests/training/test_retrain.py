@@ -209,13 +209,16 @@ def test_extra_holdout_fraction_keeps_rows_apart(tmp_path: Path) -> None:
 def test_check_counts_rows_after_the_splits_and_says_why_a_topic_has_no_head(tmp_path: Path) -> None:
     from voce.training.check import check_report, check_summary
 
-    cfg = tiny_config(tmp_path / "b").model_copy(update={"min_topic_examples": 14})
+    cfg = tiny_config(tmp_path / "b").model_copy(update={"min_topic_examples": 17})
     train_rows, dev = cfg.split().split(tiny_examples())
     rep = check_report(cfg, train_rows, dev)
     staff = rep["topics"]["staff"]
     assert staff["labelled"] == staff["fit"] + staff["calibration"] + staff["dev"] == 24
+    # 24 labelled rows >= 17, but only the fit rows train: the splits leave fewer, and the check says so
+    assert staff["fit"] < 17 and staff["head"] is False
+    assert f"{staff['dev']} went to dev" in staff["reason"]
     assert rep["topics"]["cleanliness"]["head"] is False
-    assert "fit rows < min_topic_examples 14" in rep["topics"]["cleanliness"]["reason"]
+    assert "fit rows < min_topic_examples 17" in rep["topics"]["cleanliness"]["reason"]
     assert rep["topics"]["delivery"]["reason"] == "no labels: zero-shot"
     # the rule is the one training applies
     logs: list[str] = []
