@@ -6,7 +6,8 @@ differences as metrics, and the bundle folder as an artifact; ``voce eval`` logs
 ``voce eval --compare`` the per-task differences.  Where runs go:
 
 * ``VOCE_MLFLOW_TRACKING_URI`` (else MLflow's own ``MLFLOW_TRACKING_URI``): any tracking server or store;
-* otherwise a local file store in ``VOCE_MLFLOW_DIR`` (default ``mlruns`` in the current folder, git-ignored);
+* otherwise a local store in ``VOCE_MLFLOW_DIR`` (default ``mlruns`` in the current folder, git-ignored): a SQLite
+  database ``mlflow.db`` (MLflow 3 refuses its plain file store by default) and the artifacts beside it;
 * ``VOCE_MLFLOW_EXPERIMENT`` names the experiment (default ``voce``); ``VOCE_MLFLOW=0`` switches tracking off.
 
 A tracking failure (server down, a name MLflow refuses) is logged and never fails the training run.
@@ -61,7 +62,13 @@ def tracking_uri() -> str:
     uri = os.environ.get("VOCE_MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    return Path(os.environ.get("VOCE_MLFLOW_DIR", "mlruns")).resolve().as_uri()
+    # MLflow 3 refuses its plain file store by default: a SQLite database in the folder (artifacts beside it)
+    return f"sqlite:///{local_dir() / 'mlflow.db'}"
+
+
+def local_dir() -> Path:
+    """The local store's folder (``VOCE_MLFLOW_DIR``, default ``./mlruns``)."""
+    return Path(os.environ.get("VOCE_MLFLOW_DIR", "mlruns")).resolve()
 
 
 class Run:
@@ -123,8 +130,14 @@ def track_run(kind: str, name: str) -> Iterator[Run]:
         yield Run(None)
         return
     try:
-        mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(os.environ.get("VOCE_MLFLOW_EXPERIMENT", "voce"))
+        uri = tracking_uri()
+        if uri.startswith("sqlite:///") and uri.endswith(str(local_dir() / "mlflow.db")):
+            local_dir().mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        name = os.environ.get("VOCE_MLFLOW_EXPERIMENT", "voce")
+        if uri == f"sqlite:///{local_dir() / 'mlflow.db'}" and mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=(local_dir() / "artifacts").as_uri())
+        mlflow.set_experiment(name)
         active = mlflow.start_run(run_name=f"{kind}:{name}", tags={"voce.command": kind})
     except Exception as exc:  # noqa: BLE001
         log.warning("MLflow: tracking off for this run: %s", exc)

@@ -159,8 +159,9 @@ def test_tracking_logs_to_mlflow_when_importable(monkeypatch: pytest.MonkeyPatch
         run.log_eval({"metrics": {"custom:x": {"sentiment_macro_f1": 0.5, "n/a": None}, "ok": 1},
                       "bundle": {"version": "v"}}, None)  # fmt: skip
     names = [n for n, _ in fake.calls]
-    assert names[:3] == ["set_tracking_uri", "set_experiment", "start_run"]
-    assert fake.calls[0][1][0] == (tmp_path / "runs").as_uri()
+    assert names[:5] == ["set_tracking_uri", "get_experiment_by_name", "create_experiment", "set_experiment",
+                         "start_run"]  # fmt: skip
+    assert fake.calls[0][1][0] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     metrics = next(args[0] for n, args in fake.calls if n == "log_metrics")
     assert metrics == {"custom_x/sentiment_macro_f1": 0.5, "ok": 1.0}  # n/a left out, names MLflow accepts
 
@@ -178,11 +179,30 @@ def test_tracking_with_real_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     mlflow = pytest.importorskip("mlflow")
     from voce.training.tracking import track_run
 
-    monkeypatch.setenv("VOCE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("VOCE_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("VOCE_MLFLOW_DIR", str(tmp_path / "runs"))  # the default local store
+    report = tmp_path / "report.json"
+    report.write_text("{}", "utf-8")
     with track_run("eval", "b") as run:
-        run.log_eval({"metrics": {"topic_micro_f1": 0.7}, "bundle": {"version": "v"}}, None)
+        run.log_eval({"metrics": {"topic_micro_f1": 0.7}, "bundle": {"version": "v"}}, report)
     runs = mlflow.search_runs(experiment_names=["voce"])
     assert float(runs["metrics.topic_micro_f1"].iloc[0]) == pytest.approx(0.7)
+    assert (tmp_path / "runs" / "mlflow.db").is_file()
+    assert list((tmp_path / "runs" / "artifacts").rglob("report.json"))
+    from voce.training.config import TrainConfig
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}", "utf-8")
+    regression = {"verdict": "within noise", "tasks": [{"set": "dev", "task": "topic_micro_f1", "diff": 0.01}]}
+    with track_run("train", "b") as run:
+        run.log_train(TrainConfig(), {"metrics": {"custom:x": {"topic_micro_f1": 0.6}}, "regression": regression}, bundle)
+    runs = mlflow.search_runs(experiment_names=["voce"], filter_string="tags.`voce.command` = 'train'")
+    assert float(runs["metrics.custom_x/topic_micro_f1"].iloc[0]) == pytest.approx(0.6)
+    assert float(runs["metrics.vs_parent/dev/topic_micro_f1"].iloc[0]) == pytest.approx(0.01)
+    assert runs["params.min_topic_examples"].iloc[0] == "40" and runs["tags.vs_parent"].iloc[0] == "within noise"
+    assert list((tmp_path / "runs" / "artifacts").rglob("bundle/manifest.json"))
 
 
 def test_eval_compare_and_threshold_commands(env: Path, tiny_bundle_dir: Path) -> None:
