@@ -200,9 +200,11 @@ class ModelRegistry:
         source = Path(source)
         try:
             bundle = VoceBundle.load(source)  # checks the manifest schema and every checksum before anything moves
+            manifest = json.loads((source / "manifest.json").read_text("utf-8"))
         except BundleError as exc:
             raise RegistryError(str(exc)) from exc
-        manifest = json.loads((source / "manifest.json").read_text("utf-8"))
+        except OSError as exc:  # not a folder this process can read (missing, a name too long, no permission)
+            raise RegistryError(f"no bundle can be read at {str(source)[:200]!r}: {exc.strerror or exc}") from exc
         name = version or bundle.version
         if not VERSION_PATTERN.match(name):
             raise RegistryError(f"{name!r} is not a usable version name (letters, digits and . _ + -, up to 128)")

@@ -28,7 +28,9 @@ from voce.service.learning.rescore import Rescorer, RescoreState
 from voce.service.learning.taxonomies import Change, Edit, TaxonomyView, VersionInfo, to_yaml, with_taxonomy
 from voce.service.web import PAGE_HEADERS, render_page
 
-router = APIRouter(prefix="/v1", tags=["taxonomy"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["taxonomy"], responses={
+    **AUTH_RESPONSES, 404: {"model": ErrorEnvelope, "description": "no such taxonomy version (or batch) for this tenant"},
+})
 page_router = APIRouter(include_in_schema=False)
 
 Version = Annotated[int, Path(ge=1, le=1_000_000)]

@@ -16,7 +16,9 @@ from voce.service.errors import ErrorEnvelope
 from voce.service.insights.views import Owner, ViewIn, ViewList, ViewOut, ViewPatch, ViewService
 from voce.service.web import PAGE_HEADERS, render_page
 
-router = APIRouter(prefix="/v1", tags=["views"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["views"], responses={
+    **AUTH_RESPONSES, 404: {"model": ErrorEnvelope, "description": "no such view or batch for this tenant"},
+})
 page_router = APIRouter(include_in_schema=False)
 
 ViewId = Annotated[str, Path(min_length=1, max_length=64)]

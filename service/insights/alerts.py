@@ -45,7 +45,7 @@ from voce.service.analytics import Delta, Filters, KpiReport, RowFacts, ThemeSta
 from voce.service.db import Batch, utcnow
 from voce.service.errors import NotFound
 from voce.service.insights.tables import AlertEvent, AlertRule
-from voce.service.insights.views import InsightError, Owner, filters_query, parse_filters
+from voce.service.insights.views import InsightError, Owner, UtcDatetime, filters_query, parse_filters
 from voce.service.insights.webhooks import Delivery, WebhookPolicy, WebhookRefused, WebhookSender, deliveries_for, payload
 
 if TYPE_CHECKING:
@@ -127,8 +127,8 @@ class RuleOut(BaseModel):
     min_rows: int
     query: str
     webhook_url: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
     webhook_secret: str | None = Field(default=None, description="Only when the rule (or its webhook) is created: "
                                                                  "the HMAC key of X-Voce-Signature. Keep it.")
 
@@ -141,7 +141,7 @@ class WebhookState(BaseModel):
     status: Literal["none", "pending", "delivered", "failed", "refused"]
     attempts: int
     error: str | None
-    delivered_at: dt.datetime | None
+    delivered_at: UtcDatetime | None
 
 
 class EventOut(BaseModel):
@@ -149,7 +149,7 @@ class EventOut(BaseModel):
     rule_id: int | None
     rule_name: str
     batch_id: str
-    created_at: dt.datetime
+    created_at: UtcDatetime
     status: Literal["fired", "error"]
     code: str = Field(description="alert.threshold | alert.change | alert.error (the page translates it)")
     params: dict[str, Any]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import sessionmaker
 
@@ -90,6 +90,14 @@ def filters_query(filters: Filters) -> str:
 
 
 # ------------------------------------------------------------------ shapes
+def _as_utc(d: dt.datetime) -> dt.datetime:
+    return d.replace(tzinfo=dt.UTC) if d.tzinfo is None else d
+
+
+#: stored times are naive UTC; responses say so (RFC 3339 date-times carry an offset)
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
+
+
 class ViewIn(BaseModel):
     """A view to save: its name, the dashboard's query string (filters, and granularity), the batch."""
 
@@ -125,8 +133,8 @@ class ViewOut(BaseModel):
     owner: str
     mine: bool
     shared: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
     link: str = Field(description="The view's page link (opens the dashboard with its filters).")
 
 

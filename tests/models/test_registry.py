@@ -137,3 +137,12 @@ def test_concurrent_promotions_from_processes_are_all_recorded(tiny_bundle_dir: 
     assert len(promotions) == 45 and len({e.by for e in promotions}) == 45
     for before, after in zip(promotions, promotions[1:], strict=False):  # applied one after the other
         assert after.previous == before.version
+
+
+def test_a_path_no_bundle_can_be_read_from_is_a_registry_error(tmp_path: Path) -> None:
+    from voce.models.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(tmp_path / "registry")
+    for bad in (tmp_path / "missing", tmp_path / ("0" * 5000)):
+        with pytest.raises(RegistryError):
+            registry.register(bad, by="test")
