@@ -152,6 +152,7 @@ def test_tracking_logs_to_mlflow_when_importable(monkeypatch: pytest.MonkeyPatch
 
     fake = _FakeMlflow()
     monkeypatch.setitem(sys.modules, "mlflow", fake)
+    monkeypatch.delenv("VOCE_MLFLOW", raising=False)
     monkeypatch.setenv("VOCE_MLFLOW_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("VOCE_MLFLOW_TRACKING_URI", raising=False)
@@ -164,6 +165,9 @@ def test_tracking_logs_to_mlflow_when_importable(monkeypatch: pytest.MonkeyPatch
     assert fake.calls[0][1][0] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     metrics = next(args[0] for n, args in fake.calls if n == "log_metrics")
     assert metrics == {"custom_x/sentiment_macro_f1": 0.5, "ok": 1.0}  # n/a left out, names MLflow accepts
+    monkeypatch.setenv("VOCE_MLFLOW", "0")  # switched off
+    with track_run("eval", "b") as run:
+        assert run.mlflow is None
 
 
 def test_tracking_is_a_no_op_without_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,6 +185,7 @@ def test_tracking_with_real_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("VOCE_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("VOCE_MLFLOW", raising=False)
     monkeypatch.setenv("VOCE_MLFLOW_DIR", str(tmp_path / "runs"))  # the default local store
     report = tmp_path / "report.json"
     report.write_text("{}", "utf-8")
