@@ -777,7 +777,7 @@ function renderThemes() {
       : el("p", { class: "small muted" }, t("themes.unmapped"));
     const open = () => openComments({ discovered: String(topic.id) }, [t("chip.discovered", { v: topic.label })]);
     box.append(el("article", { class: "theme", dataset: { testid: "theme", themeId: String(topic.id) } },
-      el("header", {}, el("h3", {}, topic.label), el("span", { class: "badge" }, t("themes.size", { n: fmtInt(topic.size) }))),
+      el("header", {}, el("h3", {}, (topic.labels && topic.labels[currentLang]) || topic.label), el("span", { class: "badge" }, t("themes.size", { n: fmtInt(topic.size) }))),
       mix, mapped, kw("it"), kw("en"),
       topic.representative.length ? el("details", {}, el("summary", {}, t("themes.examples")),
         el("ul", { class: "examples" }, topic.representative.map((r) => el("li", {}, r.text)))) : null,
