@@ -240,3 +240,15 @@ def test_eval_compare_and_threshold_commands(env: Path, tiny_bundle_dir: Path) -
     assert report["intervals"]["sentiment_macro_f1"]["ci_low"] <= report["intervals"]["sentiment_macro_f1"]["value"]
     bad = run.invoke(app, ["eval", "--thresholds"])
     assert bad.exit_code == 2 and "need --data" in bad.output
+
+
+def test_info_reports_na_for_metrics_a_custom_taxonomy_cannot_have() -> None:
+    from voce.models.taxonomy import default_taxonomy
+    from voce.service.api.ops import _bundle_metrics
+
+    custom = default_taxonomy().model_copy(update={"topics": default_taxonomy().topics.model_copy(
+        update={"entries": [e for e in default_taxonomy().topics.entries if e.id in {"staff", "delivery"}]})})
+    old = {"absita_aspect_detection_micro_f1": 0.0, "sentipolc_polarity_f": 0.7}  # a manifest with a fake zero
+    bundle = types.SimpleNamespace(manifest_extra={"metrics": old}, taxonomy=lambda: custom)
+    assert _bundle_metrics(bundle) == {"absita_aspect_detection_micro_f1": None, "sentipolc_polarity_f": 0.7}
+    assert old["absita_aspect_detection_micro_f1"] == 0.0  # the manifest itself is not touched
