@@ -248,7 +248,8 @@ def holdout_split(rows: list[Example], fraction: float, seed: int) -> tuple[list
     """``(train, held apart)`` of one custom file, by group (seed + 2: independent of the dev and calibration split)."""
     if fraction <= 0:
         return rows, []
-    keep, held = [], []
+    keep: list[Example] = []
+    held: list[Example] = []
     for e in rows:
         (held if group_hash(seed + 2, e.source, e.group) < fraction else keep).append(e)
     return keep, held

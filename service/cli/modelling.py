@@ -176,9 +176,12 @@ def evaluate(
                               taxonomy=taxonomy, progress=say)  # fmt: skip
         except (CustomDataError, FileNotFoundError) as exc:
             raise fail(str(exc)) from exc
+        import sys
+
         from rich.console import Console
 
-        Console().print(comparison_table(rep))
+        # piped or redirected: wide enough for the eight columns (a terminal keeps its own width)
+        Console(width=None if sys.stdout.isatty() else 160).print(comparison_table(rep))
         if out:
             _write(out, rep)
         from voce.training.tracking import track_run
