@@ -48,6 +48,10 @@ BATCH_MAX_CHARS = 100_000
 DB_OUTAGE_ERRORS = (OperationalError, InterfaceError)
 
 
+#: how often a running batch looks whether cancelling was asked (a light SELECT between chunks)
+CANCEL_CHECK_SECONDS = 1.0
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database stayed unreachable longer than ``RunnerConfig.db_outage_seconds`` (or the worker was stopped
     while waiting): the run ends, the batch keeps its progress and the next claim resumes it."""
@@ -191,6 +195,7 @@ class BatchRunner:
         self.on_chunk = on_chunk
         # who analyses the chunks: this process, or the actors of a Ray cluster (ray_executor.RayChunks)
         self._chunk_source = chunks
+        self._cancel_checked = float("-inf")
         self.executor = executor
         # set per batch from its pii_mode (see _run)
         self.redactor = Redactor(config.pii_mode)
@@ -286,7 +291,7 @@ class BatchRunner:
         try:
             for chunk, records in analysed:
                 self._commit(bid, chunk, records)
-                if read.more and self._durably(bid, "checking for cancellation", lambda: self.store.cancel_requested(bid)):
+                if read.more and self._cancel_asked(bid):
                     return self._cancelled(batch)  # what is in flight is dropped (the finally below)
                 if self.stop.is_set() and read.more:
                     self._durably(bid, "giving the batch back", lambda: self.store.release(bid, wid))
@@ -308,6 +313,18 @@ class BatchRunner:
 
         evaluate_batch(self.store, bid, self.config.webhooks)
         return "done"
+
+    def _cancel_asked(self, bid: str) -> bool:
+        """Whether cancelling was asked, looked up at most every ``CANCEL_CHECK_SECONDS``; a lookup the database does
+        not answer counts as "not asked" (the next chunk looks again), so it never fails or stalls the batch."""
+        now = time.monotonic()
+        if now - self._cancel_checked < CANCEL_CHECK_SECONDS:
+            return False
+        self._cancel_checked = now
+        try:
+            return self.store.cancel_requested(bid)
+        except DB_OUTAGE_ERRORS:
+            return False
 
     def _cancelled(self, batch: Batch) -> str:
         """Cancelling was asked: keep the rows stored so far, no discovery, mark it cancelled, drop the upload."""

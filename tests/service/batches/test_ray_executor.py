@@ -232,8 +232,11 @@ def test_actors_score_with_the_batchs_taxonomy(local_ray: Any, fake_analyzer: An
 
 
 def test_cancelling_a_batch_on_ray_stops_it_and_keeps_a_prefix(
-    local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+    local_ray: Any, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from voce.service.batches import runner
+
+    monkeypatch.setattr(runner, "CANCEL_CHECK_SECONDS", 0.0)  # look after every chunk (1 s apart otherwise)
     settings = batch_settings(tmp_path, tiny_bundle_dir, executor="ray", ray_actors=2)
     store = BatchStore.open(settings.resolved_database_url())
     queue(store, settings, rows_file(tmp_path, 400), "cancel")

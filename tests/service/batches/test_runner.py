@@ -205,10 +205,14 @@ def test_a_finish_whose_answer_was_lost_is_done_not_a_lost_lease(
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_cancel_a_queued_and_a_running_batch(
-    backend: str, request: pytest.FixtureRequest, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Queued: cancelled at once, never claimed.  Running: stops at the next chunk, keeps its stored rows (a prefix
     of the file), no discovery, upload deleted; cancelling a finished batch changes nothing."""
+    from voce.service.batches import runner
+
+    monkeypatch.setattr(runner, "CANCEL_CHECK_SECONDS", 0.0)  # look after every chunk (1 s apart otherwise)
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
     settings = batch_settings(tmp_path, tiny_bundle_dir, database_url=url)
     store = BatchStore.open(settings.resolved_database_url())
