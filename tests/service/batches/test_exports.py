@@ -6,16 +6,15 @@ import codecs
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect
 
 from tests.service.batch_data import MAPPING, ROWS, csv_bytes
+from tests.service.migrations import alembic, database_url  # noqa: F401  (the url fixture)
 from voce.service.batches import exports
 from voce.service.batches.exports import CsvFormat, Names
 from voce.service.batches.service import register_upload
 from voce.service.batches.store import BatchStore
-from voce.service.db import MIGRATIONS, make_engine
+from voce.service.db import make_engine
 from voce.service.uploads import ColumnMapping
 
 
@@ -60,21 +59,6 @@ def test_names_and_the_unclassified_theme() -> None:
     assert (it.sentiment("mixed"), en.sentiment("mixed"), it.sentiment(None)) == ("Misto", "Mixed", None)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voce.db'}"
-    return str(request.getfixturevalue("fresh_postgres_url"))
-
-
-def _alembic(url: str, target: str, up: bool) -> None:
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(cfg, target)
-    engine.dispose()
 
 
 @pytest.mark.parametrize(("delimiter", "encoding", "expected"), [
@@ -99,11 +83,11 @@ def test_migration_0007_round_trip(url: str) -> None:
     engine = make_engine(url)
     assert "upload_dialect" in {c["name"] for c in inspect(engine).get_columns("batches")}
     engine.dispose()
-    _alembic(url, "0006", up=False)
+    alembic(url, "0006", up=False)
     engine = make_engine(url)
     assert "upload_dialect" not in {c["name"] for c in inspect(engine).get_columns("batches")}
     engine.dispose()
-    _alembic(url, "head", up=True)
+    alembic(url, "head", up=True)
     engine = make_engine(url)
     assert "upload_dialect" in {c["name"] for c in inspect(engine).get_columns("batches")}
     engine.dispose()

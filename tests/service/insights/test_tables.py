@@ -4,34 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, select
 
+from tests.service.migrations import alembic, database_url  # noqa: F401  (the url fixture)
 from voce.service.batches.retention import erase
 from voce.service.batches.store import BatchStore
-from voce.service.db import MIGRATIONS, make_engine, open_database
+from voce.service.db import make_engine, open_database
 from voce.service.insights.tables import AlertEvent, AlertRule, SavedView
 
 TABLES = {"saved_views", "alert_rules", "alert_events"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voce.db'}"
-    return str(request.getfixturevalue("fresh_postgres_url"))
-
-
-def _alembic(url: str, target: str, up: bool) -> None:
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(cfg, target)
-    engine.dispose()
 
 
 def _tables(url: str) -> set[str]:
@@ -67,8 +50,8 @@ def test_migration_round_trip(url: str, tmp_path: Path) -> None:
         assert len(s.scalars(select(AlertRule)).all()) == 1
     sessions.kw["bind"].dispose()
 
-    _alembic(url, "0003", up=False)
+    alembic(url, "0003", up=False)
     left = _tables(url)
     assert not TABLES & left and "batches" in left
-    _alembic(url, "head", up=True)
+    alembic(url, "head", up=True)
     assert _tables(url) >= TABLES

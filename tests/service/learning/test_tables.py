@@ -4,35 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, select
 
+from tests.service.migrations import alembic, database_url  # noqa: F401  (the url fixture)
 from voce.models.taxonomy import default_taxonomy
 from voce.service.batches.retention import erase
 from voce.service.batches.store import BatchStore
-from voce.service.db import MIGRATIONS, make_engine, open_database
+from voce.service.db import make_engine, open_database
 from voce.service.learning import corrections as corr
 from voce.service.learning.tables import Correction
 from voce.service.learning.taxonomies import TaxonomyStore, UpdateEntry, apply_edits, diff
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'voce.db'}"
-    return str(request.getfixturevalue("fresh_postgres_url"))
-
-
-def _alembic(url: str, target: str, up: bool) -> None:
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(cfg, target)
-    engine.dispose()
 
 
 def test_migration_tables_round_trip(url: str, tmp_path: Path) -> None:
@@ -64,12 +45,12 @@ def test_migration_tables_round_trip(url: str, tmp_path: Path) -> None:
         assert s.scalars(select(Correction)).all() == []
     sessions.kw["bind"].dispose()
 
-    _alembic(url, "0004", up=False)
+    alembic(url, "0004", up=False)
     engine = make_engine(url)
     left = set(inspect(engine).get_table_names())
     engine.dispose()
     assert not {"corrections", "taxonomy_versions"} & left and "batches" in left
-    _alembic(url, "head", up=True)
+    alembic(url, "head", up=True)
     engine = make_engine(url)
     assert {"corrections", "taxonomy_versions"} <= set(inspect(engine).get_table_names())
     engine.dispose()
