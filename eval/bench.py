@@ -72,6 +72,9 @@ STAGES: tuple[str, ...] = ("naive", "raw", "inprocess", "http", "batch")
 SOURCES: tuple[str, ...] = (PA_TWEETS, AMAZON_IT, BRAND_TWEETS, BA_REVIEWS, SENTIPOLC, ABSITA)
 #: the contenders, in report order; a key's first letter is its column in the issue (a..e)
 NAIVE, RAW = "a_naive", "b_raw_encoder"
+#: the raw encoder at the analyzer's own precision, when that is not fp32 (the int8 "fast" profile): (b) stays the
+#: fp32 encoder, the issue's reference, and this row shows what the profile's encoder alone does
+RAW_PROFILE = "b_raw_encoder_profile"
 C25, C1 = "c_inprocess_25docs", "c_inprocess_1doc"
 D1X1, D1X8, D25X2 = "d_http_1doc_1client", "d_http_1doc_8clients", "d_http_25docs_2clients"
 BATCH = "e_batch"
@@ -342,6 +345,7 @@ class Models:
     bundle: VoceBundle
     analyzer: Analyzer | None = None
     raw: Encoder | None = None
+    raw_profile: Encoder | None = None
     naive: Callable[[str], Vector] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -357,11 +361,13 @@ def load_models(cfg: BenchConfig, spec: AnalyzerSpec, progress: Progress) -> Mod
         models.info["encoder"] = models.analyzer.encoder.name
     if cfg.runs("raw") or cfg.runs("naive"):
         progress("loading the raw encoder (load_encoder on the bundle's encoder spec)")
-        models.raw = load_encoder(
-            bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir, threads=spec.threads),
-            progress=progress,
-        )
+        enc_spec = bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir,
+                                       threads=spec.threads)  # fp32: the issue's reference
+        models.raw = load_encoder(enc_spec, progress=progress)
         models.info["raw_encoder"] = {"name": models.raw.name, "class": type(models.raw).__name__}
+        if spec.precision != "fp32" and cfg.runs("raw"):
+            models.raw_profile = load_encoder(enc_spec.model_copy(update={"precision": spec.precision}), progress=progress)
+            models.info["raw_encoder_profile"] = {"name": models.raw_profile.name, "precision": spec.precision}
     if cfg.runs("naive"):
         progress("loading the naive pipeline's model")
         models.naive, models.info["naive"] = naive_embedder(spec, bundle, progress)
@@ -685,6 +691,9 @@ def contenders(models: Models, service: Service | None) -> list[Contender]:
         out.append(NaivePipeline(models.naive, models.bundle, f"{kind} + the bundle's sentiment, detractor, topic heads"))
     if models.raw is not None:
         out.append(RawEncoder(models.raw, f"{models.raw.name}: encode(texts, batch_size=32) per round, no heads"))
+    if models.raw_profile is not None:
+        out.append(RawEncoder(models.raw_profile, f"{models.raw_profile.name}: the profile's encoder alone, same calls",
+                              key=RAW_PROFILE))
     if models.analyzer is not None:
         out.append(InProcess(models.analyzer, 25, C25, "Analyzer.analyze, 25 documents per call, in process"))
         out.append(InProcess(models.analyzer, 1, C1, "Analyzer.analyze, 1 document per call, in process"))
@@ -725,7 +734,7 @@ def contender_rows(players: Sequence[Contender], tallies: dict[str, Tally], batc
     """Per contender: its summary plus its reported throughput over the naive pipeline's and the raw encoder's."""
     rows: dict[str, Any] = {}
     for c in players:
-        rows[c.key] = {"about": c.about, **tallies[c.key].summary(latencies=c.key != RAW)}
+        rows[c.key] = {"about": c.about, **tallies[c.key].summary(latencies=c.key not in (RAW, RAW_PROFILE))}
     if batch is not None:
         rows[BATCH] = {"about": "POST /v1/batches (CSV), submit to done, as the README documents it",
                        "docs": batch["rows"], "docs_per_s": batch.get("docs_per_s")}
@@ -742,6 +751,10 @@ def headline_ratios(rows: dict[str, Any], batch: dict[str, Any] | None = None) -
 
     out: dict[str, Any] = {name: _ratio(rate(num), rate(den)) for name, num, den in HEADLINE}
     out["definitions"] = {name: f"{num} / {den} (documents per second)" for name, num, den in HEADLINE}
+    if rate(RAW_PROFILE) is not None:  # the fast profile: Voce against its own encoder too
+        for name, num in (("c/b_profile", C25), ("d/b_profile", D25X2), ("e/b_profile", BATCH)):
+            out[name] = _ratio(rate(num), rate(RAW_PROFILE))
+            out["definitions"][name] = f"{num} / {RAW_PROFILE} (documents per second)"
     around = (batch or {}).get("raw_encoder_around") or {}
     if around.get("before_docs_per_s") and around.get("after_docs_per_s"):
         out["e/b_around"] = _ratio(rate(BATCH), (around["before_docs_per_s"] + around["after_docs_per_s"]) / 2)

@@ -42,7 +42,7 @@ from voce.data.splits import SplitSpec
 from voce.eval import metrics as M
 from voce.models.analyzer import Analyzer
 from voce.models.bundle import VoceBundle, default_bundle_path
-from voce.models.encoders.base import Encoder
+from voce.models.encoders.base import Encoder, Precision
 from voce.models.labels import SENTIMENT_LABELS, THREE_WAY_LABELS, three_way_label
 from voce.models.language import default_detector
 from voce.models.taxonomy import Taxonomy, load_taxonomy
@@ -507,12 +507,15 @@ def evaluate_labelled(
     return report
 
 
-def _bundle_encoder(bundle: VoceBundle, cache_dir: Path, progress: Progress | None, adapter: bool = True) -> CachedEncoder:
-    """The encoder a bundle was trained with (or its base, without the adapter), behind the on-disk embedding cache."""
+def _bundle_encoder(
+    bundle: VoceBundle, cache_dir: Path, progress: Progress | None, adapter: bool = True, precision: Precision = "fp32"
+) -> CachedEncoder:
+    """The encoder a bundle was trained with (or its base, without the adapter), behind the on-disk embedding cache
+    (keyed by the encoder's name, which names an int8 ``precision``)."""
     from voce.models.encoders.cache import CachedEncoder
     from voce.models.encoders.factory import load_encoder
 
-    spec = bundle.encoder_spec(cache_dir=cache_dir)
+    spec = bundle.encoder_spec(cache_dir=cache_dir, precision=precision)
     if not adapter:
         spec = spec.model_copy(update={"adapter": None})
     return CachedEncoder(load_encoder(spec, progress=progress), cache_dir)
@@ -540,8 +543,9 @@ def run_eval(
     predictions: Path | None = None,
     save_thresholds: Path | None = None,
     thresholds: dict[str, float] | None = None,
+    precision: Precision = "fp32",
 ) -> dict[str, Any]:
-    """``voce eval``: load the bundle and its encoder, then score it.
+    """``voce eval``: load the bundle and its encoder (at ``precision``), then score it.
 
     With ``data``: ``predictions`` writes every row's scores as JSONL, and ``save_thresholds`` writes a copy of the
     bundle whose topics report at their F1-best threshold on the file (or at ``thresholds``, topic -> value).
@@ -551,8 +555,9 @@ def run_eval(
     ``taxonomy`` replaces the bundle's (custom or default) taxonomy.
     """
     bundle = VoceBundle.load(bundle_path or default_bundle_path())
-    encoder = _bundle_encoder(bundle, cache_dir, progress)
-    base = _bundle_encoder(bundle, cache_dir, progress, adapter=False) if bundle.adapter is not None else encoder
+    encoder = _bundle_encoder(bundle, cache_dir, progress, precision=precision)
+    base = (_bundle_encoder(bundle, cache_dir, progress, adapter=False, precision=precision)
+            if bundle.adapter is not None else encoder)
     tax = load_taxonomy(taxonomy, base=bundle.taxonomy()) if taxonomy else None
     if data is not None:
         labelled = load_custom_file(data)
@@ -579,6 +584,7 @@ def run_eval(
     if base is not encoder:
         base.save()
     report["bundle"] = {"version": bundle.version, "path": str(bundle_path or default_bundle_path())}
+    report["encoder"] = {"name": encoder.name, "precision": precision}
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from voce.models.encoders.base import Backend
+from voce.models.encoders.base import Backend, Precision
 from voce.models.encoders.factory import E5_SMALL, EncoderSpec
 from voce.models.files import replace_dir, sha256_file
 from voce.models.heads import F32, ExclusiveCalibration, LinearHead, ZeroShotCalibration
@@ -102,7 +102,8 @@ class VoceBundle:
         return self.sentiment.dim
 
     def encoder_spec(
-        self, *, cache_dir: Path, backend: Backend | None = None, model: str | None = None, threads: int | None = None
+        self, *, cache_dir: Path, backend: Backend | None = None, model: str | None = None, threads: int | None = None,
+        precision: Precision = "fp32",
     ) -> EncoderSpec:
         """The encoder this bundle's heads read: its model with its adapter merged.
 
@@ -120,7 +121,7 @@ class VoceBundle:
             )
         return EncoderSpec(
             backend=backend, model=model, cache_dir=cache_dir, threads=threads,
-            adapter=self.adapter if backend != "fake" else None,
+            adapter=self.adapter if backend != "fake" else None, precision=precision,
         )
 
     def taxonomy(self) -> Taxonomy:

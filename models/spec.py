@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voce.models.analyzer import Analyzer, AnalyzerConfig
 from voce.models.bundle import VoceBundle, default_bundle_path
-from voce.models.encoders.base import Backend, Encoder
+from voce.models.encoders.base import Backend, Encoder, Precision
 from voce.models.encoders.factory import E5_SMALL, load_encoder
 from voce.models.language import default_detector
 from voce.models.taxonomy import Taxonomy, load_taxonomy
@@ -34,6 +34,8 @@ class AnalyzerSpec(BaseModel):
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "voce")
     # encoder threads (None = all cores)
     threads: int | None = Field(default=None, ge=1, le=256)
+    # fp32 (reference) or int8 (the "fast" profile: ONNX graph quantised; its quality cost in README "Speed")
+    precision: Precision = "fp32"
     # trained heads bundle (None = the bundle shipped in the package)
     bundle: Path | None = None
     # taxonomy YAML replacing the bundle's topics and/or touchpoints (None = the bundle's own, else the default)
@@ -55,7 +57,8 @@ def load_analyzer(spec: AnalyzerSpec, progress: Callable[[str], None] | None = N
     """Load the bundle, the encoder it was trained with (its adapter merged) and the taxonomy; check they fit."""
     bundle = VoceBundle.load(spec.bundle_path())
     encoder = load_encoder(
-        bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir, threads=spec.threads),
+        bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir, threads=spec.threads,
+                            precision=spec.precision),
         progress=progress,
     )
     taxonomy = load_taxonomy(spec.taxonomy, base=bundle.taxonomy()) if spec.taxonomy else None
@@ -79,7 +82,7 @@ def _lazy_base_encoder(
         with lock:
             if not loaded:
                 base = bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir,
-                                           threads=spec.threads).model_copy(update={"adapter": None})
+                                           threads=spec.threads, precision=spec.precision).model_copy(update={"adapter": None})
                 loaded.append(load_encoder(base, progress=progress))
             return loaded[0]
 

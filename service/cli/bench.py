@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from voce.service.cli.common import fail, say, settings
+from voce.service.cli.common import PrecisionOpt, fail, say, settings
 
 
 def bench(
@@ -33,10 +33,16 @@ def bench(
     data_dir: Annotated[
         Path | None, typer.Option(help="shared data folder (default: VOCE_TRAIN_DATA_DIR, else ../shared/data)")
     ] = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Naive per-comment loop vs raw encoder vs Voce in process, over HTTP and as a batch: one run, same texts and model."""
+    import os
+
     from voce.eval.bench import BenchConfig, BenchError, markdown, parse_skip, run_bench
 
+    s = settings(encoder_precision=precision)
+    # the served instance is started with this environment: it must run the same precision as the process
+    os.environ["VOCE_ENCODER_PRECISION"] = s.encoder_precision
     try:
         cfg = BenchConfig(
             n=n, seed=seed, rounds=rounds, batch_rows=batch_rows, skip=parse_skip(skip), soak_minutes=soak_minutes,
@@ -44,9 +50,10 @@ def bench(
                 "voce", "bench", "--n", str(n), "--batch-rows", str(batch_rows), "--rounds", str(rounds), "--seed",
                 str(seed), *(["--skip", skip] if skip else []), "--soak-minutes", f"{soak_minutes:g}", "--out", str(out),
                 *(["--data-dir", str(data_dir)] if data_dir else []), *(["--repeat-cache"] if repeat_cache else []),
+                *(["--precision", s.encoder_precision] if s.encoder_precision != "fp32" else []),
             ]),
         )
-        report = run_bench(cfg, settings().analyzer_spec(), progress=say)
+        report = run_bench(cfg, s.analyzer_spec(), progress=say)
     except BenchError as exc:
         raise fail(str(exc)) from exc
     typer.echo(markdown(report))

