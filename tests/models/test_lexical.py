@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voce.models.bundle import LEXICAL_FILENAME, SENTIMENT_LABELS, BundleError, VoceBundle
+from voce.models.bundle import LEXICAL_FILENAME, SENTIMENT_LABELS, BundleError, VoceBundle, default_bundle_path
 from voce.models.heads import LinearHead, ZeroShotCalibration
 from voce.models.lexical import LexicalFeaturizer, LexicalSpec
 from voce.training.train import fit_binary_head, fit_softmax_head
@@ -137,3 +137,19 @@ def test_hybrid_bundle_refuses_missing_or_mismatched_vocabulary(tmp_path: Path) 
     smaller = _featurizer(word_features=10, char_features=10)
     with pytest.raises(BundleError, match="lexical features"):
         VoceBundle(**{**_hybrid_bundle(lex).__dict__, "lexical": smaller})
+
+
+def test_fast_transform_equals_sklearns_transform_bit_for_bit() -> None:
+    """``transform`` skips sklearn's per-call validation; the features must be exactly what sklearn computes."""
+    bundle = VoceBundle.load(default_bundle_path())
+    lex = bundle.lexical
+    assert lex is not None
+    texts = [*TEXTS, "", "ok", "👍👍 grazie 🙏", "NON FUNZIONA NIENTE!!!", "servizo pesimo, nn torno piu",
+             "La bolletta di marzo è sbagliata: mi hanno addebitato due volte il canone (€ 12,50).",
+             "colazione " * 200, "x"]
+    for block in (lex._word, lex._char):
+        assert block is not None
+        for batch in (texts, texts[:1], texts[7:9]):
+            ours, theirs = lex._tfidf(block, batch), block.transform(batch)
+            assert ours.dtype == theirs.dtype == np.float32
+            assert (ours != theirs).nnz == 0 and ours.shape == theirs.shape
