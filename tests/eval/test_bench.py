@@ -154,3 +154,26 @@ def test_cli_without_the_data_folder_fails_with_a_clear_message(env: Path) -> No
     r = CliRunner().invoke(app, ["bench", "--data-dir", str(env / "missing"), "--out", str(env / "b.json")])
     assert r.exit_code == 2 and "does not exist" in r.output, r.output
     assert not (env / "b.json").exists()
+
+
+def test_fast_profile_ratios_keep_fp32_as_the_reference() -> None:
+    """With --precision int8, (b) stays the fp32 encoder (the issue's reference) and the profile's own encoder gets
+    its row and ratios of its own."""
+    from voce.eval.bench import RAW_PROFILE, headline_ratios
+
+    rows = {NAIVE: {"docs_per_s": 25.0}, RAW: {"docs_per_s": 40.0}, RAW_PROFILE: {"docs_per_s": 80.0},
+            C25: {"docs_per_s": 72.0}, D25X2: {"docs_per_s": 64.0}, D1X8: {"docs_per_s": 36.0},
+            BATCH: {"docs_per_s": 48.0}}
+    ratios = headline_ratios(rows)
+    assert ratios["d/b"] == 1.6 and ratios["d/a"] == 2.56 and ratios["e/b"] == 1.2
+    assert ratios["c/b_profile"] == 0.9 and ratios["d/b_profile"] == 0.8 and ratios["e/b_profile"] == 0.6
+    assert "b_raw_encoder_profile" in ratios["definitions"]["d/b_profile"]
+    # a run without the profile has none of its ratios
+    del rows[RAW_PROFILE]
+    assert "d/b_profile" not in headline_ratios(rows)
+
+
+def test_bench_refuses_an_unknown_precision(env: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--precision", "int4"])
+    assert result.exit_code == 2
+    assert "encoder_precision" in result.output and "'fp32' or 'int8'" in result.output
