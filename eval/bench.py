@@ -72,8 +72,8 @@ STAGES: tuple[str, ...] = ("naive", "raw", "inprocess", "http", "batch")
 SOURCES: tuple[str, ...] = (PA_TWEETS, AMAZON_IT, BRAND_TWEETS, BA_REVIEWS, SENTIPOLC, ABSITA)
 #: the contenders, in report order; a key's first letter is its column in the issue (a..e)
 NAIVE, RAW = "a_naive", "b_raw_encoder"
-#: the raw encoder at the analyzer's own precision, when that is not fp32 (the int8 "fast" profile): (b) stays the
-#: fp32 encoder, the issue's reference, and this row shows what the profile's encoder alone does
+#: the raw encoder of the analyzer's own profile, when that is not the fp32 full encoder (int8 and/or the distilled
+#: student): (b) stays the fp32 encoder, the issue's reference, and this row shows what the profile's encoder does
 RAW_PROFILE = "b_raw_encoder_profile"
 C25, C1 = "c_inprocess_25docs", "c_inprocess_1doc"
 D1X1, D1X8, D25X2 = "d_http_1doc_1client", "d_http_1doc_8clients", "d_http_25docs_2clients"
@@ -365,9 +365,12 @@ def load_models(cfg: BenchConfig, spec: AnalyzerSpec, progress: Progress) -> Mod
                                        threads=spec.threads)  # fp32: the issue's reference
         models.raw = load_encoder(enc_spec, progress=progress)
         models.info["raw_encoder"] = {"name": models.raw.name, "class": type(models.raw).__name__}
-        if spec.precision != "fp32" and cfg.runs("raw"):
-            models.raw_profile = load_encoder(enc_spec.model_copy(update={"precision": spec.precision}), progress=progress)
-            models.info["raw_encoder_profile"] = {"name": models.raw_profile.name, "precision": spec.precision}
+        if (spec.precision != "fp32" or spec.student) and cfg.runs("raw"):
+            profile = bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir,
+                                          threads=spec.threads, precision=spec.precision, student=spec.student)
+            models.raw_profile = load_encoder(profile, progress=progress)
+            models.info["raw_encoder_profile"] = {"name": models.raw_profile.name, "precision": spec.precision,
+                                                  "student": spec.student}
     if cfg.runs("naive"):
         progress("loading the naive pipeline's model")
         models.naive, models.info["naive"] = naive_embedder(spec, bundle, progress)

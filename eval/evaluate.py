@@ -508,14 +508,15 @@ def evaluate_labelled(
 
 
 def _bundle_encoder(
-    bundle: VoceBundle, cache_dir: Path, progress: Progress | None, adapter: bool = True, precision: Precision = "fp32"
+    bundle: VoceBundle, cache_dir: Path, progress: Progress | None, adapter: bool = True, precision: Precision = "fp32",
+    student: bool = False,
 ) -> CachedEncoder:
     """The encoder a bundle was trained with (or its base, without the adapter), behind the on-disk embedding cache
     (keyed by the encoder's name, which names an int8 ``precision``)."""
     from voce.models.encoders.cache import CachedEncoder
     from voce.models.encoders.factory import load_encoder
 
-    spec = bundle.encoder_spec(cache_dir=cache_dir, precision=precision)
+    spec = bundle.encoder_spec(cache_dir=cache_dir, precision=precision, student=student and adapter)
     if not adapter:
         spec = spec.model_copy(update={"adapter": None})
     return CachedEncoder(load_encoder(spec, progress=progress), cache_dir)
@@ -544,8 +545,10 @@ def run_eval(
     save_thresholds: Path | None = None,
     thresholds: dict[str, float] | None = None,
     precision: Precision = "fp32",
+    student: bool = False,
 ) -> dict[str, Any]:
-    """``voce eval``: load the bundle and its encoder (at ``precision``), then score it.
+    """``voce eval``: load the bundle and its encoder (at ``precision``; ``student``: its distilled student), then
+    score it.
 
     With ``data``: ``predictions`` writes every row's scores as JSONL, and ``save_thresholds`` writes a copy of the
     bundle whose topics report at their F1-best threshold on the file (or at ``thresholds``, topic -> value).
@@ -555,7 +558,7 @@ def run_eval(
     ``taxonomy`` replaces the bundle's (custom or default) taxonomy.
     """
     bundle = VoceBundle.load(bundle_path or default_bundle_path())
-    encoder = _bundle_encoder(bundle, cache_dir, progress, precision=precision)
+    encoder = _bundle_encoder(bundle, cache_dir, progress, precision=precision, student=student)
     base = (_bundle_encoder(bundle, cache_dir, progress, adapter=False, precision=precision)
             if bundle.adapter is not None else encoder)
     tax = load_taxonomy(taxonomy, base=bundle.taxonomy()) if taxonomy else None
@@ -584,7 +587,7 @@ def run_eval(
     if base is not encoder:
         base.save()
     report["bundle"] = {"version": bundle.version, "path": str(bundle_path or default_bundle_path())}
-    report["encoder"] = {"name": encoder.name, "precision": precision}
+    report["encoder"] = {"name": encoder.name, "precision": precision, "student": student}
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")

@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from voce.models.encoders.base import Backend, Precision
 from voce.models.encoders.factory import E5_SMALL, EncoderSpec
+from voce.models.encoders.student import STUDENT_DIRNAME, STUDENT_META
 from voce.models.files import replace_dir, sha256_file
 from voce.models.heads import F32, ExclusiveCalibration, LinearHead, ZeroShotCalibration
 from voce.models.labels import SENTIMENT_LABELS
@@ -64,6 +65,9 @@ class VoceBundle:
     touchpoints_fingerprint: str | None = None
     # exclusive (mode: single) sections of custom taxonomies; None = they fall back to zero-shot on this encoder
     exclusive: ExclusiveCalibration | None = None
+    # a distilled student of this bundle's encoder (``student/``, voce.training.distill): the fast profile's
+    # shallower encoder, trained to give the same token states; None = the bundle has none
+    student: Path | None = None
     # decision rules fitted after training on real labelled texts, by name ({"mixed": MixedRule config, ...});
     # saved under "decisions" in the manifest; {} (older bundles) = the analyzer's defaults
     decisions: dict[str, Any] = field(default_factory=dict)
@@ -103,9 +107,10 @@ class VoceBundle:
 
     def encoder_spec(
         self, *, cache_dir: Path, backend: Backend | None = None, model: str | None = None, threads: int | None = None,
-        precision: Precision = "fp32",
+        precision: Precision = "fp32", student: bool = False,
     ) -> EncoderSpec:
-        """The encoder this bundle's heads read: its model with its adapter merged.
+        """The encoder this bundle's heads read: its model with its adapter merged (``student``: the distilled
+        student of that encoder instead, refused when the bundle has none or it was distilled from another).
 
         ``backend`` defaults to the one the bundle was trained with (any real backend gives the same vectors
         within float error; ``fake`` is for tests and ignores the adapter).  A ``model`` other than the one the
@@ -119,10 +124,21 @@ class VoceBundle:
                 f"bundle {self.version} was trained on encoder {trained_with!r}, but {model!r} is configured;"
                 " retrain with `voce train` for this encoder"
             )
-        return EncoderSpec(
+        spec = EncoderSpec(
             backend=backend, model=model, cache_dir=cache_dir, threads=threads,
             adapter=self.adapter if backend != "fake" else None, precision=precision,
         )
+        if not student or backend == "fake":
+            return spec
+        from voce.models.encoders.factory import encoder_name
+        from voce.models.encoders.student import student_meta
+
+        if self.student is None:
+            raise BundleError(f"bundle {self.version} has no distilled student (python -m voce.training.distill)")
+        teacher = encoder_name(spec.model_copy(update={"backend": "onnx", "precision": "fp32"}))
+        if student_meta(self.student).get("teacher") != teacher:
+            raise BundleError(f"the student in {self.student} was distilled from another encoder than {teacher}")
+        return spec.model_copy(update={"student": self.student})
 
     def taxonomy(self) -> Taxonomy:
         """The taxonomy the learned heads belong to: the custom one saved at training time, else the default."""
@@ -170,6 +186,8 @@ class VoceBundle:
             if self.lexical is not None:
                 (tmp / LEXICAL_FILENAME).write_text(json.dumps(self.lexical.vocabulary(), ensure_ascii=False), "utf-8")
                 manifest["heads"]["lexical"]["vocabulary_sha256"] = sha256_file(tmp / LEXICAL_FILENAME)
+            if self.student is not None:  # it stays valid only while the adapter is the same (checked at load)
+                shutil.copytree(self.student, tmp / STUDENT_DIRNAME)
             if self.adapter is not None:
                 shutil.copyfile(self.adapter, tmp / ADAPTER_FILENAME)
                 manifest["encoder"] = {
@@ -178,8 +196,8 @@ class VoceBundle:
             manifest["tensors_sha256"] = sha256_file(tmp / "heads.safetensors")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
             os.chmod(tmp, 0o755)  # mkdtemp makes private dirs; a bundle is meant to be shared
-            for f in tmp.iterdir():
-                os.chmod(f, 0o644)
+            for f in tmp.rglob("*"):
+                os.chmod(f, 0o755 if f.is_dir() else 0o644)
             # a reader never finds no bundle: the old folder is renamed away only once the new one is complete
             replace_dir(tmp, path, is_current=lambda _: False)
         finally:
@@ -225,6 +243,7 @@ class VoceBundle:
             version=manifest.get("version", "unknown"),
             manifest_extra={k: v for k, v in manifest.items() if k not in known},
             adapter=adapter,
+            student=path / STUDENT_DIRNAME if (path / STUDENT_DIRNAME / STUDENT_META).is_file() else None,
             topic_languages=heads["topics"].get("languages", {}),
             touchpoints=LinearHead.from_parts(heads["touchpoints"], t, "touchpoints") if "touchpoints" in heads else None,
             touchpoint_primary=(

@@ -36,6 +36,8 @@ class AnalyzerSpec(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=256)
     # fp32 (reference) or int8 (the "fast" profile: ONNX graph quantised; its quality cost in README "Speed")
     precision: Precision = "fp32"
+    # the bundle's distilled student encoder instead of its full one (the fast profile; README "Speed")
+    student: bool = False
     # trained heads bundle (None = the bundle shipped in the package)
     bundle: Path | None = None
     # taxonomy YAML replacing the bundle's topics and/or touchpoints (None = the bundle's own, else the default)
@@ -58,7 +60,7 @@ def load_analyzer(spec: AnalyzerSpec, progress: Callable[[str], None] | None = N
     bundle = VoceBundle.load(spec.bundle_path())
     encoder = load_encoder(
         bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir, threads=spec.threads,
-                            precision=spec.precision),
+                            precision=spec.precision, student=spec.student),
         progress=progress,
     )
     taxonomy = load_taxonomy(spec.taxonomy, base=bundle.taxonomy()) if spec.taxonomy else None
@@ -82,7 +84,8 @@ def _lazy_base_encoder(
         with lock:
             if not loaded:
                 base = bundle.encoder_spec(backend=spec.backend, model=spec.encoder, cache_dir=spec.cache_dir,
-                                           threads=spec.threads, precision=spec.precision).model_copy(update={"adapter": None})
+                                           threads=spec.threads, precision=spec.precision).model_copy(update={"adapter": None,
+                                                                                              "student": None})
                 loaded.append(load_encoder(base, progress=progress))
             return loaded[0]
 

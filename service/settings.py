@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # fp32 (default) or int8: the "fast" profile, the ONNX graph quantised (about 2x the throughput on a CPU with
     # VNNI; its measured quality cost is in README "Speed"); onnx backend only
     encoder_precision: Precision = "fp32"
+    # true: the bundle's distilled student encoder (half the layers; with int8 the fastest profile; its measured
+    # quality cost is in README "Speed"); refused at start when the bundle has none
+    encoder_student: bool = False
     # converted checkpoints, ONNX exports and embedding caches live here
     cache_dir: Path = Field(default_factory=_default_cache)
     # trained heads bundle; empty = the bundle shipped in the package
@@ -197,7 +200,8 @@ class Settings(BaseSettings):
         """The one place settings become an analyzer: API, CLI, workers and checks all load this spec."""
         spec = AnalyzerSpec(
             backend=self.encoder_backend, encoder=self.encoder, cache_dir=self.cache_dir, threads=self.threads,
-            precision=self.encoder_precision, bundle=self.bundle, taxonomy=self.taxonomy, config=AnalyzerConfig(
+            precision=self.encoder_precision, student=self.encoder_student,
+            bundle=self.bundle, taxonomy=self.taxonomy, config=AnalyzerConfig(
                 max_chars=self.max_chars, repeat_cache=self.repeat_cache, sentence_vectors=self.sentence_vectors
             ),
         )

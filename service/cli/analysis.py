@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from voce.service.cli.common import BackendOpt, BundleOpt, CacheOpt, EncoderOpt, PrecisionOpt, fail, say, settings
+from voce.service.cli.common import BackendOpt, BundleOpt, CacheOpt, EncoderOpt, PrecisionOpt, StudentOpt, fail, say, settings
 
 check_app = typer.Typer(help="Hand-made check sets run through the served analyzer (JSON report).", no_args_is_help=True)
 
@@ -20,6 +20,7 @@ def serve(
     taxonomy: Annotated[Path | None, typer.Option(help="taxonomy YAML replacing the default")] = None,
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = None,
+    student: StudentOpt = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -29,7 +30,7 @@ def serve(
 
     s = settings(
         host=host, port=port, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
-        taxonomy=taxonomy, cache_dir=cache_dir, encoder_precision=precision,
+        taxonomy=taxonomy, cache_dir=cache_dir, encoder_precision=precision, encoder_student=student,
     )
     # logs never hold personal data: records redacted, access lines without their query string (privacy.logs)
     config = install_logging(s.log_level)
@@ -39,12 +40,13 @@ def serve(
 def setup(
     cache_dir: CacheOpt = None, encoder_backend: BackendOpt = None, encoder: EncoderOpt = None, bundle: BundleOpt = None,
     precision: PrecisionOpt = None,
+    student: StudentOpt = None,
 ) -> None:
     """Prepare exactly what `voce serve` loads: convert + verify e5, merge the bundle's adapter, export ONNX; idempotent."""
     from voce.models.spec import load_analyzer
 
     s = settings(cache_dir=cache_dir, encoder_backend=encoder_backend, encoder=encoder, bundle=bundle,
-                 encoder_precision=precision)
+                 encoder_precision=precision, encoder_student=student)
     analyzer = load_analyzer(s.analyzer_spec(), progress=say)
     analyzer.warm_up()
     say(f"ready: {analyzer.encoder.name} + bundle {analyzer.bundle.version} (cache {s.cache_dir})")
@@ -60,12 +62,13 @@ def analyze(
     bundle: BundleOpt = None,
     cache_dir: CacheOpt = None,
     precision: PrecisionOpt = None,
+    student: StudentOpt = None,
 ) -> None:
     """Analyse a file of comments/chats and write one JSON result per line."""
     from voce.service.batch_io import InputError, analyze_file
 
     s = settings(encoder_backend=encoder_backend, encoder=encoder, bundle=bundle, cache_dir=cache_dir, taxonomy=taxonomy,
-                 encoder_precision=precision)
+                 encoder_precision=precision, encoder_student=student)
     try:
         n_ok, n_err = analyze_file(input, output, spec=s.analyzer_spec(), batch_size=batch_size, progress=say)
     except InputError as exc:

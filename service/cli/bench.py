@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from voce.service.cli.common import PrecisionOpt, fail, say, settings
+from voce.service.cli.common import PrecisionOpt, StudentOpt, fail, say, settings
 
 
 def bench(
@@ -34,15 +34,17 @@ def bench(
         Path | None, typer.Option(help="shared data folder (default: VOCE_TRAIN_DATA_DIR, else ../shared/data)")
     ] = None,
     precision: PrecisionOpt = None,
+    student: StudentOpt = None,
 ) -> None:
     """Naive per-comment loop vs raw encoder vs Voce in process, over HTTP and as a batch: one run, same texts and model."""
     import os
 
     from voce.eval.bench import BenchConfig, BenchError, markdown, parse_skip, run_bench
 
-    s = settings(encoder_precision=precision)
+    s = settings(encoder_precision=precision, encoder_student=student)
     # the served instance is started with this environment: it must run the same precision as the process
     os.environ["VOCE_ENCODER_PRECISION"] = s.encoder_precision
+    os.environ["VOCE_ENCODER_STUDENT"] = "true" if s.encoder_student else "false"
     try:
         cfg = BenchConfig(
             n=n, seed=seed, rounds=rounds, batch_rows=batch_rows, skip=parse_skip(skip), soak_minutes=soak_minutes,
@@ -51,6 +53,7 @@ def bench(
                 str(seed), *(["--skip", skip] if skip else []), "--soak-minutes", f"{soak_minutes:g}", "--out", str(out),
                 *(["--data-dir", str(data_dir)] if data_dir else []), *(["--repeat-cache"] if repeat_cache else []),
                 *(["--precision", s.encoder_precision] if s.encoder_precision != "fp32" else []),
+                *(["--student"] if s.encoder_student else []),
             ]),
         )
         report = run_bench(cfg, s.analyzer_spec(), progress=say)

@@ -17,6 +17,11 @@ PrecisionOpt = Annotated[
     typer.Option("--precision", help="fp32 | int8, the encoder's arithmetic; int8 is the fast profile (default: "
                  "VOCE_ENCODER_PRECISION or fp32)"),
 ]
+StudentOpt = Annotated[
+    bool | None,
+    typer.Option("--student/--no-student", help="the bundle's distilled student encoder (fast profile; default: "
+                 "VOCE_ENCODER_STUDENT or off)"),
+]
 EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="'e5-small' (default) or an HF model id / local path")]
 BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="trained heads bundle folder (default: shipped bundle)")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="encoder cache (default: VOCE_CACHE_DIR or ~/.cache/voce)")]

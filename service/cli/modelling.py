@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from voce.service.cli.common import BundleOpt, CacheOpt, PrecisionOpt, fail, say, settings
+from voce.service.cli.common import BundleOpt, CacheOpt, PrecisionOpt, StudentOpt, fail, say, settings
 
 # `voce finetune`: the command lives beside the fine-tuning, because `python -m voce.training.finetune` runs it on
 # the GPU machine without voce.service; importing it loads typer only (torch when it runs)
@@ -163,12 +163,13 @@ def evaluate(
                                        "(repeat the option); the others take their F1-best threshold")
     ] = None,
     precision: PrecisionOpt = None,
+    student: StudentOpt = None,
 ) -> None:
     """Score a bundle on the dev split, or on your own labelled file (--data), or compare two bundles (--compare)."""
     from voce.data.custom import CustomDataError
     from voce.eval.evaluate import labelled_report_renderables, run_eval
 
-    s = settings(cache_dir=cache_dir, bundle=bundle, encoder_precision=precision)
+    s = settings(cache_dir=cache_dir, bundle=bundle, encoder_precision=precision, encoder_student=student)
     if compare is not None:
         from voce.eval.compare import comparison_table, run_compare
 
@@ -205,7 +206,7 @@ def evaluate(
         report = run_eval(
             s.bundle, data_dir=data_dir, cache_dir=s.cache_dir, out=out, data=data, taxonomy=taxonomy, progress=say,
             predictions=predictions, save_thresholds=save_thresholds, thresholds=chosen,
-            precision=s.encoder_precision,
+            precision=s.encoder_precision, student=s.encoder_student,
         )
     except (CustomDataError, ValueError) as exc:
         raise fail(str(exc)) from exc
