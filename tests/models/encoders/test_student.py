@@ -109,3 +109,24 @@ def test_assembled_student_runs_the_kept_layers(e5_checkpoint: Path, tmp_path: P
         want = model(input_ids=torch.tensor(ids)).last_hidden_state.mean(dim=1)[0].numpy()
     got = enc.encode(TEXTS[:1])[0]
     np.testing.assert_allclose(got, want / np.linalg.norm(want), atol=2e-4)
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_shipped_student_serves_the_fast_profile(voce_cache_dir: Path) -> None:
+    """The bundle's own student, int8, through the analyzer exactly as VOCE_ENCODER_STUDENT=true loads it."""
+    from voce.models.spec import AnalyzerSpec, load_analyzer
+    from voce.models.types import DocumentInput
+
+    bundle = VoceBundle.load(default_bundle_path())
+    if bundle.student is None:
+        pytest.skip("this bundle ships no student")
+    analyzer = load_analyzer(AnalyzerSpec(cache_dir=voce_cache_dir, precision="int8", student=True))
+    assert "student=" in analyzer.encoder.name and "precision=int8" in analyzer.encoder.name
+    docs = [DocumentInput(id=str(i), text=t) for i, t in enumerate(TEXTS)]
+    results, errors = analyzer.analyze(docs)
+    assert not errors and [r.id for r in results] == ["0", "1", "2"]
+    assert results[0].sentiment.label == "negative" and results[1].sentiment.label == "positive"
+    # the same comment alone or in a batch: the same result (int8 runs rows alone)
+    alone, _ = analyzer.analyze(docs[:1])
+    assert alone[0].model_dump() == results[0].model_dump()
