@@ -481,7 +481,9 @@ class BatchRunner:
             self.store.set_discovered(bid, self.worker_id, buf_rows, labels, reset=False)
             sizes.update(labels)
             by_lang.update((t, normalize_language(lang)) for t, lang in zip(labels, buf_langs, strict=True))
-            buf_rows.clear(), buf_langs.clear(), buf_vecs.clear()
+            buf_rows.clear()
+            buf_langs.clear()
+            buf_vecs.clear()
 
         for r in self.store.iter_rows(bid, columns=("ok", "language", "embedding")):
             if not r.ok or r.embedding is None or r.row in sample:
