@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -39,3 +41,19 @@ def replace_dir(tmp: Path, target: Path, is_current: Callable[[Path], bool]) -> 
     except OSError:
         if not is_current(target):
             raise
+
+
+@contextmanager
+def atomic_file(path: Path, mode: int = 0o644) -> Iterator[str]:
+    """A temporary file name next to ``path``: write it inside the block; on success it is renamed onto ``path``
+    (readers never see a partial file), on failure removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voce.models.files import replace_dir, sha256_file
+from voce.models.files import atomic_file, replace_dir, sha256_file
 
 #: value of the ``format`` metadata key; a new layout gets a new name
 ADAPTER_FORMAT = "voce-lora-v1"
@@ -82,15 +82,8 @@ def write_adapter(
     meta = {**(metadata or {}), "format": ADAPTER_FORMAT, "scaling": repr(float(scaling))}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

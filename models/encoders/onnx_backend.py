@@ -50,6 +50,7 @@ from voce.models.encoders.windowing import (
     plan_spans,
     plan_windows,
 )
+from voce.models.files import atomic_file
 
 #: bump when the exported graph or metadata changes, so caches are rebuilt
 #: (2: word embeddings moved out of the graph into ``EMBEDDINGS_FILENAME``)
@@ -409,27 +410,19 @@ def quantize_int8(export_dir: Path, keep_fp32: tuple[int, ...] | None = None) ->
     missing = [i for i in layers if i not in projections]
     if missing:
         raise ValueError(f"{source} has no layer {missing} to keep fp32 (layers 0-{max(projections)})")
-    fd, tmp_name = tempfile.mkstemp(prefix=".int8.", suffix=".onnx", dir=export_dir)
-    os.close(fd)
+    # it advises "pre-processing" through the root logger on every call (shape inference: nothing to gain
+    # on a graph traced with dynamic axes); only records logged on the root logger itself pass this filter
+    advice = _DropMessage("pre-processing before quantization")
+    logging.getLogger().addFilter(advice)
     try:
-        # it advises "pre-processing" through the root logger on every call (shape inference: nothing to gain
-        # on a graph traced with dynamic axes); only records logged on the root logger itself pass this filter
-        advice = _DropMessage("pre-processing before quantization")
-        logging.getLogger().addFilter(advice)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                quantize_dynamic(
-                    str(source), tmp_name, weight_type=QuantType.QInt8, per_channel=True,
-                    nodes_to_exclude=[projections[i] for i in layers],
-                )
-        finally:
-            logging.getLogger().removeFilter(advice)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
+        with atomic_file(target) as tmp_name, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                str(source), tmp_name, weight_type=QuantType.QInt8, per_channel=True,
+                nodes_to_exclude=[projections[i] for i in layers],
+            )
     finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        logging.getLogger().removeFilter(advice)
     return target
 
 
