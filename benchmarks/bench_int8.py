@@ -18,6 +18,7 @@ import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,24 @@ VARIANTS: dict[str, tuple[int, ...] | None] = {
 }
 
 
+def fidelity(ref: np.ndarray, vectors: np.ndarray) -> dict[str, float]:
+    """Cosine of each row to the reference's (both unit-norm): mean, 5th percentile, lowest."""
+    cos = (ref * vectors).sum(axis=1)
+    return {"cosine_mean": round(float(cos.mean()), 4), "cosine_p5": round(float(np.percentile(cos, 5)), 4),
+            "cosine_min": round(float(cos.min()), 4)}
+
+
+def alternating_seconds(encoders: dict[str, Any], texts: list[str], rounds: int) -> dict[str, float]:
+    """Seconds each encoder spent on ``encode(texts)`` over ``rounds`` rounds taken in turn (noise hits all alike)."""
+    seconds = dict.fromkeys(encoders, 0.0)
+    for _ in range(rounds):
+        for name, enc in encoders.items():
+            t0 = time.perf_counter()
+            enc.encode(texts)
+            seconds[name] += time.perf_counter() - t0
+    return seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300)
@@ -53,17 +72,10 @@ def main() -> None:
     fp32 = OnnxEncoder(export_dir)
     ref = fp32.encode(texts)
     encoders = {name: OnnxEncoder(export_dir, graph=quantize_int8(export_dir, keep).name) for name, keep in VARIANTS.items()}
-    rows: dict[str, dict[str, object]] = {}
-    for name, enc in encoders.items():
-        cos = (ref * enc.encode(texts)).sum(axis=1)
-        rows[name] = {"keep_fp32_layers": VARIANTS[name], "cosine_mean": round(float(cos.mean()), 4),
-                      "cosine_p5": round(float(np.percentile(cos, 5)), 4), "cosine_min": round(float(cos.min()), 4)}
-    seconds: dict[str, float] = {"fp32": 0.0} | dict.fromkeys(encoders, 0.0)
-    for _ in range(args.rounds):  # alternating: machine noise hits every variant alike
-        for name, enc in [("fp32", fp32), *encoders.items()]:
-            t0 = time.perf_counter()
-            enc.encode(texts)
-            seconds[name] += time.perf_counter() - t0
+    rows: dict[str, dict[str, object]] = {
+        name: {"keep_fp32_layers": VARIANTS[name], **fidelity(ref, enc.encode(texts))} for name, enc in encoders.items()
+    }
+    seconds = alternating_seconds({"fp32": fp32, **encoders}, texts, args.rounds)
     for name in encoders:
         rows[name]["speed_vs_fp32"] = round(seconds["fp32"] / seconds[name], 3)
     report = {

@@ -13,12 +13,10 @@ import argparse
 import json
 import os
 import platform
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks.bench_int8 import alternating_seconds, fidelity
 from voce.eval.bench import draw, load_pool
 from voce.models.bundle import VoceBundle, default_bundle_path
 from voce.models.encoders.base import Encoder
@@ -42,17 +40,10 @@ def main() -> None:
         encoders[name] = load_encoder(spec, progress=print)
     texts = [t.text for t in draw(load_pool(), args.n, args.seed)]
     ref = encoders["fp32"].encode(texts)
-    rows: dict[str, dict[str, object]] = {}
-    for name, enc in encoders.items():
-        cos = (ref * enc.encode(texts)).sum(axis=1)
-        rows[name] = {"encoder": enc.name, "cosine_mean": round(float(cos.mean()), 4),
-                      "cosine_p5": round(float(np.percentile(cos, 5)), 4), "cosine_min": round(float(cos.min()), 4)}
-    seconds = dict.fromkeys(encoders, 0.0)
-    for _ in range(args.rounds):  # alternating: machine noise hits every encoder alike
-        for name, enc in encoders.items():
-            t0 = time.perf_counter()
-            enc.encode(texts)
-            seconds[name] += time.perf_counter() - t0
+    rows: dict[str, dict[str, object]] = {
+        name: {"encoder": enc.name, **fidelity(ref, enc.encode(texts))} for name, enc in encoders.items()
+    }
+    seconds = alternating_seconds(encoders, texts, args.rounds)
     for name in encoders:
         rows[name]["docs_per_s"] = round(args.rounds * len(texts) / seconds[name], 1)
         rows[name]["speed_vs_fp32"] = round(seconds["fp32"] / seconds[name], 3)
