@@ -12,7 +12,7 @@ reviews, English brand-complaint tweets and airline reviews) and the training sp
 every text a dev set scores (the annotated real-text corpus, the public dev split, ATE_ABSITA's official dev set).
 The teacher's token states are computed once with the served ONNX graph.
 
-    python -m voce.training.distill --minutes 35 [--keep 0,2,4,7,9,11] [--max-texts 24000]
+    python -m voce.training.distill [--minutes 40] [--keep 0,2,4,7,9,11] [--max-texts 30000]
 
 writes ``models/bundles/default/student/`` (``student.safetensors`` in float16 without the word-embedding table,
 ``student.json`` with the kept layers, the teacher's encoder name, the data's hash, the loss curve and the time).
@@ -69,11 +69,111 @@ def distil_texts(bundle: VoceBundle, data_dir: Path | None, max_texts: int, seed
     return [t for _, t in picked], digest
 
 
-def main() -> None:  # noqa: PLR0915 - one linear training script
+def padded(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded to the longest row, and the attention mask."""
+    width = max(len(r) for r in rows)
+    m = np.full((len(rows), width), pad, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for k, r in enumerate(rows):
+        m[k, : len(r)], mask[k, : len(r)] = r, 1
+    return m, mask
+
+
+def teacher_states(teacher: OnnxEncoder, ids: list[list[int]], batches: list[list[int]]) -> dict[int, np.ndarray]:
+    """Every text's last hidden states from the served fp32 graph (float16, its own tokens only)."""
+    t0 = time.perf_counter()
+    targets: dict[int, np.ndarray] = {}
+    for n, b in enumerate(batches):
+        m, mask = padded([ids[i] for i in b], teacher.specials.pad)
+        states = teacher._infer(m, mask)
+        for k, i in enumerate(b):
+            targets[i] = states[k, : len(ids[i])].astype(np.float16)
+        if n % 100 == 0:
+            print(f"teacher states {n}/{len(batches)} batches ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return targets
+
+
+def make_student(checkpoint: Path, keep: list[int]) -> Any:
+    """The teacher with only the ``keep`` layers, no dropout or pooler, its word-embedding table frozen."""
+    from transformers import AutoModel
+
+    model: Any = AutoModel.from_pretrained(str(checkpoint), attn_implementation="eager", use_safetensors=True,
+                                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.encoder.layer = type(model.encoder.layer)([model.encoder.layer[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    model.embeddings.word_embeddings.weight.requires_grad_(False)
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return model
+
+
+def distil(model: Any, ids: list[list[int]], targets: dict[int, np.ndarray], batches: list[list[int]],
+           args: argparse.Namespace, pad: int, dim: int) -> tuple[int, list[dict[str, float]]]:
+    """Train ``model`` for ``args.minutes`` (warm-up then cosine decay, planned from the first 30 steps' time);
+    return the steps taken and the loss curve."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    model.train()
+    budget = args.minutes * 60
+    rng = random.Random(args.seed)
+    curve: list[dict[str, float]] = []
+    step, started = 0, time.perf_counter()
+    planned: int | None = None
+    epoch = 0
+    done = False
+    while not done:
+        epoch += 1
+        todo = batches[:]
+        rng.shuffle(todo)
+        for b in todo:
+            elapsed = time.perf_counter() - started
+            if step == 30:  # plan the schedule from the measured step time
+                planned = max(60, int(budget / (elapsed / step)))
+                print(f"{elapsed / step:.2f} s/step: {planned} steps in {args.minutes:g} min "
+                      f"({planned * args.batch / len(ids):.2f} epochs)", flush=True)
+            if planned is not None and step >= planned:
+                done = True
+                break
+            total = planned or 10**9
+            warm = max(1, total // 20)
+            lr = args.lr * min(1.0, (step + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, step / total))))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            m, mask = padded([ids[i] for i in b], pad)
+            width = m.shape[1]
+            tgt = np.zeros((len(b), width, dim), np.float32)
+            for k, i in enumerate(b):
+                tgt[k, : len(ids[i])] = targets[i]
+            ids_t, mask_t, tgt_t = torch.from_numpy(m), torch.from_numpy(mask), torch.from_numpy(tgt)
+            out = model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+            w = mask_t.unsqueeze(-1).to(out.dtype)
+            tok = (((out - tgt_t) ** 2) * w).sum() / (w.sum() * dim)
+            pooled_s = (out * w).sum(1) / w.sum(1)
+            pooled_t = (tgt_t * w).sum(1) / w.sum(1)
+            cos = torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)
+            loss = tok + args.cos_weight * (1 - cos).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            tok, cos = tok.detach(), cos.detach()
+            if step % 25 == 0:
+                curve.append({"step": step, "epoch": epoch, "mse": round(float(tok), 6),
+                              "cosine": round(float(cos.mean()), 5), "lr": lr})
+                print(f"step {step} epoch {epoch} mse {float(tok):.5f} cos {float(cos.mean()):.4f} "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return step, curve
+
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", default="0,2,4,7,9,11", help="teacher layers the student keeps, in order")
-    ap.add_argument("--minutes", type=float, default=35.0, help="training time budget (the schedule fits it)")
-    ap.add_argument("--max-texts", type=int, default=24000)
+    ap.add_argument("--minutes", type=float, default=40.0, help="training time budget (the schedule fits it)")
+    ap.add_argument("--max-texts", type=int, default=30000)
     ap.add_argument("--max-tokens", type=int, default=128, help="training texts are cut here (serving windows to 512)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -86,7 +186,6 @@ def main() -> None:  # noqa: PLR0915 - one linear training script
 
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModel
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -105,88 +204,14 @@ def main() -> None:  # noqa: PLR0915 - one linear training script
     ids = [[*sp.head, *t[:room], *sp.tail] for t in teacher.token_ids(texts)]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = [order[i : i + args.batch] for i in range(0, len(order), args.batch)]
-
-    def padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(r) for r in rows)
-        m = np.full((len(rows), width), sp.pad, np.int64)
-        mask = np.zeros((len(rows), width), np.int64)
-        for k, r in enumerate(rows):
-            m[k, : len(r)], mask[k, : len(r)] = r, 1
-        return m, mask
-
     t0 = time.perf_counter()
-    targets: dict[int, np.ndarray] = {}
-    for n, b in enumerate(batches):
-        m, mask = padded([ids[i] for i in b])
-        states = teacher._infer(m, mask)
-        for k, i in enumerate(b):
-            targets[i] = states[k, : len(ids[i])].astype(np.float16)
-        if n % 100 == 0:
-            print(f"teacher states {n}/{len(batches)} batches ({time.perf_counter() - t0:.0f} s)", flush=True)
+    targets = teacher_states(teacher, ids, batches)
     teacher_s = time.perf_counter() - t0
     print(f"teacher states in {teacher_s:.0f} s")
-
-    model: Any = AutoModel.from_pretrained(str(checkpoint), attn_implementation="eager", use_safetensors=True,
-                                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in keep])
-    model.config.num_hidden_layers = len(keep)
-    model.embeddings.word_embeddings.weight.requires_grad_(False)
-    if getattr(model, "pooler", None) is not None:
-        model.pooler = None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    model.train()
-
-    budget = args.minutes * 60
-    rng = random.Random(args.seed)
-    curve: list[dict[str, float]] = []
-    step, started = 0, time.perf_counter()
-    planned: int | None = None
-    epoch = 0
-    done = False
-    while not done:
-        epoch += 1
-        todo = batches[:]
-        rng.shuffle(todo)
-        for b in todo:
-            elapsed = time.perf_counter() - started
-            if step == 30:  # plan the schedule from the measured step time
-                planned = max(60, int(budget / (elapsed / step)))
-                print(f"{elapsed / step:.2f} s/step: {planned} steps in {args.minutes:g} min "
-                      f"({planned * args.batch / len(texts):.2f} epochs)", flush=True)
-            if planned is not None and step >= planned:
-                done = True
-                break
-            total = planned or 10**9
-            warm = max(1, total // 20)
-            lr = args.lr * min(1.0, (step + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, step / total))))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            m, mask = padded([ids[i] for i in b])
-            width = m.shape[1]
-            tgt = np.zeros((len(b), width, teacher.dim), np.float32)
-            for k, i in enumerate(b):
-                tgt[k, : len(ids[i])] = targets[i]
-            ids_t, mask_t, tgt_t = torch.from_numpy(m), torch.from_numpy(mask), torch.from_numpy(tgt)
-            out = model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
-            w = mask_t.unsqueeze(-1).to(out.dtype)
-            tok = (((out - tgt_t) ** 2) * w).sum() / (w.sum() * teacher.dim)
-            pooled_s = (out * w).sum(1) / w.sum(1)
-            pooled_t = (tgt_t * w).sum(1) / w.sum(1)
-            cos = torch.nn.functional.cosine_similarity(pooled_s, pooled_t, dim=-1)
-            loss = tok + args.cos_weight * (1 - cos).mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            tok, cos = tok.detach(), cos.detach()
-            if step % 25 == 0:
-                curve.append({"step": step, "epoch": epoch, "mse": round(float(tok), 6),
-                              "cosine": round(float(cos.mean()), 5), "lr": lr})
-                print(f"step {step} epoch {epoch} mse {float(tok):.5f} cos {float(cos.mean()):.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)
-    train_s = time.perf_counter() - started
+    model = make_student(checkpoint, keep)
+    t0 = time.perf_counter()
+    step, curve = distil(model, ids, targets, batches, args, sp.pad, teacher.dim)
+    train_s = time.perf_counter() - t0
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
              if k != WORD_EMBEDDINGS}
