@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -166,6 +167,34 @@ PG_CONNECT_ARGS: dict[str, int] = {
 }
 #: seconds a new PostgreSQL connection may take (a server that accepts and never answers)
 PG_CONNECT_TIMEOUT = 10
+
+
+#: SQLSTATEs of a connection that went away rather than a statement the server refused: class 08 (connection
+#: exception) and 57P01-57P03 (terminated by an administrator, crash shutdown, cannot connect now)
+CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a database error says the *connection* is gone (backend terminated, server restarted, socket reset,
+    network cut), whatever the database answers a moment later.
+
+    SQLAlchemy marks only some of these ``connection_invalidated``: psycopg reports a backend terminated in the
+    middle of a pipelined ``executemany`` as ``AdminShutdown`` (57P01) or as a client-side error ("cannot exit
+    pipeline mode while busy") on a connection it has not flagged broken yet.  Client-side psycopg errors (no
+    SQLSTATE) are about the socket or the protocol state, never about a statement's values.  SQLite never loses a
+    connection this way: its errors (locked, disk I/O) are not counted here.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if state:
+        return str(state).startswith(CONNECTION_LOST_STATES)
+    return type(orig).__module__.split(".", 1)[0] == "psycopg"
 
 
 def make_engine(url: str, *, connect_timeout: int = PG_CONNECT_TIMEOUT) -> Engine:

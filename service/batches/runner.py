@@ -31,7 +31,7 @@ from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.batches import retention, rows
 from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
 from voce.service.batches.store import BatchStore, LeaseLost
-from voce.service.db import Batch
+from voce.service.db import Batch, connection_lost
 from voce.service.insights.webhooks import WebhookPolicy
 from voce.service.privacy import PiiMode, Redactor
 from voce.service.uploads import ColumnMapping, PreparedRow, UploadError, open_table, prepare_row
@@ -44,8 +44,12 @@ log = logging.getLogger("voce.jobs")
 #: characters per document in batches: long chat transcripts are windowed, not rejected
 BATCH_MAX_CHARS = 100_000
 #: what a database that cannot be reached raises (server down or restarting, connection reset, network cut);
-#: whether it is an outage is then asked of the database itself (:meth:`BatchRunner._database_down`)
+#: whether it is an outage is then told by the error (:func:`voce.service.db.connection_lost`) or asked of the
+#: database itself (:meth:`BatchRunner._database_down`)
 DB_OUTAGE_ERRORS = (OperationalError, InterfaceError)
+#: a lost connection while the database answers is retried this many times in a row; past that the error is taken
+#: for the statement's own (a client-side error that repeats on fresh connections is not a flaky network)
+LOST_CONNECTION_RETRIES = 8
 
 
 #: how often a running batch looks whether cancelling was asked (a light SELECT between chunks)
@@ -55,6 +59,11 @@ CANCEL_CHECK_SECONDS = 1.0
 class DatabaseUnavailable(RuntimeError):
     """The database stayed unreachable longer than ``RunnerConfig.db_outage_seconds`` (or the worker was stopped
     while waiting): the run ends, the batch keeps its progress and the next claim resumes it."""
+
+
+class ConnectionKeptFailing(RuntimeError):
+    """A statement lost its connection ``LOST_CONNECTION_RETRIES`` times in a row while the database answered: taken
+    for an error of the statement (the batch fails with a reference), not for a flaky network."""
 
 
 def analyze_chunk(
@@ -166,7 +175,7 @@ class BatchInputMissing(RuntimeError):
 def public_error(exc: Exception, ref: str) -> str:
     """What a client may read about a failure: our own messages verbatim, anything else by reference only
     (a database error would echo SQL and customer text)."""
-    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable | UploadStoreError):
+    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable | UploadStoreError | ConnectionKeptFailing):
         return f"{exc} (reference {ref})"
     return f"internal error while analysing the batch; reference {ref} in the service log"
 
@@ -213,7 +222,7 @@ class BatchRunner:
         beat = Heartbeat(self.store, batch.id, self.worker_id, self.config.lease_seconds / 4)
         try:
             with beat:
-                self._score_with(batch)
+                self._durably(batch.id, "reading the batch's taxonomy", lambda: self._score_with(batch))
                 return self._run(batch)
         except LeaseLost:
             log.warning("batch %s: lease lost; another worker continues it", batch.id)
@@ -222,8 +231,7 @@ class BatchRunner:
             log.error("batch %s: %s; it keeps its stored rows and is resumed once the database answers", batch.id, exc)
             return "paused"
         except Exception as exc:  # the job fails with a clear message; rows already stored stay
-            if isinstance(exc, DB_OUTAGE_ERRORS) and (getattr(exc, "connection_invalidated", False)
-                                                      or self._database_down()):
+            if isinstance(exc, DB_OUTAGE_ERRORS) and (connection_lost(exc) or self._database_down()):
                 # a lost connection or a database that is gone: nothing failed in the batch (and no failure
                 # could be recorded); the next claim resumes it
                 log.error("batch %s: the database connection was lost (%s); the batch is resumed once it answers",
@@ -402,18 +410,26 @@ class BatchRunner:
     def _durably(self, bid: str, what: str, call: Callable[[], Any], landed: Callable[[], bool] | None = None) -> Any:
         """``call()``, waiting through a database outage: retried with back-off (0.5 s doubling to 10 s) until it
         goes through, ``landed()`` says it already had, or ``db_outage_seconds`` pass (DatabaseUnavailable).
-        A lost connection is retried too; any other error while the database answers is the statement's own and
+        A lost connection (:func:`connection_lost`) is retried too while the database answers, up to
+        ``LOST_CONNECTION_RETRIES`` times; any other error while the database answers is the statement's own and
         is raised at once."""
         started: float | None = None
-        delay, ref = 0.5, uuid.uuid4().hex[:12]
+        delay, ref, lost_while_up = 0.5, uuid.uuid4().hex[:12], 0
         while True:
             try:
                 went_through = started is not None and landed is not None and landed()
                 result = None if went_through else call()
             except DB_OUTAGE_ERRORS as exc:
                 # a connection that died (server restarted, backend terminated) or a database that does not answer
-                if not (getattr(exc, "connection_invalidated", False) or self._database_down()):
-                    raise
+                down = self._database_down()
+                if not down:
+                    lost_while_up += 1
+                    if not connection_lost(exc):
+                        raise
+                    if lost_while_up > LOST_CONNECTION_RETRIES:
+                        raise ConnectionKeptFailing(
+                            f"the database answers but {what} lost its connection {lost_while_up} times in a row "
+                            f"({type(exc.orig).__name__})") from exc
                 now = time.monotonic()
                 if started is None:
                     started = now
@@ -423,9 +439,12 @@ class BatchRunner:
                     raise DatabaseUnavailable(
                         f"the database was unreachable for more than {self.config.db_outage_seconds:.0f} s while "
                         f"{what} (reference {ref})") from exc
-                if self.stop.wait(delay):
+                # a database that answers gets the call again soon (only the connection was lost); one that does not,
+                # with back-off
+                if self.stop.wait(delay if down else 0.1):
                     raise DatabaseUnavailable(f"stopped while waiting for the database ({what})") from exc
-                delay = min(delay * 2, 10.0)
+                if down:
+                    delay = min(delay * 2, 10.0)
                 continue
             if started is not None:
                 took = time.monotonic() - started

@@ -203,6 +203,69 @@ def test_a_finish_whose_answer_was_lost_is_done_not_a_lost_lease(
     assert b.error and "while finishing" in b.error and "nothing lost" in b.error
 
 
+def test_connection_lost_tells_a_dead_connection_from_a_refused_statement() -> None:
+    """What psycopg raises when a backend is terminated mid-``executemany`` is a lost connection even when SQLAlchemy
+    has not invalidated it and the database answers again; statement errors and SQLite's errors are not."""
+    import sqlite3
+
+    import psycopg
+    from psycopg import errors as pg
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from voce.service.db import connection_lost
+
+    def op(orig: Exception, invalidated: bool = False) -> OperationalError:
+        return OperationalError("INSERT", {}, orig, connection_invalidated=invalidated)
+
+    assert connection_lost(op(pg.AdminShutdown("terminating connection due to administrator command")))
+    assert connection_lost(op(psycopg.OperationalError("sending query failed: cannot exit pipeline mode while busy")))
+    assert connection_lost(op(pg.ConnectionFailure("connection failure")))  # SQLSTATE 08006
+    assert connection_lost(op(ConnectionResetError("reset"), invalidated=True))
+    assert not connection_lost(op(pg.QueryCanceled("canceling statement due to statement timeout")))  # 57014
+    assert not connection_lost(op(pg.DiskFull("could not extend file")))  # 53100: the server answers, and refuses
+    assert not connection_lost(op(sqlite3.OperationalError("database is locked")))
+    assert not connection_lost(IntegrityError("INSERT", {}, pg.UniqueViolation("duplicate key")))
+    assert not connection_lost(ValueError("not a database error"))
+
+
+@pytest.mark.parametrize("times", [3, 1000])
+def test_a_connection_lost_while_the_database_answers_is_retried_a_few_times(
+    times: int, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A backend terminated under a chunk's commit (not flagged invalidated, the database answering at once) is
+    retried: 3 losses in a row and the batch is done, each row once, in one attempt.  The same client-side error on
+    every try is not a flaky connection: past ``LOST_CONNECTION_RETRIES`` the batch fails with a reference."""
+    from psycopg import errors as pg
+    from sqlalchemy.exc import OperationalError
+
+    from voce.service.batches.runner import LOST_CONNECTION_RETRIES
+
+    settings = batch_settings(tmp_path, tiny_bundle_dir, discovery=False)
+    store = BatchStore.open(settings.resolved_database_url())
+    queue(store, settings, rows_file(tmp_path, 10), "killed")
+    real_commit, lost = store.commit_chunk, []
+
+    def commit_or_lose_the_connection(*args: Any, **kwargs: Any) -> None:
+        if len(lost) < times and kwargs.get("next_row") == 8:
+            lost.append(1)
+            raise OperationalError("INSERT", {}, pg.AdminShutdown("terminating connection due to administrator command"))
+        real_commit(*args, **kwargs)
+
+    store.commit_chunk = commit_or_lose_the_connection  # type: ignore[method-assign]
+    batch = store.claim("worker-k", 30, batch_id="killed")
+    assert batch is not None
+    status = BatchRunner(store, fake_analyzer, "worker-k", RunnerConfig(chunk_rows=4, discovery=False)).run(batch)
+    b = store.get("killed")
+    assert b is not None
+    if times == 3:
+        assert (status, b.status, b.rows_done, b.attempts, len(lost)) == ("done", "done", 10, 1, 3)
+        assert [r.row for r in store.iter_rows("killed", columns=("row",))] == list(range(10))
+        assert b.error and "while storing rows 5-8" in b.error and "nothing lost" in b.error
+    else:
+        assert (status, b.status, b.rows_done, len(lost)) == ("failed", "failed", 4, LOST_CONNECTION_RETRIES + 1)
+        assert b.error and f"lost its connection {LOST_CONNECTION_RETRIES + 1} times in a row (AdminShutdown)" in b.error and "reference" in b.error
+
+
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_cancel_a_queued_and_a_running_batch(
     backend: str, request: pytest.FixtureRequest, fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path,
