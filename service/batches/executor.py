@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from voce.models.analyzer import Analyzer
+from voce.models.caches import release_heap
 from voce.service.batches.runner import DB_OUTAGE_ERRORS, BatchRunner, ChunkAnalysis, RunnerConfig
 from voce.service.batches.store import BatchStore
 
@@ -101,7 +102,11 @@ class LocalExecutor:
             return False
         log.info("worker %s: batch %s (%s), from row %d", wid, batch.id, batch.name, batch.rows_done)
         runner = BatchRunner(self.store, analyzer, wid, self.config, stop=self._stop, chunks=self.chunks, executor=self.kind)
-        status = runner.run(batch)
+        try:
+            status = runner.run(batch)
+        finally:
+            del runner
+            release_heap()  # a batch's chunks, discovery and its vectors leave hundreds of MB the allocator would keep
         log.info("worker %s: batch %s -> %s", wid, batch.id, status)
         return True
 

@@ -20,13 +20,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 
 from voce.models.analyzer import Analyzer
+from voce.models.discovery import DiscoveryProcessDied
 from voce.models.types import DocumentError, DocumentInput, DocumentResult
 from voce.service.batches import retention, rows
 from voce.service.batches.objects import LocalUploads, UploadStore, UploadStoreError, is_remote
@@ -136,6 +137,9 @@ class RunnerConfig:
     discovery_seed: int = 13
     # themes fitted on a seeded sample of this many comments, the rest assigned (0 = fit on all)
     discovery_sample: int = 20_000
+    # child: discovery in a fresh process per batch (the service's settings); inline: in this one (a runner built by
+    # hand, the tests)
+    discovery_process: Literal["child", "inline"] = "inline"
     # a batch claimed more often than this took its worker down each time: it fails instead of looping
     max_attempts: int = 3
     # personal data in what is stored, for a batch that did not choose (batches.pii_mode); the upload once done
@@ -156,7 +160,7 @@ class RunnerConfig:
         return cls(
             chunk_rows=settings.batch_chunk_rows, lease_seconds=settings.worker_lease_seconds,
             discovery=settings.discovery, discovery_seed=settings.discovery_seed, pii_mode=settings.pii_mode,
-            discovery_sample=settings.discovery_sample,
+            discovery_sample=settings.discovery_sample, discovery_process=settings.discovery_process,
             keep_uploads=settings.keep_uploads, db_outage_seconds=settings.db_outage_seconds,
             uploads=settings.uploads(), scratch_dir=settings.data_dir / "tmp",
             webhooks=WebhookPolicy.from_settings(settings),
@@ -175,7 +179,8 @@ class BatchInputMissing(RuntimeError):
 def public_error(exc: Exception, ref: str) -> str:
     """What a client may read about a failure: our own messages verbatim, anything else by reference only
     (a database error would echo SQL and customer text)."""
-    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable | UploadStoreError | ConnectionKeptFailing):
+    if isinstance(exc, UploadError | BatchInputMissing | ExecutorUnavailable | UploadStoreError | ConnectionKeptFailing
+                  | DiscoveryProcessDied):
         return f"{exc} (reference {ref})"
     return f"internal error while analysing the batch; reference {ref} in the service log"
 
@@ -538,11 +543,12 @@ class BatchRunner:
             assigned.append([t[0] for t in (r.topics or [])])
             vecs.append(rows.embedding(r))
         try:
-            from voce.models.discovery import discover_topics, taxonomy_topic_labels
+            from voce.models.discovery import discover_topics, discover_topics_in_child, taxonomy_topic_labels
 
             emb = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, self.analyzer.encoder.dim), np.float32)
             labels = taxonomy_topic_labels(self.analyzer.taxonomy)
-            result = discover_topics(
+            discover = discover_topics_in_child if self.config.discovery_process == "child" else discover_topics
+            result = discover(
                 texts, emb, langs, assigned_topics=assigned, topic_labels=labels, seed=self.config.discovery_seed
             )
             payload = result.model_dump(mode="json")

@@ -403,3 +403,52 @@ def test_redaction_placeholders_never_become_keywords() -> None:
     assert words, "keywords were found"
     assert not words & {"email", "phone", "name"}
     assert "consegna" in keywords[0]["it"] and "operatore" in keywords[1]["it"]
+
+
+@pytest.mark.slow
+def test_in_a_child_process_the_same_topics(batch: dict[str, Any], labels: dict[str, str],
+                                            centered: DiscoveryResult) -> None:
+    """What the service runs (VOCE_DISCOVERY_PROCESS=child): a spawned process, the same result as in process."""
+    from voce.models.discovery import discover_topics_in_child
+
+    apart = discover_topics_in_child(batch["texts"], batch["embeddings"], batch["languages"],
+                                     assigned_topics=batch["assigned"], topic_labels=labels, seed=SEED)
+    assert apart.assignments == centered.assignments
+    assert [t.label for t in apart.topics] == [t.label for t in centered.topics]
+
+
+@pytest.mark.slow
+def test_a_child_that_dies_is_a_clear_error(batch: dict[str, Any], labels: dict[str, str]) -> None:
+    """The discovery process killed (the kernel's OOM killer, an operator): DiscoveryProcessDied, not a hang."""
+    import contextlib
+    import threading
+    import time
+
+    import psutil
+
+    from voce.models.discovery import DiscoveryProcessDied, discover_topics_in_child
+
+    outcome: list[BaseException | DiscoveryResult] = []
+
+    def run() -> None:
+        try:
+            outcome.append(discover_topics_in_child(batch["texts"], batch["embeddings"], batch["languages"],
+                                                    topic_labels=labels, seed=SEED))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    killed = False
+    while not killed and time.monotonic() < deadline:
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a process that ended meanwhile
+                if "spawn_main" in " ".join(child.cmdline()):
+                    child.kill()
+                    killed = True
+        time.sleep(0.05)
+    thread.join(timeout=60)
+    assert killed and len(outcome) == 1
+    assert isinstance(outcome[0], DiscoveryProcessDied), outcome[0]
+    assert "out of memory" in str(outcome[0])

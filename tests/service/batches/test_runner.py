@@ -305,7 +305,8 @@ def test_cancel_a_queued_and_a_running_batch(
 
 def test_discovery_on_a_sample_assigns_every_other_row(fake_analyzer: Any, tiny_bundle_dir: Path, tmp_path: Path) -> None:
     """VOCE_DISCOVERY_SAMPLE: themes fitted on a seeded sample, every other analysed row assigned afterwards; the
-    themes' sizes and the outlier share count the whole batch; the same seed gives the same result."""
+    themes' sizes and the outlier share count the whole batch; the same seed gives the same result, in the worker's
+    process or in a child process (VOCE_DISCOVERY_PROCESS=child, the service's default)."""
     from collections import Counter
 
     from tests.service.batch_data import ROWS, csv_bytes
@@ -315,8 +316,8 @@ def test_discovery_on_a_sample_assigns_every_other_row(fake_analyzer: Any, tiny_
     src = tmp_path / "many.csv"
     src.write_bytes(csv_bytes(rows))
     results = []
-    for run in ("a", "b"):
-        settings = batch_settings(tmp_path / run, tiny_bundle_dir, discovery_sample=60)
+    for run, where in (("a", "inline"), ("b", "child")):
+        settings = batch_settings(tmp_path / run, tiny_bundle_dir, discovery_sample=60, discovery_process=where)
         store = BatchStore.open(settings.resolved_database_url())
         queue(store, settings, src, f"sample{run}")
         LocalExecutor(store, lambda: fake_analyzer, RunnerConfig.from_settings(settings), name=run).run_until_idle()
