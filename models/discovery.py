@@ -265,6 +265,15 @@ def discover_topics(
     )
 
 
+def _sequential_joblib() -> None:
+    """In the discovery child: joblib (HDBSCAN's core distances) runs in the child itself.  Its loky worker
+    processes, started from a process that is itself a spawned pool worker, deadlocked there on 20,000 comments
+    (every process idle, waiting on the others); on 2 cores they gained little anyway."""
+    import os
+
+    os.environ["JOBLIB_MULTIPROCESSING"] = "0"
+
+
 class DiscoveryProcessDied(RuntimeError):
     """The child process of :func:`discover_topics_in_child` ended without an answer (killed, out of memory)."""
 
@@ -283,7 +292,8 @@ def discover_topics_in_child(
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_sequential_joblib) as pool:
         try:
             return pool.submit(discover_topics, list(texts), embeddings, list(languages), **kwargs).result()
         except BrokenProcessPool as exc:
@@ -707,7 +717,10 @@ def _keywords_by_language(
             counts = vectorizer.fit_transform(per_topic)
         except ValueError:  # nothing but stopwords, numbers or one-letter tokens in this language
             continue
-        weights = ClassTfidfTransformer(reduce_frequent_words=True).fit_transform(counts).toarray()
+        if counts.shape[1] == 1:  # one word left in this language: c-TF-IDF cannot weigh it (its IDF is a scalar)
+            weights = counts.toarray().astype(np.float64)
+        else:
+            weights = ClassTfidfTransformer(reduce_frequent_words=True).fit_transform(counts).toarray()
         words = vectorizer.get_feature_names_out()
         for t in range(k):
             row = weights[t]

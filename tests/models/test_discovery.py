@@ -452,3 +452,40 @@ def test_a_child_that_dies_is_a_clear_error(batch: dict[str, Any], labels: dict[
     assert killed and len(outcome) == 1
     assert isinstance(outcome[0], DiscoveryProcessDied), outcome[0]
     assert "out of memory" in str(outcome[0])
+
+
+@pytest.mark.slow
+def test_a_large_batch_in_a_child_finishes() -> None:
+    """20,000 comments in the child process: HDBSCAN's joblib workers, started from the child, deadlocked there
+    (every process idle) until the child ran joblib in process; now it finishes, with the themes of the data."""
+    import threading
+
+    from voce.models.discovery import discover_topics_in_child
+
+    rng = np.random.default_rng(0)
+    n, themes = 20_000, 20
+    centers = rng.normal(size=(themes, DIM))
+    theme = rng.integers(0, themes, n)
+    vecs = (centers[theme] + 0.5 * rng.normal(size=(n, DIM))).astype(np.float32)
+    words = ["consegna", "prezzo", "personale", "attesa", "app", "rimborso", "bolletta", "negozio", "corriere", "sito"]
+    texts = [f"{words[t % 10]} {words[(t * 3 + 1) % 10]} commento {i % 97}" for i, t in enumerate(theme)]
+    langs: list[str | None] = ["it" if i % 2 else "en" for i in range(n)]
+    out: list[DiscoveryResult] = []
+    worker = threading.Thread(target=lambda: out.append(discover_topics_in_child(texts, vecs, langs, seed=SEED)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert out, "topic discovery in the child process did not finish within 300 s"
+    assert len(out[0].topics) == themes
+
+
+def test_keywords_when_a_language_has_one_word_left() -> None:
+    """A language whose comments come down to one word after stop words (a batch whose English part is all
+    "thanks"): that word is the keyword, not a crash of c-TF-IDF (its IDF would be a scalar)."""
+    from voce.models.discovery import _keywords_by_language
+
+    texts = ["thanks", "thanks!", "consegna lenta", "prezzo alto", "consegna veloce"]
+    labels = np.asarray([0, 1, 0, 1, 0], dtype=np.int64)
+    out = _keywords_by_language(texts, labels, ["en", "en", "it", "it", "it"], 2)
+    assert out[0]["en"] == ["thanks"] and out[1]["en"] == ["thanks"]
+    assert "consegna" in out[0]["it"] and "prezzo" in out[1]["it"]
