@@ -276,10 +276,10 @@ _TOKENIZERS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary
 _TOKENIZERS_LOCK = threading.Lock()
 
 
-def shared_tokenizer(path: Path, *, pruned: bool = True) -> Any:
+def shared_tokenizer(path: Path) -> Any:
     """One tokenizer per distinct ``tokenizer.json`` content in the process, pruned to the pieces Latin-script
     text reaches (:mod:`models.encoders.vocab`: the same ids and offsets, about 100 MB instead of 280 MB for
-    XLM-R) unless ``pruned`` is False or the tokenizer cannot be pruned exactly.
+    XLM-R) unless the tokenizer cannot be pruned exactly.
 
     Why shared: the XLM-R Unigram tokenizer holds a few hundred MB of live heap (its trie; measured in
     ``reports/perf/memory_breakdown.json``), more than the encoder's remaining weights.  The analyzer loads
@@ -293,15 +293,14 @@ def shared_tokenizer(path: Path, *, pruned: bool = True) -> Any:
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     with _TOKENIZERS_LOCK:
-        key = f"{digest}:{'pruned' if pruned else 'full'}"
-        tokenizer = _TOKENIZERS.get(key)
+        tokenizer = _TOKENIZERS.get(digest)
         if tokenizer is None:
-            tokenizer = pruned_tokenizer(Path(path), digest) if pruned else None
+            tokenizer = pruned_tokenizer(Path(path), digest)
             if tokenizer is None:
                 tokenizer = Tokenizer.from_file(str(path))
                 tokenizer.no_truncation()
                 tokenizer.no_padding()
-            _TOKENIZERS[key] = tokenizer
+            _TOKENIZERS[digest] = tokenizer
     return tokenizer
 
 

@@ -16,8 +16,8 @@ made), the best path is the same, and its pieces are mapped back to the full voc
 the same normaliser and pre-tokeniser.  A character that occurs only in removed pieces can only be covered by the
 unknown piece in the pruned lattice, so a text that needs the full vocabulary always shows an unknown id in the
 pruned output: only those texts (2 of 38,116 real IT/EN texts: a ``ಠ_ಠ`` and a Japanese ``ー``; most unknown ids
-are emoji the full vocabulary lacks too) are normalised and looked up against :attr:`PrunedVocabulary.removed`, and
-if one of their characters is there they are tokenised by the full tokenizer.  That one is loaded for the call
+are emoji the full vocabulary lacks too) are normalised and looked up against the characters that occur only in
+removed pieces, and if one of their characters is there they are tokenised by the full tokenizer.  That one is loaded for the call
 (about 0.7 s) and released :data:`FULL_KEEP_SECONDS` after its last use, so its 280 MB are resident only while
 texts in other scripts keep arriving.  ``benchmarks/bench_tokenizer.py`` checks ids and offsets on every real
 text of ``../shared/data`` and measures memory and speed (``reports/perf/tokenizer_pruning.json``).
@@ -69,41 +69,40 @@ def _paths(full: Path) -> tuple[Path, Path]:
 def build(full: Path, digest: str) -> tuple[str, dict[str, Any]] | None:
     """The pruned tokenizer's JSON text and its sidecar (``ids``: pruned id -> full id, ``removed``: the characters
     that occur only in removed pieces), or None when this tokenizer cannot be pruned exactly (not a Unigram model
-    with its special pieces first, or its lowest-scoring piece would go)."""
+    with an unknown piece, which is how a text that needs the full vocabulary shows, or its lowest-scoring piece
+    would go)."""
     spec = json.loads(full.read_text(encoding="utf-8"))
     model = spec.get("model") or {}
     vocab = model.get("vocab")
-    if model.get("type") != "Unigram" or not vocab or model.get("byte_fallback"):
+    if model.get("type") != "Unigram" or not vocab or model.get("byte_fallback") or model.get("unk_id") is None:
         return None
     specials = {t["id"] for t in spec.get("added_tokens", [])}
     kept = [i for i, (piece, _score) in enumerate(vocab) if i in specials or keeps(piece)]
     if min(s for _p, s in vocab) != min(vocab[i][1] for i in kept):
         return None  # the unknown piece would score differently
-    if model.get("unk_id") is not None and model["unk_id"] not in kept:
-        return None
     new_id = {old: new for new, old in enumerate(kept)}
+    if model["unk_id"] not in new_id:
+        return None
     kept_chars = {ch for i in kept for ch in vocab[i][0]}
     removed = sorted({ch for i, (piece, _s) in enumerate(vocab) if i not in new_id for ch in piece} - kept_chars)
     model["vocab"] = [vocab[i] for i in kept]
-    if model.get("unk_id") is not None:
-        model["unk_id"] = new_id[model["unk_id"]]
+    model["unk_id"] = new_id[model["unk_id"]]
     for token in spec.get("added_tokens", []):
         token["id"] = new_id[token["id"]]
     _remap_post_processor(spec.get("post_processor"), new_id)
     side = {"ids": np.asarray(kept, np.int32), "removed": "".join(removed), "source": digest, "rule": RULE,
-            "unk": int(model["unk_id"]) if model.get("unk_id") is not None else -1}
+            "unk": int(model["unk_id"])}
     return json.dumps(spec, ensure_ascii=False), side
 
 
 def _remap_post_processor(node: Any, new_id: dict[int, int]) -> None:
     """Template special tokens carry their ids: move them to the pruned vocabulary's."""
-    if isinstance(node, dict):
-        if isinstance(node.get("special_tokens"), dict):
-            for tok in node["special_tokens"].values():
-                tok["ids"] = [new_id[i] for i in tok.get("ids", [])]
-        for key in ("processors",):
-            for sub in node.get(key, []) or []:
-                _remap_post_processor(sub, new_id)
+    if not isinstance(node, dict):
+        return
+    for tok in (node.get("special_tokens") or {}).values():
+        tok["ids"] = [new_id[i] for i in tok.get("ids", [])]
+    for sub in node.get("processors") or []:  # a Sequence of post-processors
+        _remap_post_processor(sub, new_id)
 
 
 def _load_or_build(full: Path, digest: str) -> tuple[Any, dict[str, Any]] | None:

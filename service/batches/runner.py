@@ -427,7 +427,9 @@ class BatchRunner:
             except DB_OUTAGE_ERRORS as exc:
                 # a connection that died (server restarted, backend terminated) or a database that does not answer
                 down = self._database_down()
-                if not down:
+                if down:
+                    lost_while_up = 0  # an outage in between: the count of losses in a row starts again
+                else:
                     lost_while_up += 1
                     if not connection_lost(exc):
                         raise

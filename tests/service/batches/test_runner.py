@@ -263,7 +263,8 @@ def test_a_connection_lost_while_the_database_answers_is_retried_a_few_times(
         assert b.error and "while storing rows 5-8" in b.error and "nothing lost" in b.error
     else:
         assert (status, b.status, b.rows_done, len(lost)) == ("failed", "failed", 4, LOST_CONNECTION_RETRIES + 1)
-        assert b.error and f"lost its connection {LOST_CONNECTION_RETRIES + 1} times in a row (AdminShutdown)" in b.error and "reference" in b.error
+        said = f"lost its connection {LOST_CONNECTION_RETRIES + 1} times in a row (AdminShutdown)"
+        assert b.error and said in b.error and "reference" in b.error
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
